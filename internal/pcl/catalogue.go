@@ -1,0 +1,206 @@
+package pcl
+
+import (
+	"fmt"
+	"slices"
+	"sort"
+)
+
+// Input is one tag that a workflow's AlcaHarvest writes into its .db file, with the tags of the condition
+// DB it is uploaded to.
+type Input struct {
+	Tag          string   `yaml:"tag" json:"tag"`
+	Destinations []string `yaml:"destinations" json:"destinations"`
+	TimeType     TimeType `yaml:"time_type" json:"time_type"`
+}
+
+// Workflow is one PCL workflow of the catalogue (cms-interfaces.md §5).
+type Workflow struct {
+	Name     string   `yaml:"name" json:"name"`
+	Producer string   `yaml:"producer" json:"producer"` // the AlCaReco producer in express_config's alca_skim
+	Streams  []string `yaml:"streams" json:"streams"`   // the Tier-0 express streams that run it
+	Inputs   []Input  `yaml:"inputs" json:"inputs"`
+	Detector string   `yaml:"detector,omitempty" json:"detector,omitempty"` // OMS component it calibrates
+}
+
+// Catalogue is the set of PCL workflows Spy Agency knows, looked up by name and by input tag.
+type Catalogue struct {
+	workflows []Workflow
+	byName    map[string]int
+	byInput   map[string]int
+}
+
+// NewCatalogue checks the workflows and indexes them. Names and input tags must be unique.
+func NewCatalogue(ws []Workflow) (*Catalogue, error) {
+	c := &Catalogue{byName: map[string]int{}, byInput: map[string]int{}}
+	for i, w := range ws {
+		if w.Name == "" {
+			return nil, fmt.Errorf("workflow %d has no name", i+1)
+		}
+		if _, dup := c.byName[w.Name]; dup {
+			return nil, fmt.Errorf("workflow %s is defined twice", w.Name)
+		}
+		if w.Producer == "" {
+			return nil, fmt.Errorf("workflow %s has no producer", w.Name)
+		}
+		if len(w.Streams) == 0 {
+			return nil, fmt.Errorf("workflow %s has no stream", w.Name)
+		}
+		if len(w.Inputs) == 0 {
+			return nil, fmt.Errorf("workflow %s has no input tag", w.Name)
+		}
+		for _, in := range w.Inputs {
+			if in.Tag == "" {
+				return nil, fmt.Errorf("workflow %s has an input without a tag", w.Name)
+			}
+			if other, dup := c.byInput[in.Tag]; dup {
+				return nil, fmt.Errorf("input tag %s belongs to both %s and %s", in.Tag, c.workflows[other].Name, w.Name)
+			}
+			if _, err := ParseTimeType(string(in.TimeType)); err != nil {
+				return nil, fmt.Errorf("workflow %s input %s: %w", w.Name, in.Tag, err)
+			}
+			c.byInput[in.Tag] = len(c.workflows)
+		}
+		c.byName[w.Name] = len(c.workflows)
+		c.workflows = append(c.workflows, w)
+	}
+	return c, nil
+}
+
+// Workflows returns the workflows in catalogue order.
+func (c *Catalogue) Workflows() []Workflow { return c.workflows }
+
+// Names returns the workflow names in catalogue order.
+func (c *Catalogue) Names() []string {
+	out := make([]string, len(c.workflows))
+	for i, w := range c.workflows {
+		out[i] = w.Name
+	}
+	return out
+}
+
+// Workflow finds a workflow by name.
+func (c *Catalogue) Workflow(name string) (*Workflow, bool) {
+	i, ok := c.byName[name]
+	if !ok {
+		return nil, false
+	}
+	return &c.workflows[i], true
+}
+
+// ByInputTag finds the workflow whose AlcaHarvest writes the given input tag, and that input.
+func (c *Catalogue) ByInputTag(tag string) (*Workflow, *Input, bool) {
+	i, ok := c.byInput[tag]
+	if !ok {
+		return nil, nil, false
+	}
+	w := &c.workflows[i]
+	for j := range w.Inputs {
+		if w.Inputs[j].Tag == tag {
+			return w, &w.Inputs[j], true
+		}
+	}
+	return nil, nil, false
+}
+
+// DestinationTags returns every destination tag of the catalogue, sorted, each once: the tags a
+// condition DB spy watches when nothing narrower is asked.
+func (c *Catalogue) DestinationTags() []string {
+	seen := map[string]bool{}
+	for _, w := range c.workflows {
+		for _, in := range w.Inputs {
+			for _, d := range in.Destinations {
+				seen[d] = true
+			}
+		}
+	}
+	out := make([]string, 0, len(seen))
+	for t := range seen {
+		out = append(out, t)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// TimeTypeOf returns the time type of a destination tag, as the catalogue knows it.
+func (c *Catalogue) TimeTypeOf(tag string) (TimeType, bool) {
+	for _, w := range c.workflows {
+		for _, in := range w.Inputs {
+			if in.Tag == tag || slices.Contains(in.Destinations, tag) {
+				return in.TimeType, true
+			}
+		}
+	}
+	return "", false
+}
+
+// RunsIn says whether the workflow runs in an express stream: the stream is one of its streams, or the
+// heavy-ion twin of one (HIExpress for Express, HIExpressAlignment for ExpressAlignment).
+func (w *Workflow) RunsIn(stream string) bool {
+	for _, s := range w.Streams {
+		if s == stream || "HI"+s == stream {
+			return true
+		}
+	}
+	return false
+}
+
+// DefaultWorkflows is the production PCL catalogue of Run 3 (cms-interfaces.md §5). Where the upload
+// metadata files of CMSSW (CondFormats/Common/data/*_prod.json) name other destination tags than the
+// table, the files win: they are what Tier-0 uploads with.
+func DefaultWorkflows() []Workflow {
+	run, lumi := TimeRun, TimeLumi
+	in := func(tag string, tt TimeType, dest ...string) Input {
+		return Input{Tag: tag, TimeType: tt, Destinations: dest}
+	}
+	return []Workflow{
+		{Name: "BeamSpotByRun+ByLumi", Producer: "PromptCalibProd", Streams: []string{"Express"}, Detector: "TRACKER",
+			Inputs: []Input{in("BeamSpotObject_ByRun", run, "BeamSpotObjects_PCL_byRun_v0_prompt"),
+				in("BeamSpotObject_ByLumi", lumi, "BeamSpotObjects_PCL_byLumi_v0_prompt")}},
+		{Name: "BeamSpotHP", Producer: "PromptCalibProdBeamSpotHP", Streams: []string{"ExpressAlignment"}, Detector: "TRACKER",
+			Inputs: []Input{in("BeamSpotObjectHP_ByLumi", lumi, "BeamSpotObjects_PCL_byLumi_v0_prompt")}},
+		{Name: "SiStripQuality", Producer: "PromptCalibProdSiStrip", Streams: []string{"Express", "ExpressCosmics"}, Detector: "TRACKER",
+			Inputs: []Input{in("SiStripBadStrip_pcl", run, "SiStripBadChannel_PCL_v1_hlt")}},
+		{Name: "SiStripGains", Producer: "PromptCalibProdSiStripGains", Streams: []string{"Express"}, Detector: "TRACKER",
+			Inputs: []Input{in("SiStripApvGain_pcl", run, "SiStripApvGain_PCL_v0_hlt", "SiStripApvGain_PCL_v0_prompt")}},
+		{Name: "SiStripGainsAAG", Producer: "PromptCalibProdSiStripGainsAAG", Streams: []string{"Express"}, Detector: "TRACKER",
+			Inputs: []Input{in("SiStripApvGainAAG_pcl", run, "SiStripApvGainAfterAbortGap_PCL_v0_hlt", "SiStripApvGainAfterAbortGap_PCL_v0_prompt")}},
+		{Name: "SiStripHitEff", Producer: "PromptCalibProdSiStripHitEff", Streams: []string{"Express"}, Detector: "TRACKER",
+			Inputs: []Input{in("SiStripBadStripRcdHitEff_pcl", run, "SiStripBadChannel_FromHitEfficiency_v0_prompt")}},
+		{Name: "SiStripLA", Producer: "PromptCalibProdSiStripLA", Streams: []string{"ExpressCosmics"}, Detector: "TRACKER",
+			Inputs: []Input{in("SiStripLA_pcl", run, "SiStripLorentzAngle_byPCL_v0_prompt")}},
+		{Name: "SiPixelAli", Producer: "PromptCalibProdSiPixelAli", Streams: []string{"Express"}, Detector: "PIXEL",
+			Inputs: []Input{in("SiPixelAli_pcl", run, "SiPixelAli_PCL_v0_hlt_off", "TrackerAlignment_PCL_byRun_v2_express_off")}},
+		{Name: "SiPixelAliHG", Producer: "PromptCalibProdSiPixelAliHG", Streams: []string{"Express"}, Detector: "PIXEL",
+			Inputs: []Input{in("SiPixelAliHG_pcl", run, "SiPixelAli_PCL_v0_hlt", "TrackerAlignment_PCL_byRun_v2_express")}},
+		{Name: "SiPixelAliHGComb", Producer: "PromptCalibProdSiPixelAliHGComb", Streams: []string{"Express"}, Detector: "PIXEL",
+			Inputs: []Input{in("SiPixelAliHGCombined_pcl", run, "SiPixelAliHGCombined_PCL_v0_hlt", "TrackerAlignmentHG_PCL_byRun_v2_express")}},
+		{Name: "SiPixelAliHLTHGC", Producer: "PromptCalibProdSiPixelAliHLTHGC", Streams: []string{"HLTMonitor"}, Detector: "PIXEL",
+			Inputs: []Input{in("SiPixelAliHLTHGCombined_pcl", run, "SiPixelAliHLTHGCombined_PCL_v0_hlt")}},
+		{Name: "SiPixelQuality", Producer: "PromptCalibProdSiPixel", Streams: []string{"Express"}, Detector: "PIXEL",
+			Inputs: []Input{in("SiPixelQualityFromDbRcd_prompt", lumi, "SiPixelQuality_byPCL_prompt_v2"),
+				in("SiPixelQualityFromDbRcd_other", lumi, "SiPixelQuality_byPCL_other_v1"),
+				in("SiPixelQualityFromDbRcd_stuckTBM", lumi, "SiPixelQuality_byPCL_stuckTBM_v1")}},
+		{Name: "SiPixelLA", Producer: "PromptCalibProdSiPixelLA", Streams: []string{"Express"}, Detector: "PIXEL",
+			Inputs: []Input{in("SiPixelLA_pcl", run, "SiPixelLorentzAngle_byPCL_v0_prompt")}},
+		{Name: "SiPixelLAMCS", Producer: "PromptCalibProdSiPixelLAMCS", Streams: []string{"ExpressCosmics"}, Detector: "PIXEL",
+			Inputs: []Input{in("SiPixelLAMCS_pcl", run, "SiPixelLorentzAngleMCS_byPCL_v0_prompt")}},
+		{Name: "EcalPedestals", Producer: "PromptCalibProdEcalPedestals", Streams: []string{"Calibration"}, Detector: "ECAL",
+			Inputs: []Input{in("EcalPedestals_pcl", run, "EcalPedestals_PCL_prompt")}},
+		{Name: "LumiPCC", Producer: "PromptCalibProdLumiPCC", Streams: []string{"ALCALumiPixelsCountsExpress"}, Detector: "PIXEL",
+			Inputs: []Input{in("LumiPCCCorrections_pcl", lumi, "LumiPCC_Corrections_prompt")}},
+		{Name: "PPSTimingCalibration", Producer: "PromptCalibProdPPSTimingCalib", Streams: []string{"ALCAPPSExpress"}, Detector: "CTPPS",
+			Inputs: []Input{in("PPSDiamondTimingCalibration_pcl", run, "CTPPPSTimingCalibration_HPTDC_byPCL_v1_prompt")}},
+		{Name: "PPSAlignment", Producer: "PromptCalibProdPPSAlignment", Streams: []string{"ALCAPPSExpress"}, Detector: "CTPPS",
+			Inputs: []Input{in("CTPPSRPAlignment_real_pcl", run, "CTPPSRPAlignment_byPCL_v1_prompt")}},
+	}
+}
+
+// DefaultCatalogue is the built-in catalogue.
+func DefaultCatalogue() *Catalogue {
+	c, err := NewCatalogue(DefaultWorkflows())
+	if err != nil {
+		panic("pcl: built-in catalogue is invalid: " + err.Error())
+	}
+	return c
+}

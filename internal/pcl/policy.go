@@ -1,0 +1,133 @@
+package pcl
+
+import (
+	"fmt"
+	"path"
+	"time"
+)
+
+// OnTimeout is what happens to a run whose deadline passed with required workflows not ok.
+type OnTimeout string
+
+const (
+	OnTimeoutRelease OnTimeout = "release" // release it and raise an alert (what Tier-0's blind delay does)
+	OnTimeoutHold    OnTimeout = "hold"    // keep holding it until an operator acts
+)
+
+// ClassPolicy is the policy for the runs whose class matches Pattern (a shell pattern such as
+// "Collisions*").
+type ClassPolicy struct {
+	Pattern string `yaml:"pattern" json:"pattern"`
+	// Required lists the workflows that must be ok before release; empty means every workflow the run
+	// is expected to run.
+	Required []string `yaml:"required" json:"required"`
+	// NoPayloadOK lists the workflows for which "no payload" is an acceptable outcome ("*" for all).
+	NoPayloadOK []string `yaml:"no_payload_ok" json:"no_payload_ok"`
+	// WorkflowDeadline is how long after run stop a workflow may take to reach a terminal state.
+	WorkflowDeadline time.Duration `yaml:"workflow_deadline" json:"workflow_deadline"`
+	// RunDeadline is how long after run stop the run may wait for its workflows.
+	RunDeadline time.Duration `yaml:"run_deadline" json:"run_deadline"`
+	OnTimeout   OnTimeout     `yaml:"on_timeout" json:"on_timeout"`
+	// MinRunLength: shorter runs expect no workflow.
+	MinRunLength time.Duration `yaml:"min_run_length" json:"min_run_length"`
+	// InOrder: runs are released in run order, as Tier-0 does.
+	InOrder bool `yaml:"in_order" json:"in_order"`
+	// AtRiskFraction of the workflow deadline after which a workflow not yet terminal is flagged at-risk.
+	AtRiskFraction float64 `yaml:"at_risk_fraction" json:"at_risk_fraction"`
+}
+
+// Policy is the ordered list of class policies; the first whose pattern matches a run's class applies.
+type Policy struct {
+	Classes []ClassPolicy `yaml:"classes" json:"classes"`
+}
+
+// DefaultPolicy mirrors Tier-0's timings (cms-interfaces.md §1): AlcaHarvest by 12 h after stop at the
+// latest, uploads waited for until 18 h, PromptReco 48 h after stop. A workflow gets until the upload
+// timeout plus a margin; the run, Tier-0's blind delay, so Spy Agency never releases later than today.
+func DefaultPolicy() Policy {
+	base := ClassPolicy{
+		WorkflowDeadline: 20 * time.Hour,
+		RunDeadline:      48 * time.Hour,
+		OnTimeout:        OnTimeoutRelease,
+		MinRunLength:     5 * time.Minute,
+		InOrder:          true,
+		AtRiskFraction:   0.75,
+	}
+	collisions := base
+	collisions.Pattern = "Collisions*"
+	cosmics := base
+	cosmics.Pattern = "Cosmics*"
+	cosmics.NoPayloadOK = []string{"*"}
+	hi := base
+	hi.Pattern = "HI*"
+	rest := base
+	rest.Pattern = "*"
+	rest.NoPayloadOK = []string{"*"}
+	return Policy{Classes: []ClassPolicy{collisions, cosmics, hi, rest}}
+}
+
+// For returns the class policy of a run class; the last resort is the built-in default.
+func (p Policy) For(class string) ClassPolicy {
+	for _, c := range p.Classes {
+		if ok, _ := path.Match(c.Pattern, class); ok {
+			return c
+		}
+	}
+	d := DefaultPolicy().Classes
+	return d[len(d)-1]
+}
+
+// AllowsNoPayload says whether no payload is fine for the workflow under this policy.
+func (c ClassPolicy) AllowsNoPayload(workflow string) bool {
+	for _, w := range c.NoPayloadOK {
+		if w == "*" || w == workflow {
+			return true
+		}
+	}
+	return false
+}
+
+// Validate checks the policy against the catalogue: known workflows, sane durations and patterns.
+func (p Policy) Validate(cat *Catalogue) error {
+	if len(p.Classes) == 0 {
+		return fmt.Errorf("policy has no class")
+	}
+	for i, c := range p.Classes {
+		where := fmt.Sprintf("policy class %d (%q)", i+1, c.Pattern)
+		if c.Pattern == "" {
+			return fmt.Errorf("policy class %d has no pattern", i+1)
+		}
+		if _, err := path.Match(c.Pattern, ""); err != nil {
+			return fmt.Errorf("%s: bad pattern: %w", where, err)
+		}
+		for _, w := range c.Required {
+			if _, ok := cat.Workflow(w); !ok {
+				return fmt.Errorf("%s: required workflow %q is not in the catalogue", where, w)
+			}
+		}
+		for _, w := range c.NoPayloadOK {
+			if _, ok := cat.Workflow(w); !ok && w != "*" {
+				return fmt.Errorf("%s: no_payload_ok workflow %q is not in the catalogue", where, w)
+			}
+		}
+		if c.WorkflowDeadline <= 0 {
+			return fmt.Errorf("%s: workflow_deadline must be positive, got %s", where, c.WorkflowDeadline)
+		}
+		if c.RunDeadline <= 0 {
+			return fmt.Errorf("%s: run_deadline must be positive, got %s", where, c.RunDeadline)
+		}
+		if c.RunDeadline < c.WorkflowDeadline {
+			return fmt.Errorf("%s: run_deadline %s is before workflow_deadline %s: the run would time out before its workflows could", where, c.RunDeadline, c.WorkflowDeadline)
+		}
+		if c.OnTimeout != OnTimeoutRelease && c.OnTimeout != OnTimeoutHold {
+			return fmt.Errorf("%s: on_timeout must be release or hold, got %q", where, c.OnTimeout)
+		}
+		if c.MinRunLength < 0 {
+			return fmt.Errorf("%s: min_run_length must not be negative", where)
+		}
+		if c.AtRiskFraction < 0 || c.AtRiskFraction > 1 {
+			return fmt.Errorf("%s: at_risk_fraction must be between 0 and 1, got %g", where, c.AtRiskFraction)
+		}
+	}
+	return nil
+}

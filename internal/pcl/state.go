@@ -1,0 +1,160 @@
+package pcl
+
+import "time"
+
+// State is where one workflow stands for one run (design.md, "The states"). It is always derived from
+// observations, never set by hand.
+type State string
+
+const (
+	StateNotExpected     State = "not-expected"
+	StatePending         State = "pending"
+	StateAwaitingHarvest State = "awaiting-harvest"
+	StateNoPayload       State = "no-payload"
+	StateHarvested       State = "harvested"
+	StateUploading       State = "uploading"
+	StateUploaded        State = "uploaded"
+	StateUploadFailed    State = "upload-failed"
+	StateTooLate         State = "too-late"
+	StateInDB            State = "in-db"
+	StateTimedOut        State = "timed-out"
+	StateAccepted        State = "accepted"
+)
+
+// States lists every workflow state in the order of the loop.
+var States = []State{StateNotExpected, StatePending, StateAwaitingHarvest, StateNoPayload, StateHarvested,
+	StateUploading, StateUploaded, StateUploadFailed, StateTooLate, StateInDB, StateTimedOut, StateAccepted}
+
+// Terminal says whether the state is final.
+func (s State) Terminal() bool {
+	switch s {
+	case StateNotExpected, StateNoPayload, StateUploadFailed, StateTooLate, StateInDB, StateTimedOut, StateAccepted:
+		return true
+	}
+	return false
+}
+
+// OK says whether a terminal state lets the run go: no-payload only where the policy allows it.
+func (s State) OK(noPayloadOK bool) bool {
+	switch s {
+	case StateNotExpected, StateInDB, StateAccepted:
+		return true
+	case StateNoPayload:
+		return noPayloadOK
+	}
+	return false
+}
+
+// Bad says whether the state is terminal and not ok.
+func (s State) Bad(noPayloadOK bool) bool { return s.Terminal() && !s.OK(noPayloadOK) }
+
+// Flag is a second opinion on a workflow that does not change its state but that an operator must see.
+type Flag string
+
+const (
+	FlagAtRisk            Flag = "at-risk"            // likely to miss its deadline, or the FCSR passed it before upload
+	FlagUnchangedPayload  Flag = "unchanged-payload"  // the payload equals the previous IOV's: a "null" update
+	FlagDetectorOff       Flag = "detector-off"       // the detector it calibrates was not in the run
+	FlagSpecialRun        Flag = "special-run"        // not a standard run of its class (no field, commissioning)
+	FlagLumiGap           Flag = "lumi-gap"           // a lumi-based payload starts after the run's first lumisection
+	FlagUploadBurst       Flag = "upload-burst"       // more than one upload of the same input for the run
+	FlagVetoed            Flag = "vetoed"             // DQM says the calibration is bad
+	FlagRoutedToPrep      Flag = "routed-to-prep"     // uploaded with the prep (validation) metadata
+	FlagPartialStatistics Flag = "partial-statistics" // harvested by Tier-0's timeout, not because input closed
+)
+
+// Readiness is whether a run may go to PromptReco.
+type Readiness string
+
+const (
+	ReadinessOngoing  Readiness = "ongoing"
+	ReadinessWaiting  Readiness = "waiting"
+	ReadinessReady    Readiness = "ready"
+	ReadinessTimedOut Readiness = "timed-out"
+	ReadinessHeld     Readiness = "held"
+	ReadinessForced   Readiness = "forced"
+	ReadinessReleased Readiness = "released"
+)
+
+// Readinesses lists every readiness.
+var Readinesses = []Readiness{ReadinessOngoing, ReadinessWaiting, ReadinessReady, ReadinessTimedOut,
+	ReadinessHeld, ReadinessForced, ReadinessReleased}
+
+// Milestone names one step of a workflow for a run, for latencies and the timeline.
+type Milestone string
+
+const (
+	MilestoneStop        Milestone = "stop"
+	MilestoneExpressDone Milestone = "express-done"
+	MilestoneHarvested   Milestone = "harvested"
+	MilestoneUploadSent  Milestone = "upload-sent"
+	MilestoneUploaded    Milestone = "uploaded"
+	MilestoneInDB        Milestone = "in-db"
+)
+
+// Milestones lists the milestones in loop order.
+var Milestones = []Milestone{MilestoneStop, MilestoneExpressDone, MilestoneHarvested, MilestoneUploadSent,
+	MilestoneUploaded, MilestoneInDB}
+
+// WorkflowStatus is the derived status of one workflow for one run.
+type WorkflowStatus struct {
+	Name       string                  `json:"name"`
+	State      State                   `json:"state"`
+	Quality    Quality                 `json:"quality"`
+	Required   bool                    `json:"required"`
+	Flags      []Flag                  `json:"flags"`
+	Reason     string                  `json:"reason,omitempty"`
+	Updated    time.Time               `json:"updated,omitzero"`  // time of the newest observation that moved it
+	Deadline   time.Time               `json:"deadline,omitzero"` // zero while the run is ongoing
+	Milestones map[Milestone]time.Time `json:"milestones,omitempty"`
+	Files      []string                `json:"files,omitempty"`
+	Hashes     []string                `json:"hashes,omitempty"` // payload hashes harvested for this run
+}
+
+// Decision is the run's readiness as decided at one moment: what steering tells Tier-0.
+type Decision struct {
+	Run      uint32    `json:"run"`
+	State    Readiness `json:"state"`
+	Reason   string    `json:"reason"`
+	Blocking []string  `json:"blocking"`
+	// Releasable is what Tier-0 is told: ready, forced, released, or timed out under a release policy.
+	Releasable bool      `json:"releasable"`
+	Version    int64     `json:"version"`
+	Decided    time.Time `json:"decided"`
+}
+
+// Same says whether two decisions tell Tier-0 the same thing, so that no new version is needed.
+func (d Decision) Same(o Decision) bool {
+	if d.State != o.State || d.Releasable != o.Releasable || d.Reason != o.Reason || len(d.Blocking) != len(o.Blocking) {
+		return false
+	}
+	for i := range d.Blocking {
+		if d.Blocking[i] != o.Blocking[i] {
+			return false
+		}
+	}
+	return true
+}
+
+// RunState is everything the reconcile derives for a run.
+type RunState struct {
+	Run       uint32           `json:"run"`
+	Info      *RunInfo         `json:"info,omitempty"`
+	Class     string           `json:"class"`
+	Workflows []WorkflowStatus `json:"workflows"`
+	Decision  Decision         `json:"decision"` // Version and Decided are the store's to set
+	Deadline  time.Time        `json:"deadline,omitzero"`
+	// NextWake is when the run must be looked at again even if nothing is observed (a deadline, a risk
+	// threshold); zero when no time-based change can come.
+	NextWake time.Time `json:"next_wake,omitzero"`
+}
+
+// Workflow finds a workflow's status by name.
+func (rs *RunState) Workflow(name string) (*WorkflowStatus, bool) {
+	for i := range rs.Workflows {
+		if rs.Workflows[i].Name == name {
+			return &rs.Workflows[i], true
+		}
+	}
+	return nil, false
+}

@@ -1,0 +1,58 @@
+// Package spy defines how Spy Agency watches a CMS system: a Spy polls its source once and turns what it
+// read into observations; the Runner polls it on an interval with jitter, a deadline, retries and
+// backoff, persists its cursor and keeps its health. A spy never decides anything.
+//
+// Each source has its own package below this one (tier0, harvest, dropbox, conddb, dqm, oms), and each
+// format is decoded in exactly one place.
+package spy
+
+import (
+	"context"
+	"time"
+
+	"github.com/cms-pcl/spyagency/internal/pcl"
+)
+
+// Spy polls one source.
+type Spy interface {
+	// Source names the spied system.
+	Source() pcl.Source
+	// Poll reads what is new since cursor (the value a previous Result returned; "" the first time) and
+	// returns the observations and the cursor to persist. An error means nothing of this poll may be
+	// trusted: the runner stores none of its observations and keeps the old cursor.
+	Poll(ctx context.Context, cursor string) (Result, error)
+}
+
+// Result is what one poll saw.
+type Result struct {
+	Observations []pcl.Observation
+	Cursor       string
+}
+
+// OpenRun is a run the agency still needs facts about.
+type OpenRun struct {
+	Run     uint32
+	Stopped bool
+	// Streams are the express streams Tier-0 runs for it that are not yet seen done.
+	Streams []string
+}
+
+// Hints tell spies what the agency is interested in, so that they ask their source only about that.
+type Hints interface {
+	// OpenRuns returns the runs whose readiness is not yet final.
+	OpenRuns(ctx context.Context) ([]OpenRun, error)
+	// WatchedTags returns the condition DB tags to follow: the catalogue's destination tags and those
+	// named by harvested metadata.
+	WatchedTags(ctx context.Context) ([]string, error)
+}
+
+// Health is a spy's health as the API reports it (design.md: GET /api/v1/sources).
+type Health struct {
+	Name        pcl.Source `json:"name"`
+	Healthy     bool       `json:"healthy"`
+	Stale       bool       `json:"stale"`
+	LastSuccess time.Time  `json:"last_success,omitzero"`
+	LagSeconds  float64    `json:"lag_seconds"`
+	Error       string     `json:"error,omitempty"`
+	Failures    int        `json:"failures"` // consecutive failed polls
+}

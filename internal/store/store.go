@@ -1,0 +1,134 @@
+// Package store defines what Spy Agency keeps: observations (appended idempotently), the state derived
+// from them per run, versioned decisions, the push outbox, the audit log, spy cursors and settings.
+//
+// Store is the interface; package store/sqlite is the embedded implementation and store/storetest the
+// conformance suite that every implementation must pass.
+package store
+
+import (
+	"context"
+	"time"
+
+	"github.com/cms-pcl/spyagency/internal/pcl"
+)
+
+// ObservationQuery selects observations. Empty fields do not filter; non-empty ones are ANDed, and the
+// values within one field are ORed.
+type ObservationQuery struct {
+	Runs     []uint32
+	Kinds    []pcl.Kind
+	Sources  []pcl.Source
+	Payloads []string // IOV observations carrying one of these payload hashes
+	Tags     []string
+	// SeenFrom and SeenTo bound the time the spy saw the fact: [SeenFrom, SeenTo).
+	SeenFrom, SeenTo time.Time
+	Limit            int // 0: no limit
+}
+
+// RunQuery selects derived run states, newest run first.
+type RunQuery struct {
+	Class     string        // exact class, or a shell pattern such as "Collisions*"
+	Readiness pcl.Readiness // "" for any
+	Before    uint32        // runs below this number; 0 for no bound
+	From, To  uint32        // inclusive run range; 0 for no bound
+	Limit     int           // 0: the store's default (100)
+}
+
+// OutboxEntry is one decision waiting to be pushed to one target. The pair (Target, Run, Version) is
+// unique; the idempotency key a receiver sees is "<run>:<version>".
+type OutboxEntry struct {
+	ID          int64      `json:"id"`
+	Target      string     `json:"target"`
+	Run         uint32     `json:"run"`
+	Version     int64      `json:"version"`
+	Payload     []byte     `json:"payload"`
+	Created     time.Time  `json:"created"`
+	NextAttempt time.Time  `json:"next_attempt"`
+	Attempts    int        `json:"attempts"`
+	LastError   string     `json:"last_error,omitempty"`
+	Delivered   *time.Time `json:"delivered,omitempty"`
+	Dead        bool       `json:"dead"`
+}
+
+// AuditEntry is one thing that happened to a run that people must be able to trace: a decision, an
+// override, a delivery given up.
+type AuditEntry struct {
+	ID     int64     `json:"id"`
+	At     time.Time `json:"at"`
+	Run    uint32    `json:"run,omitempty"`
+	Actor  string    `json:"actor"`  // "agency" for decisions, the person's name for overrides
+	Action string    `json:"action"` // "decision", "release", "hold", "clear", "accept", "dead-letter", ...
+	Detail string    `json:"detail"`
+}
+
+// AuditQuery selects audit entries, newest first.
+type AuditQuery struct {
+	Run      uint32
+	Actor    string
+	From, To time.Time // [From, To)
+	Limit    int       // 0: the store's default (100)
+}
+
+// DecisionWrite is one decision with everything that must be written in its transaction.
+type DecisionWrite struct {
+	// Decision.Version must be the run's current version + 1 (1 for a first decision); otherwise
+	// SaveDecision fails with apperr.Conflict and writes nothing.
+	Decision pcl.Decision
+	State    pcl.RunState // stored as the run's derived state, with Decision copied in
+	Outbox   []OutboxEntry
+	Audit    []AuditEntry
+}
+
+// Store is what Spy Agency keeps. Methods are safe for concurrent use. Errors carry apperr codes:
+// NotFound for a missing run, Conflict for a stale decision version, Invalid for bad arguments.
+type Store interface {
+	// AppendObservations stores the observations that are not stored yet (by pcl.Observation.Key) and
+	// returns those, in input order. The same fact twice, in one batch or across batches, is one row.
+	// Observations that fail Validate make the whole batch fail with apperr.Invalid; nothing is written.
+	AppendObservations(ctx context.Context, obs []pcl.Observation) ([]pcl.Observation, error)
+	// Observations returns the matching observations ordered by At, then Key.
+	Observations(ctx context.Context, q ObservationQuery) ([]pcl.Observation, error)
+
+	// PutRunState stores the derived state of a run without a new decision (the decision did not change).
+	PutRunState(ctx context.Context, rs pcl.RunState) error
+	// RunState returns a run's derived state, with its latest decision.
+	RunState(ctx context.Context, run uint32) (pcl.RunState, error)
+	// RunStates returns derived states, newest run first.
+	RunStates(ctx context.Context, q RunQuery) ([]pcl.RunState, error)
+	// DueRuns returns the runs whose NextWake is set and not after now, oldest wake first.
+	DueRuns(ctx context.Context, now time.Time, limit int) ([]uint32, error)
+
+	// SaveDecision writes a new decision version, the run's state, the outbox entries and the audit
+	// entries in one transaction, and returns the decision as stored.
+	SaveDecision(ctx context.Context, w DecisionWrite) (pcl.Decision, error)
+	// Decisions returns a run's decisions, oldest first.
+	Decisions(ctx context.Context, run uint32) ([]pcl.Decision, error)
+
+	// PendingOutbox returns up to limit entries of a target that are neither delivered nor dead and whose
+	// NextAttempt is not after now, in run order then version order.
+	PendingOutbox(ctx context.Context, target string, now time.Time, limit int) ([]OutboxEntry, error)
+	// MarkDelivered records a delivery.
+	MarkDelivered(ctx context.Context, id int64, at time.Time) error
+	// MarkFailed records a failed attempt: the error, when to try again, and whether to give up (dead).
+	MarkFailed(ctx context.Context, id int64, at, next time.Time, errText string, dead bool) error
+	// Outbox lists a target's entries ("" for all targets), newest first, for the API.
+	Outbox(ctx context.Context, target string, limit int) ([]OutboxEntry, error)
+
+	// AppendAudit stores an audit entry outside a decision (an override, a dead letter).
+	AppendAudit(ctx context.Context, e AuditEntry) error
+	// Audit returns matching audit entries, newest first.
+	Audit(ctx context.Context, q AuditQuery) ([]AuditEntry, error)
+
+	// Cursor returns a spy's persisted cursor, "" if it has none.
+	Cursor(ctx context.Context, name string) (string, error)
+	// SetCursor persists a spy's cursor.
+	SetCursor(ctx context.Context, name, value string) error
+
+	// Setting returns a key-value setting and whether it exists.
+	Setting(ctx context.Context, key string) (string, bool, error)
+	// SetSetting stores a key-value setting.
+	SetSetting(ctx context.Context, key, value string) error
+
+	// Close releases the store; using it afterwards is an error.
+	Close() error
+}
