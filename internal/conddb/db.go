@@ -1,0 +1,340 @@
+package conddb
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"math"
+	"os"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/cms-pcl/spyagency/internal/apperr"
+	"github.com/cms-pcl/spyagency/internal/pcl"
+
+	_ "modernc.org/sqlite" // registers the "sqlite" driver
+)
+
+// DB is a read-only handle on a condition DB.
+type DB struct {
+	sql     *sql.DB
+	dialect *Dialect
+	name    string // the DSN without secrets, for error messages
+}
+
+// TagInfo is a TAG row.
+type TagInfo struct {
+	Name            string
+	TimeType        pcl.TimeType
+	ObjectType      string
+	Synchronization string
+	EndOfValidity   uint64 // pcl.Infinity for "forever"
+	Description     string
+	LastValidated   uint64
+	Inserted        time.Time
+	Modified        time.Time
+}
+
+// IOV is an IOV row.
+type IOV struct {
+	Tag      string
+	Since    uint64
+	Payload  string // PAYLOAD_HASH
+	Inserted time.Time
+}
+
+// PayloadInfo is a PAYLOAD row without its blobs.
+type PayloadInfo struct {
+	Hash       string
+	ObjectType string
+	Version    string
+	Inserted   time.Time
+}
+
+// Options tune how a file is opened.
+type Options struct {
+	// Immutable tells SQLite that nobody writes the file while it is open (a finished harvest file), so it
+	// skips locking. Never set it for a condition DB that is being appended to.
+	Immutable bool
+}
+
+// Open opens a condition DB read-only. DSNs: "sqlite:PATH" and "postgres://..." (the latter needs a
+// PostgreSQL driver registered as "pgx" or "postgres").
+func Open(ctx context.Context, dsn string) (*DB, error) {
+	switch {
+	case strings.HasPrefix(dsn, "sqlite:"):
+		return OpenFile(ctx, strings.TrimPrefix(dsn, "sqlite:"), Options{})
+	case strings.HasPrefix(dsn, "postgres://"), strings.HasPrefix(dsn, "postgresql://"):
+		return openPostgres(ctx, dsn)
+	}
+	return nil, apperr.Errorf(apperr.Invalid, "condition DB DSN %q: want sqlite:PATH or postgres://...", redact(dsn))
+}
+
+// OpenFile opens a CondDB SQLite file read-only.
+func OpenFile(ctx context.Context, path string, opt Options) (*DB, error) {
+	name := "sqlite:" + path
+	if path == "" {
+		return nil, apperr.Errorf(apperr.Invalid, "condition DB DSN %q has no file path", name)
+	}
+	st, err := os.Stat(path)
+	if err != nil {
+		return nil, fmt.Errorf("condition DB %s: %w", name, err)
+	}
+	if st.IsDir() {
+		return nil, apperr.Errorf(apperr.Invalid, "condition DB %s is a directory, not an SQLite file", name)
+	}
+	uri := "file:" + escapeURIPath(path) + "?mode=ro&_pragma=busy_timeout(5000)"
+	if opt.Immutable {
+		uri += "&immutable=1"
+	}
+	sdb, err := sql.Open("sqlite", uri)
+	if err != nil {
+		return nil, fmt.Errorf("condition DB %s: %w", name, err)
+	}
+	db := &DB{sql: sdb, dialect: SQLite(), name: name}
+	if err := db.checkSchema(ctx); err != nil {
+		sdb.Close()
+		return nil, err
+	}
+	return db, nil
+}
+
+func openPostgres(ctx context.Context, dsn string) (*DB, error) {
+	name := redact(dsn)
+	drivers := sql.Drivers()
+	driver := ""
+	for _, d := range []string{"pgx", "postgres"} {
+		if slices.Contains(drivers, d) {
+			driver = d
+			break
+		}
+	}
+	if driver == "" {
+		return nil, apperr.Errorf(apperr.Invalid, "condition DB %s: this build has no PostgreSQL driver", name)
+	}
+	sdb, err := sql.Open(driver, dsn)
+	if err != nil {
+		return nil, fmt.Errorf("condition DB %s: %w", name, err)
+	}
+	db := &DB{sql: sdb, dialect: Postgres(), name: name}
+	if err := db.checkSchema(ctx); err != nil {
+		sdb.Close()
+		return nil, err
+	}
+	return db, nil
+}
+
+// redact drops a password from a URL-shaped DSN so that it never reaches a log or an error.
+func redact(dsn string) string {
+	scheme, rest, ok := strings.Cut(dsn, "://")
+	if !ok {
+		return dsn
+	}
+	at := strings.LastIndex(rest, "@")
+	if at < 0 {
+		return dsn
+	}
+	user, _, _ := strings.Cut(rest[:at], ":")
+	return scheme + "://" + user + ":***@" + rest[at+1:]
+}
+
+// escapeURIPath escapes the characters that end or mangle the path part of an SQLite file: URI.
+func escapeURIPath(p string) string {
+	r := strings.NewReplacer("%", "%25", "?", "%3f", "#", "%23")
+	return r.Replace(p)
+}
+
+// Name is the DSN the DB was opened with, without secrets.
+func (db *DB) Name() string { return db.name }
+
+// Dialect is the engine's dialect.
+func (db *DB) Dialect() *Dialect { return db.dialect }
+
+// Close closes the handle.
+func (db *DB) Close() error { return db.sql.Close() }
+
+// required lists what a CondDB v2 file must have for this package to read it.
+var required = map[string][]string{
+	"TAG":     {"NAME", "TIME_TYPE", "OBJECT_TYPE", "SYNCHRONIZATION", "END_OF_VALIDITY", "DESCRIPTION", "LAST_VALIDATED_TIME", "INSERTION_TIME", "MODIFICATION_TIME"},
+	"IOV":     {"TAG_NAME", "SINCE", "PAYLOAD_HASH", "INSERTION_TIME"},
+	"PAYLOAD": {"HASH", "OBJECT_TYPE", "VERSION", "INSERTION_TIME"},
+}
+
+func (db *DB) checkSchema(ctx context.Context) error {
+	tables, err := db.Tables(ctx)
+	if err != nil {
+		return err
+	}
+	for _, t := range []string{"TAG", "IOV", "PAYLOAD"} {
+		if !slices.Contains(tables, t) {
+			return apperr.Errorf(apperr.Invalid, "condition DB %s is not a CondDB v2 database: no table %s (tables: %s)",
+				db.name, t, strings.Join(tables, ", "))
+		}
+		cols, err := db.Columns(ctx, t)
+		if err != nil {
+			return err
+		}
+		for _, want := range required[t] {
+			if !slices.ContainsFunc(cols, func(c Column) bool { return c.Name == want }) {
+				return apperr.Errorf(apperr.Invalid, "condition DB %s is not a CondDB v2 database: table %s has no column %s", db.name, t, want)
+			}
+		}
+	}
+	return nil
+}
+
+// Tables lists the user tables, sorted.
+func (db *DB) Tables(ctx context.Context) ([]string, error) {
+	ts, err := db.dialect.ListTables(ctx, db.sql)
+	if err != nil {
+		return nil, fmt.Errorf("condition DB %s: listing tables: %w", db.name, err)
+	}
+	slices.Sort(ts)
+	return ts, nil
+}
+
+// Columns lists a table's columns in declaration order.
+func (db *DB) Columns(ctx context.Context, table string) ([]Column, error) {
+	cs, err := db.dialect.ListColumns(ctx, db.sql, table)
+	if err != nil {
+		return nil, fmt.Errorf("condition DB %s: columns of %s: %w", db.name, table, err)
+	}
+	return cs, nil
+}
+
+func (db *DB) query(ctx context.Context, q string, args ...any) (*sql.Rows, error) {
+	return db.sql.QueryContext(ctx, db.dialect.Rewrite(q), args...)
+}
+
+// Tags lists the tag names, sorted.
+func (db *DB) Tags(ctx context.Context) ([]string, error) {
+	out, err := queryStrings(ctx, db.sql, db.dialect.Rewrite(`SELECT "NAME" FROM "TAG" ORDER BY "NAME"`))
+	if err != nil {
+		return nil, fmt.Errorf("condition DB %s: listing tags: %w", db.name, err)
+	}
+	return out, nil
+}
+
+// Tag reads one TAG row; an unknown tag is an apperr.NotFound.
+func (db *DB) Tag(ctx context.Context, name string) (TagInfo, error) {
+	rows, err := db.query(ctx, `SELECT "NAME", "TIME_TYPE", "OBJECT_TYPE", "SYNCHRONIZATION", "END_OF_VALIDITY",
+		"DESCRIPTION", "LAST_VALIDATED_TIME", "INSERTION_TIME", "MODIFICATION_TIME" FROM "TAG" WHERE "NAME" = ?`, name)
+	if err != nil {
+		return TagInfo{}, fmt.Errorf("condition DB %s: reading tag %s: %w", db.name, name, err)
+	}
+	defer rows.Close()
+	if !rows.Next() {
+		if err := rows.Err(); err != nil {
+			return TagInfo{}, fmt.Errorf("condition DB %s: reading tag %s: %w", db.name, name, err)
+		}
+		return TagInfo{}, apperr.Errorf(apperr.NotFound, "condition DB %s has no tag %s", db.name, name)
+	}
+	var (
+		t         TagInfo
+		tt        string
+		eov, lv   sinceValue
+		ins, modt timeValue
+	)
+	if err := rows.Scan(&t.Name, &tt, &t.ObjectType, &t.Synchronization, &eov, &t.Description, &lv, &ins, &modt); err != nil {
+		return TagInfo{}, fmt.Errorf("condition DB %s: tag %s: %w", db.name, name, err)
+	}
+	if t.TimeType, err = pcl.ParseTimeType(tt); err != nil {
+		return TagInfo{}, fmt.Errorf("condition DB %s: tag %s: TIME_TYPE: %w", db.name, name, err)
+	}
+	t.EndOfValidity, t.LastValidated = uint64(eov), uint64(lv)
+	t.Inserted, t.Modified = time.Time(ins), time.Time(modt)
+	return t, rows.Err()
+}
+
+// IOVs reads a tag's IOV rows inserted at or after notBefore (zero: all), ordered by INSERTION_TIME then
+// SINCE, at most limit of them (0: no limit). The bound is inclusive so that a reader can resume at a
+// timestamp shared by several rows; it skips the ones it already has.
+func (db *DB) IOVs(ctx context.Context, tag string, notBefore time.Time, limit int) ([]IOV, error) {
+	q := `SELECT "SINCE", "PAYLOAD_HASH", "INSERTION_TIME" FROM "IOV" WHERE "TAG_NAME" = ?`
+	args := []any{tag}
+	if !notBefore.IsZero() {
+		q += ` AND "INSERTION_TIME" >= ?`
+		args = append(args, db.dialect.BindTime(notBefore))
+	}
+	q += ` ORDER BY "INSERTION_TIME", "SINCE"`
+	if limit > 0 {
+		q += db.dialect.Limit(limit)
+	}
+	return db.scanIOVs(ctx, tag, q, args...)
+}
+
+// PreviousIOV is the IOV that a snapshot at asOf (zero: now) shows just below since: the highest since
+// under it, and of that since's rows the newest inserted. ok is false when there is none.
+func (db *DB) PreviousIOV(ctx context.Context, tag string, since uint64, asOf time.Time) (iov IOV, ok bool, err error) {
+	// SQLite keeps sinces as signed integers; a since beyond 2^63-1 (only "infinity" in practice) would
+	// compare as negative, so the bound is clamped and made inclusive.
+	op, bound := "<", int64(0)
+	if since > math.MaxInt64 {
+		op, bound = "<=", math.MaxInt64
+	} else {
+		bound = int64(since)
+	}
+	q := `SELECT "SINCE", "PAYLOAD_HASH", "INSERTION_TIME" FROM "IOV" WHERE "TAG_NAME" = ? AND "SINCE" ` + op + ` ?`
+	args := []any{tag, bound}
+	if !asOf.IsZero() {
+		q += ` AND "INSERTION_TIME" <= ?`
+		args = append(args, db.dialect.BindTime(asOf))
+	}
+	q += ` ORDER BY "SINCE" DESC, "INSERTION_TIME" DESC` + db.dialect.Limit(1)
+	iovs, err := db.scanIOVs(ctx, tag, q, args...)
+	if err != nil || len(iovs) == 0 {
+		return IOV{}, false, err
+	}
+	return iovs[0], true, nil
+}
+
+func (db *DB) scanIOVs(ctx context.Context, tag, q string, args ...any) ([]IOV, error) {
+	rows, err := db.query(ctx, q, args...)
+	if err != nil {
+		return nil, fmt.Errorf("condition DB %s: reading IOVs of %s: %w", db.name, tag, err)
+	}
+	defer rows.Close()
+	var out []IOV
+	for rows.Next() {
+		var (
+			s   sinceValue
+			ins timeValue
+			iov = IOV{Tag: tag}
+		)
+		if err := rows.Scan(&s, &iov.Payload, &ins); err != nil {
+			return nil, fmt.Errorf("condition DB %s: IOV %d of %s: %w", db.name, len(out)+1, tag, err)
+		}
+		iov.Since, iov.Inserted = uint64(s), time.Time(ins)
+		out = append(out, iov)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("condition DB %s: reading IOVs of %s: %w", db.name, tag, err)
+	}
+	return out, nil
+}
+
+// Payloads lists the PAYLOAD rows without their blobs, ordered by hash.
+func (db *DB) Payloads(ctx context.Context) ([]PayloadInfo, error) {
+	rows, err := db.query(ctx, `SELECT "HASH", "OBJECT_TYPE", "VERSION", "INSERTION_TIME" FROM "PAYLOAD" ORDER BY "HASH"`)
+	if err != nil {
+		return nil, fmt.Errorf("condition DB %s: reading payloads: %w", db.name, err)
+	}
+	defer rows.Close()
+	var out []PayloadInfo
+	for rows.Next() {
+		var (
+			p   PayloadInfo
+			ins timeValue
+		)
+		if err := rows.Scan(&p.Hash, &p.ObjectType, &p.Version, &ins); err != nil {
+			return nil, fmt.Errorf("condition DB %s: payload %d: %w", db.name, len(out)+1, err)
+		}
+		p.Inserted = time.Time(ins)
+		out = append(out, p)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("condition DB %s: reading payloads: %w", db.name, err)
+	}
+	return out, nil
+}
