@@ -1,0 +1,276 @@
+package conddb
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/cms-pcl/spyagency/internal/apperr"
+	"github.com/cms-pcl/spyagency/internal/clock"
+	cdb "github.com/cms-pcl/spyagency/internal/conddb"
+	"github.com/cms-pcl/spyagency/internal/pcl"
+	"github.com/cms-pcl/spyagency/internal/spy"
+)
+
+// Config builds a condition DB spy.
+type Config struct {
+	// DSN is the database: sqlite:PATH or postgres://...
+	DSN string
+	// Tags, when set, is the fixed list of tags to follow (probe's --tag); a tag missing from the
+	// database is then an error. Otherwise the tags come from Hints.WatchedTags, and missing ones are
+	// skipped quietly (a destination tag may not exist yet).
+	Tags  []string
+	Hints spy.Hints
+	// PageSize bounds the rows read per query (default 1000); MaxPerPoll bounds the observations of one
+	// poll (default 20000): the rest comes on the next poll.
+	PageSize   int
+	MaxPerPoll int
+	// Lookback is how far before the newest insertion time seen each read starts again (default 2m;
+	// negative: 0, only rows sharing the newest timestamp are re-checked).
+	Lookback time.Duration
+	Logger   *slog.Logger
+	Clock    clock.Clock
+}
+
+// Spy follows tags of one condition DB.
+type Spy struct {
+	cfg Config
+	log *slog.Logger
+	clk clock.Clock
+
+	mu sync.Mutex
+	db *cdb.DB // opened on first use, dropped after an error so the next poll reopens it
+}
+
+// New checks the configuration. It does not touch the database: a source that is down at start is a
+// failed poll, not a failed start.
+func New(cfg Config) (*Spy, error) {
+	if cfg.DSN == "" {
+		return nil, apperr.Errorf(apperr.Invalid, "conddb spy: no DSN (want sqlite:PATH or postgres://...)")
+	}
+	if len(cfg.Tags) == 0 && cfg.Hints == nil {
+		return nil, apperr.Errorf(apperr.Invalid, "conddb spy: neither tags nor hints to choose the watched tags")
+	}
+	if cfg.PageSize <= 0 {
+		cfg.PageSize = 1000
+	}
+	if cfg.MaxPerPoll <= 0 {
+		cfg.MaxPerPoll = 20000
+	}
+	if cfg.Lookback == 0 {
+		cfg.Lookback = 2 * time.Minute
+	} else if cfg.Lookback < 0 {
+		cfg.Lookback = 0
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Clock == nil {
+		cfg.Clock = clock.Real{}
+	}
+	return &Spy{cfg: cfg, log: cfg.Logger.With("source", pcl.SourceCondDB), clk: cfg.Clock}, nil
+}
+
+// Source names the spied system.
+func (s *Spy) Source() pcl.Source { return pcl.SourceCondDB }
+
+// Close releases the database handle.
+func (s *Spy) Close() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.db == nil {
+		return nil
+	}
+	err := s.db.Close()
+	s.db = nil
+	return err
+}
+
+// cursor is the persisted position: per tag, the newest insertion time seen and the rows seen since
+// that time minus the look-back.
+type cursor struct {
+	Tags map[string]*tagCursor `json:"tags"`
+}
+
+type tagCursor struct {
+	Latest time.Time `json:"latest"`
+	Seen   []rowKey  `json:"seen,omitempty"`
+}
+
+// rowKey is an IOV row's primary key within its tag.
+type rowKey struct {
+	Since    uint64    `json:"since"`
+	Inserted time.Time `json:"inserted"`
+}
+
+func (c *tagCursor) has(r cdb.IOV) bool {
+	return slices.ContainsFunc(c.Seen, func(k rowKey) bool { return k.Since == r.Since && k.Inserted.Equal(r.Inserted) })
+}
+
+// add records a row and forgets the ones that fell out of the window.
+func (c *tagCursor) add(r cdb.IOV, lookback time.Duration) {
+	if r.Inserted.After(c.Latest) {
+		c.Latest = r.Inserted
+	}
+	c.Seen = append(c.Seen, rowKey{Since: r.Since, Inserted: r.Inserted})
+	from := c.Latest.Add(-lookback)
+	c.Seen = slices.DeleteFunc(c.Seen, func(k rowKey) bool { return k.Inserted.Before(from) })
+}
+
+func (s *Spy) parseCursor(raw string) *cursor {
+	c := &cursor{Tags: map[string]*tagCursor{}}
+	if raw == "" {
+		return c
+	}
+	if err := json.Unmarshal([]byte(raw), c); err != nil || c.Tags == nil {
+		// A damaged cursor must not wedge the spy; reading again from the start only repeats facts the
+		// store already has.
+		s.log.Warn("conddb cursor unreadable, reading the watched tags from the start", "err", err)
+		return &cursor{Tags: map[string]*tagCursor{}}
+	}
+	return c
+}
+
+// Poll reads the rows appended to every watched tag since the cursor.
+func (s *Spy) Poll(ctx context.Context, raw string) (spy.Result, error) {
+	tags, explicit, err := s.tags(ctx)
+	if err != nil {
+		return spy.Result{}, err
+	}
+	db, err := s.open(ctx)
+	if err != nil {
+		return spy.Result{}, err
+	}
+	cur := s.parseCursor(raw)
+	var out []pcl.Observation
+	for _, tag := range tags {
+		budget := s.cfg.MaxPerPoll - len(out)
+		if budget <= 0 {
+			break
+		}
+		tc := cur.Tags[tag]
+		if tc == nil {
+			tc = &tagCursor{}
+		}
+		obs, err := s.pollTag(ctx, db, tag, tc, budget)
+		if apperr.Is(err, apperr.NotFound) && !explicit {
+			s.log.Debug("watched tag not in the condition DB", "tag", tag)
+			continue
+		}
+		if err != nil {
+			s.drop(db)
+			return spy.Result{}, fmt.Errorf("conddb spy: %w", err)
+		}
+		out = append(out, obs...)
+		cur.Tags[tag] = tc
+	}
+	b, err := json.Marshal(cur)
+	if err != nil {
+		return spy.Result{}, fmt.Errorf("conddb spy: encoding cursor: %w", err)
+	}
+	return spy.Result{Observations: out, Cursor: string(b)}, nil
+}
+
+func (s *Spy) tags(ctx context.Context) (tags []string, explicit bool, err error) {
+	if len(s.cfg.Tags) > 0 {
+		return s.cfg.Tags, true, nil
+	}
+	tags, err = s.cfg.Hints.WatchedTags(ctx)
+	if err != nil {
+		return nil, false, fmt.Errorf("conddb spy: watched tags: %w", err)
+	}
+	tags = slices.Clone(tags)
+	slices.Sort(tags)
+	return slices.Compact(tags), false, nil
+}
+
+func (s *Spy) open(ctx context.Context) (*cdb.DB, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.db != nil {
+		return s.db, nil
+	}
+	db, err := cdb.Open(ctx, s.cfg.DSN)
+	if err != nil {
+		return nil, fmt.Errorf("conddb spy: %w", err)
+	}
+	s.db = db
+	return db, nil
+}
+
+func (s *Spy) drop(db *cdb.DB) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.db == db {
+		s.db.Close()
+		s.db = nil
+	}
+}
+
+// pollTag reads one tag's new rows page by page, advancing tc as it goes.
+func (s *Spy) pollTag(ctx context.Context, db *cdb.DB, tag string, tc *tagCursor, budget int) ([]pcl.Observation, error) {
+	info, err := db.Tag(ctx, tag)
+	if err != nil {
+		return nil, err
+	}
+	var out []pcl.Observation
+	for len(out) < budget {
+		from := time.Time{}
+		if !tc.Latest.IsZero() {
+			from = tc.Latest.Add(-s.cfg.Lookback)
+		}
+		// The rows already seen come back too; asking for that many more guarantees progress.
+		limit := s.cfg.PageSize + len(tc.Seen)
+		rows, err := db.IOVs(ctx, tag, from, limit)
+		if err != nil {
+			return nil, err
+		}
+		for _, r := range rows {
+			if tc.has(r) {
+				continue
+			}
+			o, err := s.observe(ctx, db, info, r)
+			if err != nil {
+				return nil, err
+			}
+			out = append(out, o)
+			tc.add(r, s.cfg.Lookback)
+		}
+		if len(rows) < limit {
+			break
+		}
+	}
+	return out, nil
+}
+
+func (s *Spy) observe(ctx context.Context, db *cdb.DB, info cdb.TagInfo, r cdb.IOV) (pcl.Observation, error) {
+	o := pcl.Observation{
+		Source:   pcl.SourceCondDB,
+		Kind:     pcl.KindIOV,
+		Run:      pcl.RunOfSince(info.TimeType, r.Since),
+		At:       r.Inserted,
+		Seen:     s.clk.Now(),
+		Tag:      info.Name,
+		Since:    r.Since,
+		TimeType: info.TimeType,
+		Inserted: r.Inserted,
+		Payload:  r.Payload,
+	}
+	// The IOV valid just below, as the DB stood when this row went in: an unchanged payload there means
+	// the upload changed nothing.
+	prev, ok, err := db.PreviousIOV(ctx, info.Name, r.Since, r.Inserted)
+	if err != nil {
+		return o, err
+	}
+	if ok {
+		o.Previous = prev.Payload
+	}
+	if err := o.Validate(); err != nil {
+		return o, fmt.Errorf("%s: IOV since %d of %s: %w", db.Name(), r.Since, info.Name, err)
+	}
+	return o, nil
+}

@@ -1,0 +1,243 @@
+package conddb
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/cms-pcl/spyagency/internal/clock"
+	cdb "github.com/cms-pcl/spyagency/internal/conddb"
+	"github.com/cms-pcl/spyagency/internal/pcl"
+	"github.com/cms-pcl/spyagency/internal/spy"
+)
+
+const fixtureTag = "AlCaRecoHLTpaths8e29_1e31_v11_hlt"
+
+// fixtureCopy copies the CMSSW-written CondDB fixture into a temp dir, so tests may append to it.
+func fixtureCopy(t *testing.T) string {
+	t.Helper()
+	dir, err := os.Getwd()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for {
+		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
+			break
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			t.Skip("no go.mod above the test directory; cannot locate ../shared/fixtures")
+		}
+		dir = parent
+	}
+	data, err := os.ReadFile(filepath.Join(dir, "..", "shared", "fixtures", "cms", "conddb", fixtureTag+"_All.db"))
+	if err != nil {
+		t.Skipf("CondDB fixture absent: %v", err)
+	}
+	p := filepath.Join(t.TempDir(), "conddb.db")
+	if err := os.WriteFile(p, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+var now = time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
+
+func newSpy(t *testing.T, cfg Config) *Spy {
+	t.Helper()
+	cfg.Clock = clock.NewFake(now)
+	s, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
+}
+
+func TestFixtureThenIncremental(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	path := fixtureCopy(t)
+	s := newSpy(t, Config{DSN: "sqlite:" + path, Tags: []string{fixtureTag}, PageSize: 10})
+
+	res, err := s.Poll(ctx, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.Observations) != 107 {
+		t.Fatalf("first poll: %d observations, want the fixture's 107 IOVs", len(res.Observations))
+	}
+	sinces := map[uint64]bool{}
+	withPrevious := 0
+	for i, o := range res.Observations {
+		if err := o.Validate(); err != nil {
+			t.Fatal(err)
+		}
+		if o.Kind != pcl.KindIOV || o.Tag != fixtureTag || o.TimeType != pcl.TimeRun || !o.At.Equal(o.Inserted) ||
+			o.Run != uint32(o.Since) || !o.Seen.Equal(now) {
+			t.Fatalf("observation %d = %+v", i, o)
+		}
+		sinces[o.Since] = true
+		if o.Previous != "" {
+			withPrevious++
+		}
+	}
+	if len(sinces) != 107 || !sinces[1] || !sinces[327051] {
+		t.Errorf("distinct sinces %d (1: %v, 327051: %v)", len(sinces), sinces[1], sinces[327051])
+	}
+	// Every since but the first has one below it, inserted before it (the fixture was imported in order).
+	if withPrevious != 106 {
+		t.Errorf("%d observations carry a previous payload, want 106", withPrevious)
+	}
+
+	again, err := s.Poll(ctx, res.Cursor)
+	if err != nil || len(again.Observations) != 0 {
+		t.Fatalf("second poll: %d observations, %v; want none", len(again.Observations), err)
+	}
+
+	w, err := cdb.OpenWriter(ctx, path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	last := res.Observations[len(res.Observations)-1]
+	ins := time.Date(2026, 2, 28, 9, 30, 0, 123456000, time.UTC)
+	if err := w.AppendIOV(ctx, cdb.IOV{Tag: fixtureTag, Since: 400000, Payload: last.Payload, Inserted: ins}); err != nil {
+		t.Fatal(err)
+	}
+	third, err := s.Poll(ctx, again.Cursor)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(third.Observations) != 1 {
+		t.Fatalf("after one append: %d observations, want 1", len(third.Observations))
+	}
+	o := third.Observations[0]
+	if o.Since != 400000 || o.Run != 400000 || !o.Inserted.Equal(ins) || o.Previous != last.Payload {
+		t.Errorf("appended IOV seen as %+v", o)
+	}
+
+	// A row of the same timestamp and one that lags (a slow commit) within the look-back are both caught.
+	for _, r := range []cdb.IOV{
+		{Tag: fixtureTag, Since: 400001, Payload: last.Payload, Inserted: ins},
+		{Tag: fixtureTag, Since: 399999, Payload: last.Payload, Inserted: ins.Add(-time.Minute)},
+	} {
+		if err := w.AppendIOV(ctx, r); err != nil {
+			t.Fatal(err)
+		}
+	}
+	fourth, err := s.Poll(ctx, third.Cursor)
+	if err != nil || len(fourth.Observations) != 2 {
+		t.Fatalf("tie and late row: %d observations, %v; want 2", len(fourth.Observations), err)
+	}
+	if fifth, err := s.Poll(ctx, fourth.Cursor); err != nil || len(fifth.Observations) != 0 {
+		t.Errorf("repeat: %d observations, %v", len(fifth.Observations), err)
+	}
+}
+
+// TestTiesAcrossPages puts more rows on one timestamp than a page holds.
+func TestTiesAcrossPages(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "c.db")
+	w, err := cdb.Create(ctx, path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	if err := w.InsertTag(ctx, cdb.TagInfo{Name: "L", TimeType: pcl.TimeLumi, ObjectType: "X", Synchronization: "pcl"}); err != nil {
+		t.Fatal(err)
+	}
+	at := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	for i := range 7 {
+		if err := w.AppendIOV(ctx, cdb.IOV{Tag: "L", Since: pcl.PackLumi(390000, uint32(i+1)), Payload: strings.Repeat("a", 40), Inserted: at}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s := newSpy(t, Config{DSN: "sqlite:" + path, Tags: []string{"L"}, PageSize: 3, MaxPerPoll: 4, Lookback: -1})
+	cursor, seen := "", map[uint64]bool{}
+	for range 5 {
+		res, err := s.Poll(ctx, cursor)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, o := range res.Observations {
+			if seen[o.Since] {
+				t.Fatalf("since %d repeated", o.Since)
+			}
+			seen[o.Since] = true
+			if o.Run != 390000 {
+				t.Errorf("lumi since %d gave run %d", o.Since, o.Run)
+			}
+		}
+		cursor = res.Cursor
+	}
+	if len(seen) != 7 {
+		t.Errorf("saw %d of 7 rows sharing one timestamp", len(seen))
+	}
+}
+
+type hints struct {
+	tags []string
+	err  error
+}
+
+func (h hints) OpenRuns(context.Context) ([]spy.OpenRun, error) { return nil, nil }
+func (h hints) WatchedTags(context.Context) ([]string, error)   { return h.tags, h.err }
+
+func TestHintsAndErrors(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	path := fixtureCopy(t)
+
+	s := newSpy(t, Config{DSN: "sqlite:" + path, Hints: hints{tags: []string{"SiStripApvGain_PCL_v0_prompt", fixtureTag, fixtureTag}}})
+	res, err := s.Poll(ctx, "")
+	if err != nil || len(res.Observations) != 107 {
+		t.Fatalf("hinted tags: %d observations, %v; want 107 (missing tag skipped, duplicate once)", len(res.Observations), err)
+	}
+	// A damaged cursor restarts from scratch rather than wedging the spy.
+	if res, err := s.Poll(ctx, "{not json"); err != nil || len(res.Observations) != 107 {
+		t.Errorf("damaged cursor: %d, %v", len(res.Observations), err)
+	}
+
+	s = newSpy(t, Config{DSN: "sqlite:" + path, Tags: []string{"NoSuchTag"}})
+	if _, err := s.Poll(ctx, ""); err == nil || !strings.Contains(err.Error(), "NoSuchTag") {
+		t.Errorf("explicit missing tag: %v", err)
+	}
+	s = newSpy(t, Config{DSN: "sqlite:" + path, Hints: hints{err: errors.New("store down")}})
+	if _, err := s.Poll(ctx, ""); err == nil || !strings.Contains(err.Error(), "store down") {
+		t.Errorf("hints error: %v", err)
+	}
+	s = newSpy(t, Config{DSN: "sqlite:" + filepath.Join(t.TempDir(), "gone.db"), Tags: []string{fixtureTag}})
+	if _, err := s.Poll(ctx, ""); err == nil || !strings.Contains(err.Error(), "gone.db") {
+		t.Errorf("missing file: %v", err)
+	}
+	for _, cfg := range []Config{{}, {DSN: "sqlite:x"}} {
+		if _, err := New(cfg); err == nil {
+			t.Errorf("New(%+v) accepted", cfg)
+		}
+	}
+}
+
+func TestCursorIsJSON(t *testing.T) {
+	t.Parallel()
+	path := fixtureCopy(t)
+	s := newSpy(t, Config{DSN: "sqlite:" + path, Tags: []string{fixtureTag}})
+	res, err := s.Poll(context.Background(), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var c cursor
+	if err := json.Unmarshal([]byte(res.Cursor), &c); err != nil || c.Tags[fixtureTag] == nil {
+		t.Fatalf("cursor %q: %v", res.Cursor, err)
+	}
+	want := time.Date(2019, 10, 24, 13, 52, 15, 214815000, time.UTC)
+	if !c.Tags[fixtureTag].Latest.Equal(want) {
+		t.Errorf("cursor latest %v, want the newest INSERTION_TIME %v", c.Tags[fixtureTag].Latest, want)
+	}
+}

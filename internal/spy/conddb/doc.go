@@ -1,0 +1,8 @@
+// Package conddb is the condition DB spy: it follows the IOVs appended to the watched tags of a CondDB v2
+// database (read through internal/conddb) and reports each as a KindIOV observation.
+//
+// It reads incrementally by INSERTION_TIME, per tag. The cursor remembers, per tag, the newest insertion
+// time seen and the rows seen within a short look-back window before it, so that rows sharing a
+// timestamp are neither lost nor repeated, and a row whose insertion time lags its commit (a slow upload
+// transaction) is still caught if it lands within the window.
+package conddb
