@@ -1,0 +1,314 @@
+// Package config is Spy Agency's configuration: one YAML file in which every field has a default, so that
+// an empty file (or none) is a valid configuration. Durations are Go duration strings ("20h", "30s").
+// Secrets never live in the file: a field names a file or an environment variable that holds them, and
+// a key that looks like an inline secret is refused.
+//
+// Check reports every problem of a file at once, each with its line, so that `spyagency config check`
+// can say everything that is wrong in one go; Parse and Load refuse a file that has any problem.
+package config
+
+import (
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/cms-pcl/spyagency/internal/pcl"
+)
+
+// Config is the whole configuration. The zero value is not useful: start from Default, Parse or Load.
+type Config struct {
+	// Server is the HTTP server: dashboard, JSON API, Tier-0 pull API, metrics.
+	Server Server `yaml:"server"`
+	// Store is where observations, state, decisions and the audit log are kept.
+	Store Store `yaml:"store"`
+	// DataDir holds the SQLite database (when the store is SQLite) and other local state. Default: a
+	// "spyagency" folder in the user's cache directory (os.UserCacheDir).
+	DataDir string `yaml:"data_dir"`
+	// Sources configures one spy per CMS system.
+	Sources Sources `yaml:"sources"`
+	// RunClasses derive a run's class (Collisions25, Cosmics25, ...) from its OMS attributes, first
+	// matching rule wins (cms-interfaces.md §7: OMS has no run class). Empty means DefaultClassRules.
+	RunClasses []ClassRule `yaml:"run_classes"`
+	// Workflows is the PCL workflow catalogue (YAML key `catalogue`). Empty means the built-in one
+	// (pcl.DefaultWorkflows); a non-empty list REPLACES it entirely, it is not merged.
+	Workflows []pcl.Workflow `yaml:"catalogue"`
+	// Policy says, per run class pattern, which workflows are required and how long to wait. Empty means
+	// pcl.DefaultPolicy; a class entry that omits a field takes that field from the default policy.
+	Policy pcl.Policy `yaml:"policy"`
+	// Links are the base URLs of the CMS web pages the dashboard links to.
+	Links Links `yaml:"links"`
+	// Agency tunes the reconcile loop and the leader lease.
+	Agency Agency `yaml:"agency"`
+}
+
+// Server is the HTTP server's configuration.
+type Server struct {
+	// Addr is the listen address. Default "127.0.0.1:8080": loopback only until someone decides otherwise.
+	Addr string `yaml:"addr"`
+	// PublicURL is the address users reach the dashboard at (behind a proxy), used in links sent out by
+	// alerts. Empty: derived from Addr.
+	PublicURL string `yaml:"public_url"`
+	// ReadTimeout bounds reading a whole request. Default 15s.
+	ReadTimeout time.Duration `yaml:"read_timeout"`
+	// WriteTimeout bounds writing a response. Default 60s. Long-lived responses (the SSE stream) must
+	// lift it for themselves with http.ResponseController.
+	WriteTimeout time.Duration `yaml:"write_timeout"`
+	// ShutdownTimeout is how long a graceful shutdown waits for requests in flight. Default 10s.
+	ShutdownTimeout time.Duration `yaml:"shutdown_timeout"`
+	// MaxBodyBytes is the largest request body accepted. Default 1 MiB.
+	MaxBodyBytes int64 `yaml:"max_body_bytes"`
+}
+
+// Store is the database's configuration.
+type Store struct {
+	// DSN is "sqlite:PATH" (embedded, the default: sqlite:<data_dir>/spyagency.db) or
+	// "postgres://user@host:port/db?sslmode=..." (replicated deployments). A password must not be in it.
+	DSN string `yaml:"dsn"`
+	// PasswordFile names a file holding the database password (PostgreSQL only).
+	PasswordFile string `yaml:"password_file"`
+	// PasswordEnv names an environment variable holding the database password (PostgreSQL only).
+	PasswordEnv string `yaml:"password_env"`
+}
+
+// Sources holds one block per spied CMS system; the keys are the source names of pcl.Sources.
+type Sources struct {
+	// OMS is the OMS aggregation API (https://cmsoms.cern.ch/agg/api/v1/): runs and their attributes.
+	OMS Source `yaml:"oms"`
+	// Tier0 is the Tier-0 Data Service (https://<host>/t0wmadatasvc/prod/). Its replies are cached for
+	// 5 minutes, so polling it faster is useless.
+	Tier0 Source `yaml:"tier0"`
+	// Harvest is the AlcaHarvest output area: Dir for a mounted EOS path
+	// (/eos/cms/store/express/tier0_harvest), or URL for an HTTP listing of it.
+	Harvest Source `yaml:"harvest"`
+	// Dropbox is the conditions upload service's log (https://<host>/logs/dropBox/).
+	Dropbox Source `yaml:"dropbox"`
+	// CondDB is the condition DB: DSN ("sqlite:PATH" of a CondDB v2 file, or "postgres://...") or URL of
+	// an HTTP service in front of it.
+	CondDB Source `yaml:"conddb"`
+	// DQM is the DQM GUI (https://cmsweb.cern.ch/dqm/offline).
+	DQM Source `yaml:"dqm"`
+}
+
+// Source is one spy's configuration.
+type Source struct {
+	// Enabled turns the spy on. Default: true when URL, Dir or DSN is set, false otherwise, so that a
+	// source one has not configured is simply not watched. Setting it to false keeps a configured source
+	// switched off; setting it to true with nothing to read is an error.
+	Enabled bool `yaml:"enabled"`
+	// URL is the source's HTTP(S) base URL.
+	URL string `yaml:"url"`
+	// Dir is a local or mounted directory (the harvest area).
+	Dir string `yaml:"dir"`
+	// DSN is a database to read ("sqlite:PATH" or "postgres://...").
+	DSN string `yaml:"dsn"`
+	// Interval between polls. Defaults: oms 60s, tier0 5m, harvest 60s, dropbox 60s, conddb 60s, dqm 10m.
+	Interval time.Duration `yaml:"interval"`
+	// Jitter spreads polls by up to this fraction of Interval, so that replicas and restarts do not poll
+	// in step. Default 0.1; must be in [0, 1].
+	Jitter float64 `yaml:"jitter"`
+	// Timeout is one poll's deadline. Default 30s.
+	Timeout time.Duration `yaml:"timeout"`
+	// StaleAfter is the number of consecutive failed polls after which the source is stale and nothing
+	// positive is concluded from it. Default 3.
+	StaleAfter int `yaml:"stale_after"`
+	// TokenFile names a file holding the bearer token (or, for OMS, the OIDC client secret).
+	TokenFile string `yaml:"token_file"`
+	// TokenEnv names an environment variable holding the same; TokenFile wins when both are set.
+	TokenEnv string `yaml:"token_env"`
+}
+
+// Links are base URLs for links out of the web page. Defaults are CERN's production services.
+type Links struct {
+	// CondDBBrowser shows a tag's IOVs: <base>/list/Prod/tags/<tag>.
+	CondDBBrowser string `yaml:"conddb_browser"`
+	// UploadLog shows an upload's log: <base>/getFileLog?fileHash=<sha1>.
+	UploadLog string `yaml:"upload_log"`
+	// DQMGUI shows the DQM plots of a run.
+	DQMGUI string `yaml:"dqm_gui"`
+	// OMS shows a run's report: <base>/runs/report?cms_run=<run>.
+	OMS string `yaml:"oms"`
+	// RunRegistry shows a run's class and certification.
+	RunRegistry string `yaml:"run_registry"`
+}
+
+// Agency tunes the agency's own loops.
+type Agency struct {
+	// ReconcileBatch is the most runs reconciled in one pass; more wait for the next. Default 200.
+	ReconcileBatch int `yaml:"reconcile_batch"`
+	// MaxWakeDelay is the longest the reconcile sleeps when no deadline is due, a safety net for missed
+	// notifications. Default 5m.
+	MaxWakeDelay time.Duration `yaml:"max_wake_delay"`
+	// Lookback is how far back (by run start) runs are still watched. Default 336h (14 days).
+	Lookback time.Duration `yaml:"lookback"`
+	// LeaseTTL is the leader lease's lifetime in a replicated deployment; it is renewed at a third of it.
+	// Default 15s.
+	LeaseTTL time.Duration `yaml:"lease_ttl"`
+}
+
+// Defaults that are not per source.
+const (
+	DefaultAddr            = "127.0.0.1:8080"
+	DefaultReadTimeout     = 15 * time.Second
+	DefaultWriteTimeout    = 60 * time.Second
+	DefaultShutdownTimeout = 10 * time.Second
+	DefaultMaxBodyBytes    = 1 << 20
+	DefaultJitter          = 0.1
+	DefaultPollTimeout     = 30 * time.Second
+	DefaultStaleAfter      = 3
+	DefaultReconcileBatch  = 200
+	DefaultMaxWakeDelay    = 5 * time.Minute
+	DefaultLookback        = 14 * 24 * time.Hour
+	DefaultLeaseTTL        = 15 * time.Second
+)
+
+// DefaultInterval is each source's default poll interval. Tier-0 caches its replies for 5 minutes and the
+// DQM GUI's harvesting output moves slowly; the others are cheap to ask every minute.
+func DefaultInterval(src pcl.Source) time.Duration {
+	switch src {
+	case pcl.SourceTier0:
+		return 5 * time.Minute
+	case pcl.SourceDQM:
+		return 10 * time.Minute
+	default:
+		return time.Minute
+	}
+}
+
+// DefaultLinks are CERN's production services.
+func DefaultLinks() Links {
+	return Links{
+		CondDBBrowser: "https://cms-conddb.cern.ch/cmsDbBrowser",
+		UploadLog:     "https://cms-conddb.cern.ch/logs/dropBox",
+		DQMGUI:        "https://cmsweb.cern.ch/dqm/offline",
+		OMS:           "https://cmsoms.cern.ch/cms",
+		RunRegistry:   "https://cmsrunregistry.web.cern.ch",
+	}
+}
+
+// DefaultDataDir is a "spyagency" folder in the user's cache directory, or in the temporary directory
+// when the system names no cache directory (no $HOME).
+func DefaultDataDir() string {
+	base, err := os.UserCacheDir()
+	if err != nil || base == "" {
+		base = os.TempDir()
+	}
+	return filepath.Join(base, "spyagency")
+}
+
+// defaultSource is a source block before the file is read: disabled, default timings.
+func defaultSource(src pcl.Source) Source {
+	return Source{
+		Interval:   DefaultInterval(src),
+		Jitter:     DefaultJitter,
+		Timeout:    DefaultPollTimeout,
+		StaleAfter: DefaultStaleAfter,
+	}
+}
+
+// Default is the configuration of an empty file: every source off, SQLite in the cache directory, the
+// built-in catalogue, policy and run class rules.
+func Default() *Config {
+	c := preDefaults()
+	c.finish(nil)
+	return c
+}
+
+// preDefaults is the configuration the file is decoded over: every field that a present key may replace
+// already holds its default. Fields whose default depends on other fields are filled in by finish.
+func preDefaults() *Config {
+	return &Config{
+		Server: Server{
+			Addr:            DefaultAddr,
+			ReadTimeout:     DefaultReadTimeout,
+			WriteTimeout:    DefaultWriteTimeout,
+			ShutdownTimeout: DefaultShutdownTimeout,
+			MaxBodyBytes:    DefaultMaxBodyBytes,
+		},
+		Sources: Sources{
+			OMS:     defaultSource(pcl.SourceOMS),
+			Tier0:   defaultSource(pcl.SourceTier0),
+			Harvest: defaultSource(pcl.SourceHarvest),
+			Dropbox: defaultSource(pcl.SourceDropbox),
+			CondDB:  defaultSource(pcl.SourceCondDB),
+			DQM:     defaultSource(pcl.SourceDQM),
+		},
+		Links: DefaultLinks(),
+		Agency: Agency{
+			ReconcileBatch: DefaultReconcileBatch,
+			MaxWakeDelay:   DefaultMaxWakeDelay,
+			Lookback:       DefaultLookback,
+			LeaseTTL:       DefaultLeaseTTL,
+		},
+	}
+}
+
+// finish fills the defaults that depend on other fields or on whether a key was present at all.
+// present says whether a key path (as in Problem.Field) was in the file; nil means none was.
+func (c *Config) finish(present func(path string) bool) {
+	if present == nil {
+		present = func(string) bool { return false }
+	}
+	if c.DataDir == "" {
+		c.DataDir = DefaultDataDir()
+	}
+	if c.Store.DSN == "" {
+		c.Store.DSN = "sqlite:" + filepath.Join(c.DataDir, "spyagency.db")
+	}
+	for _, s := range c.Sources.list() {
+		if !present("sources." + string(s.name) + ".enabled") {
+			s.src.Enabled = s.src.URL != "" || s.src.Dir != "" || s.src.DSN != ""
+		}
+	}
+	if len(c.RunClasses) == 0 {
+		c.RunClasses = DefaultClassRules()
+	}
+	if len(c.Workflows) == 0 {
+		c.Workflows = pcl.DefaultWorkflows()
+	}
+	if len(c.Policy.Classes) == 0 {
+		c.Policy = pcl.DefaultPolicy()
+	}
+}
+
+// namedSource is a source block with its name, pointing into the Config.
+type namedSource struct {
+	name pcl.Source
+	src  *Source
+}
+
+func (s *Sources) list() []namedSource {
+	return []namedSource{
+		{pcl.SourceOMS, &s.OMS}, {pcl.SourceTier0, &s.Tier0}, {pcl.SourceHarvest, &s.Harvest},
+		{pcl.SourceDropbox, &s.Dropbox}, {pcl.SourceCondDB, &s.CondDB}, {pcl.SourceDQM, &s.DQM},
+	}
+}
+
+// ByName returns a source's block by its name (pcl.SourceOMS, ...).
+func (s *Sources) ByName(name pcl.Source) (Source, bool) {
+	for _, n := range s.list() {
+		if n.name == name {
+			return *n.src, true
+		}
+	}
+	return Source{}, false
+}
+
+// Enabled lists the enabled sources in pcl.Sources order.
+func (s *Sources) Enabled() []pcl.Source {
+	var out []pcl.Source
+	for _, n := range s.list() {
+		if n.src.Enabled {
+			out = append(out, n.name)
+		}
+	}
+	return out
+}
+
+// Catalogue builds the configured workflow catalogue.
+func (c *Config) Catalogue() (*pcl.Catalogue, error) {
+	ws := c.Workflows
+	if len(ws) == 0 {
+		ws = pcl.DefaultWorkflows()
+	}
+	return pcl.NewCatalogue(ws)
+}

@@ -1,0 +1,334 @@
+package config
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/cms-pcl/spyagency/internal/pcl"
+)
+
+func TestDefaultIsValidAndRoundTrips(t *testing.T) {
+	t.Parallel()
+	c := Default()
+	if got := c.Sources.Enabled(); len(got) != 0 {
+		t.Errorf("default enables sources %v; nothing is configured to read", got)
+	}
+	if want := "sqlite:" + filepath.Join(c.DataDir, "spyagency.db"); c.Store.DSN != want {
+		t.Errorf("default DSN %q, want %q", c.Store.DSN, want)
+	}
+	if c.DataDir == "" || filepath.Base(c.DataDir) != "spyagency" {
+		t.Errorf("default data dir %q, want a spyagency folder", c.DataDir)
+	}
+	if !reflect.DeepEqual(c.Policy, pcl.DefaultPolicy()) {
+		t.Errorf("default policy differs from pcl.DefaultPolicy")
+	}
+	if !reflect.DeepEqual(c.Workflows, pcl.DefaultWorkflows()) {
+		t.Errorf("default catalogue differs from pcl.DefaultWorkflows")
+	}
+	cat, err := c.Catalogue()
+	if err != nil {
+		t.Fatalf("Catalogue: %v", err)
+	}
+	if err := c.Policy.Validate(cat); err != nil {
+		t.Errorf("default policy does not validate: %v", err)
+	}
+	// What String prints must be a valid configuration that means the same.
+	back, err := Parse("printed.yaml", []byte(c.String()))
+	if err != nil {
+		t.Fatalf("the printed default configuration does not parse: %v\n%s", err, c.String())
+	}
+	if !reflect.DeepEqual(back, c) {
+		t.Errorf("printed and re-read default differs:\n%s\nvs\n%s", back, c)
+	}
+}
+
+func TestEmptyFileIsTheDefault(t *testing.T) {
+	t.Parallel()
+	for _, src := range []string{"", "\n", "# nothing\n", "---\n", "~\n", "{}\n", "policy:\ncatalogue: []\n"} {
+		c, err := Parse("empty.yaml", []byte(src))
+		if err != nil {
+			t.Errorf("%q: %v", src, err)
+			continue
+		}
+		if !reflect.DeepEqual(c, Default()) {
+			t.Errorf("%q: differs from Default():\n%s", src, c)
+		}
+	}
+	if _, err := Load(filepath.Join("testdata", "empty.yaml")); err != nil {
+		t.Errorf("empty.yaml: %v", err)
+	}
+}
+
+func TestFullExample(t *testing.T) {
+	t.Parallel()
+	c, err := Load(filepath.Join("testdata", "full.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantServer := Server{Addr: "0.0.0.0:8443", PublicURL: "https://spyagency.web.cern.ch", ReadTimeout: 15 * time.Second,
+		WriteTimeout: time.Minute, ShutdownTimeout: 10 * time.Second, MaxBodyBytes: 1 << 20}
+	if c.Server != wantServer {
+		t.Errorf("server = %+v, want %+v", c.Server, wantServer)
+	}
+	wantStore := Store{DSN: "postgres://spyagency@dbod-spyagency.cern.ch:6600/spyagency?sslmode=verify-full",
+		PasswordFile: "/etc/spyagency/db-password", PasswordEnv: "SPYAGENCY_DB_PASSWORD"}
+	if c.Store != wantStore {
+		t.Errorf("store = %+v, want %+v", c.Store, wantStore)
+	}
+	if c.DataDir != "/var/lib/spyagency" {
+		t.Errorf("data_dir = %q", c.DataDir)
+	}
+	wantOMS := Source{Enabled: true, URL: "https://cmsoms.cern.ch/agg/api/v1/", Interval: time.Minute, Jitter: 0.1,
+		Timeout: 30 * time.Second, StaleAfter: 3, TokenFile: "/etc/spyagency/oms-client-secret", TokenEnv: "SPYAGENCY_OMS_CLIENT_SECRET"}
+	if c.Sources.OMS != wantOMS {
+		t.Errorf("oms = %+v, want %+v", c.Sources.OMS, wantOMS)
+	}
+	wantDQM := Source{Enabled: false, URL: "https://cmsweb.cern.ch/dqm/offline/", Interval: 10 * time.Minute, Jitter: 0.2,
+		Timeout: time.Minute, StaleAfter: 5}
+	if c.Sources.DQM != wantDQM {
+		t.Errorf("dqm = %+v, want %+v", c.Sources.DQM, wantDQM)
+	}
+	if c.Sources.Tier0.Interval != 5*time.Minute || c.Sources.Harvest.Dir != "/eos/cms/store/express/tier0_harvest" ||
+		c.Sources.CondDB.DSN != "sqlite:/var/lib/spyagency/conddb-mirror.db" || c.Sources.Dropbox.TokenEnv != "SPYAGENCY_DROPBOX_TOKEN" {
+		t.Errorf("sources = %+v", c.Sources)
+	}
+	wantEnabled := []pcl.Source{pcl.SourceOMS, pcl.SourceTier0, pcl.SourceHarvest, pcl.SourceDropbox, pcl.SourceCondDB}
+	if got := c.Sources.Enabled(); !reflect.DeepEqual(got, wantEnabled) {
+		t.Errorf("enabled sources %v, want %v", got, wantEnabled)
+	}
+	if len(c.RunClasses) != 5 || c.RunClasses[2].Sequence != "^GLOBAL-RUN$" || c.RunClasses[3].StableBeam == nil ||
+		!*c.RunClasses[3].StableBeam || c.RunClasses[3].MinBField == nil || *c.RunClasses[3].MinBField != 0 {
+		t.Errorf("run_classes = %+v", c.RunClasses)
+	}
+	// The example writes out the built-in catalogue; it must stay the same as the code's.
+	if !reflect.DeepEqual(c.Workflows, pcl.DefaultWorkflows()) {
+		t.Errorf("the example's catalogue differs from pcl.DefaultWorkflows: update testdata/full.yaml")
+	}
+	if len(c.Policy.Classes) != 4 {
+		t.Fatalf("policy classes = %d, want 4", len(c.Policy.Classes))
+	}
+	hi := c.Policy.Classes[2]
+	if hi.Pattern != "HI*" || hi.WorkflowDeadline != 24*time.Hour || hi.OnTimeout != pcl.OnTimeoutHold ||
+		hi.MinRunLength != 10*time.Minute || hi.AtRiskFraction != 0.8 || !hi.InOrder {
+		t.Errorf("policy HI* = %+v", hi)
+	}
+	if got := c.Policy.For("Cosmics25").Required; !reflect.DeepEqual(got, []string{"SiStripQuality"}) {
+		t.Errorf("Cosmics25 requires %v", got)
+	}
+	if c.Links != DefaultLinks() {
+		t.Errorf("links = %+v, want the defaults", c.Links)
+	}
+	wantAgency := Agency{ReconcileBatch: 200, MaxWakeDelay: 5 * time.Minute, Lookback: 336 * time.Hour, LeaseTTL: 15 * time.Second}
+	if c.Agency != wantAgency {
+		t.Errorf("agency = %+v, want %+v", c.Agency, wantAgency)
+	}
+	file, err := os.ReadFile(filepath.Join("testdata", "full.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(ExampleYAML()) != string(file) {
+		t.Error("ExampleYAML differs from testdata/full.yaml")
+	}
+}
+
+// TestFullExampleSetsEveryField keeps the example complete: every key the configuration knows appears in it.
+func TestFullExampleSetsEveryField(t *testing.T) {
+	t.Parallel()
+	d := newDecoder("full.yaml")
+	c := preDefaults()
+	root := d.parseYAML(ExampleYAML())
+	d.decode("", root, reflect.ValueOf(c).Elem())
+	var missing []string
+	var walk func(path string, typ reflect.Type)
+	walk = func(path string, typ reflect.Type) {
+		if typ.Kind() == reflect.Pointer {
+			typ = typ.Elem()
+		}
+		if path != "" && !d.present(path) {
+			missing = append(missing, path)
+			return
+		}
+		switch {
+		case typ == durationType:
+		case typ.Kind() == reflect.Struct:
+			for i := range typ.NumField() {
+				if k := fieldKey(typ.Field(i)); k != "" {
+					walk(joinPath(path, k), typ.Field(i).Type)
+				}
+			}
+		case typ.Kind() == reflect.Slice && typ.Elem().Kind() == reflect.Struct:
+			walk(path+"[0]", typ.Elem())
+		}
+	}
+	walk("", reflect.TypeFor[Config]())
+	// Rules set different conditions and sources read url, dir or dsn: each key must appear somewhere
+	// among the rules, and among the sources.
+	var realMissing []string
+	for _, m := range missing {
+		switch {
+		case strings.HasPrefix(m, "run_classes[0]."):
+			if !presentInAny(d, "run_classes[%d]."+strings.TrimPrefix(m, "run_classes[0]."), 5) {
+				realMissing = append(realMissing, m)
+			}
+		case strings.HasPrefix(m, "sources."):
+			key := m[strings.LastIndex(m, ".")+1:]
+			found := false
+			for _, src := range pcl.Sources {
+				found = found || d.present("sources."+string(src)+"."+key)
+			}
+			if !found {
+				realMissing = append(realMissing, m)
+			}
+		default:
+			realMissing = append(realMissing, m)
+		}
+	}
+	if len(realMissing) > 0 {
+		t.Errorf("testdata/full.yaml does not set %v", realMissing)
+	}
+}
+
+func TestEnabledByDefaultOnlyWhenConfigured(t *testing.T) {
+	t.Parallel()
+	c, err := Parse("minimal.yaml", mustRead(t, "minimal.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[pcl.Source]bool{pcl.SourceTier0: true, pcl.SourceHarvest: true, pcl.SourceDQM: false, pcl.SourceOMS: false}
+	for src, on := range want {
+		s, ok := c.Sources.ByName(src)
+		if !ok || s.Enabled != on {
+			t.Errorf("%s enabled = %v, want %v", src, s.Enabled, on)
+		}
+	}
+	if c.Store.DSN != "sqlite:/tmp/spyagency-test/spyagency.db" {
+		t.Errorf("DSN %q does not follow data_dir", c.Store.DSN)
+	}
+	// A policy class that leaves fields out takes them from the default policy.
+	got := c.Policy.Classes
+	if len(got) != 1 || got[0].WorkflowDeadline != 2*time.Hour || got[0].RunDeadline != 4*time.Hour ||
+		got[0].OnTimeout != pcl.OnTimeoutRelease || !got[0].InOrder || got[0].AtRiskFraction != 0.75 ||
+		got[0].MinRunLength != 5*time.Minute {
+		t.Errorf("policy = %+v", got)
+	}
+}
+
+func TestMergeKeysAndAliases(t *testing.T) {
+	t.Parallel()
+	src := `
+policy:
+  classes:
+    - &collisions
+      pattern: Collisions*
+      required: &core [SiStripGains, SiPixelAliHGComb]
+      workflow_deadline: 10h
+      run_deadline: 30h
+    - <<: *collisions
+      pattern: HI*
+      run_deadline: 40h
+    - pattern: "*"
+      required: *core
+`
+	c, err := Parse("merge.yaml", []byte(src))
+	if err != nil {
+		t.Fatal(err)
+	}
+	hi := c.Policy.Classes[1]
+	if hi.Pattern != "HI*" || hi.RunDeadline != 40*time.Hour || hi.WorkflowDeadline != 10*time.Hour ||
+		!reflect.DeepEqual(hi.Required, []string{"SiStripGains", "SiPixelAliHGComb"}) {
+		t.Errorf("merged class = %+v: explicit keys must win over merged ones, the rest come from the merge", hi)
+	}
+	if got := c.Policy.Classes[2].Required; len(got) != 2 {
+		t.Errorf("aliased list = %v", got)
+	}
+	// A key given twice is an error even when a merge is around.
+	probs := Check("merge.yaml", []byte(src+"      pattern: again\n"))
+	if len(probs) != 1 || probs[0].Line != 14 || probs[0].Field != "policy.classes[2].pattern" {
+		t.Errorf("problems = %v, want policy.classes[2].pattern given twice on line 14", probs)
+	}
+}
+
+// TestAliasBombIsRefused: aliases let a few lines stand for millions of values; the walk must give up
+// with a problem instead of spending minutes.
+func TestAliasBombIsRefused(t *testing.T) {
+	t.Parallel()
+	hundred := func(s string) string { return "[" + strings.TrimSuffix(strings.Repeat(s+", ", 100), ", ") + "]" }
+	src := "d: &d " + hundred("x") + "\n" +
+		"i: &i {tag: t, destinations: *d}\n" +
+		"w: &w {name: w, producer: p, streams: [Express], inputs: " + hundred("*i") + "}\n" +
+		"catalogue: " + hundred("*w") + "\n"
+	start := time.Now()
+	probs := Check("bomb.yaml", []byte(src))
+	found := false
+	for _, p := range probs {
+		found = found || strings.Contains(p.Message, "expands to more than")
+	}
+	if !found {
+		t.Errorf("no refusal of the expansion among %d problems", len(probs))
+	}
+	if _, err := Parse("bomb.yaml", []byte(src)); err == nil {
+		t.Error("Parse accepted the bomb")
+	}
+	if d := time.Since(start); d > 10*time.Second {
+		t.Errorf("took %s", d)
+	}
+}
+
+func TestLoadErrors(t *testing.T) {
+	t.Parallel()
+	_, err := Load(filepath.Join(t.TempDir(), "absent.yaml"))
+	if !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("Load of a missing file: %v, want fs.ErrNotExist", err)
+	}
+	path := filepath.Join("testdata", "broken_policy.yaml")
+	_, err = Load(path)
+	var cerr *Error
+	if !errors.As(err, &cerr) || len(cerr.Problems) == 0 {
+		t.Fatalf("Load of a broken file: %v, want *Error", err)
+	}
+	if !strings.Contains(err.Error(), path+":7:7: policy.classes[0].workflow_deadline: must be positive") {
+		t.Errorf("error does not name file, line and field:\n%v", err)
+	}
+}
+
+func TestProblemString(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		p    Problem
+		want string
+	}{
+		{Problem{File: "spyagency.yaml", Line: 12, Column: 5, Field: "policy.classes[0].workflow_deadline", Message: "must be positive"},
+			"spyagency.yaml:12:5: policy.classes[0].workflow_deadline: must be positive"},
+		{Problem{File: "a.yaml", Line: 3, Message: "YAML syntax: x"}, "a.yaml:3: YAML syntax: x"},
+		{Problem{File: "a.yaml", Field: "policy", Message: "m"}, "a.yaml: policy: m"},
+	} {
+		if got := tc.p.String(); got != tc.want {
+			t.Errorf("String() = %q, want %q", got, tc.want)
+		}
+	}
+}
+
+func presentInAny(d *decoder, format string, n int) bool {
+	for i := range n {
+		if d.present(fmt.Sprintf(format, i)) {
+			return true
+		}
+	}
+	return false
+}
+
+func mustRead(t *testing.T, name string) []byte {
+	t.Helper()
+	data, err := os.ReadFile(filepath.Join("testdata", name))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return data
+}

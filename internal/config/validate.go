@@ -1,0 +1,319 @@
+package config
+
+import (
+	"fmt"
+	"math"
+	"net"
+	"net/url"
+	"path"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/cms-pcl/spyagency/internal/pcl"
+)
+
+// validate checks the decoded configuration, each problem at the line of the value it rejects (or of
+// the nearest enclosing key when the value is a default).
+func (d *decoder) validate(c *Config) {
+	d.checkServer(c.Server)
+	d.checkDSN("store.dsn", c.Store.DSN)
+	if (c.Store.PasswordFile != "" || c.Store.PasswordEnv != "") && !isPostgres(c.Store.DSN) {
+		d.addf(d.at("store.password_file"), "store.password_file", "a database password only applies to a postgres:// DSN")
+	}
+	for _, s := range c.Sources.list() {
+		d.checkSource("sources."+string(s.name), s.name, *s.src)
+	}
+	d.checkClassRules(c.RunClasses)
+	names := d.checkCatalogue(c)
+	cat, err := pcl.NewCatalogue(c.Workflows)
+	if err != nil {
+		cat = nil // already reported by checkCatalogue
+	}
+	hint := ""
+	if d.present("catalogue") && len(c.Workflows) > 0 {
+		hint = " (the catalogue in this file replaces the built-in one)"
+	}
+	d.checkPolicy(c.Policy, names, cat, hint)
+	d.checkLinks(c.Links)
+	d.checkAgency(c.Agency)
+	if c.DataDir == "" {
+		d.addf(d.at("data_dir"), "data_dir", "must not be empty")
+	}
+}
+
+func (d *decoder) positive(field string, v time.Duration) {
+	if v <= 0 {
+		d.addf(d.at(field), field, "must be positive, got %s", v)
+	}
+}
+
+func (d *decoder) notNegative(field string, v time.Duration) {
+	if v < 0 {
+		d.addf(d.at(field), field, "must not be negative, got %s", v)
+	}
+}
+
+func (d *decoder) checkServer(s Server) {
+	if host, port, err := net.SplitHostPort(s.Addr); err != nil {
+		d.addf(d.at("server.addr"), "server.addr", "want host:port such as %q: %v", DefaultAddr, err)
+	} else if p, err := strconv.Atoi(port); (err != nil && port != "") || p < 0 || p > 65535 {
+		d.addf(d.at("server.addr"), "server.addr", "bad port %q", port)
+	} else if strings.ContainsAny(host, " /") {
+		d.addf(d.at("server.addr"), "server.addr", "bad host %q", host)
+	}
+	if s.PublicURL != "" {
+		d.checkURL("server.public_url", s.PublicURL)
+	}
+	d.positive("server.read_timeout", s.ReadTimeout)
+	d.notNegative("server.write_timeout", s.WriteTimeout)
+	d.positive("server.shutdown_timeout", s.ShutdownTimeout)
+	if s.MaxBodyBytes <= 0 {
+		d.addf(d.at("server.max_body_bytes"), "server.max_body_bytes", "must be positive, got %d", s.MaxBodyBytes)
+	}
+}
+
+// checkURL wants an absolute http(s) URL without a password.
+func (d *decoder) checkURL(field, raw string) {
+	u, err := url.Parse(raw)
+	switch {
+	case err != nil:
+		d.addf(d.at(field), field, "bad URL %q: %v", raw, errorsTail(err))
+	case u.Scheme != "http" && u.Scheme != "https":
+		d.addf(d.at(field), field, "want an http:// or https:// URL, got %q", raw)
+	case u.Host == "":
+		d.addf(d.at(field), field, "URL %q has no host", raw)
+	case urlPassword(raw):
+		d.addf(d.at(field), field, "the URL carries a password: secrets are never read from the configuration file; use token_file or token_env")
+	}
+}
+
+// errorsTail drops url.Error's repetition of the URL.
+func errorsTail(err error) string {
+	if ue, ok := err.(*url.Error); ok {
+		return ue.Err.Error()
+	}
+	return err.Error()
+}
+
+// checkDSN wants "sqlite:PATH" or a postgres:// URL without a password.
+func (d *decoder) checkDSN(field, dsn string) {
+	switch {
+	case strings.HasPrefix(dsn, "sqlite:"):
+		if strings.TrimPrefix(dsn, "sqlite:") == "" {
+			d.addf(d.at(field), field, "sqlite: DSN has no path (want sqlite:PATH)")
+		}
+	case isPostgres(dsn):
+		u, err := url.Parse(dsn)
+		if err != nil {
+			d.addf(d.at(field), field, "bad postgres DSN: %v", errorsTail(err))
+		} else if urlPassword(dsn) {
+			d.addf(d.at(field), field, "the DSN carries a password: secrets are never read from the configuration file; use password_file or password_env")
+		} else if u.Host == "" {
+			d.addf(d.at(field), field, "postgres DSN %q has no host", u.Redacted())
+		}
+	default:
+		scheme, _, _ := strings.Cut(dsn, ":")
+		d.addf(d.at(field), field, "unknown DSN scheme %q: want sqlite:PATH or postgres://HOST/DB", scheme)
+	}
+}
+
+// sourceReads says which of url, dir and dsn a source reads from.
+func sourceReads(name pcl.Source) (url, dir, dsn bool) {
+	switch name {
+	case pcl.SourceHarvest:
+		return true, true, false
+	case pcl.SourceCondDB:
+		return true, false, true
+	default:
+		return true, false, false
+	}
+}
+
+func (d *decoder) checkSource(field string, name pcl.Source, s Source) {
+	readsURL, readsDir, readsDSN := sourceReads(name)
+	if s.URL != "" {
+		d.checkURL(field+".url", s.URL)
+	}
+	if s.Dir != "" && !readsDir {
+		d.addf(d.at(field+".dir"), field+".dir", "the %s source does not read a directory; set url", name)
+	}
+	if s.DSN != "" {
+		if readsDSN {
+			d.checkDSN(field+".dsn", s.DSN)
+		} else {
+			d.addf(d.at(field+".dsn"), field+".dsn", "the %s source does not read a database; set url", name)
+		}
+	}
+	set := 0
+	for _, v := range []string{s.URL, s.Dir, s.DSN} {
+		if v != "" {
+			set++
+		}
+	}
+	if set > 1 {
+		d.addf(d.at(field), field, "set only one of url, dir and dsn")
+	}
+	if s.Enabled && set == 0 {
+		var want []string
+		for _, w := range []struct {
+			ok   bool
+			name string
+		}{{readsURL, "url"}, {readsDir, "dir"}, {readsDSN, "dsn"}} {
+			if w.ok {
+				want = append(want, w.name)
+			}
+		}
+		d.addf(d.at(field+".enabled"), field+".enabled", "the source is enabled but has nothing to read: set %s", strings.Join(want, " or "))
+	}
+	d.positive(field+".interval", s.Interval)
+	d.positive(field+".timeout", s.Timeout)
+	if !(s.Jitter >= 0 && s.Jitter <= 1) {
+		d.addf(d.at(field+".jitter"), field+".jitter", "must be between 0 and 1 (a fraction of the interval), got %g", s.Jitter)
+	}
+	if s.StaleAfter < 1 {
+		d.addf(d.at(field+".stale_after"), field+".stale_after", "must be at least 1 failed poll, got %d", s.StaleAfter)
+	}
+}
+
+func (d *decoder) checkClassRules(rules []ClassRule) {
+	for i, r := range rules {
+		field := fmt.Sprintf("run_classes[%d]", i)
+		if strings.TrimSpace(r.Class) == "" {
+			d.addf(d.at(field+".class"), field+".class", "every rule needs a class name")
+		} else if rest := strings.NewReplacer("{yyyy}", "", "{yy}", "").Replace(r.Class); strings.ContainsAny(rest, "{}") {
+			d.addf(d.at(field+".class"), field+".class", "unknown placeholder in %q: only {yy} and {yyyy} are expanded", r.Class)
+		}
+		for _, re := range []struct{ key, pattern string }{
+			{"era", r.Era}, {"hlt_key", r.HLTKey}, {"fill_type", r.FillType}, {"sequence", r.Sequence},
+		} {
+			if _, err := regexp.Compile(re.pattern); err != nil {
+				d.addf(d.at(field+"."+re.key), field+"."+re.key, "bad regexp: %v", err)
+			}
+		}
+		if r.MinBField != nil && *r.MinBField < 0 {
+			d.addf(d.at(field+".min_b_field"), field+".min_b_field", "must not be negative (tesla), got %g", *r.MinBField)
+		}
+	}
+}
+
+// checkCatalogue applies pcl.NewCatalogue's rules entry by entry, normalises time types, and returns the
+// workflow names the policy may refer to.
+func (d *decoder) checkCatalogue(c *Config) map[string]bool {
+	names := map[string]bool{}
+	inputs := map[string]string{}
+	before := len(d.problems)
+	for i := range c.Workflows {
+		w := &c.Workflows[i]
+		field := fmt.Sprintf("catalogue[%d]", i)
+		label := w.Name
+		if label == "" {
+			label = fmt.Sprintf("number %d", i+1)
+		}
+		switch {
+		case w.Name == "":
+			d.addf(d.at(field+".name"), field+".name", "every workflow needs a name")
+		case names[w.Name]:
+			d.addf(d.at(field+".name"), field+".name", "workflow %q is defined twice", w.Name)
+		}
+		names[w.Name] = true
+		if w.Producer == "" {
+			d.addf(d.at(field+".producer"), field+".producer", "workflow %s needs its AlCaReco producer", label)
+		}
+		if len(w.Streams) == 0 {
+			d.addf(d.at(field+".streams"), field+".streams", "workflow %s needs at least one express stream", label)
+		}
+		if len(w.Inputs) == 0 {
+			d.addf(d.at(field+".inputs"), field+".inputs", "workflow %s needs at least one input tag", label)
+		}
+		for j := range w.Inputs {
+			in := &w.Inputs[j]
+			ifield := fmt.Sprintf("%s.inputs[%d]", field, j)
+			if in.Tag == "" {
+				d.addf(d.at(ifield+".tag"), ifield+".tag", "every input needs a tag")
+			} else if other, dup := inputs[in.Tag]; dup {
+				d.addf(d.at(ifield+".tag"), ifield+".tag", "input tag %q is already an input of workflow %s", in.Tag, other)
+			} else {
+				inputs[in.Tag] = w.Name
+			}
+			if in.TimeType == "" {
+				in.TimeType = pcl.TimeRun // most PCL tags are run-based (cms-interfaces.md §5)
+			}
+			if tt, err := pcl.ParseTimeType(string(in.TimeType)); err != nil {
+				d.addf(d.at(ifield+".time_type"), ifield+".time_type", "%v", err)
+			} else {
+				in.TimeType = tt
+			}
+		}
+	}
+	if len(d.problems) == before {
+		// pcl is the authority; if it disagrees with the checks above, say so rather than fail later.
+		if _, err := pcl.NewCatalogue(c.Workflows); err != nil {
+			d.addf(d.at("catalogue"), "catalogue", "%v", err)
+		}
+	}
+	return names
+}
+
+func (d *decoder) checkPolicy(p pcl.Policy, workflows map[string]bool, cat *pcl.Catalogue, hint string) {
+	before := len(d.problems)
+	for i, c := range p.Classes {
+		field := fmt.Sprintf("policy.classes[%d]", i)
+		if c.Pattern == "" {
+			d.addf(d.at(field+".pattern"), field+".pattern", "every class needs a pattern (a shell pattern such as \"Collisions*\")")
+		} else if _, err := path.Match(c.Pattern, ""); err != nil {
+			d.addf(d.at(field+".pattern"), field+".pattern", "bad pattern %q: %v", c.Pattern, err)
+		}
+		for j, w := range c.Required {
+			if !workflows[w] {
+				d.addf(d.at(fmt.Sprintf("%s.required[%d]", field, j)), fmt.Sprintf("%s.required[%d]", field, j), "workflow %q is not in the catalogue%s", w, hint)
+			}
+		}
+		for j, w := range c.NoPayloadOK {
+			if w != "*" && !workflows[w] {
+				d.addf(d.at(fmt.Sprintf("%s.no_payload_ok[%d]", field, j)), fmt.Sprintf("%s.no_payload_ok[%d]", field, j), "workflow %q is not in the catalogue%s", w, hint)
+			}
+		}
+		d.positive(field+".workflow_deadline", c.WorkflowDeadline)
+		d.positive(field+".run_deadline", c.RunDeadline)
+		if c.WorkflowDeadline > 0 && c.RunDeadline > 0 && c.RunDeadline < c.WorkflowDeadline {
+			f := field + ".run_deadline"
+			if !d.present(f) {
+				f = field + ".workflow_deadline"
+			}
+			d.addf(d.at(f), f, "run_deadline %s is before workflow_deadline %s: the run would time out before its workflows could", c.RunDeadline, c.WorkflowDeadline)
+		}
+		if c.OnTimeout != pcl.OnTimeoutRelease && c.OnTimeout != pcl.OnTimeoutHold {
+			d.addf(d.at(field+".on_timeout"), field+".on_timeout", "must be %q or %q, got %q", pcl.OnTimeoutRelease, pcl.OnTimeoutHold, c.OnTimeout)
+		}
+		d.notNegative(field+".min_run_length", c.MinRunLength)
+		if !(c.AtRiskFraction >= 0 && c.AtRiskFraction <= 1) || math.IsNaN(c.AtRiskFraction) {
+			d.addf(d.at(field+".at_risk_fraction"), field+".at_risk_fraction", "must be between 0 and 1, got %g", c.AtRiskFraction)
+		}
+	}
+	if len(d.problems) == before && cat != nil {
+		// pcl is the authority; if it disagrees with the checks above, say so rather than fail later.
+		if err := p.Validate(cat); err != nil {
+			d.addf(d.at("policy"), "policy", "%v", err)
+		}
+	}
+}
+
+func (d *decoder) checkLinks(l Links) {
+	for _, link := range []struct{ key, v string }{
+		{"conddb_browser", l.CondDBBrowser}, {"upload_log", l.UploadLog}, {"dqm_gui", l.DQMGUI},
+		{"oms", l.OMS}, {"run_registry", l.RunRegistry},
+	} {
+		d.checkURL("links."+link.key, link.v)
+	}
+}
+
+func (d *decoder) checkAgency(a Agency) {
+	if a.ReconcileBatch <= 0 {
+		d.addf(d.at("agency.reconcile_batch"), "agency.reconcile_batch", "must be positive, got %d", a.ReconcileBatch)
+	}
+	d.positive("agency.max_wake_delay", a.MaxWakeDelay)
+	d.positive("agency.lookback", a.Lookback)
+	d.positive("agency.lease_ttl", a.LeaseTTL)
+}
