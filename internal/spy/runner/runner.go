@@ -1,0 +1,328 @@
+package runner
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"sync"
+	"time"
+
+	"github.com/cms-pcl/spyagency/internal/clock"
+	"github.com/cms-pcl/spyagency/internal/pcl"
+	"github.com/cms-pcl/spyagency/internal/spy"
+	"github.com/cms-pcl/spyagency/internal/spy/fetch"
+)
+
+// Cursors persist each spy's cursor (the store implements it).
+type Cursors interface {
+	Cursor(ctx context.Context, name string) (string, error)
+	SetCursor(ctx context.Context, name, value string) error
+}
+
+// Sink accepts a poll's observations (the store appends them idempotently).
+type Sink func(ctx context.Context, src pcl.Source, obs []pcl.Observation) error
+
+// Options configure a Runner. Zero values take the defaults noted.
+type Options struct {
+	Clock    clock.Clock   // default the wall clock
+	Interval time.Duration // between poll starts; default 1 min
+	Jitter   float64       // fraction of Interval added or removed at random, 0..0.5; default 0.1
+	// Timeout is the deadline of one attempt of a poll (default Interval/2). It is measured on Clock, so
+	// that in simulated time a poll's deadline scales with everything else.
+	Timeout    time.Duration
+	StaleAfter int           // consecutive failed polls before the spy is stale; default 3
+	Retries    int           // extra attempts after a retryable failure, within the interval; default 2
+	Backoff    time.Duration // first wait before a retry, doubled each time; default Interval/20
+	MaxBackoff time.Duration // default Interval/4
+	// Retryable decides whether an error is worth another attempt; default fetch.Retryable.
+	Retryable func(error) bool
+	Cursors   Cursors // default an in-memory map (the cursor is then lost on restart)
+	Sink      Sink    // required
+	Logger    *slog.Logger
+	Rand      *rand.Rand // for jitter; seed it for reproducible tests; default seeded from the clock
+}
+
+// Runner polls one spy.
+type Runner struct {
+	sp   spy.Spy
+	opts Options
+	name string
+
+	randMu sync.Mutex
+
+	mu          sync.Mutex
+	started     time.Time
+	lastSuccess time.Time
+	failures    int
+	lastErr     string
+	polls       int
+}
+
+// New makes a Runner for sp.
+func New(sp spy.Spy, opts Options) *Runner {
+	if opts.Clock == nil {
+		opts.Clock = clock.Real{}
+	}
+	if opts.Interval <= 0 {
+		opts.Interval = time.Minute
+	}
+	switch {
+	case opts.Jitter < 0:
+		opts.Jitter = 0
+	case opts.Jitter == 0:
+		opts.Jitter = 0.1
+	case opts.Jitter > 0.5:
+		opts.Jitter = 0.5
+	}
+	if opts.Timeout <= 0 {
+		opts.Timeout = opts.Interval / 2
+	}
+	if opts.StaleAfter <= 0 {
+		opts.StaleAfter = 3
+	}
+	if opts.Retries < 0 {
+		opts.Retries = 0
+	} else if opts.Retries == 0 {
+		opts.Retries = 2
+	}
+	if opts.Backoff <= 0 {
+		opts.Backoff = opts.Interval / 20
+	}
+	if opts.MaxBackoff <= 0 {
+		opts.MaxBackoff = opts.Interval / 4
+	}
+	if opts.Retryable == nil {
+		opts.Retryable = fetch.Retryable
+	}
+	if opts.Cursors == nil {
+		opts.Cursors = &memCursors{m: map[string]string{}}
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	if opts.Rand == nil {
+		seed := uint64(opts.Clock.Now().UnixNano())
+		opts.Rand = rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15))
+	}
+	name := string(sp.Source())
+	return &Runner{sp: sp, opts: opts, name: name, started: opts.Clock.Now()}
+}
+
+// Name is the spy's source name, which is also its cursor's name.
+func (r *Runner) Name() string { return r.name }
+
+// Run polls until ctx is done: one poll at once, then one per interval (± jitter) counted from each poll's
+// start. A failed poll is logged and counted in the health; it never stops the loop.
+func (r *Runner) Run(ctx context.Context) error {
+	for {
+		start := r.opts.Clock.Now()
+		if err := r.PollOnce(ctx); err != nil && ctx.Err() == nil {
+			r.opts.Logger.Warn("poll failed", "source", r.name, "err", err)
+		}
+		wait := r.nextDelay() - r.opts.Clock.Now().Sub(start)
+		if err := r.sleep(ctx, wait); err != nil {
+			return nil
+		}
+	}
+}
+
+// nextDelay is the interval with jitter applied.
+func (r *Runner) nextDelay() time.Duration {
+	r.randMu.Lock()
+	u := r.opts.Rand.Float64()
+	r.randMu.Unlock()
+	f := 1 + r.opts.Jitter*(2*u-1)
+	return time.Duration(float64(r.opts.Interval) * f)
+}
+
+// sleep waits d on the clock, or returns ctx's error as soon as it is done.
+func (r *Runner) sleep(ctx context.Context, d time.Duration) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if d <= 0 {
+		return nil
+	}
+	t := r.opts.Clock.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C():
+		return nil
+	}
+}
+
+// errPollDeadline is the cause of an attempt's context when its deadline passed.
+var errPollDeadline = errors.New("poll deadline passed")
+
+// PollOnce does one poll: reads the cursor, calls the spy (retrying retryable failures with backoff while
+// the interval allows), validates the observations, hands them to the sink and only then saves the new
+// cursor. It updates the health either way.
+func (r *Runner) PollOnce(ctx context.Context) error {
+	err := r.pollOnce(ctx)
+	if ctx.Err() == nil { // a poll cut short by shutdown says nothing about the source
+		r.record(err)
+	}
+	return err
+}
+
+func (r *Runner) pollOnce(ctx context.Context) error {
+	if r.opts.Sink == nil {
+		return fmt.Errorf("%s runner: no sink configured", r.name)
+	}
+	cursor, err := r.opts.Cursors.Cursor(ctx, r.name)
+	if err != nil {
+		return fmt.Errorf("%s: reading cursor: %w", r.name, err)
+	}
+	res, err := r.pollWithRetries(ctx, cursor)
+	if err != nil {
+		return err
+	}
+	if err := r.check(res.Observations); err != nil {
+		return err
+	}
+	if len(res.Observations) > 0 {
+		if err := r.opts.Sink(ctx, r.sp.Source(), res.Observations); err != nil {
+			return fmt.Errorf("%s: storing %d observations: %w", r.name, len(res.Observations), err)
+		}
+	}
+	if res.Cursor != cursor {
+		if err := r.opts.Cursors.SetCursor(ctx, r.name, res.Cursor); err != nil {
+			return fmt.Errorf("%s: saving cursor: %w", r.name, err)
+		}
+	}
+	return nil
+}
+
+// pollWithRetries calls the spy until it succeeds, fails permanently, runs out of retries, or the next
+// attempt would not fit in the interval.
+func (r *Runner) pollWithRetries(ctx context.Context, cursor string) (spy.Result, error) {
+	start := r.opts.Clock.Now()
+	backoff := r.opts.Backoff
+	for attempt := 0; ; attempt++ {
+		// An attempt may not outlive the interval, so that retries never push the next poll back.
+		timeout := min(r.opts.Timeout, r.opts.Interval-r.opts.Clock.Now().Sub(start))
+		res, err := r.attempt(ctx, cursor, timeout)
+		if err == nil {
+			return res, nil
+		}
+		if ctx.Err() != nil {
+			return spy.Result{}, fmt.Errorf("%s: %w", r.name, ctx.Err())
+		}
+		if attempt >= r.opts.Retries || !r.opts.Retryable(err) {
+			return spy.Result{}, err
+		}
+		wait := max(backoff, fetch.RetryAfter(err))
+		wait = min(wait, r.opts.MaxBackoff)
+		if r.opts.Clock.Now().Sub(start)+wait >= r.opts.Interval {
+			return spy.Result{}, err
+		}
+		r.opts.Logger.Debug("retrying poll", "source", r.name, "attempt", attempt+1, "wait", wait, "err", err)
+		if serr := r.sleep(ctx, wait); serr != nil {
+			return spy.Result{}, fmt.Errorf("%s: %w (after: %v)", r.name, serr, err)
+		}
+		backoff = min(2*backoff, r.opts.MaxBackoff)
+	}
+}
+
+// attempt calls the spy once under the per-poll deadline, measured on the clock.
+func (r *Runner) attempt(ctx context.Context, cursor string, timeout time.Duration) (spy.Result, error) {
+	actx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	t := r.opts.Clock.NewTimer(timeout)
+	defer t.Stop()
+	go func() {
+		select {
+		case <-t.C():
+			cancel(errPollDeadline)
+		case <-actx.Done():
+		}
+	}()
+	res, err := r.sp.Poll(actx, cursor)
+	if context.Cause(actx) == errPollDeadline {
+		// Whatever the spy returned after its deadline is not trusted; the deadline may pass again on a
+		// retry, but a slow source deserves another chance within the interval.
+		return spy.Result{}, fetch.MarkRetryable(fmt.Errorf("%s: no answer within the poll deadline of %s: %w", r.name, timeout, errOr(err, errPollDeadline)))
+	}
+	if err != nil {
+		return spy.Result{}, fmt.Errorf("%s: %w", r.name, err)
+	}
+	return res, nil
+}
+
+func errOr(err, fallback error) error {
+	if err != nil {
+		return err
+	}
+	return fallback
+}
+
+// check refuses a poll whose observations are not all valid and of this spy's source: a spy with a bug
+// must not slip a false fact into the store.
+func (r *Runner) check(obs []pcl.Observation) error {
+	for i := range obs {
+		if obs[i].Source != r.sp.Source() {
+			return fmt.Errorf("%s: observation %d claims source %q", r.name, i, obs[i].Source)
+		}
+		if err := obs[i].Validate(); err != nil {
+			return fmt.Errorf("%s: observation %d: %w", r.name, i, err)
+		}
+	}
+	return nil
+}
+
+func (r *Runner) record(err error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.polls++
+	if err == nil {
+		r.lastSuccess = r.opts.Clock.Now()
+		r.failures = 0
+		r.lastErr = ""
+		return
+	}
+	r.failures++
+	r.lastErr = err.Error()
+}
+
+// Health reports the spy's health: healthy when its last poll succeeded, stale after StaleAfter
+// consecutive failures, lag counted from the last success (from the runner's start before any).
+func (r *Runner) Health() spy.Health {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	now := r.opts.Clock.Now()
+	since := r.lastSuccess
+	if since.IsZero() {
+		since = r.started
+	}
+	return spy.Health{
+		Name:        r.sp.Source(),
+		Healthy:     r.polls > 0 && r.failures == 0,
+		Stale:       r.failures >= r.opts.StaleAfter,
+		LastSuccess: r.lastSuccess,
+		LagSeconds:  max(0, now.Sub(since).Seconds()),
+		Error:       r.lastErr,
+		Failures:    r.failures,
+	}
+}
+
+type memCursors struct {
+	mu sync.Mutex
+	m  map[string]string
+}
+
+func (c *memCursors) Cursor(_ context.Context, name string) (string, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.m[name], nil
+}
+
+func (c *memCursors) SetCursor(_ context.Context, name, value string) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.m[name] = value
+	return nil
+}
