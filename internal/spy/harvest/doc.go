@@ -1,0 +1,18 @@
+// Package harvest is the harvest-area spy. Tier-0's AlcaHarvest writes, per run and PCL workflow,
+// Run<run>@<inputTag>@<uuid>.db (a CondDB v2 SQLite file) and .txt (the dropBox metadata, one
+// "prepMetaData <json>" and one "prodMetaData <json>" line) to /store/express/tier0_harvest/<year>/,
+// and its upload loop writes <name>.txt.uploaded once it sent the file to the dropBox
+// (cms-interfaces.md §1, §4).
+//
+// The spy scans the directory tree recursively. A .db+.txt pair becomes a KindHarvestFile observation
+// carrying the input tag's IOVs read from the .db (the payload hashes that the condition DB spy later
+// matches); a marker becomes a KindUploadMarker. A .db whose .txt has not appeared yet is still being
+// written and is left for a later scan. Names that do not match are ignored (debug log).
+//
+// One bad file never fails the poll: a corrupt .db or a garbage .txt is logged, listed by Problems, and
+// tried again only when its size or mtime changes; every other file is still observed. Only an unreadable
+// harvest directory (EOS not mounted) fails the poll, which makes the spy stale as it should.
+//
+// The cursor acknowledges: Poll re-sends what it sent since the cursor it is given, so observations that
+// the runner failed to store are not lost, while unchanged files are neither re-read nor re-sent.
+package harvest

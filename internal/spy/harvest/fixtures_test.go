@@ -1,0 +1,59 @@
+package harvest
+
+import (
+	"bytes"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"sort"
+	"testing"
+)
+
+// fixtureDir finds ../shared/fixtures/cms/<sub> next to the module root, or skips.
+func fixtureDir(t testing.TB, sub string) string {
+	t.Helper()
+	dir, err := os.Getwd()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for {
+		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
+			break
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			t.Skip("no go.mod above the test directory; cannot locate ../shared/fixtures")
+		}
+		dir = parent
+	}
+	p := filepath.Join(dir, "..", "shared", "fixtures", "cms", sub)
+	if _, err := os.Stat(p); err != nil {
+		t.Skipf("fixture %s absent: %v", sub, err)
+	}
+	return p
+}
+
+// metadataFixtures returns the 39 real dropBox metadata JSONs by file name, each compacted onto one line
+// as a harvest .txt carries it.
+func metadataFixtures(t testing.TB) map[string][]byte {
+	t.Helper()
+	dir := fixtureDir(t, "dropbox-metadata")
+	names, err := filepath.Glob(filepath.Join(dir, "*.json"))
+	if err != nil || len(names) == 0 {
+		t.Fatalf("no metadata fixtures in %s: %v", dir, err)
+	}
+	sort.Strings(names)
+	out := map[string][]byte{}
+	for _, n := range names {
+		raw, err := os.ReadFile(n)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var b bytes.Buffer
+		if err := json.Compact(&b, raw); err != nil {
+			t.Fatalf("%s: %v", n, err)
+		}
+		out[filepath.Base(n)] = b.Bytes()
+	}
+	return out
+}
