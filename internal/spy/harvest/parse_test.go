@@ -10,9 +10,9 @@ import (
 func TestParseName(t *testing.T) {
 	t.Parallel()
 	good := map[string]Name{
-		"Run390001@SiStripApvGain_pcl@8a1b2c3d-0e0f-4a4b-9c9d-112233445566.db":  {390001, "SiStripApvGain_pcl", "8a1b2c3d-0e0f-4a4b-9c9d-112233445566", ExtDB},
-		"Run1@BeamSpotObject_ByLumi@abc.txt":                                    {1, "BeamSpotObject_ByLumi", "abc", ExtMetadata},
-		"Run4294967295@T@0.txt.uploaded":                                        {4294967295, "T", "0", ExtUploaded},
+		"Run390001@SiStripApvGain_pcl@8a1b2c3d-0e0f-4a4b-9c9d-112233445566.db": {390001, "SiStripApvGain_pcl", "8a1b2c3d-0e0f-4a4b-9c9d-112233445566", ExtDB},
+		"Run1@BeamSpotObject_ByLumi@abc.txt":                                   {1, "BeamSpotObject_ByLumi", "abc", ExtMetadata},
+		"Run4294967295@T@0.txt.uploaded":                                       {4294967295, "T", "0", ExtUploaded},
 	}
 	for in, want := range good {
 		got, err := ParseName(in)
