@@ -30,14 +30,15 @@ func posOf(n *yaml.Node) pos { return pos{n.Line, n.Column} }
 type decoder struct {
 	file     string
 	problems []Problem
-	seen     map[string]pos  // key path -> where its key (or sequence element) is
-	merged   map[string]bool // key paths set through a merge key, which an explicit key may override
+	seen     map[string]pos      // key path -> where its key (or sequence element) is
+	merged   map[string]bool     // key paths set through a merge key, which an explicit key may override
+	inMerge  map[*yaml.Node]bool // mappings being merged, against merge cycles
 	visited  int
 	tooBig   bool
 }
 
 func newDecoder(file string) *decoder {
-	return &decoder{file: file, seen: map[string]pos{}, merged: map[string]bool{}}
+	return &decoder{file: file, seen: map[string]pos{}, merged: map[string]bool{}, inMerge: map[*yaml.Node]bool{}}
 }
 
 // maxProblems bounds the report; past it, more problems say nothing new.
@@ -276,6 +277,12 @@ func (d *decoder) decodeMerge(path string, n *yaml.Node, v reflect.Value) {
 	if n == nil || !d.spend(n) {
 		return
 	}
+	if d.inMerge[n] {
+		d.addf(posOf(n), path, "a merge key includes the mapping itself")
+		return
+	}
+	d.inMerge[n] = true
+	defer delete(d.inMerge, n)
 	if n.Kind == yaml.SequenceNode {
 		for _, m := range n.Content {
 			d.decodeMerge(path, m, v)
@@ -295,6 +302,11 @@ func (d *decoder) decodeSlice(path string, n *yaml.Node, v reflect.Value) {
 		epath := fmt.Sprintf("%s[%d]", path, i)
 		d.seen[epath] = posOf(d.resolveOr(en))
 		elem := reflect.New(v.Type().Elem()).Elem()
+		if rn := d.resolveOr(en); elem.Kind() == reflect.Struct && rn.Kind != yaml.MappingNode {
+			// Leave out what is not an entry at all, so that its missing fields do not pile up problems.
+			d.addf(posOf(rn), epath, "want a mapping of keys to values, got %s", kindName(rn))
+			continue
+		}
 		if def, ok := elementDefault(v.Type().Elem()); ok {
 			elem.Set(def)
 		}

@@ -118,7 +118,7 @@ func (d *decoder) parseYAML(data []byte) (root *yaml.Node) {
 	var doc yaml.Node
 	if err := dec.Decode(&doc); err != nil {
 		if !errors.Is(err, io.EOF) {
-			d.syntaxProblem(err)
+			d.syntaxProblem(err, data)
 		}
 		return nil
 	}
@@ -127,7 +127,7 @@ func (d *decoder) parseYAML(data []byte) (root *yaml.Node) {
 		d.addf(posOf(&next), "", "a configuration is one YAML document; a second one starts here")
 		return nil
 	} else if !errors.Is(err, io.EOF) {
-		d.syntaxProblem(err)
+		d.syntaxProblem(err, data)
 		return nil
 	}
 	if doc.Kind == yaml.DocumentNode {
@@ -139,7 +139,7 @@ func (d *decoder) parseYAML(data []byte) (root *yaml.Node) {
 	return &doc
 }
 
-func (d *decoder) syntaxProblem(err error) {
+func (d *decoder) syntaxProblem(err error, data []byte) {
 	msg := strings.TrimPrefix(err.Error(), "yaml: ")
 	line := 0
 	if m := yamlLine.FindStringSubmatch(err.Error()); m != nil {
@@ -151,7 +151,30 @@ func (d *decoder) syntaxProblem(err error) {
 	if isParserError(msg) {
 		line++
 	}
+	if m := unknownAnchor.FindStringSubmatch(msg); m != nil {
+		line = aliasLine(data, m[1])
+	}
 	d.addf(pos{line: line}, "", "YAML syntax: %s", msg)
+}
+
+// unknownAnchor is yaml's message for an alias without anchor, which comes without a line.
+var unknownAnchor = regexp.MustCompile(`^unknown anchor '(.*)' referenced$`)
+
+// aliasLine is the first line that uses the alias *name, 0 if none does.
+func aliasLine(data []byte, name string) int {
+	for i, line := range strings.Split(string(data), "\n") {
+		for rest := line; ; {
+			j := strings.Index(rest, "*"+name)
+			if j < 0 {
+				break
+			}
+			rest = rest[j+1+len(name):]
+			if rest == "" || strings.ContainsAny(rest[:1], " \t,]}\r#") {
+				return i + 1
+			}
+		}
+	}
+	return 0
 }
 
 // isParserError says whether a yaml message comes from its parser rather than its scanner.

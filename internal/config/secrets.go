@@ -83,8 +83,11 @@ func (s Source) Token(lookupEnv func(string) (string, bool)) (string, error) {
 // that the password is never in the file. lookupEnv is os.LookupEnv when nil.
 func (s Store) ConnString(lookupEnv func(string) (string, bool)) (string, error) {
 	pw, err := readSecret("store password", s.PasswordFile, s.PasswordEnv, lookupEnv)
-	if err != nil || pw == "" {
-		return s.DSN, err
+	if err != nil {
+		return "", err
+	}
+	if pw == "" {
+		return s.DSN, nil
 	}
 	if !isPostgres(s.DSN) {
 		return "", errors.New("store: a password is configured but the DSN is not a postgres:// URL")

@@ -1,0 +1,200 @@
+package config
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// want is one expected problem: its exact place and field, and a piece of its message.
+type want struct {
+	line, col int
+	field     string
+	msg       string
+}
+
+func TestBrokenFiles(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		file string
+		want []want
+	}{
+		{"broken_syntax.yaml", []want{{7, 0, "", "did not find expected ',' or ']'"}}},
+		{"broken_indent.yaml", []want{{3, 0, "", "mapping values are not allowed"}}},
+		{"broken_fields.yaml", []want{
+			{3, 3, "server.adress", `unknown field "adress"`},
+			{4, 17, "server.read_timeout", `"15" has no unit`},
+			{5, 18, "server.write_timeout", `bad duration "soon"`},
+			{6, 19, "server.max_body_bytes", "want an integer"},
+			{8, 8, "store.dsn", "want a string, got a list"},
+			{11, 15, "sources.oms.interval", `bad duration "1 minute"`},
+			{12, 18, "sources.oms.stale_after", "want an integer"},
+			{13, 14, "sources.oms.enabled", "want true or false"},
+			{14, 3, "sources.lhc", `unknown field "lhc"`},
+			{18, 3, "agency.reconcile_batch", "given twice (first on line 17)"},
+			{19, 1, "verbose", `unknown field "verbose"`},
+		}},
+		{"broken_policy.yaml", []want{
+			{5, 32, "policy.classes[0].required[1]", `"SiStripGainz" is not in the catalogue`},
+			{6, 28, "policy.classes[0].no_payload_ok[1]", `"NoSuchWorkflow" is not in the catalogue`},
+			{7, 7, "policy.classes[0].workflow_deadline", "must be positive"},
+			{9, 7, "policy.classes[0].on_timeout", `must be "release" or "hold", got "wait"`},
+			{12, 7, "policy.classes[1].run_deadline", "run_deadline 20h0m0s is before workflow_deadline 30h0m0s"},
+			{13, 7, "policy.classes[1].at_risk_fraction", "between 0 and 1"},
+			{14, 7, "policy.classes[1].min_run_length", "must not be negative"},
+			{15, 7, "policy.classes[2].pattern", `bad pattern "HI[*"`},
+			// run_deadline is the default 48h here, so the line to fix is the workflow_deadline's.
+			{16, 7, "policy.classes[2].workflow_deadline", "run_deadline 48h0m0s is before workflow_deadline 60h0m0s"},
+			{17, 7, "policy.classes[3].pattern", "every class needs a pattern"},
+		}},
+		{"broken_catalogue.yaml", []want{
+			{9, 5, "catalogue[1].name", `"SiStripGains" is defined twice`},
+			{13, 9, "catalogue[1].inputs[0].tag", `"SiStripApvGain_pcl" is already an input of workflow SiStripGains`},
+			{14, 9, "catalogue[1].inputs[0].time_type", `unknown time type "hourly"`},
+			{15, 5, "catalogue[2].name", "needs a name"},
+			{16, 5, "catalogue[2].streams", "at least one express stream"},
+			{17, 5, "catalogue[2].inputs", "at least one input tag"},
+			{21, 32, "policy.classes[0].required[1]", `"SiPixelAli" is not in the catalogue (the catalogue in this file replaces the built-in one)`},
+		}},
+		{"broken_sources.yaml", []want{
+			{2, 3, "store.dsn", `unknown DSN scheme "mysql"`},
+			{5, 5, "sources.oms.url", "want an http:// or https:// URL"},
+			{6, 5, "sources.oms.interval", "must be positive, got -1m0s"},
+			{7, 5, "sources.oms.jitter", "between 0 and 1"},
+			{9, 5, "sources.tier0.enabled", "enabled but has nothing to read: set url"},
+			{10, 5, "sources.tier0.stale_after", "at least 1"},
+			{11, 3, "sources.harvest", "only one of url, dir and dsn"},
+			{14, 5, "sources.harvest.timeout", "must be positive"},
+			{16, 5, "sources.dropbox.dsn", "does not read a database"},
+			{18, 5, "sources.conddb.dsn", "has no path"},
+			{20, 5, "sources.dqm.url", `got "ftp://cmsweb.cern.ch/dqm/offline"`},
+			{22, 3, "links.oms", "want an http:// or https:// URL"},
+			{24, 3, "server.addr", "missing port"},
+		}},
+		{"broken_classes.yaml", []want{
+			{3, 5, "run_classes[0].hlt_key", "bad regexp"},
+			{4, 5, "run_classes[1].class", "needs a class name"},
+			{5, 5, "run_classes[1].era", "bad regexp"},
+			{6, 5, "run_classes[2].class", "unknown placeholder"},
+			{8, 5, "run_classes[2].min_b_field", "must not be negative"},
+		}},
+		{"broken_secrets.yaml", []want{
+			{3, 3, "store.dsn", "carries a password"},
+			{4, 3, "store.password", "password_file or in an environment variable named by password_env"},
+			{8, 5, "sources.oms.client_secret", "token_file or in an environment variable named by token_env"},
+			{11, 5, "sources.dropbox.url", "carries a password"},
+			{12, 1, "api_token", "a *_file or *_env key"},
+		}},
+	} {
+		t.Run(tc.file, func(t *testing.T) {
+			t.Parallel()
+			name := filepath.Join("testdata", tc.file)
+			got := Check(name, mustRead(t, tc.file))
+			for i := range max(len(got), len(tc.want)) {
+				switch {
+				case i >= len(got):
+					t.Errorf("missing problem %+v", tc.want[i])
+				case i >= len(tc.want):
+					t.Errorf("unexpected problem %s", got[i])
+				default:
+					g, w := got[i], tc.want[i]
+					if g.Line != w.line || g.Column != w.col || g.Field != w.field || !strings.Contains(g.Message, w.msg) || g.File != name {
+						t.Errorf("problem %d:\n got  %s\n want %s:%d:%d: %s: ...%s...", i, g, name, w.line, w.col, w.field, w.msg)
+					}
+				}
+			}
+			if _, err := Parse(name, mustRead(t, tc.file)); err == nil {
+				t.Error("Parse accepted a broken file")
+			}
+		})
+	}
+}
+
+func TestSyntaxErrorLines(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name, src string
+		line      int
+	}{
+		{"tab indentation", "server:\n\taddr: x\n", 2},
+		{"unclosed quote", "server:\n  addr: \"127.0.0.1:8080\n  public_url: x\n", 2}, // where the quote opens
+		{"unclosed flow mapping", "server: {addr: x\nstore: {}\n", 2},                 // where yaml gives up
+		{"block sequence inside mapping", "server:\n  addr: x\n  - y\n", 2},           // the mapping it breaks
+		{"bad first line", "- a\nb: c\n", 2},
+		{"two documents", "server: {}\n---\nstore: {}\n", 2},
+		{"undefined alias", "data_dir: &nopeish /tmp\nserver:\n  addr: *nope\n", 3},
+	} {
+		got := Check("s.yaml", []byte(tc.src))
+		if len(got) != 1 || got[0].Line != tc.line {
+			t.Errorf("%s: problems %v, want one on line %d", tc.name, got, tc.line)
+		}
+	}
+}
+
+func TestWrongShapes(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		src   string
+		line  int
+		field string
+		msg   string
+	}{
+		{"- a\n- b\n", 1, "", "must be a mapping"},
+		{"server: 8080\n", 1, "server", "must be a mapping"},
+		{"policy:\n  classes: Collisions*\n", 2, "policy.classes", "want a list"},
+		{"policy:\n  classes:\n    - Collisions*\n", 3, "policy.classes[0]", "want a mapping"},
+		{"server: &s\n  <<: *s\n", 1, "server", "merge key includes the mapping itself"},
+		{"run_classes:\n  - class: X\n    stable_beam: maybe\n", 3, "run_classes[0].stable_beam", "want true or false"},
+		{"run_classes:\n  - class: X\n    min_b_field: .nan\n", 3, "run_classes[0].min_b_field", "want a number"},
+		{"sources:\n  oms:\n    jitter: [1]\n", 3, "sources.oms.jitter", "want a number, got a list"},
+		{"agency:\n  reconcile_batch: 99999999999999999999\n", 2, "agency.reconcile_batch", "want an integer"},
+		{"? [a, b]\n: c\n", 1, "", "a key must be a plain name"},
+	} {
+		got := Check("w.yaml", []byte(tc.src))
+		if len(got) != 1 || got[0].Line != tc.line || got[0].Field != tc.field || !strings.Contains(got[0].Message, tc.msg) {
+			t.Errorf("%q: problems %v, want one at line %d, field %q, saying %q", tc.src, got, tc.line, tc.field, tc.msg)
+		}
+	}
+}
+
+// FuzzCheck: no input makes Check or Parse panic; they agree on validity; whatever Parse accepts, the
+// pcl package accepts too, and prints back to a file that parses to the same configuration.
+func FuzzCheck(f *testing.F) {
+	files, err := filepath.Glob(filepath.Join("testdata", "*.yaml"))
+	if err != nil {
+		f.Fatal(err)
+	}
+	for _, file := range files {
+		data, err := os.ReadFile(file)
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(data)
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		problems := Check("fuzz.yaml", data)
+		c, err := Parse("fuzz.yaml", data)
+		if (len(problems) == 0) != (err == nil) {
+			t.Fatalf("Check found %d problems but Parse said %v", len(problems), err)
+		}
+		for _, p := range problems {
+			if p.File != "fuzz.yaml" || p.Message == "" || p.Line < 0 {
+				t.Fatalf("malformed problem %+v", p)
+			}
+		}
+		if err != nil {
+			return
+		}
+		cat, err := c.Catalogue()
+		if err != nil {
+			t.Fatalf("accepted a catalogue pcl refuses: %v", err)
+		}
+		if err := c.Policy.Validate(cat); err != nil {
+			t.Fatalf("accepted a policy pcl refuses: %v", err)
+		}
+		if _, err := Parse("printed.yaml", []byte(c.String())); err != nil {
+			t.Fatalf("printed configuration does not parse: %v\n%s", err, c.String())
+		}
+	})
+}
