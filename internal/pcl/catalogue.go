@@ -27,12 +27,15 @@ type Workflow struct {
 type Catalogue struct {
 	workflows []Workflow
 	byName    map[string]int
-	byInput   map[string]int
+	byInput   map[string]int // input tag → workflow
+	inputIdx  map[string]int // input tag → dense input index
+	inputBase []int          // workflow → dense index of its first input
+	destIdx   map[string]int // destination tag → dense index
 }
 
 // NewCatalogue checks the workflows and indexes them. Names and input tags must be unique.
 func NewCatalogue(ws []Workflow) (*Catalogue, error) {
-	c := &Catalogue{byName: map[string]int{}, byInput: map[string]int{}}
+	c := &Catalogue{byName: map[string]int{}, byInput: map[string]int{}, inputIdx: map[string]int{}, destIdx: map[string]int{}}
 	for i, w := range ws {
 		if w.Name == "" {
 			return nil, fmt.Errorf("workflow %d has no name", i+1)
@@ -60,11 +63,48 @@ func NewCatalogue(ws []Workflow) (*Catalogue, error) {
 				return nil, fmt.Errorf("workflow %s input %s: %w", w.Name, in.Tag, err)
 			}
 			c.byInput[in.Tag] = len(c.workflows)
+			c.inputIdx[in.Tag] = len(c.inputIdx)
+			for _, d := range in.Destinations {
+				if _, ok := c.destIdx[d]; !ok {
+					c.destIdx[d] = len(c.destIdx)
+				}
+			}
 		}
+		c.inputBase = append(c.inputBase, len(c.inputIdx)-len(w.Inputs))
 		c.byName[w.Name] = len(c.workflows)
 		c.workflows = append(c.workflows, w)
 	}
 	return c, nil
+}
+
+// The dense indices below let hot code (the reconcile) keep per-input and per-tag facts in slices
+// instead of maps.
+
+// NumInputs is the number of input tags of all workflows.
+func (c *Catalogue) NumInputs() int { return len(c.inputIdx) }
+
+// InputIndex is the dense index of an input tag, in catalogue order.
+func (c *Catalogue) InputIndex(tag string) (int, bool) {
+	i, ok := c.inputIdx[tag]
+	return i, ok
+}
+
+// InputIndexOf is the dense index of input j of workflow i (catalogue order).
+func (c *Catalogue) InputIndexOf(workflow, j int) int { return c.inputBase[workflow] + j }
+
+// WorkflowIndex is a workflow's position in catalogue order.
+func (c *Catalogue) WorkflowIndex(name string) (int, bool) {
+	i, ok := c.byName[name]
+	return i, ok
+}
+
+// NumDestinations is the number of distinct destination tags.
+func (c *Catalogue) NumDestinations() int { return len(c.destIdx) }
+
+// DestinationIndex is the dense index of a destination tag.
+func (c *Catalogue) DestinationIndex(tag string) (int, bool) {
+	i, ok := c.destIdx[tag]
+	return i, ok
 }
 
 // Workflows returns the workflows in catalogue order.

@@ -92,23 +92,68 @@ const (
 	MilestoneInDB        Milestone = "in-db"
 )
 
-// Milestones lists the milestones in loop order.
-var Milestones = []Milestone{MilestoneStop, MilestoneExpressDone, MilestoneHarvested, MilestoneUploadSent,
+// AllMilestones lists the milestones in loop order.
+var AllMilestones = []Milestone{MilestoneStop, MilestoneExpressDone, MilestoneHarvested, MilestoneUploadSent,
 	MilestoneUploaded, MilestoneInDB}
+
+// Milestones are the times a workflow passed each step for a run; zero for a step not (yet) passed.
+type Milestones struct {
+	Stop        time.Time `json:"stop,omitzero"`
+	ExpressDone time.Time `json:"express_done,omitzero"`
+	Harvested   time.Time `json:"harvested,omitzero"`
+	UploadSent  time.Time `json:"upload_sent,omitzero"`
+	Uploaded    time.Time `json:"uploaded,omitzero"`
+	InDB        time.Time `json:"in_db,omitzero"`
+}
+
+// Get returns one milestone's time.
+func (m *Milestones) Get(k Milestone) time.Time { return *m.field(k) }
+
+// Set sets one milestone's time.
+func (m *Milestones) Set(k Milestone, t time.Time) { *m.field(k) = t }
+
+func (m *Milestones) field(k Milestone) *time.Time {
+	switch k {
+	case MilestoneStop:
+		return &m.Stop
+	case MilestoneExpressDone:
+		return &m.ExpressDone
+	case MilestoneHarvested:
+		return &m.Harvested
+	case MilestoneUploadSent:
+		return &m.UploadSent
+	case MilestoneUploaded:
+		return &m.Uploaded
+	case MilestoneInDB:
+		return &m.InDB
+	}
+	panic("pcl: unknown milestone " + string(k))
+}
+
+// Latest is the newest milestone time.
+func (m *Milestones) Latest() time.Time {
+	var t time.Time
+	for _, v := range []time.Time{m.Stop, m.ExpressDone, m.Harvested, m.UploadSent, m.Uploaded, m.InDB} {
+		if v.After(t) {
+			t = v
+		}
+	}
+	return t
+}
 
 // WorkflowStatus is the derived status of one workflow for one run.
 type WorkflowStatus struct {
-	Name       string                  `json:"name"`
-	State      State                   `json:"state"`
-	Quality    Quality                 `json:"quality"`
-	Required   bool                    `json:"required"`
-	Flags      []Flag                  `json:"flags"`
-	Reason     string                  `json:"reason,omitempty"`
-	Updated    time.Time               `json:"updated,omitzero"`  // time of the newest observation that moved it
-	Deadline   time.Time               `json:"deadline,omitzero"` // zero while the run is ongoing
-	Milestones map[Milestone]time.Time `json:"milestones,omitempty"`
-	Files      []string                `json:"files,omitempty"`
-	Hashes     []string                `json:"hashes,omitempty"` // payload hashes harvested for this run
+	Name       string     `json:"name"`
+	State      State      `json:"state"`
+	Quality    Quality    `json:"quality"`
+	Required   bool       `json:"required"`
+	Flags      []Flag     `json:"flags"`
+	Reason     string     `json:"reason,omitempty"`
+	Updated    time.Time  `json:"updated,omitzero"`  // time of the newest observation that moved it
+	Deadline   time.Time  `json:"deadline,omitzero"` // zero while the run is ongoing
+	Milestones Milestones `json:"milestones"`
+	Files      []string   `json:"files,omitempty"`
+	Hashes     []string   `json:"hashes,omitempty"` // payload hashes harvested for this run
 }
 
 // Decision is the run's readiness as decided at one moment: what steering tells Tier-0.

@@ -1,0 +1,205 @@
+package reconcile
+
+import (
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/cms-pcl/spyagency/internal/pcl"
+)
+
+// flags adds the second opinions an operator must see.
+func (d *deriver) flags(wi int, w *pcl.Workflow, ws *pcl.WorkflowStatus) {
+	f := d.f
+	add := func(fl pcl.Flag) {
+		if !slices.Contains(ws.Flags, fl) {
+			ws.Flags = append(ws.Flags, fl)
+		}
+	}
+	if f.info != nil {
+		if w.Detector != "" && len(f.info.Components) > 0 && !slices.Contains(f.info.Components, w.Detector) {
+			add(pcl.FlagDetectorOff)
+		}
+		if strings.HasPrefix(f.info.Class, "Commissioning") || (f.info.Stop != nil && f.info.BField < 3.0 && !strings.HasPrefix(f.info.Class, "Cosmics")) {
+			add(pcl.FlagSpecialRun)
+		}
+	}
+	if !ws.State.Terminal() && ws.State != pcl.StateNotExpected && !ws.Deadline.IsZero() {
+		if !d.in.Now.Before(d.riskAt(ws)) {
+			add(pcl.FlagAtRisk)
+		}
+		// Once the first condition-safe run passed this run, a pcl-synchronized upload of it is too late.
+		if d.in.FCSR > f.run && (ws.State == pcl.StateAwaitingHarvest || ws.State == pcl.StateHarvested || ws.State == pcl.StateUploading) {
+			add(pcl.FlagAtRisk)
+		}
+	}
+	if ws.Quality == pcl.QualityBad {
+		add(pcl.FlagVetoed)
+	}
+	for i := range w.Inputs {
+		in := &w.Inputs[i]
+		hv := &f.inputs[f.cat.InputIndexOf(wi, i)]
+		if hv.latest == nil {
+			continue
+		}
+		if hv.files > 1 {
+			add(pcl.FlagUploadBurst)
+		}
+		h := hv.latest
+		if m := hv.marker(stem(h.File)); h.Prep || (m != nil && m.Prep) {
+			add(pcl.FlagRoutedToPrep)
+		}
+		if f.info != nil && f.info.Stop != nil && !h.At.Before(f.info.Stop.Add(AlcaHarvestTimeout)) {
+			add(pcl.FlagPartialStatistics)
+		}
+		if in.TimeType == pcl.TimeLumi && len(h.Payloads) > 0 {
+			first := h.Payloads[0].Since
+			for _, p := range h.Payloads {
+				first = min(first, p.Since)
+			}
+			if r, lumi := pcl.UnpackLumi(first); r == f.run && lumi > 1 {
+				add(pcl.FlagLumiGap)
+			}
+		}
+		for _, tag := range h.Destinations {
+			for _, o := range f.tagIOVs(tag) {
+				if o.Previous != "" && o.Previous == o.Payload && carries(h.Payloads, o.Payload) {
+					add(pcl.FlagUnchangedPayload)
+				}
+			}
+		}
+		if burst(hv.fileStatuses(stem(h.File))) {
+			add(pcl.FlagUploadBurst)
+		}
+	}
+	slices.Sort(ws.Flags)
+}
+
+// riskAt is when a workflow not yet final becomes at risk of missing its deadline.
+func (d *deriver) riskAt(ws *pcl.WorkflowStatus) time.Time {
+	window := float64(d.cp.WorkflowDeadline) * d.cp.AtRiskFraction
+	return d.f.info.Stop.Add(time.Duration(window))
+}
+
+// decide derives the run's readiness from its workflows, the overrides and Tier-0's releases.
+func (d *deriver) decide(rs *pcl.RunState) pcl.Decision {
+	f := d.f
+	dec := pcl.Decision{Run: f.run, Blocking: []string{}}
+	for _, ws := range rs.Workflows {
+		if ws.Required && !ws.State.OK(d.cp.AllowsNoPayload(ws.Name)) {
+			dec.Blocking = append(dec.Blocking, ws.Name)
+		}
+	}
+	if f.release != nil {
+		r := f.release
+		dec.State, dec.Releasable = pcl.ReadinessReleased, true
+		dec.Reason = fmt.Sprintf("Tier-0 released PromptReco (%s) %s", r.Dataset, clock(r.At))
+		return dec
+	}
+	if o, ok := d.runOverride(); ok {
+		switch o.Action {
+		case pcl.OverrideHold:
+			dec.State = pcl.ReadinessHeld
+			dec.Reason = fmt.Sprintf("held by %s: %s", o.Actor, o.Reason)
+			return dec
+		case pcl.OverrideRelease:
+			dec.State, dec.Releasable = pcl.ReadinessForced, true
+			dec.Reason = fmt.Sprintf("forced by %s: %s", o.Actor, o.Reason)
+			return dec
+		}
+	}
+	switch {
+	case f.info == nil:
+		dec.State, dec.Reason = pcl.ReadinessWaiting, "OMS has not reported the run yet"
+		return dec
+	case f.info.Stop == nil:
+		dec.State, dec.Reason = pcl.ReadinessOngoing, "run ongoing"
+		return dec
+	case len(f.configs) == 0 && f.info.Duration() >= d.cp.MinRunLength:
+		dec.State, dec.Reason = pcl.ReadinessWaiting, "Tier-0 express configuration not seen yet"
+		if !d.in.Now.Before(rs.Deadline) {
+			return d.timedOut(dec, rs)
+		}
+		return dec
+	}
+	if len(dec.Blocking) == 0 {
+		dec.State, dec.Releasable = pcl.ReadinessReady, true
+		dec.Reason = "every required workflow is in an ok final state"
+		return dec
+	}
+	if !d.in.Now.Before(rs.Deadline) {
+		return d.timedOut(dec, rs)
+	}
+	dec.State = pcl.ReadinessWaiting
+	dec.Reason = waitingReason(rs, dec.Blocking)
+	return dec
+}
+
+func (d *deriver) timedOut(dec pcl.Decision, rs *pcl.RunState) pcl.Decision {
+	dec.State = pcl.ReadinessTimedOut
+	dec.Releasable = d.cp.OnTimeout == pcl.OnTimeoutRelease
+	action := "held until an operator acts"
+	if dec.Releasable {
+		action = "released by policy"
+	}
+	what := "the express configuration"
+	if len(dec.Blocking) > 0 {
+		what = strings.Join(dec.Blocking, ", ")
+	}
+	dec.Reason = fmt.Sprintf("deadline %s after stop passed waiting for %s: %s", d.cp.RunDeadline, what, action)
+	return dec
+}
+
+// waitingReason says in words what the run waits for: the first blocking workflow's story, and how
+// many others there are.
+func waitingReason(rs *pcl.RunState, blocking []string) string {
+	ws, _ := rs.Workflow(blocking[0])
+	r := fmt.Sprintf("waiting for %s: %s", ws.Name, ws.Reason)
+	if len(blocking) > 1 {
+		r += fmt.Sprintf(" (and %d more)", len(blocking)-1)
+	}
+	return r
+}
+
+// runOverride returns the operator's standing run-level override: the newest release, hold or clear.
+func (d *deriver) runOverride() (*pcl.Observation, bool) {
+	var last *pcl.Observation
+	for _, o := range d.f.overrides {
+		if o.Workflow == "" && (o.Action == pcl.OverrideRelease || o.Action == pcl.OverrideHold || o.Action == pcl.OverrideClear) && later(o, last) {
+			last = o
+		}
+	}
+	if last == nil || last.Action == pcl.OverrideClear {
+		return nil, false
+	}
+	return last, true
+}
+
+// nextWake is the next moment at which time alone changes the run's state: a workflow's deadline or risk
+// threshold, or the run's deadline.
+func (d *deriver) nextWake(rs *pcl.RunState) time.Time {
+	now := d.in.Now
+	var next time.Time
+	consider := func(t time.Time) {
+		if t.After(now) && (next.IsZero() || t.Before(next)) {
+			next = t
+		}
+	}
+	switch rs.Decision.State {
+	case pcl.ReadinessReleased:
+		return time.Time{}
+	}
+	for i := range rs.Workflows {
+		ws := &rs.Workflows[i]
+		if ws.State.Terminal() || ws.Deadline.IsZero() {
+			continue
+		}
+		consider(ws.Deadline)
+		consider(d.riskAt(ws))
+	}
+	if !rs.Deadline.IsZero() && rs.Decision.State == pcl.ReadinessWaiting {
+		consider(rs.Deadline)
+	}
+	return next
+}

@@ -1,0 +1,210 @@
+package reconcile
+
+import (
+	"encoding/json"
+	"fmt"
+	"math/rand/v2"
+	"testing"
+	"time"
+
+	"github.com/cms-pcl/spyagency/internal/pcl"
+)
+
+// randomWorld draws a run's observations: any subset of the loop's events for any workflow, with random
+// times, hashes that may or may not match, failures, overrides and releases. Most draws are incoherent
+// as CMS goes; the invariant must hold for all of them.
+func randomWorld(r *rand.Rand) ([]pcl.Observation, pcl.Policy, time.Duration, map[pcl.Source]SourceView, uint32) {
+	var obs []pcl.Observation
+	dur := func(max time.Duration) time.Duration { return time.Duration(r.Int64N(int64(max))) }
+	hashes := []string{h1, h2, "c2f56b2dca1e8257d19233e5380d79317030b957"}
+	hash := func() string { return hashes[r.IntN(len(hashes))] }
+	if r.IntN(10) > 0 {
+		class := []string{"Collisions25", "Cosmics25", "HIRun2025", "Commissioning25"}[r.IntN(4)]
+		if r.IntN(5) == 0 {
+			obs = append(obs, runObs(class, nil))
+		} else {
+			stop := t0
+			if r.IntN(8) == 0 {
+				stop = t0.Add(-4*time.Hour + dur(10*time.Minute))
+			}
+			obs = append(obs, runObs(class, &stop))
+		}
+	}
+	if r.IntN(6) > 0 {
+		cfg := collisionsConfig()
+		for _, c := range cfg {
+			if r.IntN(4) > 0 {
+				obs = append(obs, c)
+			}
+		}
+	}
+	for _, s := range []string{"Express", "ExpressAlignment"} {
+		if r.IntN(3) == 0 {
+			obs = append(obs, streamDone(s, dur(30*time.Hour)))
+		}
+	}
+	for _, w := range catalog.Workflows() {
+		for _, in := range w.Inputs {
+			if r.IntN(3) == 0 {
+				continue
+			}
+			var hs []string
+			if r.IntN(5) > 0 {
+				hs = append(hs, hash())
+			}
+			obs = append(obs, harvest(in.Tag, dur(30*time.Hour), hs...))
+			if r.IntN(2) == 0 {
+				obs = append(obs, marker(in.Tag, dur(30*time.Hour)))
+			}
+			for _, dest := range in.Destinations {
+				if r.IntN(2) == 0 {
+					st := []pcl.UploadStatus{pcl.UploadOK, pcl.UploadOK, pcl.UploadSkip, pcl.UploadFail, pcl.UploadTooLate}[r.IntN(5)]
+					obs = append(obs, upload(in.Tag, dest, st, dur(30*time.Hour)))
+				}
+				if r.IntN(2) == 0 {
+					since := uint64(testRun + r.IntN(3) - 1)
+					if in.TimeType == pcl.TimeLumi {
+						since = pcl.PackLumi(uint32(since), uint32(1+r.IntN(50)))
+					}
+					obs = append(obs, iov(dest, since, hash(), dur(30*time.Hour)-2*time.Hour))
+				}
+			}
+		}
+		if r.IntN(10) == 0 {
+			obs = append(obs, override(pcl.OverrideAccept, w.Name, dur(60*time.Hour)))
+		}
+		if r.IntN(8) == 0 {
+			q := []pcl.Quality{pcl.QualityGood, pcl.QualityWarning, pcl.QualityBad, pcl.QualityUnknown}[r.IntN(4)]
+			obs = append(obs, quality(w.Name, q, dur(30*time.Hour)))
+		}
+	}
+	for i := r.IntN(3); i > 0; i-- {
+		a := []pcl.OverrideAction{pcl.OverrideHold, pcl.OverrideRelease, pcl.OverrideClear}[r.IntN(3)]
+		obs = append(obs, override(a, "", dur(60*time.Hour)))
+	}
+	if r.IntN(12) == 0 {
+		obs = append(obs, release(dur(60*time.Hour)))
+	}
+	p := pcl.DefaultPolicy()
+	switch r.IntN(3) {
+	case 0:
+		p = onlyGains(pcl.OnTimeoutHold)
+	case 1:
+		p = onlyGains(pcl.OnTimeoutRelease)
+	}
+	var sources map[pcl.Source]SourceView
+	if r.IntN(2) == 0 {
+		sources = freshSources(dur(40 * time.Hour))
+	}
+	return obs, p, dur(60 * time.Hour), sources, uint32(testRun - 1 + r.IntN(3))
+}
+
+// TestPropertySafetyAndDeterminism draws thousands of worlds. For each: the safety invariant holds, and
+// the same observations shuffled and partly duplicated give exactly the same state.
+func TestPropertySafetyAndDeterminism(t *testing.T) {
+	t.Parallel()
+	n := 3000
+	if testing.Short() {
+		n = 300
+	}
+	for seed := range n {
+		r := rand.New(rand.NewPCG(uint64(seed), 0x5eed))
+		obs, p, now, sources, fcsr := randomWorld(r)
+		in := Input{Run: testRun, Observations: obs, Catalogue: catalog, Policy: p, Sources: sources, FCSR: fcsr, Now: at(now)}
+		want := Reconcile(in)
+		checkInvariant(t, want, p)
+		if t.Failed() {
+			t.Fatalf("seed %d: invariant broken", seed)
+		}
+		shuffled := append([]pcl.Observation(nil), obs...)
+		for i := r.IntN(len(obs) + 1); i > 0; i-- {
+			shuffled = append(shuffled, obs[r.IntN(len(obs))])
+		}
+		r.Shuffle(len(shuffled), func(i, j int) { shuffled[i], shuffled[j] = shuffled[j], shuffled[i] })
+		in.Observations = shuffled
+		got := Reconcile(in)
+		if a, b := mustJSON(t, want), mustJSON(t, got); a != b {
+			t.Fatalf("seed %d: order or duplicates changed the result:\n%s\nvs\n%s", seed, a, b)
+		}
+	}
+}
+
+// TestPropertyMonotoneInTime: for a fixed set of observations, a run once ready stays releasable as time
+// passes (deadlines only ever release or hold, they never take back a ready run).
+func TestPropertyMonotoneInTime(t *testing.T) {
+	t.Parallel()
+	for seed := range 500 {
+		r := rand.New(rand.NewPCG(uint64(seed), 0x7177))
+		obs, p, _, sources, fcsr := randomWorld(r)
+		wasReady := false
+		for h := 0; h <= 60; h += 3 {
+			rs := Reconcile(Input{Run: testRun, Observations: obs, Catalogue: catalog, Policy: p, Sources: sources, FCSR: fcsr, Now: at(time.Duration(h) * time.Hour)})
+			checkInvariant(t, rs, p)
+			if wasReady && !rs.Decision.Releasable {
+				t.Fatalf("seed %d: ready run became %s at +%dh", seed, rs.Decision.State, h)
+			}
+			wasReady = wasReady || rs.Decision.State == pcl.ReadinessReady
+		}
+	}
+}
+
+func mustJSON(t *testing.T, v any) string {
+	t.Helper()
+	b, err := json.Marshal(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
+
+// benchWorld is a run with 20 workflows and about 100 observations, each workflow through the whole loop.
+func benchWorld() (*pcl.Catalogue, []pcl.Observation) {
+	ws := pcl.DefaultWorkflows()
+	for i := range 2 {
+		ws = append(ws, pcl.Workflow{Name: fmt.Sprintf("Extra%d", i), Producer: fmt.Sprintf("PromptCalibProdExtra%d", i),
+			Streams: []string{"Express"}, Inputs: []pcl.Input{{Tag: fmt.Sprintf("Extra%d_pcl", i), TimeType: pcl.TimeRun,
+				Destinations: []string{fmt.Sprintf("Extra%d_PCL_v0_prompt", i)}}}})
+	}
+	cat, err := pcl.NewCatalogue(ws)
+	if err != nil {
+		panic(err)
+	}
+	var express []string
+	for _, w := range ws {
+		express = append(express, w.Producer)
+	}
+	obs := []pcl.Observation{stopped(), expressConfig("Express", express...), streamDone("Express", 5*time.Hour)}
+	for i, w := range ws {
+		in := w.Inputs[0]
+		hash := fmt.Sprintf("%040x", i+1)
+		h := pcl.Observation{Source: pcl.SourceHarvest, Kind: pcl.KindHarvestFile, Run: testRun, At: at(time.Hour), InputTag: in.Tag,
+			Workflow: w.Name, File: "Run392680@" + in.Tag + "@u.db", Destinations: in.Destinations,
+			Payloads: []pcl.IOV{{Since: pcl.SinceOfRun(in.TimeType, testRun), Payload: hash}}}
+		obs = append(obs, h, pcl.Observation{Source: pcl.SourceHarvest, Kind: pcl.KindUploadMarker, Run: testRun, At: at(61 * time.Minute),
+			InputTag: in.Tag, File: "Run392680@" + in.Tag + "@u.txt.uploaded"})
+		for _, d := range in.Destinations[:1] {
+			obs = append(obs, pcl.Observation{Source: pcl.SourceDropbox, Kind: pcl.KindUploadStatus, Run: testRun, At: at(70 * time.Minute),
+				File: h.File, Tag: d, Status: pcl.UploadOK},
+				pcl.Observation{Source: pcl.SourceCondDB, Kind: pcl.KindIOV, Run: testRun, At: at(71 * time.Minute), Tag: d,
+					Since: pcl.SinceOfRun(in.TimeType, testRun), Inserted: at(71 * time.Minute), Payload: hash, TimeType: in.TimeType})
+		}
+		obs = append(obs, quality(w.Name, pcl.QualityGood, 2*time.Hour))
+	}
+	return cat, obs
+}
+
+// BenchmarkReconcile: target ≥ 100,000 runs/s on one core (issue 2).
+func BenchmarkReconcile(b *testing.B) {
+	cat, obs := benchWorld()
+	in := Input{Run: testRun, Observations: obs, Catalogue: cat, Policy: pcl.DefaultPolicy(), Sources: freshSources(6 * time.Hour), Now: at(6 * time.Hour)}
+	if rs := Reconcile(in); len(rs.Workflows) != 20 {
+		b.Fatalf("%d workflows", len(rs.Workflows))
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	for b.Loop() {
+		Reconcile(in)
+	}
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "runs/s")
+	b.ReportMetric(float64(len(obs)), "obs/run")
+}

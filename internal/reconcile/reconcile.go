@@ -1,0 +1,414 @@
+package reconcile
+
+import (
+	"cmp"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/cms-pcl/spyagency/internal/pcl"
+)
+
+// AlcaHarvestTimeout is Tier-0's alcaHarvestTimeout: AlcaHarvest runs at the latest this long after run
+// stop, on whatever statistics it has (cms-interfaces.md §1).
+const AlcaHarvestTimeout = 12 * time.Hour
+
+// SourceView is what the reconcile needs to know of a source's health.
+type SourceView struct {
+	// LastSuccess is the end of the source's last successful poll: anything the source held before it
+	// was seen then.
+	LastSuccess time.Time
+	Stale       bool
+}
+
+// Input is everything a run's state is derived from.
+type Input struct {
+	Run uint32
+	// Observations of the run: its own (by run number), the IOVs carrying its harvested payload hashes or
+	// pointing into it by since, and the operators' overrides. Order and duplicates do not matter.
+	Observations []pcl.Observation
+	Catalogue    *pcl.Catalogue
+	Policy       pcl.Policy
+	Sources      map[pcl.Source]SourceView
+	// FCSR is the newest first condition-safe run Tier-0 reported (0 if none yet).
+	FCSR uint32
+	Now  time.Time
+}
+
+// Reconcile derives the run's state. The result's Decision has no Version or Decided time: the store
+// gives those when the decision changes.
+func Reconcile(in Input) pcl.RunState {
+	f := index(in)
+	rs := pcl.RunState{Run: in.Run, Info: f.info}
+	if f.info != nil {
+		rs.Class = f.info.Class
+	}
+	cp := in.Policy.For(rs.Class)
+	d := deriver{in: in, f: f, cp: cp}
+	if f.stopped() {
+		rs.Deadline = f.info.Stop.Add(cp.RunDeadline)
+	}
+	ws := in.Catalogue.Workflows()
+	rs.Workflows = make([]pcl.WorkflowStatus, len(ws))
+	for i := range ws {
+		rs.Workflows[i] = d.workflow(i, &ws[i])
+	}
+	rs.Decision = d.decide(&rs)
+	rs.NextWake = d.nextWake(&rs)
+	return rs
+}
+
+// facts is the run's observations sorted into what the rules ask about. Every slot keeps the newest
+// (or earliest) fact by time, ties broken by compare, so that arrival order and duplicates cannot matter.
+// Per-input and per-tag facts live in slices indexed by the catalogue's dense indices: the reconcile runs
+// for every touched run on every batch, and maps would dominate its cost.
+type facts struct {
+	run       uint32
+	cat       *pcl.Catalogue
+	info      *pcl.RunInfo
+	infoObs   *pcl.Observation
+	configs   map[string]*pcl.Observation // stream → the newest express_config
+	producers map[string][]string         // producer → the streams whose alca_skim lists it
+	done      map[string]*pcl.Observation // stream → the first stream-done seen
+	release   *pcl.Observation            // the first release
+	inputs    []inputFacts                // by catalogue input index
+	quality   []*pcl.Observation          // by catalogue workflow index: the newest DQM result
+	iovs      [][]*pcl.Observation        // by catalogue destination index: the winning IOV at each since
+	otherIOVs map[string][]*pcl.Observation
+	overrides []*pcl.Observation
+}
+
+// inputFacts is what the harvest area and the upload log showed of one input tag.
+type inputFacts struct {
+	latest   *pcl.Observation // the newest harvest file
+	files    int              // distinct harvest files seen (a re-harvest shows as more than one)
+	markers  []named
+	statuses []named
+}
+
+// named is an observation about a file, with the file's stem worked out once.
+type named struct {
+	o    *pcl.Observation
+	stem string
+}
+
+func (f *facts) stopped() bool { return f.info != nil && f.info.Stop != nil }
+
+// tagIOVs returns the winning IOVs of a tag, by since.
+func (f *facts) tagIOVs(tag string) []*pcl.Observation {
+	if i, ok := f.cat.DestinationIndex(tag); ok {
+		return f.iovs[i]
+	}
+	return f.otherIOVs[tag]
+}
+
+// marker returns the first upload marker of a file.
+func (in *inputFacts) marker(key string) *pcl.Observation {
+	var m *pcl.Observation
+	for _, n := range in.markers {
+		if n.stem == key && (m == nil || later(m, n.o)) {
+			m = n.o
+		}
+	}
+	return m
+}
+
+// fileStatuses returns the upload log's records of a file.
+func (in *inputFacts) fileStatuses(key string) []*pcl.Observation {
+	out := make([]*pcl.Observation, 0, len(in.statuses))
+	for _, n := range in.statuses {
+		if n.stem == key {
+			out = append(out, n.o)
+		}
+	}
+	return out
+}
+
+// later says whether a is after b in the canonical order.
+func later(a, b *pcl.Observation) bool { return b == nil || compare(a, b) > 0 }
+
+// inputTagOf is the input tag an upload record or marker is about: its own field, or the middle of a
+// Run<run>@<inputTag>@<uuid> file name.
+func inputTagOf(o *pcl.Observation) string {
+	if o.InputTag != "" {
+		return o.InputTag
+	}
+	name := stem(o.File)
+	i := strings.IndexByte(name, '@')
+	j := strings.LastIndexByte(name, '@')
+	if i < 0 || j <= i {
+		return ""
+	}
+	return name[i+1 : j]
+}
+
+// index files each valid observation of the run under what it tells.
+func index(in Input) *facts {
+	cat := in.Catalogue
+	f := &facts{run: in.Run, cat: cat, configs: make(map[string]*pcl.Observation, 4), done: make(map[string]*pcl.Observation, 4),
+		inputs: make([]inputFacts, cat.NumInputs()), quality: make([]*pcl.Observation, len(cat.Workflows()))}
+	var iovs []*pcl.Observation
+	for i := range in.Observations {
+		o := &in.Observations[i]
+		if o.Validate() != nil {
+			continue
+		}
+		switch o.Kind {
+		case pcl.KindIOV:
+			iovs = append(iovs, o)
+			continue
+		case pcl.KindUploadStatus:
+			// The upload log names files, not always runs: match by file.
+			if k, ok := cat.InputIndex(inputTagOf(o)); ok && o.File != "" && runOfFile(o.File, in.Run) {
+				f.inputs[k].statuses = append(f.inputs[k].statuses, named{o, stem(o.File)})
+			}
+			continue
+		}
+		if o.Run != in.Run {
+			continue
+		}
+		switch o.Kind {
+		case pcl.KindRun:
+			// OMS updates a run as it goes; its last_update orders them, whatever order they came in.
+			if f.infoObs == nil || o.RunInfo.LastUpdate.After(f.infoObs.RunInfo.LastUpdate) ||
+				(o.RunInfo.LastUpdate.Equal(f.infoObs.RunInfo.LastUpdate) && later(o, f.infoObs)) {
+				f.infoObs = o
+			}
+		case pcl.KindExpressConfig:
+			if later(o, f.configs[o.Stream]) {
+				f.configs[o.Stream] = o
+			}
+		case pcl.KindStreamDone:
+			if cur := f.done[o.Stream]; o.Done && (cur == nil || earlierSeen(o, cur)) {
+				f.done[o.Stream] = o
+			}
+		case pcl.KindRelease:
+			if f.release == nil || later(f.release, o) {
+				f.release = o
+			}
+		case pcl.KindHarvestFile:
+			if k, ok := cat.InputIndex(o.InputTag); ok {
+				h := &f.inputs[k]
+				if h.latest == nil || h.latest.File != o.File {
+					h.files++ // an upper bound; duplicates of one name are rare and only feed a flag
+				}
+				if later(o, h.latest) {
+					h.latest = o
+				}
+			}
+		case pcl.KindUploadMarker:
+			if k, ok := cat.InputIndex(inputTagOf(o)); ok {
+				f.inputs[k].markers = append(f.inputs[k].markers, named{o, stem(o.File)})
+			}
+		case pcl.KindDQMQuality:
+			if k, ok := cat.WorkflowIndex(o.Workflow); ok && later(o, f.quality[k]) {
+				f.quality[k] = o
+			}
+		case pcl.KindOverride:
+			f.overrides = append(f.overrides, o)
+		}
+	}
+	if f.infoObs != nil {
+		ri := *f.infoObs.RunInfo // the result must not alias the caller's observation
+		f.info = &ri
+	}
+	f.producers = make(map[string][]string, 32)
+	for stream, o := range f.configs {
+		for _, p := range o.Producers {
+			if !slices.Contains(f.producers[p], stream) {
+				f.producers[p] = append(f.producers[p], stream)
+			}
+		}
+	}
+	for _, streams := range f.producers {
+		slices.Sort(streams)
+	}
+	f.winners(iovs)
+	return f
+}
+
+// runOfFile says whether a harvest file name belongs to the run (Run<run>@...); names of another form
+// are taken as the run's, since the record was selected for it.
+func runOfFile(name string, run uint32) bool {
+	name = stem(name)
+	if !strings.HasPrefix(name, "Run") {
+		return true
+	}
+	i := strings.IndexByte(name, '@')
+	if i < 0 {
+		return true
+	}
+	n, err := strconv.ParseUint(name[3:i], 10, 32)
+	return err != nil || uint32(n) == run
+}
+
+// earlierSeen orders stream-done facts by when the agency learnt them.
+func earlierSeen(a, b *pcl.Observation) bool {
+	if c := seenAt(a).Compare(seenAt(b)); c != 0 {
+		return c < 0
+	}
+	return compare(a, b) < 0
+}
+
+// verdict returns the newest upload verdict for a destination tag among a file's statuses.
+func verdict(statuses []*pcl.Observation, tag string) *pcl.Observation {
+	var v *pcl.Observation
+	for _, s := range statuses {
+		if s.Tag == tag && later(s, v) {
+			v = s
+		}
+	}
+	return v
+}
+
+// burst says whether a destination tag got more than one distinct upload of the file.
+func burst(statuses []*pcl.Observation) bool {
+	for i, a := range statuses {
+		for _, b := range statuses[i+1:] {
+			if a.Tag == b.Tag && !a.At.Equal(b.At) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// winners keeps, per tag and since, the row inserted last: several rows can share a since and the
+// newest insertion wins (cms-interfaces.md §3.1).
+func (f *facts) winners(iovs []*pcl.Observation) {
+	f.iovs = make([][]*pcl.Observation, f.cat.NumDestinations())
+	if len(iovs) == 0 {
+		return
+	}
+	slices.SortFunc(iovs, func(a, b *pcl.Observation) int {
+		if c := strings.Compare(a.Tag, b.Tag); c != 0 {
+			return c
+		}
+		if c := cmp.Compare(a.Since, b.Since); c != 0 {
+			return c
+		}
+		if c := b.Inserted.Compare(a.Inserted); c != 0 {
+			return c
+		}
+		return strings.Compare(b.Payload, a.Payload)
+	})
+	for i, o := range iovs {
+		if i > 0 && iovs[i-1].Tag == o.Tag && iovs[i-1].Since == o.Since {
+			continue
+		}
+		if k, ok := f.cat.DestinationIndex(o.Tag); ok {
+			f.iovs[k] = append(f.iovs[k], o)
+			continue
+		}
+		if f.otherIOVs == nil {
+			f.otherIOVs = map[string][]*pcl.Observation{}
+		}
+		f.otherIOVs[o.Tag] = append(f.otherIOVs[o.Tag], o)
+	}
+}
+
+// compare is a total order on observations by time and then by every field that tells facts apart, so
+// that sorting is deterministic and two observations that compare equal are the same fact. It returns at
+// the first difference: most observations differ in time or kind.
+func compare(a, b *pcl.Observation) int {
+	if c := a.At.Compare(b.At); c != 0 {
+		return c
+	}
+	if a.Kind != b.Kind {
+		return strings.Compare(string(a.Kind), string(b.Kind))
+	}
+	if a.Run != b.Run {
+		return cmp.Compare(a.Run, b.Run)
+	}
+	for _, p := range [...][2]string{{a.File, b.File}, {a.Tag, b.Tag}, {a.Payload, b.Payload}, {a.Stream, b.Stream},
+		{string(a.Status), string(b.Status)}, {a.Workflow, b.Workflow}, {a.InputTag, b.InputTag}, {a.Dataset, b.Dataset},
+		{string(a.Quality), string(b.Quality)}, {string(a.Action), string(b.Action)}, {a.Actor, b.Actor},
+		{a.Reason, b.Reason}, {a.FileHash, b.FileHash}, {a.Info, b.Info}, {a.Previous, b.Previous},
+		{string(a.Source), string(b.Source)}} {
+		if p[0] != p[1] {
+			return strings.Compare(p[0], p[1])
+		}
+	}
+	if a.Since != b.Since {
+		return cmp.Compare(a.Since, b.Since)
+	}
+	if c := a.Inserted.Compare(b.Inserted); c != 0 {
+		return c
+	}
+	if a.Done != b.Done {
+		return boolCompare(a.Done, b.Done)
+	}
+	if a.Prep != b.Prep {
+		return boolCompare(a.Prep, b.Prep)
+	}
+	if c := slices.Compare(a.Producers, b.Producers); c != 0 {
+		return c
+	}
+	switch a.Kind {
+	case pcl.KindRun:
+		return compareRunInfo(a.RunInfo, b.RunInfo)
+	case pcl.KindHarvestFile:
+		if c := slices.Compare(a.Destinations, b.Destinations); c != 0 {
+			return c
+		}
+		return slices.CompareFunc(a.Payloads, b.Payloads, func(x, y pcl.IOV) int {
+			if x.Since != y.Since {
+				return cmp.Compare(x.Since, y.Since)
+			}
+			return strings.Compare(x.Payload, y.Payload)
+		})
+	}
+	return 0
+}
+
+func compareRunInfo(a, b *pcl.RunInfo) int {
+	stop := func(r *pcl.RunInfo) time.Time {
+		if r.Stop == nil {
+			return time.Time{}
+		}
+		return *r.Stop
+	}
+	return cmp.Or(a.LastUpdate.Compare(b.LastUpdate), stop(a).Compare(stop(b)), a.Start.Compare(b.Start),
+		strings.Compare(a.Class, b.Class), cmp.Compare(a.Lumis, b.Lumis), cmp.Compare(a.BField, b.BField),
+		slices.Compare(a.Components, b.Components))
+}
+
+func boolCompare(a, b bool) int {
+	switch {
+	case a == b:
+		return 0
+	case a:
+		return 1
+	}
+	return -1
+}
+
+// seenAt is when the agency learnt the fact; absence-based rules compare it with source poll times,
+// which are on the agency's clock too.
+func seenAt(o *pcl.Observation) time.Time {
+	if o.Seen.IsZero() {
+		return o.At
+	}
+	return o.Seen
+}
+
+// stem is the upload's name without directory and suffixes, so that a .db, its .txt, its
+// .txt.uploaded marker and the upload log's file name all name the same upload. Harvest names are
+// Run<run>@<inputTag>@<uuid>.<ext> and a uuid has no dot, so the stem ends at the first dot after the
+// last '@'; other names lose everything from their first dot.
+func stem(name string) string {
+	if i := strings.LastIndexByte(name, '/'); i >= 0 {
+		name = name[i+1:]
+	}
+	at := max(strings.LastIndexByte(name, '@'), 0)
+	if j := strings.IndexByte(name[at:], '.'); j >= 0 {
+		return name[:at+j]
+	}
+	return name
+}
+
+func clock(t time.Time) string {
+	var buf [16]byte
+	return string(t.UTC().AppendFormat(buf[:0], "Jan 2 15:04"))
+}
