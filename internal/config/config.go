@@ -117,7 +117,8 @@ type Source struct {
 	TokenEnv string `yaml:"token_env"`
 }
 
-// Links are base URLs for links out of the web page. Defaults are CERN's production services.
+// Links are base URLs for links out of the web page. Defaults are CERN's production services; an
+// explicit "" hides that kind of link.
 type Links struct {
 	// CondDBBrowser shows a tag's IOVs: <base>/list/Prod/tags/<tag>.
 	CondDBBrowser string `yaml:"conddb_browser"`

@@ -332,3 +332,21 @@ func mustRead(t *testing.T, name string) []byte {
 	}
 	return data
 }
+
+func TestValidateAfterOverrides(t *testing.T) {
+	t.Parallel()
+	c := Default()
+	if err := c.Validate(); err != nil {
+		t.Fatalf("Default does not validate: %v", err)
+	}
+	c.Store.DSN = "mysql://x"
+	c.Server.Addr = "nope"
+	err := c.Validate()
+	var cerr *Error
+	if !errors.As(err, &cerr) || len(cerr.Problems) != 2 || cerr.Problems[0].Field != "server.addr" || cerr.Problems[1].Field != "store.dsn" {
+		t.Errorf("Validate = %v, want server.addr and store.dsn refused", err)
+	}
+	if probs := Check("l.yaml", []byte("links:\n  dqm_gui: \"\"\n")); len(probs) != 0 {
+		t.Errorf("an empty link must be allowed (it hides the link): %v", probs)
+	}
+}

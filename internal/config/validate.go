@@ -43,6 +43,18 @@ func (d *decoder) validate(c *Config) {
 	}
 }
 
+// Validate checks a configuration built or changed in code (command-line flags over a file), with the
+// same rules as Check; its problems have no line. Start from Default, Parse or Load: a zero Config has
+// no defaults and is refused.
+func (c *Config) Validate() error {
+	d := newDecoder("configuration")
+	d.validate(c)
+	if len(d.problems) > 0 {
+		return &Error{Problems: d.problems}
+	}
+	return nil
+}
+
 func (d *decoder) positive(field string, v time.Duration) {
 	if v <= 0 {
 		d.addf(d.at(field), field, "must be positive, got %s", v)
@@ -305,7 +317,9 @@ func (d *decoder) checkLinks(l Links) {
 		{"conddb_browser", l.CondDBBrowser}, {"upload_log", l.UploadLog}, {"dqm_gui", l.DQMGUI},
 		{"oms", l.OMS}, {"run_registry", l.RunRegistry},
 	} {
-		d.checkURL("links."+link.key, link.v)
+		if link.v != "" || !d.present("links."+link.key) {
+			d.checkURL("links."+link.key, link.v) // an explicit "" hides the link
+		}
 	}
 }
 
