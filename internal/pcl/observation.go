@@ -107,7 +107,7 @@ type Observation struct {
 	Source Source    `json:"source"`
 	Kind   Kind      `json:"kind"`
 	Run    uint32    `json:"run,omitempty"`
-	At     time.Time `json:"at"`             // when the fact happened, by the source's clock where it gives one
+	At     time.Time `json:"at"`            // when the fact happened, by the source's clock where it gives one
 	Seen   time.Time `json:"seen,omitzero"` // when the spy saw it
 
 	RunInfo *RunInfo `json:"run_info,omitempty"` // KindRun
@@ -125,14 +125,14 @@ type Observation struct {
 	Payloads     []IOV    `json:"payloads,omitempty"`     // KindHarvestFile: the input tag's IOVs in the .db
 	Prep         bool     `json:"prep,omitempty"`         // KindHarvestFile, KindUploadMarker: validation (prep) upload
 
-	Tag      string       `json:"tag,omitempty"`      // KindUploadStatus, KindIOV: the destination tag
-	Status   UploadStatus `json:"status,omitempty"`   // KindUploadStatus
-	Info     string       `json:"info,omitempty"`     // KindUploadStatus: the log's text
-	Since    uint64       `json:"since,omitempty"`    // KindIOV
+	Tag      string       `json:"tag,omitempty"`       // KindUploadStatus, KindIOV: the destination tag
+	Status   UploadStatus `json:"status,omitempty"`    // KindUploadStatus
+	Info     string       `json:"info,omitempty"`      // KindUploadStatus: the log's text
+	Since    uint64       `json:"since,omitempty"`     // KindIOV
 	TimeType TimeType     `json:"time_type,omitempty"` // KindIOV: the tag's time type
-	Inserted time.Time    `json:"inserted,omitzero"`  // KindIOV: INSERTION_TIME
-	Payload  string       `json:"payload,omitempty"`  // KindIOV: PAYLOAD_HASH
-	Previous string       `json:"previous,omitempty"` // KindIOV: the payload of the IOV just below this since, if any
+	Inserted time.Time    `json:"inserted,omitzero"`   // KindIOV: INSERTION_TIME
+	Payload  string       `json:"payload,omitempty"`   // KindIOV: PAYLOAD_HASH
+	Previous string       `json:"previous,omitempty"`  // KindIOV: the payload of the IOV just below this since, if any
 
 	Quality Quality `json:"quality,omitempty"` // KindDQMQuality
 

@@ -1,0 +1,124 @@
+package pcl
+
+import (
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestSinces(t *testing.T) {
+	t.Parallel()
+	// cms-interfaces.md §3.2: 1406876667346979 is run 327564, lumi 35.
+	if r, l := UnpackLumi(1406876667346979); r != 327564 || l != 35 {
+		t.Fatalf("UnpackLumi = %d, %d", r, l)
+	}
+	if PackLumi(327564, 35) != 1406876667346979 {
+		t.Fatal("PackLumi does not invert UnpackLumi")
+	}
+	if got := SinceOfRun(TimeLumi, 327564); got != 327564<<32|1 {
+		t.Errorf("lumi FCSR since = %d", got)
+	}
+	if RunOfSince(TimeRun, 392680) != 392680 || RunOfSince(TimeLumi, PackLumi(392680, 7)) != 392680 || RunOfSince(TimeTime, 1<<40) != 0 {
+		t.Error("RunOfSince")
+	}
+	if RunOfSince(TimeRun, Infinity) != 0 {
+		t.Error("a run-typed infinity is no run")
+	}
+}
+
+func TestKeyIdentifiesFacts(t *testing.T) {
+	t.Parallel()
+	at := time.Date(2025, 5, 29, 4, 57, 47, 0, time.UTC)
+	a := Observation{Source: SourceCondDB, Kind: KindIOV, Run: 392671, At: at, Tag: "SiStripApvGain_PCL_v0_prompt",
+		Since: 392671, Inserted: at, Payload: "2f1a7c3e5b9d0c4e6f8a1b2c3d4e5f6071829304"}
+	b := a
+	b.Seen = at.Add(time.Hour) // seen again later: the same fact
+	if a.Key() != b.Key() {
+		t.Error("the same IOV seen twice has two keys")
+	}
+	c := a
+	c.Inserted = at.Add(time.Second) // a second row at the same since: another fact
+	if a.Key() == c.Key() {
+		t.Error("two IOV rows share a key")
+	}
+	d := Observation{Source: SourceTier0, Kind: KindStreamDone, Run: 392671, At: at, Stream: "Express", Done: true}
+	e := d
+	e.At = at.Add(5 * time.Minute)
+	if d.Key() != e.Key() {
+		t.Error("stream done seen at two polls has two keys")
+	}
+}
+
+func TestValidate(t *testing.T) {
+	t.Parallel()
+	at := time.Now()
+	cases := []struct {
+		o    Observation
+		want string
+	}{
+		{Observation{Kind: KindRun, At: at}, "no source"},
+		{Observation{Source: SourceOMS, Kind: KindRun, Run: 1}, "no time"},
+		{Observation{Source: SourceOMS, Kind: KindRun, Run: 1, At: at}, "run_info.start"},
+		{Observation{Source: SourceDropbox, Kind: KindUploadStatus, At: at, Tag: "t", File: "f", Status: "maybe"}, "status"},
+		{Observation{Source: SourceOperator, Kind: KindOverride, Run: 5, At: at, Action: OverrideHold, Actor: "a"}, "reason"},
+		{Observation{Source: SourceOperator, Kind: KindOverride, Run: 5, At: at, Action: OverrideAccept, Actor: "a", Reason: "r"}, "workflow"},
+		{Observation{Source: SourceDQM, Kind: "gossip", At: at}, "unknown kind"},
+	}
+	for _, c := range cases {
+		err := c.o.Validate()
+		if err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%+v: error %v, want one naming %q", c.o, err, c.want)
+		}
+	}
+}
+
+func TestCatalogue(t *testing.T) {
+	t.Parallel()
+	c := DefaultCatalogue()
+	if n := len(c.Workflows()); n != 18 {
+		t.Errorf("%d workflows, want the 18 of cms-interfaces.md §5", n)
+	}
+	w, in, ok := c.ByInputTag("SiStripApvGain_pcl")
+	if !ok || w.Name != "SiStripGains" || len(in.Destinations) != 2 {
+		t.Fatalf("ByInputTag: %v %v %v", w, in, ok)
+	}
+	if !w.RunsIn("Express") || !w.RunsIn("HIExpress") || w.RunsIn("ExpressCosmics") {
+		t.Error("RunsIn")
+	}
+	if _, err := NewCatalogue([]Workflow{{Name: "A", Producer: "P", Streams: []string{"Express"}, Inputs: []Input{{Tag: "x", TimeType: TimeRun}}},
+		{Name: "B", Producer: "Q", Streams: []string{"Express"}, Inputs: []Input{{Tag: "x", TimeType: TimeRun}}}}); err == nil ||
+		!strings.Contains(err.Error(), "both A and B") {
+		t.Errorf("shared input tag: %v", err)
+	}
+	if _, err := NewCatalogue([]Workflow{{Name: "A", Producer: "P", Streams: []string{"Express"}, Inputs: []Input{{Tag: "x", TimeType: "Epoch"}}}}); err == nil {
+		t.Error("bad time type accepted")
+	}
+	if i, ok := c.InputIndex("SiStripApvGain_pcl"); !ok || i != c.InputIndexOf(3, 0) {
+		t.Errorf("input index %d", i)
+	}
+}
+
+func TestPolicy(t *testing.T) {
+	t.Parallel()
+	c := DefaultCatalogue()
+	p := DefaultPolicy()
+	if err := p.Validate(c); err != nil {
+		t.Fatalf("default policy: %v", err)
+	}
+	if got := p.For("Cosmics25"); got.Pattern != "Cosmics*" || !got.AllowsNoPayload("SiStripLA") {
+		t.Errorf("For(Cosmics25) = %+v", got)
+	}
+	if got := p.For("Collisions25"); got.AllowsNoPayload("SiStripGains") {
+		t.Error("collisions allow no payload by default")
+	}
+	bad := DefaultPolicy()
+	bad.Classes[0].Required = []string{"SiStripGainz"}
+	if err := bad.Validate(c); err == nil || !strings.Contains(err.Error(), "SiStripGainz") {
+		t.Errorf("unknown workflow: %v", err)
+	}
+	bad = DefaultPolicy()
+	bad.Classes[0].RunDeadline = time.Hour
+	if err := bad.Validate(c); err == nil || !strings.Contains(err.Error(), "before workflow_deadline") {
+		t.Errorf("impossible deadline: %v", err)
+	}
+}
