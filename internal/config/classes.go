@@ -1,6 +1,7 @@
 package config
 
 import (
+	"errors"
 	"fmt"
 	"regexp"
 	"strings"
@@ -52,44 +53,85 @@ func DefaultClassRules() []ClassRule {
 // ClassOf applies the run class rules in order and returns the first match's class, with the run's year
 // filled in. It returns "" when no rule matches (the default rules end with a catch-all) and skips a rule
 // whose regexp does not compile (Check refuses such a file). A class already in info (from the Run
-// Registry) is not consulted: this is the derivation from OMS attributes alone.
+// Registry) is not consulted: this is the derivation from OMS attributes alone. It compiles the rules on
+// each call; a caller classifying many runs can keep a Classifier.
 func (c *Config) ClassOf(info pcl.RunInfo) string {
 	rules := c.RunClasses
 	if len(rules) == 0 {
 		rules = DefaultClassRules()
 	}
-	for _, r := range rules {
-		ok, err := r.matches(info)
-		if err == nil && ok {
+	k, _ := NewClassifier(rules)
+	return k.ClassOf(info)
+}
+
+// Classifier is a list of class rules with their regexps compiled.
+type Classifier struct {
+	rules []compiledRule
+}
+
+type compiledRule struct {
+	ClassRule
+	era, hltKey, fillType, sequence *regexp.Regexp // nil: no condition
+}
+
+// NewClassifier compiles the rules. A rule with a bad regexp is left out and reported in the error; the
+// Classifier returned is usable either way.
+func NewClassifier(rules []ClassRule) (*Classifier, error) {
+	k := &Classifier{}
+	var errs []error
+	for i, r := range rules {
+		cr := compiledRule{ClassRule: r}
+		var bad error
+		for _, f := range []struct {
+			pattern string
+			re      **regexp.Regexp
+		}{{r.Era, &cr.era}, {r.HLTKey, &cr.hltKey}, {r.FillType, &cr.fillType}, {r.Sequence, &cr.sequence}} {
+			if f.pattern == "" {
+				continue
+			}
+			re, err := regexp.Compile(f.pattern)
+			if err != nil {
+				bad = fmt.Errorf("run class rule %d (%s): %w", i, r.Class, err)
+				break
+			}
+			*f.re = re
+		}
+		if bad != nil {
+			errs = append(errs, bad)
+			continue
+		}
+		k.rules = append(k.rules, cr)
+	}
+	return k, errors.Join(errs...)
+}
+
+// ClassOf returns the class of the first rule that matches the run, "" if none does.
+func (k *Classifier) ClassOf(info pcl.RunInfo) string {
+	for _, r := range k.rules {
+		if r.matches(info) {
 			return expandClass(r.Class, info)
 		}
 	}
 	return ""
 }
 
-// matches says whether the rule holds for the run.
-func (r ClassRule) matches(info pcl.RunInfo) (bool, error) {
-	for _, cond := range []struct{ pattern, value string }{
-		{r.Era, info.Era}, {r.HLTKey, info.HLTKey}, {r.FillType, info.FillType}, {r.Sequence, info.Sequence},
-	} {
-		if cond.pattern == "" {
-			continue
-		}
-		re, err := regexp.Compile(cond.pattern)
-		if err != nil {
-			return false, err
-		}
-		if !re.MatchString(cond.value) {
-			return false, nil
+// matches says whether every condition of the rule holds for the run.
+func (r compiledRule) matches(info pcl.RunInfo) bool {
+	for _, cond := range []struct {
+		re    *regexp.Regexp
+		value string
+	}{{r.era, info.Era}, {r.hltKey, info.HLTKey}, {r.fillType, info.FillType}, {r.sequence, info.Sequence}} {
+		if cond.re != nil && !cond.re.MatchString(cond.value) {
+			return false
 		}
 	}
 	if r.StableBeam != nil && *r.StableBeam != info.StableBeam {
-		return false, nil
+		return false
 	}
 	if r.MinBField != nil && info.BField < *r.MinBField {
-		return false, nil
+		return false
 	}
-	return true, nil
+	return true
 }
 
 // expandClass fills in the year. A run without a start time has no year: the placeholders vanish.

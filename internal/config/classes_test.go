@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -170,5 +171,17 @@ func TestDefaultClassesMatchDefaultPolicy(t *testing.T) {
 		if (got == "*") != (class == "Commissioning25") {
 			t.Errorf("class %s falls to policy pattern %q", class, got)
 		}
+	}
+}
+
+func TestClassifierReportsBadRules(t *testing.T) {
+	t.Parallel()
+	k, err := NewClassifier([]ClassRule{{Class: "Bad", Sequence: "(("}, {Class: "Good{yy}", Sequence: "^GLOBAL"}})
+	if err == nil || !strings.Contains(err.Error(), "run class rule 0 (Bad)") {
+		t.Errorf("NewClassifier error = %v, want rule 0 named", err)
+	}
+	info := pcl.RunInfo{Start: time.Date(2023, 5, 1, 0, 0, 0, 0, time.UTC), Sequence: "GLOBAL-RUN"}
+	if got := k.ClassOf(info); got != "Good23" {
+		t.Errorf("ClassOf = %q, want Good23 from the rule that compiled", got)
 	}
 }

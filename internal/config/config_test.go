@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -348,5 +349,51 @@ func TestValidateAfterOverrides(t *testing.T) {
 	}
 	if probs := Check("l.yaml", []byte("links:\n  dqm_gui: \"\"\n")); len(probs) != 0 {
 		t.Errorf("an empty link must be allowed (it hides the link): %v", probs)
+	}
+}
+
+// TestReferenceDocumentsEveryKey keeps REFERENCE.md complete: every key path appears in it, written as
+// `sources.<name>.interval`, `policy.classes[i].pattern`, `catalogue[i].inputs[j].tag`.
+func TestReferenceDocumentsEveryKey(t *testing.T) {
+	t.Parallel()
+	doc, err := os.ReadFile("REFERENCE.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var paths []string
+	var walk func(path string, typ reflect.Type, depth int)
+	walk = func(path string, typ reflect.Type, depth int) {
+		if typ.Kind() == reflect.Pointer {
+			typ = typ.Elem()
+		}
+		switch {
+		case typ == durationType || typ.Kind() != reflect.Struct && typ.Kind() != reflect.Slice:
+			paths = append(paths, path)
+		case typ.Kind() == reflect.Slice && typ.Elem().Kind() != reflect.Struct:
+			paths = append(paths, path)
+		case typ.Kind() == reflect.Slice:
+			walk(path+"["+string(rune('i'+depth))+"]", typ.Elem(), depth+1)
+		case typ == reflect.TypeFor[Source]():
+			for i := range typ.NumField() {
+				walk(path[:strings.LastIndex(path, ".")]+".<name>."+fieldKey(typ.Field(i)), typ.Field(i).Type, depth)
+			}
+		default:
+			for i := range typ.NumField() {
+				if k := fieldKey(typ.Field(i)); k != "" {
+					walk(joinPath(path, k), typ.Field(i).Type, depth)
+				}
+			}
+		}
+	}
+	walk("", reflect.TypeFor[Config](), 0)
+	slices.Sort(paths)
+	paths = slices.Compact(paths)
+	if len(paths) < 50 {
+		t.Fatalf("only %d key paths found: the walk is broken", len(paths))
+	}
+	for _, p := range paths {
+		if !strings.Contains(string(doc), "`"+p+"`") {
+			t.Errorf("REFERENCE.md does not document `%s`", p)
+		}
 	}
 }
