@@ -1,0 +1,265 @@
+package agency
+
+import (
+	"context"
+	"log/slog"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/cms-pcl/spyagency/internal/clock"
+	"github.com/cms-pcl/spyagency/internal/pcl"
+	"github.com/cms-pcl/spyagency/internal/spy"
+	"github.com/cms-pcl/spyagency/internal/store"
+	"github.com/cms-pcl/spyagency/internal/store/sqlite"
+)
+
+const run = 392680
+const hash = "2f1a7c3e5b9d0c4e6f8a1b2c3d4e5f6071829304"
+
+var t0 = time.Date(2025, 5, 29, 12, 0, 0, 0, time.UTC)
+
+type harness struct {
+	t     *testing.T
+	ctx   context.Context
+	clk   *clock.Fake
+	st    *sqlite.Store
+	ag    *Agency
+	path  string
+	fresh time.Time // every source's last successful poll
+}
+
+func newHarness(t *testing.T) *harness {
+	t.Helper()
+	h := &harness{t: t, ctx: t.Context(), clk: clock.NewFake(t0), path: filepath.Join(t.TempDir(), "spy.db")}
+	h.open()
+	return h
+}
+
+func (h *harness) open() {
+	h.t.Helper()
+	st, err := sqlite.Open(h.ctx, h.path, sqlite.Options{Now: h.clk.Now})
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	h.t.Cleanup(func() { st.Close() })
+	h.st = st
+	ag, err := New(h.ctx, Options{Store: st, Catalogue: pcl.DefaultCatalogue(), Policy: onlyGains(), Clock: h.clk,
+		Logger: slog.New(slog.DiscardHandler), Targets: []string{"tier0-webhook"},
+		Sources: func() map[pcl.Source]spy.Health {
+			m := map[pcl.Source]spy.Health{}
+			for _, s := range pcl.Sources {
+				m[s] = spy.Health{Name: s, Healthy: true, LastSuccess: h.fresh}
+			}
+			return m
+		}})
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	h.ag = ag
+}
+
+func onlyGains() pcl.Policy {
+	p := pcl.DefaultPolicy()
+	for i := range p.Classes {
+		p.Classes[i].Required = []string{"SiStripGains"}
+	}
+	return p
+}
+
+func (h *harness) ingest(src pcl.Source, obs ...pcl.Observation) {
+	h.t.Helper()
+	for i := range obs {
+		if obs[i].Seen.IsZero() {
+			obs[i].Seen = h.clk.Now()
+		}
+	}
+	if err := h.ag.Ingest(h.ctx, src, obs); err != nil {
+		h.t.Fatal(err)
+	}
+	if err := h.ag.Pass(h.ctx); err != nil {
+		h.t.Fatal(err)
+	}
+}
+
+func (h *harness) state() pcl.RunState {
+	h.t.Helper()
+	rs, err := h.st.RunState(h.ctx, run)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	return rs
+}
+
+func stoppedRun() pcl.Observation {
+	stop := t0
+	return pcl.Observation{Source: pcl.SourceOMS, Kind: pcl.KindRun, Run: run, At: t0,
+		RunInfo: &pcl.RunInfo{Start: t0.Add(-3 * time.Hour), Stop: &stop, Class: "Collisions25", LastUpdate: t0}}
+}
+
+func config() pcl.Observation {
+	return pcl.Observation{Source: pcl.SourceTier0, Kind: pcl.KindExpressConfig, Run: run, At: t0, Stream: "Express",
+		Producers: []string{"PromptCalibProdSiStripGains", "PromptCalibProdSiPixelAli"}}
+}
+
+func harvestFile() pcl.Observation {
+	return pcl.Observation{Source: pcl.SourceHarvest, Kind: pcl.KindHarvestFile, Run: run, At: t0.Add(time.Hour),
+		InputTag: "SiStripApvGain_pcl", Workflow: "SiStripGains", File: "Run392680@SiStripApvGain_pcl@a1b2.db",
+		Destinations: []string{"SiStripApvGain_PCL_v0_hlt", "SiStripApvGain_PCL_v0_prompt"},
+		Payloads:     []pcl.IOV{{Since: run, Payload: hash}}}
+}
+
+// iovAt is an IOV of the run's payload; its since may be moved up by the upload service.
+func iovAt(tag string, since uint64, d time.Duration) pcl.Observation {
+	return pcl.Observation{Source: pcl.SourceCondDB, Kind: pcl.KindIOV, Run: uint32(since), At: t0.Add(d), Tag: tag,
+		Since: since, TimeType: pcl.TimeRun, Inserted: t0.Add(d), Payload: hash}
+}
+
+func TestLoopDecidesVersionsAndOutbox(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t)
+	h.ingest(pcl.SourceOMS, stoppedRun())
+	h.ingest(pcl.SourceTier0, config())
+	rs := h.state()
+	// v1 when OMS reported the stop (waiting for the express configuration), v2 once it came.
+	if rs.Decision.State != pcl.ReadinessWaiting || rs.Decision.Version != 2 {
+		t.Fatalf("after stop and config: %+v", rs.Decision)
+	}
+	h.clk.Advance(time.Hour)
+	h.ingest(pcl.SourceHarvest, harvestFile())
+	// The same facts again, as a spy restarting would send them: no new version.
+	h.ingest(pcl.SourceOMS, stoppedRun())
+	h.ingest(pcl.SourceHarvest, harvestFile())
+	if v := h.state().Decision.Version; v != 3 {
+		t.Errorf("re-ingesting known facts moved the version to %d", v)
+	}
+	// The IOVs arrive with the since moved up to a later condition-safe run: matched by hash, routed
+	// to the run through the payload index.
+	h.clk.Advance(10 * time.Minute)
+	h.ingest(pcl.SourceCondDB, iovAt("SiStripApvGain_PCL_v0_hlt", run+3, 70*time.Minute), iovAt("SiStripApvGain_PCL_v0_prompt", run+3, 71*time.Minute))
+	rs = h.state()
+	if rs.Decision.State != pcl.ReadinessReady || !rs.Decision.Releasable {
+		t.Fatalf("after IOVs: %+v", rs.Decision)
+	}
+	decisions, err := h.st.Decisions(h.ctx, run)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, d := range decisions {
+		if d.Version != int64(i+1) {
+			t.Errorf("decision %d has version %d", i, d.Version)
+		}
+	}
+	out, err := h.st.PendingOutbox(h.ctx, "tier0-webhook", h.clk.Now(), 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := h.st.RunState(h.ctx, run+3); err == nil {
+		t.Error("an IOV whose since moved up to another run made that run exist")
+	}
+	if len(out) != len(decisions) {
+		t.Errorf("%d outbox entries for %d decisions", len(out), len(decisions))
+	}
+	audit, err := h.st.Audit(h.ctx, store.AuditQuery{Run: run})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(audit) != len(decisions) {
+		t.Errorf("%d audit entries for %d decisions", len(audit), len(decisions))
+	}
+}
+
+func TestOverrideAndRestart(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t)
+	h.ingest(pcl.SourceOMS, stoppedRun())
+	h.ingest(pcl.SourceTier0, config(), pcl.Observation{Source: pcl.SourceTier0, Kind: pcl.KindFCSR, Run: run + 1, At: t0})
+	events, cancel := h.ag.Subscribe(16)
+	defer cancel()
+	rs, err := h.ag.Override(h.ctx, run, pcl.OverrideHold, "", "calib-shifter", "pixel alignment looks odd")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rs.Decision.State != pcl.ReadinessHeld {
+		t.Fatalf("after hold: %+v", rs.Decision)
+	}
+	select {
+	case e := <-events:
+		if e.Run != run || !e.DecisionChanged {
+			t.Errorf("event %+v", e)
+		}
+	default:
+		t.Error("no event published for the hold")
+	}
+	if _, err := h.ag.Override(h.ctx, run, pcl.OverrideHold, "", "calib-shifter", " "); err == nil {
+		t.Error("a hold without a reason was accepted")
+	}
+	if _, err := h.ag.Override(h.ctx, 1, pcl.OverrideHold, "", "calib-shifter", "no such run"); err == nil {
+		t.Error("an override of an unknown run was accepted")
+	}
+	// Restart: a new agency on the same database remembers the open run and the FCSR.
+	h.st.Close()
+	h.open()
+	if got := h.ag.FCSR(); got != run+1 {
+		t.Errorf("FCSR after restart %d", got)
+	}
+	if open := h.ag.OpenRuns(); len(open) != 1 || open[0] != run {
+		t.Errorf("open runs after restart %v", open)
+	}
+	if _, err := h.ag.Override(h.ctx, run, pcl.OverrideClear, "", "calib-shifter", "checked, fine"); err != nil {
+		t.Fatal(err)
+	}
+	if s := h.state().Decision.State; s != pcl.ReadinessWaiting {
+		t.Errorf("after clear: %s", s)
+	}
+}
+
+func TestWakeUpAtDeadline(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t)
+	h.ingest(pcl.SourceOMS, stoppedRun())
+	h.ingest(pcl.SourceTier0, config())
+	rs := h.state()
+	if rs.NextWake.IsZero() {
+		t.Fatal("no wake-up planned for a waiting run")
+	}
+	// Nothing is observed any more; time alone passes the run deadline.
+	h.clk.Set(t0.Add(49 * time.Hour))
+	if err := h.ag.Pass(h.ctx); err != nil {
+		t.Fatal(err)
+	}
+	if d := h.state().Decision; d.State != pcl.ReadinessTimedOut || !d.Releasable {
+		t.Errorf("after the deadline: %+v", d)
+	}
+}
+
+func TestRunLoopStopsOnCancel(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t)
+	ctx, cancel := context.WithCancel(h.ctx)
+	done := make(chan error, 1)
+	go func() { done <- h.ag.Run(ctx) }()
+	if err := h.ag.Ingest(ctx, pcl.SourceOMS, []pcl.Observation{stoppedRun()}); err != nil {
+		t.Fatal(err)
+	}
+	events, unsub := h.ag.Subscribe(4)
+	defer unsub()
+	if err := h.ag.Ingest(ctx, pcl.SourceTier0, []pcl.Observation{config()}); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-events:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the loop did not reconcile an ingested batch")
+	}
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Run did not return after cancel")
+	}
+}
+
