@@ -12,15 +12,24 @@ import (
 	"github.com/cms-pcl/spyagency/internal/store"
 )
 
-const insertObservation = `INSERT OR IGNORE INTO observations
-	(key, run, source, kind, at, seen, tag, payload, body) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`
+// insertChunk is how many rows one INSERT statement carries. One statement per row spends most of its
+// time in database/sql and the driver (argument conversion, statement reset, result) rather than in
+// SQLite; 100 rows of 9 values stay well under SQLite's limit of 32766 parameters.
+const insertChunk = 100
 
-// obsRow is one observation ready to insert: the work done before the write lock is taken.
-type obsRow struct {
-	key     string
-	tag     string
-	payload string
-	body    []byte
+// insertObservations is the multi-row INSERT for n rows. RETURNING lists only the rows actually inserted:
+// the ones OR IGNORE skipped (known facts, and repeats within the statement) are not returned.
+func insertObservations(n int) string {
+	var b strings.Builder
+	b.WriteString("INSERT OR IGNORE INTO observations (key, run, source, kind, at, seen, tag, payload, body) VALUES ")
+	for i := range n {
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		b.WriteString("(?, ?, ?, ?, ?, ?, ?, ?, ?)")
+	}
+	b.WriteString(" RETURNING key")
+	return b.String()
 }
 
 // AppendObservations validates the whole batch, then inserts it in one transaction with INSERT OR IGNORE
@@ -34,7 +43,8 @@ func (s *Store) AppendObservations(ctx context.Context, obs []pcl.Observation) (
 	}
 	// Validation, keys and JSON happen outside the transaction so that the single writer holds the lock
 	// only for the inserts.
-	rows := make([]obsRow, len(obs))
+	args := make([]any, 0, 9*len(obs))
+	keys := make([]string, len(obs))
 	for i := range obs {
 		o := &obs[i]
 		if err := o.Validate(); err != nil {
@@ -48,30 +58,42 @@ func (s *Store) AppendObservations(ctx context.Context, obs []pcl.Observation) (
 		if err != nil {
 			return nil, apperr.Errorf(apperr.Invalid, "observation %d of %d: encode: %w", i+1, len(obs), err)
 		}
-		rows[i] = obsRow{key: o.Key(), tag: o.Tag, body: body}
+		payload := ""
 		if o.Kind == pcl.KindIOV {
-			rows[i].payload = o.Payload
+			payload = o.Payload
 		}
+		keys[i] = o.Key()
+		args = append(args, keys[i], int64(o.Run), string(o.Source), string(o.Kind), o.At.UnixNano(),
+			nanos(o.Seen), o.Tag, payload, body)
 	}
-	var added []pcl.Observation
+	inserted := make(map[string]bool, len(obs))
 	err := s.write(ctx, "append observations", func(tx *sql.Tx) error {
-		added = added[:0]
-		stmt, err := tx.PrepareContext(ctx, insertObservation)
-		if err != nil {
-			return err
-		}
-		defer stmt.Close()
-		for i := range obs {
-			o, r := &obs[i], &rows[i]
-			res, err := stmt.ExecContext(ctx, r.key, int64(o.Run), string(o.Source), string(o.Kind),
-				o.At.UnixNano(), nanos(o.Seen), r.tag, r.payload, r.body)
-			if err != nil {
-				return fmt.Errorf("observation %d (%s %s run %d): %w", i+1, o.Source, o.Kind, o.Run, err)
+		clear(inserted)
+		var full *sql.Stmt // the statement for a whole chunk, prepared once per batch
+		defer func() {
+			if full != nil {
+				full.Close()
 			}
-			if n, err := res.RowsAffected(); err != nil {
-				return err
-			} else if n == 1 {
-				added = append(added, *o)
+		}()
+		for lo := 0; lo < len(obs); lo += insertChunk {
+			n := min(insertChunk, len(obs)-lo)
+			var rows *sql.Rows
+			var err error
+			if n == insertChunk {
+				if full == nil {
+					if full, err = tx.PrepareContext(ctx, insertObservations(n)); err != nil {
+						return err
+					}
+				}
+				rows, err = full.QueryContext(ctx, args[9*lo:9*(lo+n)]...)
+			} else {
+				rows, err = tx.QueryContext(ctx, insertObservations(n), args[9*lo:9*(lo+n)]...)
+			}
+			if err != nil {
+				return fmt.Errorf("observations %d to %d: %w", lo+1, lo+n, err)
+			}
+			if err := collectKeys(rows, inserted); err != nil {
+				return fmt.Errorf("observations %d to %d: %w", lo+1, lo+n, err)
 			}
 		}
 		return nil
@@ -79,7 +101,27 @@ func (s *Store) AppendObservations(ctx context.Context, obs []pcl.Observation) (
 	if err != nil {
 		return nil, err
 	}
+	// Input order; a fact repeated in the batch was inserted once, and is returned once, at its first place.
+	var added []pcl.Observation
+	for i, k := range keys {
+		if inserted[k] {
+			added = append(added, obs[i])
+			delete(inserted, k)
+		}
+	}
 	return added, nil
+}
+
+func collectKeys(rows *sql.Rows, into map[string]bool) error {
+	defer rows.Close()
+	for rows.Next() {
+		var k string
+		if err := rows.Scan(&k); err != nil {
+			return err
+		}
+		into[k] = true
+	}
+	return rows.Err()
 }
 
 // Observations returns the matching observations ordered by At, then Key.

@@ -125,6 +125,9 @@ func connString(path string, reader bool, cc connConfig) string {
 		// NORMAL is durable across application crashes in WAL mode; only a power loss can drop the last
 		// transactions, which spies re-observe anyway.
 		q.Add("_pragma", "synchronous(NORMAL)")
+		// The writer walks the key index and five secondary indexes at random places on every append;
+		// with SQLite's default 2 MiB page cache those pages are read back from the file again and again.
+		q.Add("_pragma", "cache_size(-32768)") // KiB
 		q.Set("_txlock", "immediate")
 	}
 	if cc.readOnly {

@@ -7,6 +7,7 @@ import (
 	"database/sql"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -326,5 +327,46 @@ func TestCancelledContext(t *testing.T) {
 	}
 	if got, err := s.Observations(context.Background(), store.ObservationQuery{}); err != nil || len(got) != 1 {
 		t.Fatalf("after append: %d observations (err %v), want 1", len(got), err)
+	}
+}
+
+func TestAppendAcrossChunks(t *testing.T) {
+	t.Parallel()
+	// Batches larger than one INSERT statement, with repeats that fall into other statements and facts
+	// already stored, still return each new fact once, at its first place.
+	s := openTemp(t, Options{})
+	ctx := context.Background()
+	pool := benchObservations(3*insertChunk, 0)
+	if _, err := s.AppendObservations(ctx, pool[:10]); err != nil {
+		t.Fatal(err)
+	}
+	batch := append([]pcl.Observation{}, pool...)
+	batch = append(batch, pool[insertChunk+3], pool[2], pool[2*insertChunk+50])
+	batch = append([]pcl.Observation{pool[2*insertChunk+1]}, batch...)
+	var want []string
+	seen := map[string]bool{}
+	for i := range pool[:10] {
+		seen[pool[i].Key()] = true
+	}
+	for i := range batch {
+		if k := batch[i].Key(); !seen[k] {
+			seen[k] = true
+			want = append(want, k)
+		}
+	}
+	added, err := s.AppendObservations(ctx, batch)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for i := range added {
+		got = append(got, added[i].Key())
+	}
+	if !slices.Equal(got, want) {
+		t.Fatalf("append across chunks returned %d observations, want %d", len(got), len(want))
+	}
+	all, err := s.Observations(ctx, store.ObservationQuery{})
+	if err != nil || len(all) != len(pool) {
+		t.Fatalf("store holds %d observations (err %v), want %d", len(all), err, len(pool))
 	}
 }
