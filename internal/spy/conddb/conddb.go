@@ -3,6 +3,7 @@ package conddb
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"slices"
@@ -14,6 +15,7 @@ import (
 	cdb "github.com/cms-pcl/spyagency/internal/conddb"
 	"github.com/cms-pcl/spyagency/internal/pcl"
 	"github.com/cms-pcl/spyagency/internal/spy"
+	"github.com/cms-pcl/spyagency/internal/spy/fetch"
 )
 
 // Config builds a condition DB spy.
@@ -163,7 +165,7 @@ func (s *Spy) Poll(ctx context.Context, raw string) (spy.Result, error) {
 		}
 		if err != nil {
 			s.drop(db)
-			return spy.Result{}, fmt.Errorf("conddb spy: %w", err)
+			return spy.Result{}, transient(fmt.Errorf("conddb spy: %w", err))
 		}
 		out = append(out, obs...)
 		cur.Tags[tag] = tc
@@ -196,10 +198,19 @@ func (s *Spy) open(ctx context.Context) (*cdb.DB, error) {
 	}
 	db, err := cdb.Open(ctx, s.cfg.DSN)
 	if err != nil {
-		return nil, fmt.Errorf("conddb spy: %w", err)
+		return nil, transient(fmt.Errorf("conddb spy: %w", err))
 	}
 	s.db = db
 	return db, nil
+}
+
+// transient marks database errors worth retrying within the poll interval (a locked file, a dropped
+// connection); a wrong schema, a bad DSN or a missing explicit tag will fail the same way again.
+func transient(err error) error {
+	if apperr.Is(err, apperr.Invalid) || apperr.Is(err, apperr.NotFound) || errors.Is(err, context.Canceled) {
+		return err
+	}
+	return fetch.MarkRetryable(err)
 }
 
 func (s *Spy) drop(db *cdb.DB) {

@@ -14,6 +14,7 @@ import (
 	cdb "github.com/cms-pcl/spyagency/internal/conddb"
 	"github.com/cms-pcl/spyagency/internal/pcl"
 	"github.com/cms-pcl/spyagency/internal/spy"
+	"github.com/cms-pcl/spyagency/internal/spy/fetch"
 )
 
 const fixtureTag = "AlCaRecoHLTpaths8e29_1e31_v11_hlt"
@@ -206,16 +207,16 @@ func TestHintsAndErrors(t *testing.T) {
 	}
 
 	s = newSpy(t, Config{DSN: "sqlite:" + path, Tags: []string{"NoSuchTag"}})
-	if _, err := s.Poll(ctx, ""); err == nil || !strings.Contains(err.Error(), "NoSuchTag") {
-		t.Errorf("explicit missing tag: %v", err)
+	if _, err := s.Poll(ctx, ""); err == nil || !strings.Contains(err.Error(), "NoSuchTag") || fetch.Retryable(err) {
+		t.Errorf("explicit missing tag: %v (retryable %v)", err, fetch.Retryable(err))
 	}
 	s = newSpy(t, Config{DSN: "sqlite:" + path, Hints: hints{err: errors.New("store down")}})
 	if _, err := s.Poll(ctx, ""); err == nil || !strings.Contains(err.Error(), "store down") {
 		t.Errorf("hints error: %v", err)
 	}
 	s = newSpy(t, Config{DSN: "sqlite:" + filepath.Join(t.TempDir(), "gone.db"), Tags: []string{fixtureTag}})
-	if _, err := s.Poll(ctx, ""); err == nil || !strings.Contains(err.Error(), "gone.db") {
-		t.Errorf("missing file: %v", err)
+	if _, err := s.Poll(ctx, ""); err == nil || !strings.Contains(err.Error(), "gone.db") || !fetch.Retryable(err) {
+		t.Errorf("missing file: %v (retryable %v)", err, fetch.Retryable(err))
 	}
 	for _, cfg := range []Config{{}, {DSN: "sqlite:x"}} {
 		if _, err := New(cfg); err == nil {

@@ -21,6 +21,7 @@ import (
 	"github.com/cms-pcl/spyagency/internal/conddb"
 	"github.com/cms-pcl/spyagency/internal/pcl"
 	"github.com/cms-pcl/spyagency/internal/spy"
+	"github.com/cms-pcl/spyagency/internal/spy/fetch"
 )
 
 // Config builds a harvest spy.
@@ -126,6 +127,10 @@ type found struct {
 func (s *Spy) Poll(ctx context.Context, cursor string) (spy.Result, error) {
 	uploads, err := s.scan(ctx)
 	if err != nil {
+		// The area itself failing (EOS unmounted, a network hiccup) may pass within the interval.
+		if ctx.Err() == nil {
+			err = fetch.MarkRetryable(err)
+		}
 		return spy.Result{}, err
 	}
 	s.mu.Lock()
