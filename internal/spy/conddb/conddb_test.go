@@ -20,7 +20,9 @@ import (
 const fixtureTag = "AlCaRecoHLTpaths8e29_1e31_v11_hlt"
 
 // fixtureCopy copies the CMSSW-written CondDB fixture into a temp dir, so tests may append to it.
-func fixtureCopy(t *testing.T) string {
+func fixtureCopy(t *testing.T) string { return fixtureCopyB(t) }
+
+func fixtureCopyB(t testing.TB) string {
 	t.Helper()
 	dir, err := os.Getwd()
 	if err != nil {
@@ -240,5 +242,21 @@ func TestCursorIsJSON(t *testing.T) {
 	want := time.Date(2019, 10, 24, 13, 52, 15, 214815000, time.UTC)
 	if !c.Tags[fixtureTag].Latest.Equal(want) {
 		t.Errorf("cursor latest %v, want the newest INSERTION_TIME %v", c.Tags[fixtureTag].Latest, want)
+	}
+}
+
+// BenchmarkPollFixture measures a first poll of the fixture's 107 IOVs (with their previous payloads).
+func BenchmarkPollFixture(b *testing.B) {
+	path := fixtureCopyB(b)
+	s, err := New(Config{DSN: "sqlite:" + path, Tags: []string{fixtureTag}})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer s.Close()
+	for b.Loop() {
+		res, err := s.Poll(context.Background(), "")
+		if err != nil || len(res.Observations) != 107 {
+			b.Fatalf("%d, %v", len(res.Observations), err)
+		}
 	}
 }
