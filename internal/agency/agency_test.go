@@ -4,6 +4,7 @@ import (
 	"context"
 	"log/slog"
 	"path/filepath"
+	"slices"
 	"testing"
 	"time"
 
@@ -263,3 +264,29 @@ func TestRunLoopStopsOnCancel(t *testing.T) {
 	}
 }
 
+
+func TestHints(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t)
+	h.ingest(pcl.SourceOMS, stoppedRun())
+	h.ingest(pcl.SourceTier0, config(), pcl.Observation{Source: pcl.SourceTier0, Kind: pcl.KindExpressConfig, Run: run, At: t0,
+		Stream: "ExpressAlignment", Producers: []string{"PromptCalibProdBeamSpotHP"}},
+		pcl.Observation{Source: pcl.SourceTier0, Kind: pcl.KindStreamDone, Run: run, At: t0, Stream: "ExpressAlignment", Done: true})
+	f := harvestFile()
+	f.Destinations = append(f.Destinations, "SiStripApvGain_PCL_v1_special")
+	h.ingest(pcl.SourceHarvest, f)
+	open, err := h.ag.Hints().OpenRuns(h.ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(open) != 1 || !open[0].Stopped || len(open[0].Streams) != 1 || open[0].Streams[0] != "Express" {
+		t.Errorf("open runs %+v", open)
+	}
+	tags, err := h.ag.Hints().WatchedTags(h.ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Contains(tags, "SiStripApvGain_PCL_v1_special") || !slices.Contains(tags, "SiPixelAli_PCL_v0_hlt_off") {
+		t.Errorf("watched tags miss the metadata's or the catalogue's: %v", tags)
+	}
+}
