@@ -33,7 +33,7 @@ type Options struct {
 	// that in simulated time a poll's deadline scales with everything else.
 	Timeout    time.Duration
 	StaleAfter int           // consecutive failed polls before the spy is stale; default 3
-	Retries    int           // extra attempts after a retryable failure, within the interval; default 2
+	Retries    int           // extra attempts after a retryable failure, within the interval; default 2, negative for none
 	Backoff    time.Duration // first wait before a retry, doubled each time; default Interval/20
 	MaxBackoff time.Duration // default Interval/4
 	// Retryable decides whether an error is worth another attempt; default fetch.Retryable.

@@ -3,6 +3,7 @@ package tier0
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -243,13 +244,24 @@ func TestSourceErrorsFailThePoll(t *testing.T) {
 			w.Write([]byte("<html><title>CERN Authentication</title></html>"))
 		},
 		"hang": func(w http.ResponseWriter, r *http.Request) { <-r.Context().Done() },
+		"100 MB": func(w http.ResponseWriter, r *http.Request) {
+			// Streamed, never allocated: the client must give up after its limit.
+			w.Header().Set("Content-Type", "application/json")
+			chunk := []byte(strings.Repeat(" 392700,", 8<<10))
+			w.Write([]byte(`{"result": [`))
+			for sent := 0; sent < 100<<20; sent += len(chunk) {
+				if _, err := w.Write(chunk); err != nil {
+					return
+				}
+			}
+		},
 	}
 	for name, h := range handlers {
 		t.Run(name, func(t *testing.T) {
 			t.Parallel()
 			srv := httptest.NewServer(h)
 			defer srv.Close()
-			s, err := New(Config{BaseURL: srv.URL, Client: fetch.New(fetch.Options{Timeout: 100 * time.Millisecond}),
+			s, err := New(Config{BaseURL: srv.URL, Client: fetch.New(fetch.Options{Timeout: 500 * time.Millisecond, MaxBytes: 1 << 20}),
 				Hints: hints(spy.OpenRun{Run: 392700, Stopped: true})})
 			if err != nil {
 				t.Fatal(err)
@@ -257,6 +269,9 @@ func TestSourceErrorsFailThePoll(t *testing.T) {
 			res, err := s.Poll(context.Background(), "")
 			if err == nil || len(res.Observations) != 0 {
 				t.Fatalf("got %v, %v", res, err)
+			}
+			if name == "100 MB" && !errors.Is(err, fetch.ErrTooLarge) {
+				t.Errorf("got %v, want a too-large error", err)
 			}
 		})
 	}
@@ -336,4 +351,29 @@ func FuzzDecodeRecoConfig(f *testing.F) {
 			}
 		}
 	})
+}
+
+func TestRunnerMarksDownSourceStale(t *testing.T) {
+	t.Parallel()
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
+	base := srv.URL
+	srv.Close() // the source is down
+	clk := clock.NewFake(t0)
+	s, err := New(Config{BaseURL: base, Clock: clk, Hints: hints(spy.OpenRun{Run: 392700, Stopped: true})})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sunk := 0
+	r := runner.New(s, runner.Options{Clock: clk, Retries: -1, StaleAfter: 3,
+		Sink: func(context.Context, pcl.Source, []pcl.Observation) error { sunk++; return nil }})
+	for range 3 {
+		if err := r.PollOnce(context.Background()); err == nil {
+			t.Fatal("poll of a down source succeeded")
+		}
+		clk.Advance(time.Minute)
+	}
+	h := r.Health()
+	if !h.Stale || h.Healthy || sunk != 0 || !strings.Contains(h.Error, "firstconditionsaferun") {
+		t.Errorf("health %+v, %d sink calls", h, sunk)
+	}
 }
