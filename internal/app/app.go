@@ -1,0 +1,206 @@
+// Package app wires one Spy Agency process from its configuration: the store, the spies and their
+// runners, the agency loop and the web server. cmd/spyagency only parses flags and calls it, so tests
+// can run a whole instance, learn the port it bound and stop it without signals.
+package app
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/cms-pcl/spyagency/internal/agency"
+	"github.com/cms-pcl/spyagency/internal/apperr"
+	"github.com/cms-pcl/spyagency/internal/clock"
+	"github.com/cms-pcl/spyagency/internal/config"
+	"github.com/cms-pcl/spyagency/internal/pcl"
+	"github.com/cms-pcl/spyagency/internal/spy"
+	"github.com/cms-pcl/spyagency/internal/spy/runner"
+	"github.com/cms-pcl/spyagency/internal/store"
+	"github.com/cms-pcl/spyagency/internal/store/sqlite"
+	"github.com/cms-pcl/spyagency/internal/web"
+)
+
+// Options are what a process adds to its configuration.
+type Options struct {
+	Config  *config.Config
+	Clock   clock.Clock // default the wall clock
+	Logger  *slog.Logger
+	Version string
+	// Operator decides who may act on runs over HTTP; nil refuses all operator actions.
+	Operator func(*http.Request) (string, error)
+	Banner   string
+}
+
+// App is one running Spy Agency.
+type App struct {
+	o       Options
+	log     *slog.Logger
+	Store   store.Store
+	Agency  *agency.Agency
+	Web     *web.Server
+	runners []*runner.Runner
+
+	mu   sync.Mutex
+	addr net.Addr
+	up   chan struct{}
+}
+
+// New opens the store and builds every part; nothing runs until Run.
+func New(ctx context.Context, o Options) (*App, error) {
+	if o.Config == nil {
+		o.Config = config.Default()
+	}
+	if o.Clock == nil {
+		o.Clock = clock.Real{}
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	cfg := o.Config
+	cat, err := cfg.Catalogue()
+	if err != nil {
+		return nil, err
+	}
+	st, err := OpenStore(ctx, cfg, o.Clock, o.Logger)
+	if err != nil {
+		return nil, err
+	}
+	a := &App{o: o, log: o.Logger, Store: st, up: make(chan struct{})}
+	ag, err := agency.New(ctx, agency.Options{Store: st, Catalogue: cat, Policy: cfg.Policy, Clock: o.Clock,
+		Logger: o.Logger.With("part", "agency"), Sources: a.health})
+	if err != nil {
+		st.Close()
+		return nil, err
+	}
+	a.Agency = ag
+	if a.runners, err = buildRunners(cfg, cat, o.Clock, o.Logger, st, ag); err != nil {
+		st.Close()
+		return nil, err
+	}
+	a.Web, err = web.New(web.Options{Store: st, Catalogue: cat, Clock: o.Clock, Logger: o.Logger.With("part", "web"),
+		Overrider: ag, Operator: o.Operator, Sources: a.healthList, MaxBody: cfg.Server.MaxBodyBytes,
+		Version: o.Version, Banner: o.Banner, Ready: a.ready})
+	if err != nil {
+		st.Close()
+		return nil, err
+	}
+	return a, nil
+}
+
+// OpenStore opens the configured store: sqlite:PATH (the directory is made if missing).
+func OpenStore(ctx context.Context, cfg *config.Config, clk clock.Clock, log *slog.Logger) (store.Store, error) {
+	dsn, err := cfg.Store.ConnString(os.LookupEnv)
+	if err != nil {
+		return nil, err
+	}
+	switch {
+	case strings.HasPrefix(dsn, "sqlite:"):
+		path := strings.TrimPrefix(dsn, "sqlite:")
+		if dir := dirOf(path); dir != "" {
+			if err := os.MkdirAll(dir, 0o755); err != nil {
+				return nil, fmt.Errorf("store: make data directory: %w", err)
+			}
+		}
+		return sqlite.OpenDSN(ctx, dsn, sqlite.Options{Now: clk.Now, Logger: log.With("part", "store")})
+	case strings.HasPrefix(dsn, "postgres://"), strings.HasPrefix(dsn, "postgresql://"):
+		return nil, apperr.Errorf(apperr.Invalid, "store: the PostgreSQL store is not built yet; use sqlite:PATH")
+	}
+	return nil, apperr.Errorf(apperr.Invalid, "store: DSN %q is neither sqlite:PATH nor postgres://...", dsn)
+}
+
+func dirOf(path string) string {
+	if i := strings.LastIndexByte(path, '/'); i > 0 {
+		return path[:i]
+	}
+	return ""
+}
+
+func (a *App) health() map[pcl.Source]spy.Health {
+	out := map[pcl.Source]spy.Health{}
+	for _, r := range a.runners {
+		h := r.Health()
+		out[h.Name] = h
+	}
+	return out
+}
+
+func (a *App) healthList() []spy.Health {
+	out := make([]spy.Health, 0, len(a.runners))
+	for _, r := range a.runners {
+		out = append(out, r.Health())
+	}
+	return out
+}
+
+func (a *App) ready(ctx context.Context) error {
+	select {
+	case <-a.up:
+	default:
+		return errors.New("starting")
+	}
+	_, _, err := a.Store.Setting(ctx, "ready-probe")
+	return err
+}
+
+// Addr is the address the web server bound, once Run has started it (nil before).
+func (a *App) Addr() net.Addr {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.addr
+}
+
+// Started is closed once the web server listens.
+func (a *App) Started() <-chan struct{} { return a.up }
+
+// Run serves on addr (the configured one if empty) and runs the spies and the agency loop until ctx
+// ends; then it stops them, within the configured shutdown timeout, and closes the store.
+func (a *App) Run(ctx context.Context, addr string) error {
+	if addr == "" {
+		addr = a.o.Config.Server.Addr
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var wg sync.WaitGroup
+	errc := make(chan error, 2+len(a.runners))
+	wg.Go(func() {
+		if err := a.Agency.Run(ctx); err != nil {
+			errc <- fmt.Errorf("agency: %w", err)
+		}
+	})
+	for _, r := range a.runners {
+		wg.Go(func() {
+			if err := r.Run(ctx); err != nil && ctx.Err() == nil {
+				a.log.Error("spy stopped", "spy", r.Name(), "err", err)
+			}
+		})
+	}
+	grace := a.o.Config.Server.ShutdownTimeout
+	if grace <= 0 {
+		grace = 10 * time.Second
+	}
+	err := web.ListenAndServe(ctx, addr, a.Web, grace, func(ad net.Addr) {
+		a.mu.Lock()
+		a.addr = ad
+		a.mu.Unlock()
+		close(a.up)
+		a.log.Info("serving", "addr", ad.String())
+	})
+	cancel()
+	wg.Wait()
+	close(errc)
+	errs := []error{err}
+	for e := range errc {
+		errs = append(errs, e)
+	}
+	if cerr := a.Store.Close(); cerr != nil {
+		errs = append(errs, cerr)
+	}
+	return errors.Join(errs...)
+}

@@ -1,0 +1,75 @@
+package app
+
+import (
+	"fmt"
+	"log/slog"
+	"os"
+
+	"github.com/cms-pcl/spyagency/internal/agency"
+	"github.com/cms-pcl/spyagency/internal/clock"
+	"github.com/cms-pcl/spyagency/internal/config"
+	"github.com/cms-pcl/spyagency/internal/pcl"
+	"github.com/cms-pcl/spyagency/internal/spy"
+	"github.com/cms-pcl/spyagency/internal/spy/conddb"
+	"github.com/cms-pcl/spyagency/internal/spy/dqm"
+	"github.com/cms-pcl/spyagency/internal/spy/dropbox"
+	"github.com/cms-pcl/spyagency/internal/spy/fetch"
+	"github.com/cms-pcl/spyagency/internal/spy/harvest"
+	"github.com/cms-pcl/spyagency/internal/spy/oms"
+	"github.com/cms-pcl/spyagency/internal/spy/runner"
+	"github.com/cms-pcl/spyagency/internal/spy/tier0"
+	"github.com/cms-pcl/spyagency/internal/store"
+)
+
+// SpyParams are what building one spy needs besides its source block.
+type SpyParams struct {
+	Catalogue *pcl.Catalogue
+	Clock     clock.Clock
+	Logger    *slog.Logger
+	Hints     spy.Hints
+	ClassOf   func(pcl.RunInfo) string
+	Tags      []string // conddb: a fixed list of tags (probe's --tag)
+	FirstRun  uint32   // oms: where to start without a cursor (probe's --run)
+}
+
+// NewSpy builds the spy of one source from its configuration block.
+func NewSpy(src pcl.Source, sc config.Source, p SpyParams) (spy.Spy, error) {
+	log := p.Logger.With("spy", string(src))
+	client := func() *fetch.Client {
+		return fetch.New(fetch.Options{Timeout: sc.Timeout, UserAgent: "spyagency",
+			Token: func() (string, error) { return sc.Token(os.LookupEnv) }})
+	}
+	switch src {
+	case pcl.SourceTier0:
+		return tier0.New(tier0.Config{BaseURL: sc.URL, Client: client(), Hints: p.Hints, Clock: p.Clock, Catalogue: p.Catalogue, Logger: log})
+	case pcl.SourceOMS:
+		return oms.New(oms.Config{BaseURL: sc.URL, Client: client(), Clock: p.Clock, Logger: log, ClassOf: p.ClassOf, FirstRun: p.FirstRun})
+	case pcl.SourceDQM:
+		return dqm.New(dqm.Config{BaseURL: sc.URL, Client: client(), Hints: p.Hints, Clock: p.Clock, Catalogue: p.Catalogue, Logger: log})
+	case pcl.SourceHarvest:
+		return harvest.New(harvest.Config{Dir: sc.Dir, Catalogue: p.Catalogue, Logger: log, Clock: p.Clock})
+	case pcl.SourceCondDB:
+		return conddb.New(conddb.Config{DSN: sc.DSN, Tags: p.Tags, Hints: p.Hints, Clock: p.Clock, Logger: log})
+	case pcl.SourceDropbox:
+		return dropbox.New(dropbox.Config{URL: sc.URL, Client: client(), Catalogue: p.Catalogue, Clock: p.Clock, Logger: log})
+	}
+	return nil, fmt.Errorf("unknown source %q", src)
+}
+
+func buildRunners(cfg *config.Config, cat *pcl.Catalogue, clk clock.Clock, log *slog.Logger, st store.Store, ag *agency.Agency) ([]*runner.Runner, error) {
+	classes, err := config.NewClassifier(cfg.RunClasses)
+	if err != nil {
+		return nil, err
+	}
+	var out []*runner.Runner
+	for _, src := range cfg.Sources.Enabled() {
+		sc, _ := cfg.Sources.ByName(src)
+		sp, err := NewSpy(src, sc, SpyParams{Catalogue: cat, Clock: clk, Logger: log, Hints: ag.Hints(), ClassOf: classes.ClassOf})
+		if err != nil {
+			return nil, fmt.Errorf("source %s: %w", src, err)
+		}
+		out = append(out, runner.New(sp, runner.Options{Clock: clk, Interval: sc.Interval, Jitter: sc.Jitter, Timeout: sc.Timeout,
+			StaleAfter: sc.StaleAfter, Cursors: st, Sink: ag.Ingest, Logger: log.With("spy", string(src))}))
+	}
+	return out, nil
+}

@@ -1,0 +1,144 @@
+// Package cli is the command line of spyagency: each subcommand parses its flags and calls into the
+// packages that do the work. Main returns the exit code (0 ok, 1 failure, 2 usage), so tests run the
+// commands in process. Logs go to stderr; stdout carries only what a command is asked to print.
+package cli
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"runtime"
+	"runtime/debug"
+	"sort"
+	"strings"
+)
+
+// Version is set at build time with -ldflags "-X github.com/cms-pcl/spyagency/internal/cli.Version=...".
+var Version = "dev"
+
+type env struct {
+	ctx    context.Context
+	stdout io.Writer
+	stderr io.Writer
+}
+
+type command struct {
+	summary string
+	run     func(e *env, args []string) error
+}
+
+// errUsage marks a usage error (exit 2); the message was printed already.
+var errUsage = errors.New("usage")
+
+func commands() map[string]command {
+	return map[string]command{
+		"version": {"print version, commit and Go version", runVersion},
+		"serve":   {"run the agency against the configured sources", runServe},
+		"config":  {"check a configuration file (config check FILE), or print an example (config example)", runConfig},
+		"probe":   {"poll one source once and print its observations as JSON lines", runProbe},
+	}
+}
+
+// Main runs the command line.
+func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	e := &env{ctx: ctx, stdout: stdout, stderr: stderr}
+	if len(args) == 0 || args[0] == "help" || args[0] == "-h" || args[0] == "--help" {
+		usage(stderr)
+		if len(args) == 0 {
+			return 2
+		}
+		return 0
+	}
+	cmd, ok := commands()[args[0]]
+	if !ok {
+		fmt.Fprintf(stderr, "spyagency: unknown command %q\n\n", args[0])
+		usage(stderr)
+		return 2
+	}
+	if err := cmd.run(e, args[1:]); err != nil {
+		if errors.Is(err, errUsage) || errors.Is(err, flag.ErrHelp) {
+			return 2
+		}
+		fmt.Fprintf(stderr, "spyagency %s: %v\n", args[0], err)
+		return 1
+	}
+	return 0
+}
+
+func usage(w io.Writer) {
+	fmt.Fprintln(w, "spyagency watches the CMS Prompt Calibration Loop and tells Tier-0 when each run's calibrations are in the condition DB.")
+	fmt.Fprintln(w, "\nUsage: spyagency COMMAND [flags]\n\nCommands:")
+	cmds := commands()
+	names := make([]string, 0, len(cmds))
+	for n := range cmds {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	for _, n := range names {
+		fmt.Fprintf(w, "  %-8s %s\n", n, cmds[n].summary)
+	}
+	fmt.Fprintln(w, "\nRun 'spyagency COMMAND -h' for a command's flags.")
+}
+
+// flags makes a flag set that reports errors to stderr and never exits the process.
+func (e *env) flags(name, synopsis string) *flag.FlagSet {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(e.stderr)
+	fs.Usage = func() {
+		fmt.Fprintf(e.stderr, "Usage: spyagency %s\n\nFlags:\n", synopsis)
+		fs.PrintDefaults()
+	}
+	return fs
+}
+
+func parse(fs *flag.FlagSet, args []string) error {
+	if err := fs.Parse(args); err != nil {
+		return errUsage
+	}
+	return nil
+}
+
+func logger(w io.Writer, level string) (*slog.Logger, error) {
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(level)); err != nil {
+		return nil, fmt.Errorf("bad --log-level %q: want debug, info, warn or error", level)
+	}
+	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: l})), nil
+}
+
+func commit() string {
+	if bi, ok := debug.ReadBuildInfo(); ok {
+		for _, s := range bi.Settings {
+			if s.Key == "vcs.revision" {
+				return s.Value
+			}
+		}
+	}
+	return "unknown"
+}
+
+func runVersion(e *env, args []string) error {
+	fs := e.flags("version", "version")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	fmt.Fprintf(e.stdout, "spyagency %s\ncommit %s\n%s %s/%s\n", Version, commit(), runtime.Version(), runtime.GOOS, runtime.GOARCH)
+	return nil
+}
+
+// oneArg returns the single positional argument, or a usage error naming what is missing.
+func oneArg(fs *flag.FlagSet, what string) (string, error) {
+	switch fs.NArg() {
+	case 1:
+		return fs.Arg(0), nil
+	case 0:
+		fmt.Fprintf(fs.Output(), "missing %s\n", what)
+	default:
+		fmt.Fprintf(fs.Output(), "one %s only, got %s\n", what, strings.Join(fs.Args(), " "))
+	}
+	fs.Usage()
+	return "", errUsage
+}
