@@ -352,11 +352,11 @@ func TestValidateAfterOverrides(t *testing.T) {
 	}
 }
 
-// TestReferenceDocumentsEveryKey keeps REFERENCE.md complete: every key path appears in it, written as
+// TestReferenceDocumentsEveryKey keeps docs/configuration.md complete: every key path appears in it, written as
 // `sources.<name>.interval`, `policy.classes[i].pattern`, `catalogue[i].inputs[j].tag`.
 func TestReferenceDocumentsEveryKey(t *testing.T) {
 	t.Parallel()
-	doc, err := os.ReadFile("REFERENCE.md")
+	doc, err := os.ReadFile(filepath.Join("..", "..", "docs", "configuration.md"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -393,7 +393,7 @@ func TestReferenceDocumentsEveryKey(t *testing.T) {
 	}
 	for _, p := range paths {
 		if !strings.Contains(string(doc), "`"+p+"`") {
-			t.Errorf("REFERENCE.md does not document `%s`", p)
+			t.Errorf("docs/configuration.md does not document `%s`", p)
 		}
 	}
 }
