@@ -1,0 +1,231 @@
+package steer
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"regexp"
+	"strconv"
+
+	"github.com/cms-pcl/spyagency/internal/apperr"
+	"github.com/cms-pcl/spyagency/internal/pcl"
+	"github.com/cms-pcl/spyagency/internal/store"
+)
+
+// StateSource reads one consistent snapshot of the derived run states: every known run up to upTo (0: every
+// run). A snapshot, because in-order release makes a run's readiness depend on every run before it: states
+// read piecewise while decisions are being written could mix an old state of a blocker with a new state of
+// the runs behind it.
+type StateSource interface {
+	Snapshot(ctx context.Context, upTo uint32) ([]pcl.RunState, error)
+}
+
+// DefaultSnapshotLimit bounds one snapshot read: far more runs than one store holds in years of data
+// taking (CMS records some thousands of runs a year), small enough to stop a runaway read.
+const DefaultSnapshotLimit = 200_000
+
+// StoreSource reads snapshots from a store with ONE RunStates query rather than paging: a single SELECT
+// sees one committed state of the database (SQLite holds one read transaction for the statement, a
+// PostgreSQL statement runs on one MVCC snapshot), whereas pages read one after another would not. A store
+// holding more runs than Limit is refused rather than answered from a partial read, which could miss a
+// blocking run.
+type StoreSource struct {
+	Store store.Store
+	Limit int // 0: DefaultSnapshotLimit
+}
+
+// Snapshot reads every run up to upTo in one query.
+func (s StoreSource) Snapshot(ctx context.Context, upTo uint32) ([]pcl.RunState, error) {
+	limit := s.Limit
+	if limit <= 0 {
+		limit = DefaultSnapshotLimit
+	}
+	// Ask for one more than the limit to tell "exactly limit runs" from "more than limit".
+	states, err := s.Store.RunStates(ctx, store.RunQuery{To: upTo, Limit: limit + 1})
+	if err != nil {
+		return nil, fmt.Errorf("read run states: %w", err)
+	}
+	if len(states) > limit {
+		return nil, apperr.Errorf(apperr.Unavailable,
+			"the store holds more than %d runs up to %d; a partial read could miss a blocking run, so none is reported (raise the snapshot limit)", limit, upTo)
+	}
+	return states, nil
+}
+
+// runParam is how Tier-0's Data Service writes a run number.
+var runParam = regexp.MustCompile(`^[1-9][0-9]{0,9}$`)
+
+// PullHandlers serves Tier-0's pull API from src under policy:
+//
+//	GET /t0/v1/ready_runs?from=&to=  → {"result": [{"run", "ready", "state", "version", "decided"}, ...]}
+//	GET /t0/v1/first_unready_run     → {"result": [N]}
+//
+// Both read one snapshot per request. Replies use Tier-0's chunked layout (one element per line) and are
+// never cached: a stale "ready" is exactly what must not happen. Errors are {"error", "code"}.
+func PullHandlers(src StateSource, policy pcl.Policy) (readyRuns, firstUnready http.HandlerFunc) {
+	return PullHandlersLog(src, policy, slog.New(slog.DiscardHandler))
+}
+
+// PullHandlersLog is PullHandlers with a logger for the internal errors that clients see only blandly.
+func PullHandlersLog(src StateSource, policy pcl.Policy, log *slog.Logger) (readyRuns, firstUnready http.HandlerFunc) {
+	readyRuns = func(w http.ResponseWriter, r *http.Request) {
+		if !allowGet(w, r) {
+			return
+		}
+		from, to, err := parseRange(r.URL.Query())
+		if err != nil {
+			writeError(w, log, err)
+			return
+		}
+		states, err := src.Snapshot(r.Context(), to)
+		if err != nil {
+			writeError(w, log, fmt.Errorf("ready_runs: %w", err))
+			return
+		}
+		rows := ReadyRuns(states, from, to, policy)
+		elems := make([]any, len(rows))
+		for i := range rows {
+			elems[i] = rows[i]
+		}
+		writeResult(w, log, elems)
+	}
+	firstUnready = func(w http.ResponseWriter, r *http.Request) {
+		if !allowGet(w, r) {
+			return
+		}
+		if err := onlyParams(r.URL.Query()); err != nil {
+			writeError(w, log, err)
+			return
+		}
+		states, err := src.Snapshot(r.Context(), 0)
+		if err != nil {
+			writeError(w, log, fmt.Errorf("first_unready_run: %w", err))
+			return
+		}
+		writeResult(w, log, []any{FirstUnreadyRun(states, policy)})
+	}
+	return readyRuns, firstUnready
+}
+
+func allowGet(w http.ResponseWriter, r *http.Request) bool {
+	if r.Method == http.MethodGet || r.Method == http.MethodHead {
+		return true
+	}
+	w.Header().Set("Allow", "GET, HEAD")
+	writeJSONError(w, http.StatusMethodNotAllowed, "method "+r.Method+" not allowed: use GET", "method_not_allowed")
+	return false
+}
+
+// onlyParams refuses any query parameter not named: a misspelt "form=" must not silently mean "all runs".
+func onlyParams(q url.Values, names ...string) error {
+	for k := range q {
+		known := false
+		for _, n := range names {
+			known = known || k == n
+		}
+		if !known {
+			return apperr.Errorf(apperr.Invalid, "unknown query parameter %q (known: %v)", k, names)
+		}
+	}
+	return nil
+}
+
+// parseRange reads from= and to=, both optional run numbers, from ≤ to.
+func parseRange(q url.Values) (from, to uint32, err error) {
+	if err := onlyParams(q, "from", "to"); err != nil {
+		return 0, 0, err
+	}
+	get := func(name string) (uint32, error) {
+		vs, ok := q[name]
+		if !ok {
+			return 0, nil
+		}
+		if len(vs) != 1 {
+			return 0, apperr.Errorf(apperr.Invalid, "query parameter %s given %d times; give it once", name, len(vs))
+		}
+		if !runParam.MatchString(vs[0]) {
+			return 0, apperr.Errorf(apperr.Invalid, "query parameter %s=%q is not a run number", name, vs[0])
+		}
+		n, err := strconv.ParseUint(vs[0], 10, 32)
+		if err != nil {
+			return 0, apperr.Errorf(apperr.Invalid, "query parameter %s=%q is out of range for a run number", name, vs[0])
+		}
+		return uint32(n), nil
+	}
+	if from, err = get("from"); err != nil {
+		return 0, 0, err
+	}
+	if to, err = get("to"); err != nil {
+		return 0, 0, err
+	}
+	if to != 0 && from > to {
+		return 0, 0, apperr.Errorf(apperr.Invalid, "from=%d is above to=%d", from, to)
+	}
+	return from, to, nil
+}
+
+// writeResult writes {"result": [...]} as Tier-0's Data Service does: the opening line, one element per
+// line (the first prefixed by a space, the others by a comma), then the closing "]}". Clients that parse
+// Tier-0's replies line by line read ours the same way; it is still one JSON document.
+func writeResult(w http.ResponseWriter, log *slog.Logger, elems []any) {
+	var buf bytes.Buffer
+	buf.WriteString("{\"result\": [\n")
+	for i, e := range elems {
+		b, err := json.Marshal(e)
+		if err != nil {
+			writeError(w, log, fmt.Errorf("encode result element %d: %w", i, err))
+			return
+		}
+		if i == 0 {
+			buf.WriteByte(' ')
+		} else {
+			buf.WriteByte(',')
+		}
+		buf.Write(b)
+		buf.WriteByte('\n')
+	}
+	buf.WriteString("]}\n")
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(http.StatusOK)
+	_, _ = w.Write(buf.Bytes())
+}
+
+func writeError(w http.ResponseWriter, log *slog.Logger, err error) {
+	code := apperr.CodeOf(err)
+	msg := err.Error()
+	if code == apperr.Internal {
+		log.Error("steer: pull request failed", "err", err)
+		msg = "internal error; see the server log"
+	}
+	writeJSONError(w, statusOf(code), msg, string(code))
+}
+
+func writeJSONError(w http.ResponseWriter, status int, msg, code string) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(map[string]string{"error": msg, "code": code})
+}
+
+func statusOf(code apperr.Code) int {
+	switch code {
+	case apperr.Invalid:
+		return http.StatusBadRequest
+	case apperr.NotFound:
+		return http.StatusNotFound
+	case apperr.Conflict:
+		return http.StatusConflict
+	case apperr.Unauthorized:
+		return http.StatusUnauthorized
+	case apperr.Forbidden:
+		return http.StatusForbidden
+	case apperr.Unavailable:
+		return http.StatusServiceUnavailable
+	}
+	return http.StatusInternalServerError
+}
