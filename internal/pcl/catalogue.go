@@ -27,15 +27,17 @@ type Workflow struct {
 type Catalogue struct {
 	workflows []Workflow
 	byName    map[string]int
-	byInput   map[string]int // input tag → workflow
-	inputIdx  map[string]int // input tag → dense input index
-	inputBase []int          // workflow → dense index of its first input
-	destIdx   map[string]int // destination tag → dense index
+	byInput   map[string]int   // input tag → workflow
+	inputIdx  map[string]int   // input tag → dense input index
+	inputBase []int            // workflow → dense index of its first input
+	destIdx   map[string]int   // destination tag → dense index
+	byProd    map[string][]int // AlCaReco producer → workflows
+	inDests   [][]int          // input index → dense indices of its destinations
 }
 
 // NewCatalogue checks the workflows and indexes them. Names and input tags must be unique.
 func NewCatalogue(ws []Workflow) (*Catalogue, error) {
-	c := &Catalogue{byName: map[string]int{}, byInput: map[string]int{}, inputIdx: map[string]int{}, destIdx: map[string]int{}}
+	c := &Catalogue{byName: map[string]int{}, byInput: map[string]int{}, inputIdx: map[string]int{}, destIdx: map[string]int{}, byProd: map[string][]int{}}
 	for i, w := range ws {
 		if w.Name == "" {
 			return nil, fmt.Errorf("workflow %d has no name", i+1)
@@ -64,13 +66,17 @@ func NewCatalogue(ws []Workflow) (*Catalogue, error) {
 			}
 			c.byInput[in.Tag] = len(c.workflows)
 			c.inputIdx[in.Tag] = len(c.inputIdx)
+			var di []int
 			for _, d := range in.Destinations {
 				if _, ok := c.destIdx[d]; !ok {
 					c.destIdx[d] = len(c.destIdx)
 				}
+				di = append(di, c.destIdx[d])
 			}
+			c.inDests = append(c.inDests, di)
 		}
 		c.inputBase = append(c.inputBase, len(c.inputIdx)-len(w.Inputs))
+		c.byProd[w.Producer] = append(c.byProd[w.Producer], len(c.workflows))
 		c.byName[w.Name] = len(c.workflows)
 		c.workflows = append(c.workflows, w)
 	}
@@ -97,6 +103,12 @@ func (c *Catalogue) WorkflowIndex(name string) (int, bool) {
 	i, ok := c.byName[name]
 	return i, ok
 }
+
+// DestinationIndicesOf are the dense indices of an input's destination tags, in catalogue order.
+func (c *Catalogue) DestinationIndicesOf(input int) []int { return c.inDests[input] }
+
+// WorkflowsOfProducer are the indices of the workflows an AlCaReco producer feeds.
+func (c *Catalogue) WorkflowsOfProducer(producer string) []int { return c.byProd[producer] }
 
 // NumDestinations is the number of distinct destination tags.
 func (c *Catalogue) NumDestinations() int { return len(c.destIdx) }
@@ -178,7 +190,7 @@ func (c *Catalogue) TimeTypeOf(tag string) (TimeType, bool) {
 // heavy-ion twin of one (HIExpress for Express, HIExpressAlignment for ExpressAlignment).
 func (w *Workflow) RunsIn(stream string) bool {
 	for _, s := range w.Streams {
-		if s == stream || "HI"+s == stream {
+		if s == stream || (len(stream) == len(s)+2 && stream[:2] == "HI" && stream[2:] == s) {
 			return true
 		}
 	}

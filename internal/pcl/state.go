@@ -132,10 +132,10 @@ func (m *Milestones) field(k Milestone) *time.Time {
 
 // Latest is the newest milestone time.
 func (m *Milestones) Latest() time.Time {
-	var t time.Time
-	for _, v := range []time.Time{m.Stop, m.ExpressDone, m.Harvested, m.UploadSent, m.Uploaded, m.InDB} {
+	t := m.Stop
+	for _, v := range [...]*time.Time{&m.ExpressDone, &m.Harvested, &m.UploadSent, &m.Uploaded, &m.InDB} {
 		if v.After(t) {
-			t = v
+			t = *v
 		}
 	}
 	return t

@@ -34,6 +34,9 @@ func (d *deriver) flags(wi int, w *pcl.Workflow, ws *pcl.WorkflowStatus) {
 			add(pcl.FlagAtRisk)
 		}
 	}
+	if d.unchanged {
+		add(pcl.FlagUnchangedPayload)
+	}
 	if ws.Quality == pcl.QualityBad {
 		add(pcl.FlagVetoed)
 	}
@@ -47,7 +50,7 @@ func (d *deriver) flags(wi int, w *pcl.Workflow, ws *pcl.WorkflowStatus) {
 			add(pcl.FlagUploadBurst)
 		}
 		h := hv.latest
-		if m := hv.marker(stem(h.File)); h.Prep || (m != nil && m.Prep) {
+		if m := f.marker(hv); h.Prep || (m != nil && m.Prep) {
 			add(pcl.FlagRoutedToPrep)
 		}
 		if f.info != nil && f.info.Stop != nil && !h.At.Before(f.info.Stop.Add(AlcaHarvestTimeout)) {
@@ -62,14 +65,7 @@ func (d *deriver) flags(wi int, w *pcl.Workflow, ws *pcl.WorkflowStatus) {
 				add(pcl.FlagLumiGap)
 			}
 		}
-		for _, tag := range h.Destinations {
-			for _, o := range f.tagIOVs(tag) {
-				if o.Previous != "" && o.Previous == o.Payload && carries(h.Payloads, o.Payload) {
-					add(pcl.FlagUnchangedPayload)
-				}
-			}
-		}
-		if burst(hv.fileStatuses(stem(h.File))) {
+		if f.burst(hv) {
 			add(pcl.FlagUploadBurst)
 		}
 	}
@@ -116,7 +112,7 @@ func (d *deriver) decide(rs *pcl.RunState) pcl.Decision {
 	case f.info.Stop == nil:
 		dec.State, dec.Reason = pcl.ReadinessOngoing, "run ongoing"
 		return dec
-	case len(f.configs) == 0 && f.info.Duration() >= d.cp.MinRunLength:
+	case !f.configured() && f.info.Duration() >= d.cp.MinRunLength:
 		dec.State, dec.Reason = pcl.ReadinessWaiting, "Tier-0 express configuration not seen yet"
 		if !d.in.Now.Before(rs.Deadline) {
 			return d.timedOut(dec, rs)

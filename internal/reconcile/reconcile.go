@@ -51,6 +51,9 @@ func Reconcile(in Input) pcl.RunState {
 	}
 	ws := in.Catalogue.Workflows()
 	rs.Workflows = make([]pcl.WorkflowStatus, len(ws))
+	// The workflows' file and hash lists share two backing arrays: one allocation each per run.
+	d.files = make([]string, 0, in.Catalogue.NumInputs())
+	d.hashes = make([]string, 0, in.Catalogue.NumInputs())
 	for i := range ws {
 		rs.Workflows[i] = d.workflow(i, &ws[i])
 	}
@@ -61,80 +64,111 @@ func Reconcile(in Input) pcl.RunState {
 
 // facts is the run's observations sorted into what the rules ask about. Every slot keeps the newest
 // (or earliest) fact by time, ties broken by compare, so that arrival order and duplicates cannot matter.
-// Per-input and per-tag facts live in slices indexed by the catalogue's dense indices: the reconcile runs
-// for every touched run on every batch, and maps would dominate its cost.
+// Facts live in a few flat slices indexed by the catalogue's dense indices rather than in maps: the
+// reconcile runs for every touched run on every batch, and allocation was most of its cost.
 type facts struct {
 	run       uint32
 	cat       *pcl.Catalogue
+	obs       []pcl.Observation
 	info      *pcl.RunInfo
 	infoObs   *pcl.Observation
-	configs   map[string]*pcl.Observation // stream → the newest express_config
-	producers map[string][]string         // producer → the streams whose alca_skim lists it
-	done      map[string]*pcl.Observation // stream → the first stream-done seen
-	release   *pcl.Observation            // the first release
-	inputs    []inputFacts                // by catalogue input index
-	quality   []*pcl.Observation          // by catalogue workflow index: the newest DQM result
-	iovs      [][]*pcl.Observation        // by catalogue destination index: the winning IOV at each since
+	streams   []streamFacts    // the run's express streams, in the order first seen
+	wfStreams []uint32         // by workflow: bit i set when streams[i] runs the workflow
+	release   *pcl.Observation // the first release
+	inputs    []inputFacts     // by catalogue input index
+	next      []int32          // by observation: the next marker or status of the same input, or -1
+	stems     []string         // by observation: the file stem of markers and statuses
+	quality   []*pcl.Observation
+	iovs      [][]*pcl.Observation // by catalogue destination index: the winning IOV at each since
 	otherIOVs map[string][]*pcl.Observation
 	overrides []*pcl.Observation
 }
 
-// inputFacts is what the harvest area and the upload log showed of one input tag.
-type inputFacts struct {
-	latest   *pcl.Observation // the newest harvest file
-	files    int              // distinct harvest files seen (a re-harvest shows as more than one)
-	markers  []named
-	statuses []named
+// streamFacts is what Tier-0 said of one express stream of the run.
+type streamFacts struct {
+	name   string
+	config *pcl.Observation // the newest express_config
+	done   *pcl.Observation // the first stream-done seen
 }
 
-// named is an observation about a file, with the file's stem worked out once.
-type named struct {
-	o    *pcl.Observation
-	stem string
+// inputFacts is what the harvest area and the upload log showed of one input tag.
+type inputFacts struct {
+	latest     *pcl.Observation // the newest harvest file
+	latestStem string
+	files      int   // distinct harvest files seen (a re-harvest shows as more than one)
+	markers    int32 // head of the list of upload markers (index into obs), -1 for none
+	statuses   int32 // head of the list of upload-log records, -1 for none
 }
 
 func (f *facts) stopped() bool { return f.info != nil && f.info.Stop != nil }
 
-// tagIOVs returns the winning IOVs of a tag, by since.
-func (f *facts) tagIOVs(tag string) []*pcl.Observation {
-	if i, ok := f.cat.DestinationIndex(tag); ok {
-		return f.iovs[i]
-	}
-	return f.otherIOVs[tag]
-}
-
-// marker returns the first upload marker of a file.
-func (in *inputFacts) marker(key string) *pcl.Observation {
+// marker returns the first upload marker of the input's latest file.
+func (f *facts) marker(in *inputFacts) *pcl.Observation {
 	var m *pcl.Observation
-	for _, n := range in.markers {
-		if n.stem == key && (m == nil || later(m, n.o)) {
-			m = n.o
+	for i := in.markers; i >= 0; i = f.next[i] {
+		if o := &f.obs[i]; f.stems[i] == in.latestStem && (m == nil || later(m, o)) {
+			m = o
 		}
 	}
 	return m
 }
 
-// fileStatuses returns the upload log's records of a file.
-func (in *inputFacts) fileStatuses(key string) []*pcl.Observation {
-	out := make([]*pcl.Observation, 0, len(in.statuses))
-	for _, n := range in.statuses {
-		if n.stem == key {
-			out = append(out, n.o)
+// fileStatuses calls fn for each upload-log record of the input's latest file.
+func (f *facts) fileStatuses(in *inputFacts, fn func(o *pcl.Observation)) {
+	for i := in.statuses; i >= 0; i = f.next[i] {
+		if f.stems[i] == in.latestStem {
+			fn(&f.obs[i])
 		}
 	}
-	return out
+}
+
+// verdict returns the newest upload verdict of the input's latest file for a destination tag.
+func (f *facts) verdict(in *inputFacts, tag string) *pcl.Observation {
+	var v *pcl.Observation
+	f.fileStatuses(in, func(o *pcl.Observation) {
+		if o.Tag == tag && later(o, v) {
+			v = o
+		}
+	})
+	return v
+}
+
+// burst says whether a destination tag got more than one distinct upload of the latest file.
+func (f *facts) burst(in *inputFacts) bool {
+	for i := in.statuses; i >= 0; i = f.next[i] {
+		if f.stems[i] != in.latestStem {
+			continue
+		}
+		a := &f.obs[i]
+		for j := f.next[i]; j >= 0; j = f.next[j] {
+			if b := &f.obs[j]; f.stems[j] == in.latestStem && a.Tag == b.Tag && !a.At.Equal(b.At) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// stream returns the facts of a stream, adding it when new.
+func (f *facts) stream(name string) *streamFacts {
+	for i := range f.streams {
+		if f.streams[i].name == name {
+			return &f.streams[i]
+		}
+	}
+	f.streams = append(f.streams, streamFacts{name: name})
+	return &f.streams[len(f.streams)-1]
 }
 
 // later says whether a is after b in the canonical order.
 func later(a, b *pcl.Observation) bool { return b == nil || compare(a, b) > 0 }
 
-// inputTagOf is the input tag an upload record or marker is about: its own field, or the middle of a
-// Run<run>@<inputTag>@<uuid> file name.
-func inputTagOf(o *pcl.Observation) string {
+// inputTagOf is the input tag an upload record or marker is about: its own field, or the middle of its
+// file's stem, Run<run>@<inputTag>@<uuid>.
+func inputTagOf(o *pcl.Observation, name string) string {
 	if o.InputTag != "" {
 		return o.InputTag
 	}
-	name := stem(o.File)
 	i := strings.IndexByte(name, '@')
 	j := strings.LastIndexByte(name, '@')
 	if i < 0 || j <= i {
@@ -146,11 +180,16 @@ func inputTagOf(o *pcl.Observation) string {
 // index files each valid observation of the run under what it tells.
 func index(in Input) *facts {
 	cat := in.Catalogue
-	f := &facts{run: in.Run, cat: cat, configs: make(map[string]*pcl.Observation, 4), done: make(map[string]*pcl.Observation, 4),
-		inputs: make([]inputFacts, cat.NumInputs()), quality: make([]*pcl.Observation, len(cat.Workflows()))}
-	var iovs []*pcl.Observation
+	nw := len(cat.Workflows())
+	f := &facts{run: in.Run, cat: cat, obs: in.Observations, inputs: make([]inputFacts, cat.NumInputs()),
+		next: make([]int32, len(in.Observations)), stems: make([]string, len(in.Observations)), quality: make([]*pcl.Observation, nw), wfStreams: make([]uint32, nw)}
+	for i := range f.inputs {
+		f.inputs[i].markers, f.inputs[i].statuses = -1, -1
+	}
+	iovs := make([]*pcl.Observation, 0, len(in.Observations)/2)
 	for i := range in.Observations {
 		o := &in.Observations[i]
+		f.next[i] = -1
 		if o.Validate() != nil {
 			continue
 		}
@@ -160,8 +199,12 @@ func index(in Input) *facts {
 			continue
 		case pcl.KindUploadStatus:
 			// The upload log names files, not always runs: match by file.
-			if k, ok := cat.InputIndex(inputTagOf(o)); ok && o.File != "" && runOfFile(o.File, in.Run) {
-				f.inputs[k].statuses = append(f.inputs[k].statuses, named{o, stem(o.File)})
+			if o.File == "" {
+				continue
+			}
+			st := stem(o.File)
+			if k, ok := cat.InputIndex(inputTagOf(o, st)); ok && runOfStem(st, in.Run) {
+				f.next[i], f.inputs[k].statuses, f.stems[i] = f.inputs[k].statuses, int32(i), st
 			}
 			continue
 		}
@@ -176,12 +219,14 @@ func index(in Input) *facts {
 				f.infoObs = o
 			}
 		case pcl.KindExpressConfig:
-			if later(o, f.configs[o.Stream]) {
-				f.configs[o.Stream] = o
+			if s := f.stream(o.Stream); later(o, s.config) {
+				s.config = o
 			}
 		case pcl.KindStreamDone:
-			if cur := f.done[o.Stream]; o.Done && (cur == nil || earlierSeen(o, cur)) {
-				f.done[o.Stream] = o
+			if o.Done {
+				if s := f.stream(o.Stream); s.done == nil || earlierSeen(o, s.done) {
+					s.done = o
+				}
 			}
 		case pcl.KindRelease:
 			if f.release == nil || later(f.release, o) {
@@ -194,12 +239,13 @@ func index(in Input) *facts {
 					h.files++ // an upper bound; duplicates of one name are rare and only feed a flag
 				}
 				if later(o, h.latest) {
-					h.latest = o
+					h.latest, h.latestStem = o, stem(o.File)
 				}
 			}
 		case pcl.KindUploadMarker:
-			if k, ok := cat.InputIndex(inputTagOf(o)); ok {
-				f.inputs[k].markers = append(f.inputs[k].markers, named{o, stem(o.File)})
+			st := stem(o.File)
+			if k, ok := cat.InputIndex(inputTagOf(o, st)); ok {
+				f.next[i], f.inputs[k].markers, f.stems[i] = f.inputs[k].markers, int32(i), st
 			}
 		case pcl.KindDQMQuality:
 			if k, ok := cat.WorkflowIndex(o.Workflow); ok && later(o, f.quality[k]) {
@@ -213,34 +259,33 @@ func index(in Input) *facts {
 		ri := *f.infoObs.RunInfo // the result must not alias the caller's observation
 		f.info = &ri
 	}
-	f.producers = make(map[string][]string, 32)
-	for stream, o := range f.configs {
-		for _, p := range o.Producers {
-			if !slices.Contains(f.producers[p], stream) {
-				f.producers[p] = append(f.producers[p], stream)
+	if len(f.streams) > 32 {
+		f.streams = f.streams[:32] // a run has a handful of express streams; more is garbage
+	}
+	for si, s := range f.streams {
+		if s.config == nil {
+			continue
+		}
+		for _, p := range s.config.Producers {
+			for _, wi := range cat.WorkflowsOfProducer(p) {
+				if cat.Workflows()[wi].RunsIn(s.name) {
+					f.wfStreams[wi] |= 1 << si
+				}
 			}
 		}
-	}
-	for _, streams := range f.producers {
-		slices.Sort(streams)
 	}
 	f.winners(iovs)
 	return f
 }
 
-// runOfFile says whether a harvest file name belongs to the run (Run<run>@...); names of another form
-// are taken as the run's, since the record was selected for it.
-func runOfFile(name string, run uint32) bool {
-	name = stem(name)
-	if !strings.HasPrefix(name, "Run") {
-		return true
+// configured says whether Tier-0's express configuration of any stream was seen.
+func (f *facts) configured() bool {
+	for _, s := range f.streams {
+		if s.config != nil {
+			return true
+		}
 	}
-	i := strings.IndexByte(name, '@')
-	if i < 0 {
-		return true
-	}
-	n, err := strconv.ParseUint(name[3:i], 10, 32)
-	return err != nil || uint32(n) == run
+	return false
 }
 
 // earlierSeen orders stream-done facts by when the agency learnt them.
@@ -251,27 +296,18 @@ func earlierSeen(a, b *pcl.Observation) bool {
 	return compare(a, b) < 0
 }
 
-// verdict returns the newest upload verdict for a destination tag among a file's statuses.
-func verdict(statuses []*pcl.Observation, tag string) *pcl.Observation {
-	var v *pcl.Observation
-	for _, s := range statuses {
-		if s.Tag == tag && later(s, v) {
-			v = s
-		}
+// runOfStem says whether a harvest file stem belongs to the run (Run<run>@...); names of another form
+// are taken as the run's, since the record was selected for it.
+func runOfStem(name string, run uint32) bool {
+	if !strings.HasPrefix(name, "Run") {
+		return true
 	}
-	return v
-}
-
-// burst says whether a destination tag got more than one distinct upload of the file.
-func burst(statuses []*pcl.Observation) bool {
-	for i, a := range statuses {
-		for _, b := range statuses[i+1:] {
-			if a.Tag == b.Tag && !a.At.Equal(b.At) {
-				return true
-			}
-		}
+	i := strings.IndexByte(name, '@')
+	if i < 0 {
+		return true
 	}
-	return false
+	n, err := strconv.ParseUint(name[3:i], 10, 32)
+	return err != nil || uint32(n) == run
 }
 
 // winners keeps, per tag and since, the row inserted last: several rows can share a since and the
@@ -293,18 +329,31 @@ func (f *facts) winners(iovs []*pcl.Observation) {
 		}
 		return strings.Compare(b.Payload, a.Payload)
 	})
+	// Keep the first row of each (tag, since) in place, then hand each tag its stretch of the slice.
+	w := 0
 	for i, o := range iovs {
 		if i > 0 && iovs[i-1].Tag == o.Tag && iovs[i-1].Since == o.Since {
 			continue
 		}
-		if k, ok := f.cat.DestinationIndex(o.Tag); ok {
-			f.iovs[k] = append(f.iovs[k], o)
-			continue
+		iovs[w] = o
+		w++
+	}
+	iovs = iovs[:w]
+	for start := 0; start < len(iovs); {
+		end := start + 1
+		for end < len(iovs) && iovs[end].Tag == iovs[start].Tag {
+			end++
 		}
-		if f.otherIOVs == nil {
-			f.otherIOVs = map[string][]*pcl.Observation{}
+		tag, group := iovs[start].Tag, iovs[start:end:end]
+		if k, ok := f.cat.DestinationIndex(tag); ok {
+			f.iovs[k] = group
+		} else {
+			if f.otherIOVs == nil {
+				f.otherIOVs = map[string][]*pcl.Observation{}
+			}
+			f.otherIOVs[tag] = group
 		}
-		f.otherIOVs[o.Tag] = append(f.otherIOVs[o.Tag], o)
+		start = end
 	}
 }
 

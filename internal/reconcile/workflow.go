@@ -10,38 +10,36 @@ import (
 )
 
 type deriver struct {
-	in Input
-	f  *facts
-	cp pcl.ClassPolicy
+	// unchanged is set while deriving a workflow when a matched IOV repeats the previous payload.
+	unchanged bool
+	in        Input
+	f         *facts
+	cp        pcl.ClassPolicy
+	files     []string // backing array of every workflow's Files
+	hashes    []string // backing array of every workflow's Hashes
 }
 
 // expectation says whether the run is expected to run the workflow, and why (not).
-func (d *deriver) expectation(w *pcl.Workflow) (expected, known bool, why string) {
-	if len(d.f.configs) == 0 {
+func (d *deriver) expectation(wi int) (expected, known bool, why string) {
+	if !d.f.configured() {
 		return false, false, "Tier-0 express configuration not seen yet"
 	}
-	if len(d.workflowStreams(w)) == 0 {
-		return false, true, w.Producer + " is not in the alca_skim of any express stream of the run"
+	if d.f.wfStreams[wi] == 0 {
+		return false, true, "its AlCaReco producer is not in the alca_skim of any express stream of the run"
 	}
 	return true, true, ""
 }
 
 // workflowStreams are the run's express streams that run the workflow, sorted.
-func (d *deriver) workflowStreams(w *pcl.Workflow) []string {
-	streams := d.f.producers[w.Producer]
-	for i, s := range streams {
-		if !w.RunsIn(s) {
-			// Rare: the producer runs in a stream that is not the workflow's. Filter on a copy.
-			out := slices.Clone(streams[:i])
-			for _, s := range streams[i+1:] {
-				if w.RunsIn(s) {
-					out = append(out, s)
-				}
-			}
-			return out
+func (d *deriver) workflowStreams(wi int) []string {
+	var out []string
+	for si, s := range d.f.streams {
+		if d.f.wfStreams[wi]&(1<<si) != 0 {
+			out = append(out, s.name)
 		}
 	}
-	return streams
+	slices.Sort(out)
+	return out
 }
 
 func (d *deriver) required(w *pcl.Workflow, expected bool) bool {
@@ -53,14 +51,13 @@ func (d *deriver) required(w *pcl.Workflow, expected bool) bool {
 
 // workflow derives one workflow's status for the run.
 func (d *deriver) workflow(wi int, w *pcl.Workflow) pcl.WorkflowStatus {
+	d.unchanged = false
 	ws := pcl.WorkflowStatus{Name: w.Name, Quality: pcl.QualityUnknown, Flags: []pcl.Flag{}}
-	if len(w.Inputs) > 0 {
-		ws.Files = make([]string, 0, len(w.Inputs))
-	}
+
 	if q := d.f.quality[wi]; q != nil {
 		ws.Quality = q.Quality
 	}
-	expected, known, why := d.expectation(w)
+	expected, known, why := d.expectation(wi)
 	// A workflow whose expectation is unknown counts as required: until Tier-0 says what runs, the
 	// agency must not assume that anything may be skipped.
 	ws.Required = d.required(w, expected || !known)
@@ -141,17 +138,17 @@ type fileState struct {
 // progress derives the state of an expected workflow of a stopped run from its harvest files onwards.
 func (d *deriver) progress(wi int, w *pcl.Workflow, ws *pcl.WorkflowStatus) {
 	f := d.f
-	streams := d.workflowStreams(w)
 	var doneAt time.Time
-	for _, s := range streams {
-		if o, ok := f.done[s]; ok && (doneAt.IsZero() || seenAt(o).Before(doneAt)) {
-			doneAt = seenAt(o)
+	for si, s := range f.streams {
+		if f.wfStreams[wi]&(1<<si) != 0 && s.done != nil && (doneAt.IsZero() || seenAt(s.done).Before(doneAt)) {
+			doneAt = seenAt(s.done)
 		}
 	}
 	if !doneAt.IsZero() {
 		ws.Milestones.ExpressDone = doneAt
 	}
-	var states []fileState
+	var buf [4]fileState
+	states := buf[:0]
 	var missing []string
 	for i := range w.Inputs {
 		in := &w.Inputs[i]
@@ -161,14 +158,14 @@ func (d *deriver) progress(wi int, w *pcl.Workflow, ws *pcl.WorkflowStatus) {
 			continue
 		}
 		// A re-harvest replaces the earlier file: the newest one counts.
-		states = append(states, d.file(in, hv, ws))
+		states = append(states, d.file(in, f.cat.InputIndexOf(wi, i), hv, ws))
 	}
 	harvestFresh := !doneAt.IsZero() && d.in.Sources[pcl.SourceHarvest].LastSuccess.After(doneAt)
 	if len(states) == 0 {
 		switch {
 		case harvestFresh:
 			ws.State = pcl.StateNoPayload
-			ws.Reason = fmt.Sprintf("%s done at %s and no file of %s in the harvest area", strings.Join(streams, ", "), clock(doneAt), w.Name)
+			ws.Reason = fmt.Sprintf("%s done at %s and no file of %s in the harvest area", strings.Join(d.workflowStreams(wi), ", "), clock(doneAt), w.Name)
 		case !doneAt.IsZero():
 			ws.State = pcl.StateAwaitingHarvest
 			ws.Reason = "stream done, waiting for a harvest-area scan after it"
@@ -205,7 +202,8 @@ func combine(states []fileState) (pcl.State, string) {
 			least = s
 		}
 	}
-	var reasons []string
+	var buf [4]string
+	reasons := buf[:0]
 	for _, s := range states {
 		if s.state == least.state {
 			reasons = append(reasons, s.reason)
@@ -214,52 +212,60 @@ func combine(states []fileState) (pcl.State, string) {
 	return least.state, strings.Join(reasons, "; ")
 }
 
-// file derives one harvested file's state and records its milestones.
-func (d *deriver) file(in *pcl.Input, hv *inputFacts, ws *pcl.WorkflowStatus) fileState {
+// maxDests bounds the destination tags of one upload that the reconcile follows; PCL inputs have one to
+// three, and metadata naming more is garbage.
+const maxDests = 8
+
+// file derives one harvested file's state and records its milestones. ii is the input's dense index.
+func (d *deriver) file(in *pcl.Input, ii int, hv *inputFacts, ws *pcl.WorkflowStatus) fileState {
 	h := hv.latest
-	key := stem(h.File)
-	ws.Files = append(ws.Files, h.File)
+	ws.Files = d.appendShared(&d.files, ws.Files, h.File)
 	harvested := h.At
 	setEarliest(&ws.Milestones, pcl.MilestoneHarvested, harvested)
-	if ws.Hashes == nil {
-		ws.Hashes = make([]string, 0, len(h.Payloads))
-	}
 	for _, p := range h.Payloads {
-		ws.Hashes = append(ws.Hashes, p.Payload)
+		ws.Hashes = d.appendShared(&d.hashes, ws.Hashes, p.Payload)
 	}
 	dests := h.Destinations
-	if len(dests) == 0 {
-		dests = in.Destinations
+	var destIdx []int // the catalogue's indices, when the metadata names the catalogue's tags
+	if len(dests) == 0 || slices.Equal(dests, in.Destinations) {
+		dests, destIdx = in.Destinations, d.f.cat.DestinationIndicesOf(ii)
 	}
+	dests = dests[:min(len(dests), maxDests)]
 	// The newest verdict per destination tag counts: a retried upload may succeed after a failure.
-	statuses := hv.fileStatuses(key)
-	var inDB time.Time
-	var notIn []string
-	for _, tag := range dests {
-		if v := verdict(statuses, tag); v != nil && v.Status == pcl.UploadSkip {
-			continue // the tag's synchronization took nothing: nothing to find there
+	var verdicts [maxDests]*pcl.Observation
+	d.f.fileStatuses(hv, func(o *pcl.Observation) {
+		if j := slices.Index(dests, o.Tag); j >= 0 && later(o, verdicts[j]) {
+			verdicts[j] = o
 		}
-		if t, ok := d.matchIOV(tag, in.TimeType, h.Payloads, harvested); ok {
-			inDB = maxTime(inDB, t)
+	})
+	var inDB, lastStatus time.Time
+	var notIn []string
+	allVerdicts, anyVerdict := len(dests) > 0, false
+	for j, tag := range dests {
+		v := verdicts[j]
+		if v == nil {
+			allVerdicts = false
+		} else {
+			anyVerdict = true
+			lastStatus = maxTime(lastStatus, v.At)
+			if v.Status == pcl.UploadSkip {
+				continue // the tag's synchronization took nothing: nothing to find there
+			}
+		}
+		iovs := d.f.otherIOVs[tag]
+		if destIdx != nil {
+			iovs = d.f.iovs[destIdx[j]]
+		}
+		if m := d.matchIOV(iovs, in.TimeType, h.Payloads, harvested); m != nil {
+			inDB = maxTime(inDB, m.Inserted)
+			d.unchanged = d.unchanged || (m.Previous != "" && m.Previous == m.Payload)
 			continue
 		}
 		notIn = append(notIn, tag)
 	}
-	marker := hv.marker(key)
+	marker := d.f.marker(hv)
 	if marker != nil {
 		setEarliest(&ws.Milestones, pcl.MilestoneUploadSent, marker.At)
-	}
-	var lastStatus time.Time
-	allVerdicts := len(dests) > 0
-	anyVerdict := false
-	for _, tag := range dests {
-		v := verdict(statuses, tag)
-		if v == nil {
-			allVerdicts = false
-			continue
-		}
-		anyVerdict = true
-		lastStatus = maxTime(lastStatus, v.At)
 	}
 	if len(notIn) == 0 && len(dests) > 0 {
 		if !inDB.IsZero() {
@@ -268,11 +274,11 @@ func (d *deriver) file(in *pcl.Input, hv *inputFacts, ws *pcl.WorkflowStatus) fi
 		if allVerdicts {
 			setLatest(&ws.Milestones, pcl.MilestoneUploaded, lastStatus)
 		}
-		return fileState{pcl.StateInDB, in.Tag + " in " + strings.Join(dests, ", ")}
+		return fileState{pcl.StateInDB, inDBReason(in.Tag, dests)}
 	}
-	for _, bad := range []pcl.UploadStatus{pcl.UploadFail, pcl.UploadTooLate} {
-		for _, tag := range dests {
-			if v := verdict(statuses, tag); v != nil && v.Status == bad {
+	for _, bad := range [...]pcl.UploadStatus{pcl.UploadFail, pcl.UploadTooLate} {
+		for j, tag := range dests {
+			if v := verdicts[j]; v != nil && v.Status == bad {
 				st := pcl.StateUploadFailed
 				if bad == pcl.UploadTooLate {
 					st = pcl.StateTooLate
@@ -291,17 +297,17 @@ func (d *deriver) file(in *pcl.Input, hv *inputFacts, ws *pcl.WorkflowStatus) fi
 	if anyVerdict {
 		return fileState{pcl.StateUploading, "upload results for some destination tags only"}
 	}
-	return fileState{pcl.StateHarvested, fmt.Sprintf("harvested %s, not uploaded yet", clock(harvested))}
+	return fileState{pcl.StateHarvested, "harvested " + clock(harvested) + ", not uploaded yet"}
 }
 
-// matchIOV finds, in a destination tag, a winning IOV that carries one of the run's payloads and was
-// inserted after the harvest. Without payload hashes (no access to the file), the since must point into
-// the run and the IOV be inserted after the run stopped.
-func (d *deriver) matchIOV(tag string, tt pcl.TimeType, payloads []pcl.IOV, harvested time.Time) (time.Time, bool) {
-	for _, o := range d.f.tagIOVs(tag) {
+// matchIOV finds, among a destination tag's winning IOVs, one that carries one of the run's payloads and
+// was inserted after the harvest. Without payload hashes (no access to the file), the since must point
+// into the run and the IOV be inserted after the run stopped.
+func (d *deriver) matchIOV(iovs []*pcl.Observation, tt pcl.TimeType, payloads []pcl.IOV, harvested time.Time) *pcl.Observation {
+	for _, o := range iovs {
 		if len(payloads) > 0 {
 			if carries(payloads, o.Payload) && !o.Inserted.Before(harvested) {
-				return o.Inserted, true
+				return o
 			}
 			continue
 		}
@@ -309,10 +315,26 @@ func (d *deriver) matchIOV(tag string, tt pcl.TimeType, payloads []pcl.IOV, harv
 			tt = o.TimeType
 		}
 		if pcl.RunOfSince(tt, o.Since) == d.f.run && o.Inserted.After(*d.f.info.Stop) {
-			return o.Inserted, true
+			return o
 		}
 	}
-	return time.Time{}, false
+	return nil
+}
+
+// appendShared appends v to list, which lives at the end of the shared backing array: while list is the
+// backing array's tail, appending to the array extends it without copying. Lists are built one workflow
+// at a time, so that holds; when it does not, a plain append keeps correctness.
+func (d *deriver) appendShared(backing *[]string, list []string, v string) []string {
+	b := *backing
+	if len(list) == 0 || (len(b) >= len(list) && len(list) > 0 && &b[len(b)-len(list)] == &list[0]) {
+		if len(b) < cap(b) {
+			start := len(b) - len(list)
+			b = append(b, v)
+			*backing = b
+			return b[start:len(b):len(b)]
+		}
+	}
+	return append(list, v)
 }
 
 // carries says whether a harvested file holds the payload.
@@ -323,6 +345,25 @@ func carries(payloads []pcl.IOV, hash string) bool {
 		}
 	}
 	return false
+}
+
+// inDBReason says where a payload was found, in one allocation.
+func inDBReason(tag string, dests []string) string {
+	n := len(tag) + 4
+	for _, d := range dests {
+		n += len(d) + 2
+	}
+	var b strings.Builder
+	b.Grow(n)
+	b.WriteString(tag)
+	b.WriteString(" in ")
+	for i, d := range dests {
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		b.WriteString(d)
+	}
+	return b.String()
 }
 
 func setEarliest(m *pcl.Milestones, k pcl.Milestone, t time.Time) {
