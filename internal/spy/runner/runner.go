@@ -52,6 +52,8 @@ type Runner struct {
 
 	randMu sync.Mutex
 
+	wake chan struct{} // a notification that the source changed: poll now
+
 	mu          sync.Mutex
 	started     time.Time
 	lastSuccess time.Time
@@ -107,15 +109,37 @@ func New(sp spy.Spy, opts Options) *Runner {
 		opts.Rand = rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15))
 	}
 	name := string(sp.Source())
-	return &Runner{sp: sp, opts: opts, name: name, started: opts.Clock.Now()}
+	return &Runner{sp: sp, opts: opts, name: name, started: opts.Clock.Now(), wake: make(chan struct{}, 1)}
 }
 
 // Name is the spy's source name, which is also its cursor's name.
 func (r *Runner) Name() string { return r.name }
 
+// Wake asks for a poll now instead of at the end of the interval: a spy whose source notifies changes
+// (the harvest area through file-system events) uses it, and keeps the interval as the safety net.
+func (r *Runner) Wake() {
+	select {
+	case r.wake <- struct{}{}:
+	default:
+	}
+}
+
+// watcher is a spy that can tell when its source changed.
+type watcher interface {
+	Watch(ctx context.Context, notify func()) error
+}
+
 // Run polls until ctx is done: one poll at once, then one per interval (± jitter) counted from each poll's
-// start. A failed poll is logged and counted in the health; it never stops the loop.
+// start, or earlier when Wake is called. A failed poll is logged and counted in the health; it never stops
+// the loop. A spy that can watch its source wakes the runner itself.
 func (r *Runner) Run(ctx context.Context) error {
+	if w, ok := r.sp.(watcher); ok {
+		go func() {
+			if err := w.Watch(ctx, r.Wake); err != nil && ctx.Err() == nil {
+				r.opts.Logger.Info("no change notifications; polling on the interval only", "source", r.name, "err", err)
+			}
+		}()
+	}
 	for {
 		start := r.opts.Clock.Now()
 		if err := r.PollOnce(ctx); err != nil && ctx.Err() == nil {
@@ -151,6 +175,8 @@ func (r *Runner) sleep(ctx context.Context, d time.Duration) error {
 	case <-ctx.Done():
 		return ctx.Err()
 	case <-t.C():
+		return nil
+	case <-r.wake:
 		return nil
 	}
 }
@@ -288,9 +314,18 @@ func (r *Runner) record(err error) {
 	r.lastErr = err.Error()
 }
 
+// degraded is a spy that can work and still have something to report, such as unreadable files.
+type degraded interface{ Degraded() error }
+
 // Health reports the spy's health: healthy when its last poll succeeded, stale after StaleAfter
-// consecutive failures, lag counted from the last success (from the runner's start before any).
+// consecutive failures, lag counted from the last success (from the runner's start before any). A spy
+// that polls fine but reports a problem (Degraded) is not healthy and shows the problem, without being
+// stale: what it read is still true.
 func (r *Runner) Health() spy.Health {
+	var problem error
+	if d, ok := r.sp.(degraded); ok {
+		problem = d.Degraded()
+	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	now := r.opts.Clock.Now()
@@ -298,7 +333,7 @@ func (r *Runner) Health() spy.Health {
 	if since.IsZero() {
 		since = r.started
 	}
-	return spy.Health{
+	h := spy.Health{
 		Name:        r.sp.Source(),
 		Healthy:     r.polls > 0 && r.failures == 0,
 		Stale:       r.failures >= r.opts.StaleAfter,
@@ -307,6 +342,10 @@ func (r *Runner) Health() spy.Health {
 		Error:       r.lastErr,
 		Failures:    r.failures,
 	}
+	if problem != nil && h.Error == "" {
+		h.Healthy, h.Error = false, problem.Error()
+	}
+	return h
 }
 
 type memCursors struct {

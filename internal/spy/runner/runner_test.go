@@ -303,3 +303,49 @@ func TestCancelStopsPromptly(t *testing.T) {
 		}
 	})
 }
+
+// watchingSpy notifies changes through Watch, as the harvest spy does with file-system events, and can
+// report a problem while polling fine.
+type watchingSpy struct {
+	fakeSpy
+	notify  chan func()
+	problem error
+}
+
+func (w *watchingSpy) Watch(ctx context.Context, notify func()) error {
+	w.notify <- notify
+	<-ctx.Done()
+	return nil
+}
+
+func (w *watchingSpy) Degraded() error { return w.problem }
+
+func TestWatchWakesThePollAndDegradedShows(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		clk := clock.NewFake(t0)
+		sp := &watchingSpy{fakeSpy: fakeSpy{clk: clk, script: []func(context.Context, string) (spy.Result, error){ok("c")}},
+			notify: make(chan func(), 1)}
+		r := New(sp, Options{Clock: clk, Interval: time.Hour, Sink: (&recordingSink{}).sink, Rand: rand.New(rand.NewPCG(1, 2))})
+		ctx, cancel := context.WithCancel(t.Context())
+		defer cancel()
+		go r.Run(ctx)
+		notify := <-sp.notify
+		synctest.Wait()
+		if n := len(sp.callTimes()); n != 1 {
+			t.Fatalf("%d polls at start", n)
+		}
+		clk.Advance(time.Minute)
+		notify() // a file appeared: poll now, not in an hour
+		synctest.Wait()
+		if n := len(sp.callTimes()); n != 2 {
+			t.Fatalf("%d polls after a change notification, want 2", n)
+		}
+		if h := r.Health(); !h.Healthy || h.Error != "" {
+			t.Errorf("health before a problem: %+v", h)
+		}
+		sp.problem = errors.New("harvest: 1 unreadable file(s)")
+		if h := r.Health(); h.Healthy || h.Stale || !strings.Contains(h.Error, "unreadable") {
+			t.Errorf("health with a degraded spy: %+v", h)
+		}
+	})
+}
