@@ -1,0 +1,132 @@
+package sim
+
+import (
+	"fmt"
+	"net/http"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// dqmDataset is the ALCAPROMPT harvesting dataset of a workflow (cms-interfaces.md §6), e.g.
+// /StreamExpress/Run2026A-PromptCalibProdSiStripGains-Express-v1/ALCAPROMPT.
+func (s *Sim) dqmDataset(w WorkflowTruth) string {
+	wf, _ := s.w.cat.Workflow(w.Workflow)
+	return fmt.Sprintf("/Stream%s/Run%d%s-%s-Express-v1/ALCAPROMPT", w.Stream, s.w.p.Year, s.w.p.EraLetter, wf.Producer)
+}
+
+// dqmSamples serves the classic GUI's /data/json/samples?match=&run= (both regexps).
+func (s *Sim) dqmSamples(rw http.ResponseWriter, req *http.Request, _ time.Time) {
+	q := req.URL.Query()
+	match, err := compileParam(q.Get("match"))
+	if err != nil {
+		http.Error(rw, "match: "+err.Error(), http.StatusBadRequest)
+		return
+	}
+	runRE, err := compileParam(q.Get("run"))
+	if err != nil {
+		http.Error(rw, "run: "+err.Error(), http.StatusBadRequest)
+		return
+	}
+	items := []any{}
+	for _, r := range s.w.runs {
+		rs := strconv.FormatUint(uint64(r.Number), 10)
+		if runRE != nil && !runRE.MatchString(rs) {
+			continue
+		}
+		var datasets []string
+		for _, st := range r.Streams {
+			if (st.Name == "Express" || st.Name == "ExpressCosmics" || st.Name == "HIExpress") && !st.ExpressDone.IsZero() && !s.w.now.Before(st.ExpressDone) {
+				datasets = append(datasets, fmt.Sprintf("/Stream%s/Run%d%s-Express-v1/DQMIO", st.Name, s.w.p.Year, s.w.p.EraLetter))
+			}
+		}
+		for _, w := range r.Workflows {
+			if w.Quality != nil {
+				datasets = append(datasets, s.dqmDataset(w))
+			}
+		}
+		for _, d := range datasets {
+			if match == nil || match.MatchString(d) {
+				items = append(items, map[string]any{"type": "offline_data", "run": rs, "dataset": d, "version": "", "importversion": 1})
+			}
+		}
+	}
+	writeJSON(rw, map[string]any{"samples": []any{map[string]any{"type": "offline_data", "items": items}}})
+}
+
+func compileParam(v string) (*regexp.Regexp, error) {
+	if v == "" {
+		return nil, nil
+	}
+	if len(v) > 500 {
+		return nil, fmt.Errorf("regexp longer than 500 characters")
+	}
+	return regexp.Compile(v)
+}
+
+// dqmArchive serves /data/json/archive/<run>/<PD>/<Proc>/<Tier>/<folder>: the folders of an ALCAPROMPT
+// sample and, in AlCaReco/<workflow>, monitor elements with their quality-test results.
+func (s *Sim) dqmArchive(rw http.ResponseWriter, req *http.Request, _ time.Time) {
+	parts := strings.Split(strings.Trim(req.PathValue("path"), "/"), "/")
+	if len(parts) < 4 {
+		http.Error(rw, "want <run>/<PD>/<Proc>/<Tier>/<folder>", http.StatusNotFound)
+		return
+	}
+	n, err := strconv.ParseUint(parts[0], 10, 32)
+	r, ok := s.w.byNum[uint32(n)]
+	if err != nil || !ok {
+		http.Error(rw, "no such run", http.StatusNotFound)
+		return
+	}
+	dataset := "/" + strings.Join(parts[1:4], "/")
+	folder := strings.Join(parts[4:], "/")
+	var wt *WorkflowTruth
+	for i := range r.Workflows {
+		if r.Workflows[i].Quality != nil && s.dqmDataset(r.Workflows[i]) == dataset {
+			wt = &r.Workflows[i]
+		}
+	}
+	if wt == nil {
+		http.Error(rw, "no such sample", http.StatusNotFound)
+		return
+	}
+	switch folder {
+	case "":
+		writeJSON(rw, map[string]any{"contents": []any{map[string]any{"subdir": "AlCaReco"}}})
+	case "AlCaReco":
+		writeJSON(rw, map[string]any{"contents": []any{map[string]any{"subdir": wt.Workflow}}})
+	case "AlCaReco/" + wt.Workflow:
+		writeJSON(rw, map[string]any{"contents": monitorElements(folder, wt.Quality)})
+	default:
+		http.Error(rw, "no such folder", http.StatusNotFound)
+	}
+}
+
+// monitorElements are a PCL folder's MEs: one per quality test, and an event count without tests.
+func monitorElements(folder string, statuses []int) []any {
+	var out []any
+	for i, st := range statuses {
+		name := fmt.Sprintf("fitResult%d", i)
+		msg := map[int]string{100: "ok", 200: "result within warning range", 300: "result out of range", 30: "insufficient statistics"}[st]
+		report := map[string]any{"alarm": 0, "error": b2i(st == 300), "warn": b2i(st == 200), "other": b2i(st == 30)}
+		out = append(out, map[string]any{
+			"obj": name, "path": folder + "/" + name,
+			"properties": map[string]any{"kind": "TH1F", "type": "histogram", "lumisect": "0", "report": report},
+			"qresults": []any{map[string]any{"status": st, "result": map[int]float64{100: 1, 200: 0.7, 300: 0.1, 30: 0}[st],
+				"name": "MeanWithinExpected", "algorithm": "MeanWithinExpected", "message": msg}},
+			"nentries": 15000, "stats": map[string]any{}, "rootobj": "",
+		})
+	}
+	out = append(out, map[string]any{"obj": "nEvents", "path": folder + "/nEvents",
+		"properties": map[string]any{"kind": "INT", "type": "int", "lumisect": "0",
+			"report": map[string]any{"alarm": 0, "error": 0, "warn": 0, "other": 0}}, "nentries": 1, "value": "15000"})
+	return out
+}
+
+func b2i(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}

@@ -1,0 +1,200 @@
+package sim
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/url"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// omsRuns serves /agg/api/v1/runs in OMS's JSON:API shape (cms-interfaces.md §7; the 2025 fixture
+// test_oms_runs.json): filters on run_number, sort, page[limit]/page[offset], links and meta.
+func (s *Sim) omsRuns(rw http.ResponseWriter, req *http.Request, now time.Time) {
+	q := req.URL.Query()
+	keep := func(uint32) bool { return true }
+	for key, vals := range q {
+		switch {
+		case key == "sort" || key == "page[limit]" || key == "page[offset]" || key == "fields[runs]":
+		case strings.HasPrefix(key, "filter[run_number]["):
+			op := strings.TrimSuffix(strings.TrimPrefix(key, "filter[run_number]["), "]")
+			n, err := strconv.ParseUint(vals[0], 10, 32)
+			if err != nil {
+				omsError(rw, fmt.Sprintf("%s: %q is not a number", key, vals[0]))
+				return
+			}
+			f, ok := runFilter(op, uint32(n))
+			if !ok {
+				omsError(rw, fmt.Sprintf("%s: unknown operator %s", key, op))
+				return
+			}
+			prev := keep
+			keep = func(r uint32) bool { return prev(r) && f(r) }
+		default:
+			omsError(rw, fmt.Sprintf("unsupported query parameter %s", key))
+			return
+		}
+	}
+	limit, offset, err := paging(q)
+	if err != nil {
+		omsError(rw, err.Error())
+		return
+	}
+	var runs []*run
+	for _, r := range s.w.runs {
+		if keep(r.Number) {
+			runs = append(runs, r)
+		}
+	}
+	switch q.Get("sort") {
+	case "", "run_number":
+	case "-run_number":
+		slices.Reverse(runs)
+	default:
+		omsError(rw, fmt.Sprintf("sort: unsupported field %q", q.Get("sort")))
+		return
+	}
+	total := len(runs)
+	page := runs[min(offset, total):min(offset+limit, total)]
+	base := "http://" + req.Host + req.URL.Path
+	data := make([]any, 0, len(page))
+	for _, r := range page {
+		data = append(data, s.omsRun(r, base, now))
+	}
+	link := func(off int) any {
+		if off < 0 || off >= total && off != 0 {
+			return nil
+		}
+		lq := url.Values{}
+		for k, v := range q {
+			lq[k] = v
+		}
+		lq.Set("page[offset]", strconv.Itoa(off))
+		lq.Set("page[limit]", strconv.Itoa(limit))
+		return base + "?" + lq.Encode()
+	}
+	lastOff := 0
+	if total > 0 {
+		lastOff = (total - 1) / limit * limit
+	}
+	prev := any(nil)
+	if offset > 0 {
+		prev = link(max(0, offset-limit))
+	}
+	doc := map[string]any{
+		"data":  data,
+		"links": map[string]any{"first": link(0), "last": link(lastOff), "next": link(offset + limit), "prev": prev},
+		"meta":  map[string]any{"totalResourceCount": total},
+	}
+	writeJSON(rw, doc)
+}
+
+func runFilter(op string, n uint32) (func(uint32) bool, bool) {
+	switch op {
+	case "EQ":
+		return func(r uint32) bool { return r == n }, true
+	case "NEQ":
+		return func(r uint32) bool { return r != n }, true
+	case "GE":
+		return func(r uint32) bool { return r >= n }, true
+	case "GT":
+		return func(r uint32) bool { return r > n }, true
+	case "LE":
+		return func(r uint32) bool { return r <= n }, true
+	case "LT":
+		return func(r uint32) bool { return r < n }, true
+	}
+	return nil, false
+}
+
+func paging(q url.Values) (limit, offset int, err error) {
+	limit, offset = 100, 0
+	if v := q.Get("page[limit]"); v != "" {
+		if limit, err = strconv.Atoi(v); err != nil || limit < 1 || limit > 10000 {
+			return 0, 0, fmt.Errorf("page[limit]: %q is not a number in 1..10000", v)
+		}
+	}
+	if v := q.Get("page[offset]"); v != "" {
+		if offset, err = strconv.Atoi(v); err != nil || offset < 0 {
+			return 0, 0, fmt.Errorf("page[offset]: %q is not a non-negative number", v)
+		}
+	}
+	return limit, offset, nil
+}
+
+// omsRun is one run as OMS gives it, with the attributes of the real reply.
+func (s *Sim) omsRun(r *run, base string, now time.Time) map[string]any {
+	p := s.w.p
+	ts := func(t time.Time) string { return t.UTC().Format(time.RFC3339) }
+	var end any
+	stop, lastUpdate := now, now.Truncate(time.Second)
+	if r.stopped {
+		end, stop = ts(r.Stop), r.Stop
+		if lastUpdate = r.Stop.Add(2 * time.Minute); lastUpdate.After(now) {
+			lastUpdate = now.Truncate(time.Second)
+		}
+	}
+	dur := stop.Sub(r.Start)
+	secs := dur.Seconds()
+	delivered := 0.0
+	if r.StableBeam {
+		delivered = secs * 0.018 // pb^-1 at about 1.8e34 cm^-2 s^-1
+	}
+	party := any(nil)
+	switch r.FillType {
+	case "PROTONS":
+		party = "PROTON"
+	case "PB":
+		party = "PB82"
+	}
+	fill := any(nil)
+	if r.Fill != nil {
+		fill = *r.Fill
+	}
+	mode := strings.Split(strings.TrimPrefix(r.L1Key, "l1_trg_"), "/")[0]
+	attrs := map[string]any{
+		"run_number": r.Number, "start_time": ts(r.Start), "end_time": end, "duration": int(secs),
+		"fill_number": fill, "b_field": r.BField, "energy": r.Energy, "era": fmt.Sprintf("Run%d%s", p.Year, p.EraLetter),
+		"sequence": "GLOBAL-RUN", "hlt_key": r.HLTKey, "l1_key": r.L1Key, "l1_key_stripped": strings.TrimPrefix(r.L1Key, "l1_trg_"),
+		"l1_hlt_mode": mode, "l1_hlt_mode_stripped": mode + "/v33", "trigger_mode": "l1_hlt_" + mode + "/v33",
+		"fill_type_runtime": r.FillType, "fill_type_party1": party, "fill_type_party2": party,
+		"stable_beam": r.StableBeam, "components": r.Components, "components_out": []string{},
+		"last_lumisection_number": p.Lumis(dur), "last_update": ts(lastUpdate), "tier0_transfer": true,
+		"cmssw_version": "CMSSW_16_0_2", "clock_type": "LHC", "delivered_lumi": delivered, "recorded_lumi": delivered * 0.93,
+		"init_lumi": 0.0, "end_lumi": 0.0, "l1_menu": fmt.Sprintf("L1Menu_Collisions%d_v1_0_0", p.Year),
+		"l1_rate": 100000.0, "hlt_physics_rate": 1800.0, "hlt_physics_counter": int(secs * 1800),
+		"l1_triggers_counter": int(secs * 100000), "hlt_physics_size": 2.1, "hlt_physics_throughput": 3.8,
+		"beamactive_total_deadtime": 1.2, "initial_prescale_index": 2, "crossing_angle_start": nil,
+		"crossing_angle_stop": nil, "beta_star_start": nil, "beta_star_stop": nil,
+	}
+	self := strings.TrimSuffix(base, "/") + "/" + strconv.FormatUint(uint64(r.Number), 10)
+	rel := func(name string) map[string]any {
+		return map[string]any{"links": map[string]any{"self": self + "/relationships/" + name, "related": self + "/" + name}}
+	}
+	return map[string]any{
+		"id": strconv.FormatUint(uint64(r.Number), 10), "type": "runs", "attributes": attrs,
+		"relationships": map[string]any{"fill": rel("fill"), "lumisections": rel("lumisections")},
+		"links":         map[string]any{"self": self},
+		"meta": map[string]any{"row": map[string]any{"delivered_lumi": map[string]any{"units": "pb^{-1}"},
+			"recorded_lumi": map[string]any{"units": "pb^{-1}"}}},
+	}
+}
+
+func omsError(rw http.ResponseWriter, detail string) {
+	rw.Header().Set("Content-Type", "application/json")
+	rw.WriteHeader(http.StatusBadRequest)
+	json.NewEncoder(rw).Encode(map[string]any{"errors": []any{map[string]any{"status": "400", "title": "Bad Request", "detail": detail}}})
+}
+
+func writeJSON(rw http.ResponseWriter, v any) {
+	b, err := json.Marshal(v)
+	if err != nil {
+		http.Error(rw, "sim: "+err.Error(), http.StatusInternalServerError)
+		return
+	}
+	rw.Header().Set("Content-Type", "application/json")
+	rw.Write(b)
+}

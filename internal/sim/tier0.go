@@ -1,0 +1,197 @@
+package sim
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"strings"
+	"time"
+)
+
+// Tier0Mode says what releases PromptReco in the stub.
+type Tier0Mode string
+
+const (
+	// Tier0Fixed is Tier-0 today: release defaultRecoTimeout after stop, lock defaultRecoLockTimeout
+	// before, strictly in run order.
+	Tier0Fixed Tier0Mode = "fixed"
+	// Tier0Agency reads Spy Agency's first_unready_run on every feeder cycle and releases the runs
+	// below it in order, locking first and releasing defaultRecoLockTimeout later. While the agency
+	// cannot be reached it falls back to the fixed delay.
+	Tier0Agency Tier0Mode = "agency"
+)
+
+// AgencyClient is what the stub asks Spy Agency.
+type AgencyClient interface {
+	// FirstUnreadyRun is N of GET /t0/v1/first_unready_run: every run below N may be released.
+	FirstUnreadyRun(ctx context.Context) (uint32, error)
+}
+
+// HTTPAgency reads the pull API of a Spy Agency at BaseURL (e.g. http://127.0.0.1:8080).
+type HTTPAgency struct {
+	BaseURL string
+	Client  *http.Client // default: a client with a 5 s timeout
+	// Token, when set, is sent as a bearer token (the steer scope).
+	Token string
+}
+
+// FirstUnreadyRun asks GET <base>/t0/v1/first_unready_run and reads {"result": [N]}.
+func (a HTTPAgency) FirstUnreadyRun(ctx context.Context) (uint32, error) {
+	c := a.Client
+	if c == nil {
+		c = &http.Client{Timeout: 5 * time.Second}
+	}
+	u := strings.TrimRight(a.BaseURL, "/") + "/t0/v1/first_unready_run"
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+	if err != nil {
+		return 0, fmt.Errorf("agency: %w", err)
+	}
+	req.Header.Set("Accept", "application/json")
+	if a.Token != "" {
+		req.Header.Set("Authorization", "Bearer "+a.Token)
+	}
+	resp, err := c.Do(req)
+	if err != nil {
+		return 0, fmt.Errorf("agency: %w", err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, 1<<16))
+	if err != nil {
+		return 0, fmt.Errorf("agency: GET %s: %w", u, err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		return 0, fmt.Errorf("agency: GET %s: HTTP %d: %.200s", u, resp.StatusCode, body)
+	}
+	var env struct {
+		Result []uint32 `json:"result"`
+	}
+	if err := json.Unmarshal(body, &env); err != nil {
+		return 0, fmt.Errorf("agency: GET %s: %w", u, err)
+	}
+	if len(env.Result) != 1 {
+		return 0, fmt.Errorf("agency: GET %s: want one run in result, got %d", u, len(env.Result))
+	}
+	return env.Result[0], nil
+}
+
+// tier0 is the stub's bookkeeping: reco_locked and the releases.
+type tier0 struct {
+	mode     Tier0Mode
+	agency   AgencyClient
+	p        Params
+	log      *slog.Logger
+	order    []uint32        // runs Tier-0 knows, in order
+	locked   map[uint32]bool // reco_locked.locked
+	releases []Release
+	agencyUp *bool // last poll's outcome, to log changes only
+
+	lockNext, releaseNext int // indices into the world's runs
+	fcsrCache             uint32
+	fcsrValid             bool
+}
+
+func newTier0(mode Tier0Mode, agency AgencyClient, p Params, log *slog.Logger) (*tier0, error) {
+	switch mode {
+	case "":
+		mode = Tier0Fixed
+	case Tier0Fixed:
+	case Tier0Agency:
+		if agency == nil {
+			return nil, errors.New("sim: tier0 mode agency needs an AgencyClient")
+		}
+	default:
+		return nil, fmt.Errorf("sim: unknown tier0 mode %q (want fixed or agency)", mode)
+	}
+	return &tier0{mode: mode, agency: agency, p: p, log: log, locked: map[uint32]bool{}}, nil
+}
+
+func (t *tier0) addRun(n uint32) {
+	t.order = append(t.order, n)
+	t.locked[n] = false
+	t.fcsrValid = false
+}
+
+// fcsr is Tier-0's SQL of cms-interfaces.md §2: the smallest run with locked = 0 above the largest
+// locked run, else max(run)+1; 0 when Tier-0 knows no run.
+func (t *tier0) fcsr() uint32 {
+	if !t.fcsrValid {
+		t.fcsrCache, t.fcsrValid = t.computeFCSR(), true
+	}
+	return t.fcsrCache
+}
+
+func (t *tier0) computeFCSR() uint32 {
+	if len(t.order) == 0 {
+		return 0
+	}
+	var maxLocked uint32
+	for _, n := range t.order {
+		if t.locked[n] && n > maxLocked {
+			maxLocked = n
+		}
+	}
+	for _, n := range t.order {
+		if n > maxLocked && !t.locked[n] {
+			return n
+		}
+	}
+	return t.order[len(t.order)-1] + 1
+}
+
+// cycle locks and releases, both strictly in run order.
+func (t *tier0) cycle(w *world) {
+	limit, useAgency := t.poll(w)
+	fcsrBefore := t.fcsr()
+	// Locks and releases go strictly in run order, so everything before lockNext is locked and
+	// everything before releaseNext released.
+	for ; t.lockNext < len(w.runs); t.lockNext++ {
+		r := w.runs[t.lockNext]
+		eligible := r.stopped && !w.now.Before(r.Stop.Add(t.p.RecoDelay-t.p.RecoLockDelay))
+		if useAgency {
+			eligible = r.stopped && r.Number < limit
+		}
+		if !eligible {
+			break
+		}
+		t.locked[r.Number], t.fcsrValid = true, false
+		r.Locked, r.byAgency = w.now, useAgency
+		w.record("tier0 lock run %d by-agency=%v", r.Number, useAgency)
+	}
+	if f := t.fcsr(); f != fcsrBefore {
+		w.record("tier0 fcsr %d", f)
+	}
+	for ; t.releaseNext < len(w.runs); t.releaseNext++ {
+		r := w.runs[t.releaseNext]
+		if r.Locked.IsZero() || w.now.Before(r.Locked.Add(t.p.RecoLockDelay)) {
+			break
+		}
+		r.Released, r.RecoDone = w.now, w.now.Add(t.p.RecoDuration)
+		t.releases = append(t.releases, Release{Run: r.Number, Locked: r.Locked, Released: w.now,
+			Datasets: append([]string(nil), r.datasets...), ByAgency: r.byAgency})
+		w.record("tier0 release run %d datasets=%s", r.Number, strings.Join(r.datasets, ","))
+	}
+}
+
+// poll asks the agency, in agency mode; a failure means the fixed delay applies this cycle.
+func (t *tier0) poll(w *world) (uint32, bool) {
+	if t.mode != Tier0Agency {
+		return 0, false
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	n, err := t.agency.FirstUnreadyRun(ctx)
+	up := err == nil
+	if t.agencyUp == nil || *t.agencyUp != up {
+		if up {
+			t.log.Info("sim: tier0 stub follows the agency", "first_unready_run", n)
+		} else {
+			t.log.Warn("sim: tier0 stub cannot reach the agency; fixed delay applies", "err", err)
+		}
+		t.agencyUp = &up
+	}
+	return n, up
+}
