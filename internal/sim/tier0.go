@@ -79,7 +79,7 @@ func (a HTTPAgency) FirstUnreadyRun(ctx context.Context) (uint32, error) {
 }
 
 // tier0 is the stub's bookkeeping: reco_locked and the releases.
-type tier0 struct {
+type t0stub struct {
 	mode     Tier0Mode
 	agency   AgencyClient
 	p        Params
@@ -94,7 +94,7 @@ type tier0 struct {
 	fcsrValid             bool
 }
 
-func newTier0(mode Tier0Mode, agency AgencyClient, p Params, log *slog.Logger) (*tier0, error) {
+func newTier0(mode Tier0Mode, agency AgencyClient, p Params, log *slog.Logger) (*t0stub, error) {
 	switch mode {
 	case "":
 		mode = Tier0Fixed
@@ -106,10 +106,10 @@ func newTier0(mode Tier0Mode, agency AgencyClient, p Params, log *slog.Logger) (
 	default:
 		return nil, fmt.Errorf("sim: unknown tier0 mode %q (want fixed or agency)", mode)
 	}
-	return &tier0{mode: mode, agency: agency, p: p, log: log, locked: map[uint32]bool{}}, nil
+	return &t0stub{mode: mode, agency: agency, p: p, log: log, locked: map[uint32]bool{}}, nil
 }
 
-func (t *tier0) addRun(n uint32) {
+func (t *t0stub) addRun(n uint32) {
 	t.order = append(t.order, n)
 	t.locked[n] = false
 	t.fcsrValid = false
@@ -117,14 +117,14 @@ func (t *tier0) addRun(n uint32) {
 
 // fcsr is Tier-0's SQL of cms-interfaces.md §2: the smallest run with locked = 0 above the largest
 // locked run, else max(run)+1; 0 when Tier-0 knows no run.
-func (t *tier0) fcsr() uint32 {
+func (t *t0stub) fcsr() uint32 {
 	if !t.fcsrValid {
 		t.fcsrCache, t.fcsrValid = t.computeFCSR(), true
 	}
 	return t.fcsrCache
 }
 
-func (t *tier0) computeFCSR() uint32 {
+func (t *t0stub) computeFCSR() uint32 {
 	if len(t.order) == 0 {
 		return 0
 	}
@@ -143,7 +143,7 @@ func (t *tier0) computeFCSR() uint32 {
 }
 
 // cycle locks and releases, both strictly in run order.
-func (t *tier0) cycle(w *world) {
+func (t *t0stub) cycle(w *world) {
 	limit, useAgency := t.poll(w)
 	fcsrBefore := t.fcsr()
 	// Locks and releases go strictly in run order, so everything before lockNext is locked and
@@ -177,7 +177,7 @@ func (t *tier0) cycle(w *world) {
 }
 
 // poll asks the agency, in agency mode; a failure means the fixed delay applies this cycle.
-func (t *tier0) poll(w *world) (uint32, bool) {
+func (t *t0stub) poll(w *world) (uint32, bool) {
 	if t.mode != Tier0Agency {
 		return 0, false
 	}

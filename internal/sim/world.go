@@ -79,7 +79,7 @@ type world struct {
 	log    *slog.Logger
 	sched  *schedule
 	disk   *disk
-	t0     *tier0
+	t0     *t0stub
 
 	now    time.Time
 	q      queue
@@ -101,7 +101,7 @@ type eventLine struct {
 	text string
 }
 
-func newWorld(p Params, f Faults, seed uint64, start time.Time, cat *pcl.Catalogue, d *disk, t0 *tier0, log *slog.Logger) *world {
+func newWorld(p Params, f Faults, seed uint64, start time.Time, cat *pcl.Catalogue, d *disk, t0 *t0stub, log *slog.Logger) *world {
 	w := &world{p: p, faults: f, seed: seed, start: start, cat: cat, log: log, sched: newSchedule(p, seed, start),
 		disk: d, t0: t0, now: start, byNum: map[uint32]*run{}, lastPayload: map[string]string{}, lastSince: map[string]uint64{}}
 	w.outages = map[string][]window{}
