@@ -157,7 +157,8 @@ func mustJSON(t *testing.T, v any) string {
 	return string(b)
 }
 
-// benchWorld is a run with 20 workflows and about 100 observations, each workflow through the whole loop.
+// benchWorld is a run with 20 workflows and about 100 observations: every workflow expected (each
+// stream configured with its producers), each through the whole loop to every destination tag.
 func benchWorld() (*pcl.Catalogue, []pcl.Observation) {
 	ws := pcl.DefaultWorkflows()
 	for i := range 2 {
@@ -169,28 +170,51 @@ func benchWorld() (*pcl.Catalogue, []pcl.Observation) {
 	if err != nil {
 		panic(err)
 	}
-	var express []string
+	producers := map[string][]string{}
+	var streams []string
 	for _, w := range ws {
-		express = append(express, w.Producer)
+		for _, st := range w.Streams {
+			if producers[st] == nil {
+				streams = append(streams, st)
+			}
+			producers[st] = append(producers[st], w.Producer)
+		}
 	}
-	obs := []pcl.Observation{stopped(), expressConfig("Express", express...), streamDone("Express", 5*time.Hour)}
+	obs := []pcl.Observation{stopped()}
+	for _, st := range streams {
+		obs = append(obs, expressConfig(st, producers[st]...), streamDone(st, 5*time.Hour))
+	}
 	for i, w := range ws {
-		in := w.Inputs[0]
+		in := w.Inputs[0] // the other inputs produced nothing: the stream is done and the area rescanned
 		hash := fmt.Sprintf("%040x", i+1)
 		h := pcl.Observation{Source: pcl.SourceHarvest, Kind: pcl.KindHarvestFile, Run: testRun, At: at(time.Hour), InputTag: in.Tag,
-			Workflow: w.Name, File: "Run392680@" + in.Tag + "@u.db", Destinations: in.Destinations,
+			Workflow: w.Name, File: "Run392680@" + in.Tag + "@0b1d6e5a-1111-2222-3333-444455556666.db", Destinations: in.Destinations,
 			Payloads: []pcl.IOV{{Since: pcl.SinceOfRun(in.TimeType, testRun), Payload: hash}}}
 		obs = append(obs, h, pcl.Observation{Source: pcl.SourceHarvest, Kind: pcl.KindUploadMarker, Run: testRun, At: at(61 * time.Minute),
-			InputTag: in.Tag, File: "Run392680@" + in.Tag + "@u.txt.uploaded"})
-		for _, d := range in.Destinations[:1] {
+			InputTag: in.Tag, File: "Run392680@" + in.Tag + "@0b1d6e5a-1111-2222-3333-444455556666.txt.uploaded"})
+		for _, d := range in.Destinations {
 			obs = append(obs, pcl.Observation{Source: pcl.SourceDropbox, Kind: pcl.KindUploadStatus, Run: testRun, At: at(70 * time.Minute),
 				File: h.File, Tag: d, Status: pcl.UploadOK},
 				pcl.Observation{Source: pcl.SourceCondDB, Kind: pcl.KindIOV, Run: testRun, At: at(71 * time.Minute), Tag: d,
 					Since: pcl.SinceOfRun(in.TimeType, testRun), Inserted: at(71 * time.Minute), Payload: hash, TimeType: in.TimeType})
 		}
-		obs = append(obs, quality(w.Name, pcl.QualityGood, 2*time.Hour))
 	}
 	return cat, obs
+}
+
+// TestBenchWorldIsComplete keeps the benchmark honest: every workflow expected and in the DB.
+func TestBenchWorldIsComplete(t *testing.T) {
+	t.Parallel()
+	cat, obs := benchWorld()
+	rs := Reconcile(Input{Run: testRun, Observations: obs, Catalogue: cat, Policy: pcl.DefaultPolicy(), Sources: freshSources(6 * time.Hour), Now: at(6 * time.Hour)})
+	for _, w := range rs.Workflows {
+		if w.State != pcl.StateInDB {
+			t.Errorf("%s: %s (%s)", w.Name, w.State, w.Reason)
+		}
+	}
+	if rs.Decision.State != pcl.ReadinessReady || len(obs) < 90 || len(obs) > 130 {
+		t.Errorf("%s with %d observations", rs.Decision.State, len(obs))
+	}
 }
 
 // BenchmarkReconcile: target ≥ 100,000 runs/s on one core (issue 2).

@@ -5,6 +5,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/cms-pcl/spyagency/internal/pcl"
@@ -59,6 +60,7 @@ func Reconcile(in Input) pcl.RunState {
 	}
 	rs.Decision = d.decide(&rs)
 	rs.NextWake = d.nextWake(&rs)
+	f.recycle()
 	return rs
 }
 
@@ -76,12 +78,32 @@ type facts struct {
 	wfStreams []uint32         // by workflow: bit i set when streams[i] runs the workflow
 	release   *pcl.Observation // the first release
 	inputs    []inputFacts     // by catalogue input index
-	next      []int32          // by observation: the next marker or status of the same input, or -1
-	stems     []string         // by observation: the file stem of markers and statuses
+	links     []link           // by observation: lists of markers and statuses per input
 	quality   []*pcl.Observation
 	iovs      [][]*pcl.Observation // by catalogue destination index: the winning IOV at each since
 	otherIOVs map[string][]*pcl.Observation
 	overrides []*pcl.Observation
+}
+
+// link threads an upload marker or status into its input's list, with where its file name's stem lies.
+type link struct {
+	next       int32 // the next element of the same list, or -1
+	start, end int32 // the stem is obs[i].File[start:end]
+}
+
+// stemOf is the stem of a listed observation's file.
+func (f *facts) stemOf(i int32) string {
+	l := f.links[i]
+	return f.obs[i].File[l.start:l.end]
+}
+
+// thread puts observation i at the head of a list, noting its stem.
+func (f *facts) thread(head *int32, i int, st string) {
+	// st is a substring of the file name: find where, without copying it.
+	file := f.obs[i].File
+	start := int32(strings.Index(file, st))
+	f.links[i] = link{next: *head, start: start, end: start + int32(len(st))}
+	*head = int32(i)
 }
 
 // streamFacts is what Tier-0 said of one express stream of the run.
@@ -105,8 +127,8 @@ func (f *facts) stopped() bool { return f.info != nil && f.info.Stop != nil }
 // marker returns the first upload marker of the input's latest file.
 func (f *facts) marker(in *inputFacts) *pcl.Observation {
 	var m *pcl.Observation
-	for i := in.markers; i >= 0; i = f.next[i] {
-		if o := &f.obs[i]; f.stems[i] == in.latestStem && (m == nil || later(m, o)) {
+	for i := in.markers; i >= 0; i = f.links[i].next {
+		if o := &f.obs[i]; f.stemOf(i) == in.latestStem && (m == nil || later(m, o)) {
 			m = o
 		}
 	}
@@ -115,8 +137,8 @@ func (f *facts) marker(in *inputFacts) *pcl.Observation {
 
 // fileStatuses calls fn for each upload-log record of the input's latest file.
 func (f *facts) fileStatuses(in *inputFacts, fn func(o *pcl.Observation)) {
-	for i := in.statuses; i >= 0; i = f.next[i] {
-		if f.stems[i] == in.latestStem {
+	for i := in.statuses; i >= 0; i = f.links[i].next {
+		if f.stemOf(i) == in.latestStem {
 			fn(&f.obs[i])
 		}
 	}
@@ -135,13 +157,13 @@ func (f *facts) verdict(in *inputFacts, tag string) *pcl.Observation {
 
 // burst says whether a destination tag got more than one distinct upload of the latest file.
 func (f *facts) burst(in *inputFacts) bool {
-	for i := in.statuses; i >= 0; i = f.next[i] {
-		if f.stems[i] != in.latestStem {
+	for i := in.statuses; i >= 0; i = f.links[i].next {
+		if f.stemOf(i) != in.latestStem {
 			continue
 		}
 		a := &f.obs[i]
-		for j := f.next[i]; j >= 0; j = f.next[j] {
-			if b := &f.obs[j]; f.stems[j] == in.latestStem && a.Tag == b.Tag && !a.At.Equal(b.At) {
+		for j := f.links[i].next; j >= 0; j = f.links[j].next {
+			if b := &f.obs[j]; f.stemOf(j) == in.latestStem && a.Tag == b.Tag && !a.At.Equal(b.At) {
 				return true
 			}
 		}
@@ -181,21 +203,35 @@ func inputTagOf(o *pcl.Observation, name string) string {
 func index(in Input) *facts {
 	cat := in.Catalogue
 	nw := len(cat.Workflows())
-	f := &facts{run: in.Run, cat: cat, obs: in.Observations, inputs: make([]inputFacts, cat.NumInputs()),
-		next: make([]int32, len(in.Observations)), stems: make([]string, len(in.Observations)), quality: make([]*pcl.Observation, nw), wfStreams: make([]uint32, nw)}
+	f := factsPool.Get().(*facts)
+	f.run, f.cat, f.obs = in.Run, cat, in.Observations
+	f.inputs = resize(f.inputs, cat.NumInputs())
+	f.links = resize(f.links, len(in.Observations))
+	f.quality = resize(f.quality, nw)
+	f.wfStreams = resize(f.wfStreams, nw)
 	for i := range f.inputs {
 		f.inputs[i].markers, f.inputs[i].statuses = -1, -1
 	}
-	iovs := make([]*pcl.Observation, 0, len(in.Observations)/2)
+	// Each destination tag keeps its bucket's array from run to run (the pool): no allocation.
+	f.iovs = slices.Grow(f.iovs[:0], cat.NumDestinations())[:cat.NumDestinations()]
+	for k := range f.iovs {
+		f.iovs[k] = f.iovs[k][:0]
+	}
 	for i := range in.Observations {
 		o := &in.Observations[i]
-		f.next[i] = -1
 		if o.Validate() != nil {
 			continue
 		}
 		switch o.Kind {
 		case pcl.KindIOV:
-			iovs = append(iovs, o)
+			if k, ok := cat.DestinationIndex(o.Tag); ok {
+				f.iovs[k] = append(f.iovs[k], o)
+			} else {
+				if f.otherIOVs == nil {
+					f.otherIOVs = map[string][]*pcl.Observation{}
+				}
+				f.otherIOVs[o.Tag] = append(f.otherIOVs[o.Tag], o)
+			}
 			continue
 		case pcl.KindUploadStatus:
 			// The upload log names files, not always runs: match by file.
@@ -204,7 +240,7 @@ func index(in Input) *facts {
 			}
 			st := stem(o.File)
 			if k, ok := cat.InputIndex(inputTagOf(o, st)); ok && runOfStem(st, in.Run) {
-				f.next[i], f.inputs[k].statuses, f.stems[i] = f.inputs[k].statuses, int32(i), st
+				f.thread(&f.inputs[k].statuses, i, st)
 			}
 			continue
 		}
@@ -245,7 +281,7 @@ func index(in Input) *facts {
 		case pcl.KindUploadMarker:
 			st := stem(o.File)
 			if k, ok := cat.InputIndex(inputTagOf(o, st)); ok {
-				f.next[i], f.inputs[k].markers, f.stems[i] = f.inputs[k].markers, int32(i), st
+				f.thread(&f.inputs[k].markers, i, st)
 			}
 		case pcl.KindDQMQuality:
 			if k, ok := cat.WorkflowIndex(o.Workflow); ok && later(o, f.quality[k]) {
@@ -274,8 +310,41 @@ func index(in Input) *facts {
 			}
 		}
 	}
-	f.winners(iovs)
+	for k := range f.iovs {
+		f.iovs[k] = winners(f.iovs[k])
+	}
+	for tag, list := range f.otherIOVs {
+		f.otherIOVs[tag] = winners(list)
+	}
 	return f
+}
+
+// factsPool keeps the per-run scratch space between reconciles: it is most of what a reconcile would
+// otherwise allocate, and nothing in a result points into it.
+var factsPool = sync.Pool{New: func() any { return &facts{} }}
+
+// resize returns s with length n and every element zero, reusing its array when large enough.
+func resize[T any](s []T, n int) []T {
+	if cap(s) < n {
+		return make([]T, n)
+	}
+	s = s[:n]
+	clear(s)
+	return s
+}
+
+// release clears every reference to the caller's observations and returns the scratch space.
+func (f *facts) recycle() {
+	for i := range f.iovs {
+		clear(f.iovs[i][:cap(f.iovs[i])])
+	}
+	*f = facts{inputs: f.inputs[:0], links: f.links[:0], quality: f.quality[:0], wfStreams: f.wfStreams[:0],
+		iovs: f.iovs, streams: f.streams[:0], overrides: f.overrides[:0]}
+	clear(f.streams[:cap(f.streams)])
+	clear(f.overrides[:cap(f.overrides)])
+	clear(f.quality[:cap(f.quality)])
+	clear(f.inputs[:cap(f.inputs)])
+	factsPool.Put(f)
 }
 
 // configured says whether Tier-0's express configuration of any stream was seen.
@@ -310,17 +379,13 @@ func runOfStem(name string, run uint32) bool {
 	return err != nil || uint32(n) == run
 }
 
-// winners keeps, per tag and since, the row inserted last: several rows can share a since and the
-// newest insertion wins (cms-interfaces.md §3.1).
-func (f *facts) winners(iovs []*pcl.Observation) {
-	f.iovs = make([][]*pcl.Observation, f.cat.NumDestinations())
-	if len(iovs) == 0 {
-		return
+// winners keeps, of one tag's IOVs, the row inserted last at each since, ordered by since: several rows
+// can share a since and the newest insertion wins (cms-interfaces.md §3.1). A tag's list is short.
+func winners(iovs []*pcl.Observation) []*pcl.Observation {
+	if len(iovs) < 2 {
+		return iovs
 	}
 	slices.SortFunc(iovs, func(a, b *pcl.Observation) int {
-		if c := strings.Compare(a.Tag, b.Tag); c != 0 {
-			return c
-		}
 		if c := cmp.Compare(a.Since, b.Since); c != 0 {
 			return c
 		}
@@ -329,32 +394,15 @@ func (f *facts) winners(iovs []*pcl.Observation) {
 		}
 		return strings.Compare(b.Payload, a.Payload)
 	})
-	// Keep the first row of each (tag, since) in place, then hand each tag its stretch of the slice.
 	w := 0
 	for i, o := range iovs {
-		if i > 0 && iovs[i-1].Tag == o.Tag && iovs[i-1].Since == o.Since {
+		if i > 0 && iovs[i-1].Since == o.Since {
 			continue
 		}
 		iovs[w] = o
 		w++
 	}
-	iovs = iovs[:w]
-	for start := 0; start < len(iovs); {
-		end := start + 1
-		for end < len(iovs) && iovs[end].Tag == iovs[start].Tag {
-			end++
-		}
-		tag, group := iovs[start].Tag, iovs[start:end:end]
-		if k, ok := f.cat.DestinationIndex(tag); ok {
-			f.iovs[k] = group
-		} else {
-			if f.otherIOVs == nil {
-				f.otherIOVs = map[string][]*pcl.Observation{}
-			}
-			f.otherIOVs[tag] = group
-		}
-		start = end
-	}
+	return iovs[:w]
 }
 
 // compare is a total order on observations by time and then by every field that tells facts apart, so
@@ -445,12 +493,20 @@ func seenAt(o *pcl.Observation) time.Time {
 // stem is the upload's name without directory and suffixes, so that a .db, its .txt, its
 // .txt.uploaded marker and the upload log's file name all name the same upload. Harvest names are
 // Run<run>@<inputTag>@<uuid>.<ext> and a uuid has no dot, so the stem ends at the first dot after the
-// last '@'; other names lose everything from their first dot.
+// last '@'; other names lose everything from their first dot. The common case (a base name whose first
+// dot follows its last '@') takes two fast byte searches.
 func stem(name string) string {
-	if i := strings.LastIndexByte(name, '/'); i >= 0 {
-		name = name[i+1:]
+	if strings.IndexByte(name, '/') >= 0 {
+		name = name[strings.LastIndexByte(name, '/')+1:]
 	}
-	at := max(strings.LastIndexByte(name, '@'), 0)
+	dot := strings.IndexByte(name, '.')
+	if dot < 0 {
+		return name
+	}
+	if strings.IndexByte(name[dot:], '@') < 0 {
+		return name[:dot]
+	}
+	at := strings.LastIndexByte(name, '@')
 	if j := strings.IndexByte(name[at:], '.'); j >= 0 {
 		return name[:at+j]
 	}
