@@ -1,6 +1,7 @@
 package pcl
 
 import (
+	"encoding/json"
 	"strings"
 	"testing"
 	"time"
@@ -120,5 +121,25 @@ func TestPolicy(t *testing.T) {
 	bad.Classes[0].RunDeadline = time.Hour
 	if err := bad.Validate(c); err == nil || !strings.Contains(err.Error(), "before workflow_deadline") {
 		t.Errorf("impossible deadline: %v", err)
+	}
+}
+
+func TestStreamDoneFalseIsWritten(t *testing.T) {
+	t.Parallel()
+	o := Observation{Source: SourceTier0, Kind: KindStreamDone, Run: 392680, At: time.Unix(0, 0).UTC(), Stream: "Express"}
+	b, err := json.Marshal(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(b), `"done":false`) || strings.Count(string(b), `"done"`) != 1 {
+		t.Errorf("%s", b)
+	}
+	var back Observation
+	if err := json.Unmarshal(b, &back); err != nil || back.Stream != "Express" || back.Kind != KindStreamDone {
+		t.Errorf("round trip: %v %+v", err, back)
+	}
+	iov, _ := json.Marshal(Observation{Source: SourceCondDB, Kind: KindIOV, Tag: "T", At: time.Unix(0, 0).UTC()})
+	if strings.Contains(string(iov), "done") {
+		t.Errorf("an IOV carries done: %s", iov)
 	}
 }
