@@ -264,7 +264,6 @@ func TestRunLoopStopsOnCancel(t *testing.T) {
 	}
 }
 
-
 func TestHints(t *testing.T) {
 	t.Parallel()
 	h := newHarness(t)
