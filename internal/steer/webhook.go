@@ -152,7 +152,11 @@ func (w *Webhook) Deliver(ctx context.Context, d Delivery) error {
 	}
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("User-Agent", "spyagency-steer")
-	req.Header.Set(HeaderIdempotencyKey, d.Key)
+	key := d.Key
+	if key == "" {
+		key = IdempotencyKey(d.Decision.Run, d.Decision.Version)
+	}
+	req.Header.Set(HeaderIdempotencyKey, key)
 	req.Header.Set(HeaderSignature, Sign(w.o.Secret, body))
 	req.Header.Set(HeaderTimestamp, w.o.Clock.Now().UTC().Format(time.RFC3339))
 	resp, err := w.o.Client.Do(req)
