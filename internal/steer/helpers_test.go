@@ -38,7 +38,9 @@ func rs(run uint32, class string, state pcl.Readiness, releasable bool) pcl.RunS
 func ready(run uint32) pcl.RunState   { return rs(run, "Collisions25", pcl.ReadinessReady, true) }
 func waiting(run uint32) pcl.RunState { return rs(run, "Collisions25", pcl.ReadinessWaiting, false) }
 
-func openStore(t *testing.T, clk clock.Clock) *sqlite.Store {
+func openStore(t *testing.T, clk clock.Clock) *sqlite.Store { return openStoreB(t, clk) }
+
+func openStoreB(t testing.TB, clk clock.Clock) *sqlite.Store {
 	t.Helper()
 	st, err := sqlite.Open(context.Background(), filepath.Join(t.TempDir(), "agency.db"), sqlite.Options{Now: clk.Now})
 	if err != nil {
