@@ -25,6 +25,9 @@ type disk struct {
 	cond    *conddb.Writer
 	condDB  string
 	stored  map[string]bool // payload hashes already in the condition DB
+	// empty is an empty CondDB v2 file made by conddb.Create: each harvest file starts as a copy of it,
+	// which saves building the schema again for every file.
+	empty []byte
 }
 
 const (
@@ -58,6 +61,18 @@ func newDisk(ctx context.Context, dir string, cat *pcl.Catalogue, created time.T
 		if b, err := os.MkdirTemp("/dev/shm", "spyagency-sim-"); err == nil {
 			d.build = b
 		}
+	}
+	tmpl := filepath.Join(d.build, "empty.db")
+	os.Remove(tmpl)
+	tw, err := conddb.Create(ctx, tmpl)
+	if err != nil {
+		return nil, fmt.Errorf("sim: %w", err)
+	}
+	tw.Close()
+	d.empty, err = os.ReadFile(tmpl)
+	os.Remove(tmpl)
+	if err != nil {
+		return nil, fmt.Errorf("sim: %w", err)
 	}
 	w, err := conddb.Create(ctx, d.condDB)
 	if err != nil {
@@ -146,8 +161,12 @@ func (d *disk) writeHarvest(r *run, wf *pcl.Workflow, in pcl.Input, f FileTruth,
 	}
 	ctx := context.Background()
 	built := filepath.Join(d.build, f.Name)
-	w, err := conddb.Create(ctx, built)
+	if err := os.WriteFile(built, d.empty, 0o644); err != nil {
+		return fmt.Errorf("sim: harvest file %s: %w", f.Name, err)
+	}
+	w, err := conddb.OpenWriter(ctx, built)
 	if err != nil {
+		os.Remove(built)
 		return fmt.Errorf("sim: harvest file %s: %w", f.Name, err)
 	}
 	err = w.InsertTag(ctx, conddb.TagInfo{Name: in.Tag, TimeType: in.TimeType, ObjectType: objectType(in.Tag),
