@@ -39,6 +39,36 @@ type Config struct {
 	Links Links `yaml:"links"`
 	// Agency tunes the reconcile loop and the leader lease.
 	Agency Agency `yaml:"agency"`
+	// Steering says where decisions are pushed (Tier-0 can also pull them: see docs/tier0-integration.md).
+	Steering Steering `yaml:"steering"`
+}
+
+// Steering is the push side of steering Tier-0.
+type Steering struct {
+	// Targets each receive every decision, in run order, through the transactional outbox.
+	Targets []PushTarget `yaml:"targets"`
+}
+
+// PushTarget is one receiver of decisions.
+type PushTarget struct {
+	// Name identifies the target in the outbox and the API; letters, digits, '-' and '_'.
+	Name string `yaml:"name"`
+	// Type is webhook (an HTTP POST signed with HMAC-SHA256) or sql (an upsert into a table).
+	Type string `yaml:"type"`
+	// URL is the webhook's address.
+	URL string `yaml:"url"`
+	// SecretFile or SecretEnv hold the webhook's shared HMAC secret.
+	SecretFile string `yaml:"secret_file"`
+	SecretEnv  string `yaml:"secret_env"`
+	// DSN is the sql target's database: postgres://... or sqlite:PATH; Table its table
+	// (default spyagency_readiness).
+	DSN          string `yaml:"dsn"`
+	Table        string `yaml:"table"`
+	PasswordFile string `yaml:"password_file"`
+	PasswordEnv  string `yaml:"password_env"`
+	// Timeout bounds one delivery attempt (default 30s); MaxAttempts before a dead letter (default 100).
+	Timeout     time.Duration `yaml:"timeout"`
+	MaxAttempts int           `yaml:"max_attempts"`
 }
 
 // Server is the HTTP server's configuration.

@@ -128,3 +128,20 @@ func redactURL(raw string) string {
 	u, _ := url.Parse(raw)
 	return u.Redacted()
 }
+
+// Secret reads a webhook target's shared secret from its file or environment variable.
+func (t PushTarget) Secret(lookupEnv func(string) (string, bool)) ([]byte, error) {
+	s, err := readSecret("steering target "+t.Name, t.SecretFile, t.SecretEnv, lookupEnv)
+	if err != nil {
+		return nil, err
+	}
+	if s == "" {
+		return nil, fmt.Errorf("steering target %s: no secret configured", t.Name)
+	}
+	return []byte(s), nil
+}
+
+// ConnString is an sql target's DSN with its password, if one is configured, put in.
+func (t PushTarget) ConnString(lookupEnv func(string) (string, bool)) (string, error) {
+	return Store{DSN: t.DSN, PasswordFile: t.PasswordFile, PasswordEnv: t.PasswordEnv}.ConnString(lookupEnv)
+}

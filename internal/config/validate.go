@@ -38,6 +38,7 @@ func (d *decoder) validate(c *Config) {
 	d.checkPolicy(c.Policy, names, cat, hint)
 	d.checkLinks(c.Links)
 	d.checkAgency(c.Agency)
+	d.checkSteering(c.Steering)
 	if c.DataDir == "" {
 		d.addf(d.at("data_dir"), "data_dir", "must not be empty")
 	}
@@ -330,4 +331,50 @@ func (d *decoder) checkAgency(a Agency) {
 	d.positive("agency.max_wake_delay", a.MaxWakeDelay)
 	d.positive("agency.lookback", a.Lookback)
 	d.positive("agency.lease_ttl", a.LeaseTTL)
+}
+
+var targetName = regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)
+
+func (d *decoder) checkSteering(st Steering) {
+	seen := map[string]bool{}
+	for i, t := range st.Targets {
+		f := fmt.Sprintf("steering.targets[%d]", i)
+		if !targetName.MatchString(t.Name) {
+			d.addf(d.at(f+".name"), f+".name", "want a name of letters, digits, '-' and '_', got %q", t.Name)
+		} else if seen[t.Name] {
+			d.addf(d.at(f+".name"), f+".name", "target %q is named twice", t.Name)
+		}
+		seen[t.Name] = true
+		switch t.Type {
+		case "webhook":
+			if t.URL == "" {
+				d.addf(d.at(f+".url"), f+".url", "a webhook needs a url")
+			} else {
+				d.checkURL(f+".url", t.URL)
+			}
+			if t.SecretFile == "" && t.SecretEnv == "" {
+				d.addf(d.at(f+".secret_file"), f+".secret_file", "a webhook needs a shared secret: set secret_file or secret_env")
+			}
+			if t.DSN != "" || t.Table != "" {
+				d.addf(d.at(f+".dsn"), f+".dsn", "dsn and table are for sql targets")
+			}
+		case "sql":
+			if t.DSN == "" {
+				d.addf(d.at(f+".dsn"), f+".dsn", "an sql target needs a dsn (postgres://... or sqlite:PATH)")
+			} else {
+				d.checkDSN(f+".dsn", t.DSN)
+			}
+			if t.URL != "" {
+				d.addf(d.at(f+".url"), f+".url", "url is for webhook targets")
+			}
+		default:
+			d.addf(d.at(f+".type"), f+".type", "want webhook or sql, got %q", t.Type)
+		}
+		if t.Timeout < 0 {
+			d.addf(d.at(f+".timeout"), f+".timeout", "must not be negative, got %s", t.Timeout)
+		}
+		if t.MaxAttempts < 0 {
+			d.addf(d.at(f+".max_attempts"), f+".max_attempts", "must not be negative, got %d", t.MaxAttempts)
+		}
+	}
 }
