@@ -184,7 +184,13 @@ func (w *world) dropbox(r *run, i, j int, tt pcl.TimeType) {
 				t.Status, t.Info = "skip", fmt.Sprintf("since %d is not after the tag's last since %d", since, w.lastSince[t.Tag])
 				break
 			}
-			ins := w.now.Add(time.Duration(k) * time.Microsecond)
+			// INSERTION_TIME is part of the IOV key and kept to the microsecond: appends of one instant
+			// (two files moved to the same FCSR) get distinct microseconds.
+			ins := w.now
+			if !ins.After(w.lastInsert) {
+				ins = w.lastInsert.Add(time.Microsecond)
+			}
+			w.lastInsert = ins
 			if err := w.disk.appendIOV(t.Tag, f, since, ins); err != nil {
 				w.fail(err)
 				t.Status, t.Info = "fail", "upload failed: "+err.Error()

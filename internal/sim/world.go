@@ -93,6 +93,7 @@ type world struct {
 	uploadLog   []logRecord
 	lastPayload map[string]string // input tag → hash of its newest payload
 	lastSince   map[string]uint64 // destination tag → newest since appended
+	lastInsert  time.Time         // the newest INSERTION_TIME written
 	outages     map[string][]window
 }
 
