@@ -22,6 +22,7 @@ import (
 	"github.com/cms-pcl/spyagency/internal/pcl"
 	"github.com/cms-pcl/spyagency/internal/spy"
 	"github.com/cms-pcl/spyagency/internal/spy/runner"
+	"github.com/cms-pcl/spyagency/internal/steer"
 	"github.com/cms-pcl/spyagency/internal/store"
 	"github.com/cms-pcl/spyagency/internal/store/sqlite"
 	"github.com/cms-pcl/spyagency/internal/web"
@@ -45,7 +46,10 @@ type App struct {
 	Store   store.Store
 	Agency  *agency.Agency
 	Web     *web.Server
+	Handler http.Handler // everything served: the web, and Tier-0's pull API under /t0/
 	runners []*runner.Runner
+	pushers []*steer.Pusher
+	closers []func() error
 
 	mu   sync.Mutex
 	addr net.Addr
@@ -74,7 +78,7 @@ func New(ctx context.Context, o Options) (*App, error) {
 	}
 	a := &App{o: o, log: o.Logger, Store: st, up: make(chan struct{})}
 	ag, err := agency.New(ctx, agency.Options{Store: st, Catalogue: cat, Policy: cfg.Policy, Clock: o.Clock,
-		Logger: o.Logger.With("part", "agency"), Sources: a.health})
+		Logger: o.Logger.With("part", "agency"), Sources: a.health, Targets: targetNames(cfg)})
 	if err != nil {
 		st.Close()
 		return nil, err
@@ -84,14 +88,31 @@ func New(ctx context.Context, o Options) (*App, error) {
 		st.Close()
 		return nil, err
 	}
+	if a.pushers, a.closers, err = buildPushers(ctx, cfg, st, o.Clock, o.Logger.With("part", "steer")); err != nil {
+		st.Close()
+		return nil, err
+	}
 	a.Web, err = web.New(web.Options{Store: st, Catalogue: cat, Clock: o.Clock, Logger: o.Logger.With("part", "web"),
 		Overrider: ag, Operator: o.Operator, Sources: a.healthList, MaxBody: cfg.Server.MaxBodyBytes,
 		Version: o.Version, Banner: o.Banner, Ready: a.ready})
 	if err != nil {
-		st.Close()
+		a.closeAll()
 		return nil, err
 	}
+	readyRuns, firstUnready := steer.PullHandlersLog(steer.StoreSource{Store: st}, cfg.Policy, o.Logger.With("part", "pull"))
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /t0/v1/ready_runs", readyRuns)
+	mux.HandleFunc("GET /t0/v1/first_unready_run", firstUnready)
+	mux.Handle("/", a.Web)
+	a.Handler = mux
 	return a, nil
+}
+
+func (a *App) closeAll() {
+	for _, c := range a.closers {
+		_ = c()
+	}
+	_ = a.Store.Close()
 }
 
 // OpenStore opens the configured store: sqlite:PATH (the directory is made if missing).
@@ -174,6 +195,35 @@ func (a *App) Run(ctx context.Context, addr string) error {
 			errc <- fmt.Errorf("agency: %w", err)
 		}
 	})
+	events, unsubscribe := a.Agency.Subscribe(64)
+	defer unsubscribe()
+	for _, p := range a.pushers {
+		wg.Go(func() {
+			if err := p.Run(ctx); err != nil && ctx.Err() == nil {
+				a.log.Error("pusher stopped", "err", err)
+			}
+		})
+	}
+	if len(a.pushers) > 0 {
+		// A new decision is pushed at once rather than at the pushers' next idle tick.
+		wg.Go(func() {
+			for {
+				select {
+				case <-ctx.Done():
+					return
+				case e, ok := <-events:
+					if !ok {
+						return
+					}
+					if e.DecisionChanged {
+						for _, p := range a.pushers {
+							p.Wake()
+						}
+					}
+				}
+			}
+		})
+	}
 	for _, r := range a.runners {
 		wg.Go(func() {
 			if err := r.Run(ctx); err != nil && ctx.Err() == nil {
@@ -185,7 +235,7 @@ func (a *App) Run(ctx context.Context, addr string) error {
 	if grace <= 0 {
 		grace = 10 * time.Second
 	}
-	err := web.ListenAndServe(ctx, addr, a.Web, grace, func(ad net.Addr) {
+	err := web.ListenAndServe(ctx, addr, a.Handler, grace, func(ad net.Addr) {
 		a.mu.Lock()
 		a.addr = ad
 		a.mu.Unlock()
@@ -198,6 +248,9 @@ func (a *App) Run(ctx context.Context, addr string) error {
 	errs := []error{err}
 	for e := range errc {
 		errs = append(errs, e)
+	}
+	for _, c := range a.closers {
+		errs = append(errs, c())
 	}
 	if cerr := a.Store.Close(); cerr != nil {
 		errs = append(errs, cerr)

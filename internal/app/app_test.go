@@ -1,0 +1,122 @@
+package app
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/cms-pcl/spyagency/internal/config"
+	"github.com/cms-pcl/spyagency/internal/pcl"
+	"github.com/cms-pcl/spyagency/internal/steer"
+)
+
+// receiver is Tier-0's side of the webhook: it verifies signatures and counts idempotency keys.
+type receiver struct {
+	mu     sync.Mutex
+	secret []byte
+	keys   map[string]int
+	bodies []steer.WebhookBody
+	bad    int
+	got    chan struct{}
+}
+
+func (rc *receiver) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	body, _ := io.ReadAll(r.Body)
+	rc.mu.Lock()
+	defer rc.mu.Unlock()
+	if !steer.VerifySignature(rc.secret, body, r.Header.Get(steer.HeaderSignature)) {
+		rc.bad++
+		http.Error(w, "bad signature", http.StatusUnauthorized)
+		return
+	}
+	rc.keys[r.Header.Get(steer.HeaderIdempotencyKey)]++
+	var b steer.WebhookBody
+	_ = json.Unmarshal(body, &b)
+	rc.bodies = append(rc.bodies, b)
+	select {
+	case rc.got <- struct{}{}:
+	default:
+	}
+}
+
+func TestAppPushesSignedDecisionsAndServesPull(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	secretFile := filepath.Join(dir, "secret")
+	os.WriteFile(secretFile, []byte("s3cret-shared-with-tier0\n"), 0o600)
+	rc := &receiver{secret: []byte("s3cret-shared-with-tier0"), keys: map[string]int{}, got: make(chan struct{}, 1)}
+	hook := httptest.NewServer(rc)
+	defer hook.Close()
+
+	cfg := config.Default()
+	cfg.Store.DSN = "sqlite:" + filepath.Join(dir, "spy.db")
+	cfg.Steering.Targets = []config.PushTarget{{Name: "tier0", Type: "webhook", URL: hook.URL, SecretFile: secretFile}}
+	if err := cfg.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	a, err := New(ctx, Options{Config: cfg})
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- a.Run(ctx, "127.0.0.1:0") }()
+	<-a.Started()
+	base := "http://" + a.Addr().String()
+
+	stop := time.Now().Add(-time.Hour).UTC()
+	obs := []pcl.Observation{
+		{Source: pcl.SourceOMS, Kind: pcl.KindRun, Run: 392680, At: stop, RunInfo: &pcl.RunInfo{Start: stop.Add(-time.Hour), Stop: &stop, Class: "Collisions25", LastUpdate: stop}},
+		{Source: pcl.SourceTier0, Kind: pcl.KindExpressConfig, Run: 392680, At: stop, Stream: "Express", Producers: []string{"PromptCalibProdSiStripGains"}},
+	}
+	if err := a.Agency.Ingest(ctx, pcl.SourceOMS, obs); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-rc.got:
+	case <-time.After(20 * time.Second):
+		t.Fatal("no decision reached the webhook")
+	}
+	rc.mu.Lock()
+	if rc.bad != 0 || len(rc.bodies) == 0 || rc.bodies[0].Run != 392680 || rc.keys["392680:1"] != 1 {
+		t.Errorf("receiver: bad=%d bodies=%+v keys=%v", rc.bad, rc.bodies, rc.keys)
+	}
+	rc.mu.Unlock()
+
+	resp, err := http.Get(base + "/t0/v1/first_unready_run")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var first struct{ Result []uint32 }
+	json.NewDecoder(resp.Body).Decode(&first)
+	resp.Body.Close()
+	if len(first.Result) != 1 || first.Result[0] != 392680 {
+		t.Errorf("first_unready_run: %+v (the waiting run must block)", first)
+	}
+	resp, err = http.Get(base + "/api/v1/runs/392680")
+	if err != nil || resp.StatusCode != 200 {
+		t.Fatalf("run: %v %v", err, resp)
+	}
+	resp.Body.Close()
+	cancel()
+	if err := <-done; err != nil {
+		t.Errorf("Run: %v", err)
+	}
+}
+
+func TestAppRefusesMissingSecret(t *testing.T) {
+	t.Parallel()
+	cfg := config.Default()
+	cfg.Store.DSN = "sqlite:" + filepath.Join(t.TempDir(), "spy.db")
+	cfg.Steering.Targets = []config.PushTarget{{Name: "tier0", Type: "webhook", URL: "http://127.0.0.1:1/", SecretFile: "/nonexistent/secret"}}
+	if _, err := New(t.Context(), Options{Config: cfg}); err == nil {
+		t.Fatal("an unreadable webhook secret was accepted")
+	}
+}
