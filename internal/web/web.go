@@ -1,5 +1,7 @@
-// Package web serves Spy Agency over HTTP: the JSON API of design.md, health and readiness, and (until
-// the full operators' page lands) a plain page listing runs and their states.
+// Package web serves Spy Agency over HTTP: the JSON API of design.md, health and readiness, and the
+// operators' pages (run board, run page, workflow, sources and release pages) with live updates over
+// server-sent events. The pages are rendered on the server with html/template; the little JavaScript
+// there is, the CSS and the templates are embedded (assets/), and nothing is fetched from outside.
 package web
 
 import (
@@ -15,8 +17,10 @@ import (
 	"strings"
 	"time"
 
+	"github.com/cms-pcl/spyagency/internal/agency"
 	"github.com/cms-pcl/spyagency/internal/apperr"
 	"github.com/cms-pcl/spyagency/internal/clock"
+	"github.com/cms-pcl/spyagency/internal/config"
 	"github.com/cms-pcl/spyagency/internal/pcl"
 	"github.com/cms-pcl/spyagency/internal/spy"
 	"github.com/cms-pcl/spyagency/internal/store"
@@ -46,13 +50,37 @@ type Options struct {
 	Version string
 	// Banner is shown on the page (e.g. the demo's open operator access).
 	Banner string
+
+	// Events subscribes to stored run states (agency.Agency.Subscribe); nil: the pages are not live.
+	Events func(buffer int) (<-chan agency.Event, func())
+	// FirstUnready is the first run Tier-0 may not release yet (steering computes it); nil: not shown.
+	FirstUnready func(ctx context.Context) (uint32, error)
+	// Links are the base URLs of the CMS pages the run page links to; "" hides that kind of link.
+	Links config.Links
+	// Alerts lists the firing alerts for the board's header; nil: the header says alerts are not
+	// configured.
+	Alerts func(ctx context.Context) ([]Alert, error)
+	// Heartbeat is how often an idle event stream sends a tick (default 15s of wall time).
+	Heartbeat time.Duration
+}
+
+// Alert is a firing alert as the board's header shows it.
+type Alert struct {
+	Name     string    `json:"name"`
+	Severity string    `json:"severity"`
+	Summary  string    `json:"summary"`
+	Run      uint32    `json:"run,omitempty"`
+	Since    time.Time `json:"since"`
 }
 
 // Server is the HTTP handler.
 type Server struct {
-	o   Options
-	mux *http.ServeMux
-	log *slog.Logger
+	o    Options
+	mux  *http.ServeMux
+	log  *slog.Logger
+	ui   *ui
+	hub  *hub
+	csrf string // per-process token that the operator forms carry
 }
 
 // New builds the handler.
@@ -66,10 +94,27 @@ func New(o Options) (*Server, error) {
 	if o.MaxBody <= 0 {
 		o.MaxBody = 1 << 20
 	}
-	s := &Server{o: o, mux: http.NewServeMux(), log: o.Logger}
+	if o.Heartbeat <= 0 {
+		o.Heartbeat = 15 * time.Second
+	}
+	u, err := newUI()
+	if err != nil {
+		return nil, err
+	}
+	token, err := newToken()
+	if err != nil {
+		return nil, err
+	}
+	s := &Server{o: o, mux: http.NewServeMux(), log: o.Logger, ui: u, csrf: token}
+	s.hub = newHub(o.Events, o.Clock, o.Logger)
 	s.routes()
 	return s, nil
 }
+
+// Close ends every open event stream and the subscription behind them. The server keeps answering
+// other requests; ListenAndServe calls it when it shuts down, since open streams would otherwise hold
+// the graceful shutdown until its deadline.
+func (s *Server) Close() { s.hub.close() }
 
 func (s *Server) routes() {
 	s.mux.HandleFunc("GET /api/v1/runs", s.listRuns)
@@ -83,14 +128,23 @@ func (s *Server) routes() {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	})
 	s.mux.HandleFunc("GET /readyz", s.readyz)
-	s.mux.HandleFunc("GET /{$}", s.page)
+	s.pageRoutes()
 	s.mux.HandleFunc("/api/", func(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, apperr.Errorf(apperr.NotFound, "no such endpoint: %s %s", r.Method, r.URL.Path))
 	})
 }
 
+// csp allows only this origin's script, style and images: no inline script, no inline style, nothing
+// from elsewhere, so that a string from a source that slipped through could still run nothing.
+const csp = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; " +
+	"form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
+
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	w.Header().Set("X-Content-Type-Options", "nosniff")
+	h := w.Header()
+	h.Set("X-Content-Type-Options", "nosniff")
+	h.Set("Content-Security-Policy", csp)
+	h.Set("Referrer-Policy", "same-origin")
+	h.Set("X-Frame-Options", "DENY")
 	s.mux.ServeHTTP(w, r)
 }
 
@@ -198,6 +252,9 @@ func ListenAndServe(ctx context.Context, addr string, h http.Handler, grace time
 		bound(ln.Addr())
 	}
 	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute}
+	if c, ok := h.(interface{ Close() }); ok {
+		srv.RegisterOnShutdown(c.Close) // event streams never go idle by themselves
+	}
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
 	select {

@@ -1,0 +1,348 @@
+package web
+
+import (
+	"context"
+	"net/http"
+	"net/url"
+	"path"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/cms-pcl/spyagency/internal/agency"
+	"github.com/cms-pcl/spyagency/internal/apperr"
+	"github.com/cms-pcl/spyagency/internal/pcl"
+	"github.com/cms-pcl/spyagency/internal/spy"
+	"github.com/cms-pcl/spyagency/internal/store"
+)
+
+const (
+	boardLimit   = 50   // rows per board page by default
+	boardMax     = 200  // most rows a board page shows
+	attentionMax = 5000 // most runs one "needs attention" page looks through
+	scanPage     = 500
+)
+
+// boardRow is one run as the board shows it. The page renders it with html/template and the live
+// updates send it as JSON, so that the JavaScript only copies text the server chose into place.
+type boardRow struct {
+	Run        uint32        `json:"run"`
+	Class      string        `json:"class"`
+	Stop       *time.Time    `json:"stop"`
+	Deadline   *time.Time    `json:"deadline"`
+	Readiness  pcl.Readiness `json:"readiness"`
+	ReadySym   string        `json:"readiness_symbol"`
+	Reason     string        `json:"reason"`
+	Version    int64         `json:"version"`
+	Releasable bool          `json:"releasable"`
+	Attention  bool          `json:"attention"`
+	Cells      []boardCell   `json:"workflows"`
+}
+
+// boardCell is one workflow of one run: the state by class (colour), symbol and name.
+type boardCell struct {
+	Name   string    `json:"name"`
+	State  pcl.State `json:"state"`
+	Class  string    `json:"class"`  // CSS classes: state, flags, quality
+	Symbol string    `json:"symbol"` // the state's symbol
+	Mark   string    `json:"mark"`   // "!" at risk, "Q" bad quality, "⚑" another flag
+	Label  string    `json:"label"`  // the state (and flags) in words, for screen readers
+	Title  string    `json:"title"`  // the hover text: label and reason
+}
+
+// liveRow is the data of one "run" event of the stream.
+type liveRow struct {
+	boardRow
+	DecisionChanged bool      `json:"decision_changed"`
+	Now             time.Time `json:"now"`
+}
+
+func liveRowOf(e agency.Event, now time.Time) liveRow {
+	return liveRow{boardRow: rowOf(e.State, nil), DecisionChanged: e.DecisionChanged, Now: now.UTC()}
+}
+
+// rowOf builds a board row; with names, one cell per catalogue workflow in that order (a workflow the run
+// has no status for gets an empty cell), else one cell per workflow the run has.
+func rowOf(rs pcl.RunState, names []string) boardRow {
+	row := boardRow{Run: rs.Run, Class: rs.Class, Readiness: rs.Decision.State, ReadySym: readinessSymbol(rs.Decision.State),
+		Reason: rs.Decision.Reason, Version: rs.Decision.Version, Releasable: rs.Decision.Releasable, Attention: needsAttention(rs)}
+	if rs.Info != nil {
+		row.Stop = rs.Info.Stop
+		if row.Class == "" {
+			row.Class = rs.Info.Class
+		}
+	}
+	row.Deadline = timePtr(rs.Deadline)
+	if names == nil {
+		for _, ws := range rs.Workflows {
+			row.Cells = append(row.Cells, cellOf(ws, rs.Decision.Blocking))
+		}
+		return row
+	}
+	row.Cells = make([]boardCell, len(names))
+	for i, n := range names {
+		if ws, ok := rs.Workflow(n); ok {
+			row.Cells[i] = cellOf(*ws, rs.Decision.Blocking)
+		} else {
+			row.Cells[i] = boardCell{Name: n, Class: "cell st-none", Symbol: " ", Label: "no state", Title: n + ": no state yet"}
+		}
+	}
+	return row
+}
+
+func cellOf(ws pcl.WorkflowStatus, blocking []string) boardCell {
+	c := boardCell{Name: ws.Name, State: ws.State, Symbol: stateSymbol(ws.State)}
+	classes := []string{"cell", "st-" + string(ws.State)}
+	words := []string{string(ws.State)}
+	if ws.Required {
+		classes = append(classes, "required")
+	}
+	if slices.Contains(blocking, ws.Name) {
+		classes = append(classes, "blocking")
+		words = append(words, "blocking")
+	}
+	for _, f := range ws.Flags {
+		words = append(words, string(f))
+		if f == pcl.FlagAtRisk {
+			classes = append(classes, "at-risk")
+			c.Mark = "!"
+		} else if c.Mark == "" {
+			c.Mark = "⚑"
+		}
+	}
+	if ws.Quality == pcl.QualityBad || ws.Quality == pcl.QualityWarning {
+		classes = append(classes, "q-"+string(ws.Quality))
+		words = append(words, "DQM quality "+string(ws.Quality))
+		if ws.Quality == pcl.QualityBad {
+			c.Mark = "Q" + c.Mark
+		}
+	}
+	c.Class = strings.Join(classes, " ")
+	c.Label = strings.Join(words, ", ")
+	c.Title = ws.Name + ": " + c.Label
+	if ws.Reason != "" {
+		c.Title += " — " + ws.Reason
+	}
+	return c
+}
+
+// needsAttention: the run waits, is held or timed out, or one of its workflows is at risk or failed,
+// while the run is not yet released (a released run needs nothing more from anyone).
+func needsAttention(rs pcl.RunState) bool {
+	switch rs.Decision.State {
+	case pcl.ReadinessWaiting, pcl.ReadinessHeld, pcl.ReadinessTimedOut:
+		return true
+	case pcl.ReadinessReleased:
+		return false
+	}
+	for _, ws := range rs.Workflows {
+		if slices.Contains(ws.Flags, pcl.FlagAtRisk) {
+			return true
+		}
+		switch ws.State {
+		case pcl.StateUploadFailed, pcl.StateTooLate, pcl.StateTimedOut:
+			return true
+		case pcl.StateNoPayload:
+			if slices.Contains(rs.Decision.Blocking, ws.Name) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// boardFilter is the board's query: what the filter form and the paging links carry.
+type boardFilter struct {
+	Class     string
+	Readiness pcl.Readiness
+	Attention bool
+	Before    uint32
+	Limit     int
+}
+
+func parseBoardFilter(q url.Values) (boardFilter, error) {
+	f := boardFilter{Class: strings.TrimSpace(q.Get("class")), Readiness: pcl.Readiness(q.Get("readiness")),
+		Attention: q.Get("attention") != "", Limit: boardLimit}
+	if f.Class != "" {
+		if _, err := path.Match(f.Class, ""); err != nil || len(f.Class) > 100 {
+			return f, apperr.Errorf(apperr.Invalid, "bad class pattern %q", f.Class)
+		}
+	}
+	if f.Readiness != "" && !slices.Contains(pcl.Readinesses, f.Readiness) {
+		return f, apperr.Errorf(apperr.Invalid, "bad readiness %q", f.Readiness)
+	}
+	if b := q.Get("before"); b != "" {
+		n, err := parseRun(b)
+		if err != nil {
+			return f, err
+		}
+		f.Before = n
+	}
+	if l := q.Get("limit"); l != "" {
+		n, err := strconv.Atoi(l)
+		if err != nil || n <= 0 {
+			return f, apperr.Errorf(apperr.Invalid, "bad limit %q: want a positive number", l)
+		}
+		f.Limit = min(n, boardMax)
+	}
+	return f, nil
+}
+
+// query is the URL of the board with this filter and another before.
+func (f boardFilter) query(before uint32) string {
+	v := url.Values{}
+	if f.Class != "" {
+		v.Set("class", f.Class)
+	}
+	if f.Readiness != "" {
+		v.Set("readiness", string(f.Readiness))
+	}
+	if f.Attention {
+		v.Set("attention", "1")
+	}
+	if before > 0 {
+		v.Set("before", strconv.FormatUint(uint64(before), 10))
+	}
+	if f.Limit != boardLimit {
+		v.Set("limit", strconv.Itoa(f.Limit))
+	}
+	if len(v) == 0 {
+		return "/"
+	}
+	return "/?" + v.Encode()
+}
+
+// runsFor reads the runs of a board page and the run to continue below (0: no older run).
+func (s *Server) runsFor(ctx context.Context, f boardFilter) ([]pcl.RunState, uint32, error) {
+	q := store.RunQuery{Class: f.Class, Readiness: f.Readiness, Before: f.Before}
+	if !f.Attention {
+		q.Limit = f.Limit + 1
+		states, err := s.o.Store.RunStates(ctx, q)
+		if err != nil || len(states) <= f.Limit {
+			return states, 0, err
+		}
+		states = states[:f.Limit]
+		return states, states[len(states)-1].Run, nil
+	}
+	// "Needs attention" is not a column of the store: look through the runs page by page, up to a bound
+	// so that a page stays fast, and continue from where the look stopped.
+	var out []pcl.RunState
+	for scanned := 0; scanned < attentionMax; {
+		q.Limit = scanPage
+		states, err := s.o.Store.RunStates(ctx, q)
+		if err != nil {
+			return nil, 0, err
+		}
+		for i, rs := range states {
+			if needsAttention(rs) {
+				out = append(out, rs)
+				if len(out) == f.Limit {
+					if i == len(states)-1 && len(states) < scanPage {
+						return out, 0, nil
+					}
+					return out, rs.Run, nil
+				}
+			}
+		}
+		scanned += len(states)
+		if len(states) < scanPage {
+			return out, 0, nil
+		}
+		q.Before = states[len(states)-1].Run
+	}
+	return out, q.Before, nil
+}
+
+type boardData struct {
+	Filter      boardFilter
+	Columns     []string
+	Hidden      map[string]bool
+	Rows        []boardRow
+	Older       string // URL of the next page, "" when none
+	Newest      string // URL of the first page when not on it
+	FirstPage   bool
+	Readinesses []pcl.Readiness
+	Legend      []legendItem
+	Header      headerStrip
+}
+
+type legendItem struct {
+	State  pcl.State
+	Symbol string
+}
+
+type headerStrip struct {
+	FirstUnready    uint32
+	HasFirstUnready bool
+	FirstUnreadyErr string
+	Sources         []spy.Health
+	HasAlerts       bool // alerts are configured
+	Alerts          []Alert
+	AlertsErr       string
+}
+
+func (s *Server) board(w http.ResponseWriter, r *http.Request) {
+	f, err := parseBoardFilter(r.URL.Query())
+	if err != nil {
+		s.pageError(w, r, err)
+		return
+	}
+	pos := s.hub.position() // before the read, so the stream replays anything newer than the page
+	states, older, err := s.runsFor(r.Context(), f)
+	if err != nil {
+		s.pageError(w, r, err)
+		return
+	}
+	names := s.o.Catalogue.Names()
+	d := boardData{Filter: f, Columns: names, Hidden: map[string]bool{}, FirstPage: f.Before == 0,
+		Readinesses: pcl.Readinesses, Header: s.header(r.Context())}
+	expected := map[string]bool{}
+	for _, rs := range states {
+		d.Rows = append(d.Rows, rowOf(rs, names))
+		for _, ws := range rs.Workflows {
+			if ws.State != pcl.StateNotExpected {
+				expected[ws.Name] = true
+			}
+		}
+	}
+	for _, n := range names {
+		d.Hidden[n] = !expected[n]
+	}
+	if older > 0 {
+		d.Older = f.query(older)
+	}
+	if f.Before > 0 {
+		d.Newest = f.query(0)
+	}
+	for _, st := range pcl.States {
+		d.Legend = append(d.Legend, legendItem{State: st, Symbol: stateSymbol(st)})
+	}
+	s.render(w, r, http.StatusOK, "board", page{Title: "Run board", Nav: "board", Live: s.o.Events != nil, Position: pos, Data: d})
+}
+
+// header gathers the board's header strip; a part that fails says so instead of failing the page.
+func (s *Server) header(ctx context.Context) headerStrip {
+	var h headerStrip
+	if s.o.FirstUnready != nil {
+		n, err := s.o.FirstUnready(ctx)
+		if err != nil {
+			s.log.Warn("first unready run", "err", err)
+			h.FirstUnreadyErr = "not available: " + err.Error()
+		} else {
+			h.FirstUnready, h.HasFirstUnready = n, true
+		}
+	}
+	if s.o.Sources != nil {
+		h.Sources = s.o.Sources()
+	}
+	if s.o.Alerts != nil {
+		h.HasAlerts = true
+		a, err := s.o.Alerts(ctx)
+		if err != nil {
+			h.AlertsErr = err.Error()
+		}
+		h.Alerts = a
+	}
+	return h
+}

@@ -1,0 +1,260 @@
+package web
+
+import (
+	"fmt"
+	"html/template"
+	"net/http"
+	"net/url"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/cms-pcl/spyagency/internal/pcl"
+	"github.com/cms-pcl/spyagency/internal/store"
+	"github.com/cms-pcl/spyagency/internal/web/plot"
+)
+
+type runData struct {
+	View      RunView
+	Row       boardRow
+	Deadline  *time.Time
+	Timeline  template.HTML
+	Workflows []runWorkflow
+	Decisions []pcl.Decision // newest first
+	Audit     []store.AuditEntry
+	Uploads   []uploadRow
+	Links     []link
+	Actions   actionForm
+	Done      string // the action just applied, from the redirect after a form post
+}
+
+type runWorkflow struct {
+	Status     pcl.WorkflowStatus
+	Symbol     string
+	Milestones []milestoneAt
+	TagLinks   []link
+}
+
+type milestoneAt struct {
+	Name string
+	At   time.Time
+}
+
+type uploadRow struct {
+	Kind, File, Tag, Status, Info string
+	At                            time.Time
+	Log                           string // link to the upload log, "" when none
+}
+
+type link struct {
+	Label, URL string
+}
+
+// webBase accepts a configured base URL only if it is http(s), so a bad configuration cannot turn a
+// link into script; "" hides the link.
+func webBase(base string) string {
+	u, err := url.Parse(base)
+	if base == "" || err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return ""
+	}
+	return strings.TrimRight(base, "/")
+}
+
+func (s *Server) omsLink(run uint32) (link, bool) {
+	b := webBase(s.o.Links.OMS)
+	return link{"OMS run report", b + "/runs/report?cms_run=" + strconv.FormatUint(uint64(run), 10)}, b != ""
+}
+
+func (s *Server) dqmLink(run uint32) (link, bool) {
+	b := webBase(s.o.Links.DQMGUI)
+	return link{"DQM GUI", b + "/start?runnr=" + strconv.FormatUint(uint64(run), 10)}, b != ""
+}
+
+func (s *Server) tagLink(tag string) (link, bool) {
+	b := webBase(s.o.Links.CondDBBrowser)
+	return link{tag, b + "/list/Prod/tags/" + url.PathEscape(tag)}, b != ""
+}
+
+// uploadLogLink points at an upload's log: by file hash when known, else a search by file name.
+func (s *Server) uploadLogLink(hash, file string) string {
+	b := webBase(s.o.Links.UploadLog)
+	switch {
+	case b == "":
+		return ""
+	case hash != "":
+		return b + "/getFileLog?fileHash=" + url.QueryEscape(hash)
+	case file != "":
+		return b + "/searchUserLog?fileName=" + url.QueryEscape(file)
+	}
+	return ""
+}
+
+func (s *Server) runPage(w http.ResponseWriter, r *http.Request) {
+	run, err := parseRun(r.PathValue("run"))
+	if err != nil {
+		s.pageError(w, r, err)
+		return
+	}
+	ctx := r.Context()
+	rs, err := s.o.Store.RunState(ctx, run)
+	if err != nil {
+		s.pageError(w, r, err)
+		return
+	}
+	d := runData{View: viewOf(rs), Row: rowOf(rs, nil), Deadline: timePtr(rs.Deadline), Done: r.URL.Query().Get("done")}
+	if d.View.Decisions, err = s.o.Store.Decisions(ctx, run); err != nil {
+		s.pageError(w, r, err)
+		return
+	}
+	d.Decisions = slices.Clone(d.View.Decisions)
+	slices.Reverse(d.Decisions)
+	if d.Audit, err = s.o.Store.Audit(ctx, store.AuditQuery{Run: run, Limit: 200}); err != nil {
+		s.pageError(w, r, err)
+		return
+	}
+	obs, err := s.o.Store.Observations(ctx, store.ObservationQuery{Runs: []uint32{run},
+		Kinds: []pcl.Kind{pcl.KindHarvestFile, pcl.KindUploadMarker, pcl.KindUploadStatus}})
+	if err != nil {
+		s.pageError(w, r, err)
+		return
+	}
+	d.Uploads = s.uploads(obs)
+	for _, l := range []func(uint32) (link, bool){s.omsLink, s.dqmLink} {
+		if lk, ok := l(run); ok {
+			d.Links = append(d.Links, lk)
+		}
+	}
+	for _, ws := range rs.Workflows {
+		if ws.State == pcl.StateNotExpected {
+			continue
+		}
+		d.Workflows = append(d.Workflows, s.runWorkflow(ws, obs))
+	}
+	d.Timeline = s.timeline(rs, d.Audit)
+	d.Actions = s.actionForm(r, rs)
+	s.render(w, r, http.StatusOK, "run", page{Title: fmt.Sprintf("Run %d", run), Nav: "board", Data: d})
+}
+
+func (s *Server) runWorkflow(ws pcl.WorkflowStatus, obs []pcl.Observation) runWorkflow {
+	rw := runWorkflow{Status: ws, Symbol: stateSymbol(ws.State)}
+	for _, m := range pcl.AllMilestones {
+		if t := ws.Milestones.Get(m); !t.IsZero() {
+			rw.Milestones = append(rw.Milestones, milestoneAt{string(m), t})
+		}
+	}
+	// The destination tags: from the harvested files' metadata, else the catalogue's.
+	var tags []string
+	for _, o := range obs {
+		if o.Kind == pcl.KindHarvestFile && o.Workflow == ws.Name {
+			tags = append(tags, o.Destinations...)
+		}
+	}
+	if wf, ok := s.o.Catalogue.Workflow(ws.Name); ok && len(tags) == 0 {
+		for _, in := range wf.Inputs {
+			tags = append(tags, in.Destinations...)
+		}
+	}
+	slices.Sort(tags)
+	for _, t := range slices.Compact(tags) {
+		if lk, ok := s.tagLink(t); ok {
+			rw.TagLinks = append(rw.TagLinks, lk)
+		} else {
+			rw.TagLinks = append(rw.TagLinks, link{Label: t})
+		}
+	}
+	return rw
+}
+
+func (s *Server) uploads(obs []pcl.Observation) []uploadRow {
+	var out []uploadRow
+	for _, o := range obs {
+		u := uploadRow{Kind: string(o.Kind), File: o.File, Tag: o.Tag, Status: string(o.Status), Info: o.Info, At: o.At}
+		switch o.Kind {
+		case pcl.KindHarvestFile:
+			u.Tag = strings.Join(o.Destinations, ", ")
+		case pcl.KindUploadStatus:
+			u.Log = s.uploadLogLink(o.FileHash, o.File)
+		}
+		out = append(out, u)
+	}
+	return out
+}
+
+// timeline draws the run from its start: the run's span, each expected workflow's milestones, the
+// deadlines, now (while the run is open) and the operators' actions.
+func (s *Server) timeline(rs pcl.RunState, audit []store.AuditEntry) template.HTML {
+	now := s.o.Clock.Now()
+	var from, to time.Time
+	stretch := func(t time.Time) {
+		if t.IsZero() {
+			return
+		}
+		if from.IsZero() || t.Before(from) {
+			from = t
+		}
+		if t.After(to) {
+			to = t
+		}
+	}
+	tl := plot.Timeline{ID: "timeline", Title: fmt.Sprintf("Timeline of run %d", rs.Run)}
+	runLane := plot.Lane{Label: "run " + strconv.FormatUint(uint64(rs.Run), 10), Class: "lane-run"}
+	open := rs.Decision.State != pcl.ReadinessReleased
+	if rs.Info != nil {
+		stretch(rs.Info.Start)
+		end, title := now, "run ongoing since "+when(rs.Info.Start)
+		if rs.Info.Stop != nil {
+			end, title = *rs.Info.Stop, "run from "+when(rs.Info.Start)+" to "+when(*rs.Info.Stop)
+			stretch(end)
+		}
+		runLane.Bars = append(runLane.Bars, plot.Bar{From: rs.Info.Start, To: end, Class: "run-bar", Title: title})
+	}
+	tl.Lanes = append(tl.Lanes, runLane)
+	wfDeadline := time.Time{}
+	for _, ws := range rs.Workflows {
+		if ws.State == pcl.StateNotExpected {
+			continue
+		}
+		lane := plot.Lane{Label: ws.Name + " " + stateSymbol(ws.State), Class: "st-" + string(ws.State)}
+		prev := time.Time{}
+		for _, m := range pcl.AllMilestones {
+			t := ws.Milestones.Get(m)
+			if t.IsZero() {
+				continue
+			}
+			stretch(t)
+			if !prev.IsZero() {
+				lane.Bars = append(lane.Bars, plot.Bar{From: prev, To: t, Class: "seg", Title: fmt.Sprintf("%s: %s to %s", ws.Name, plot.Hours(t.Sub(prev)), m)})
+			}
+			lane.Points = append(lane.Points, plot.Point{At: t, Class: "ms ms-" + string(m), Title: fmt.Sprintf("%s %s at %s", ws.Name, m, when(t))})
+			prev = t
+		}
+		if !ws.Deadline.IsZero() && (wfDeadline.IsZero() || ws.Deadline.Before(wfDeadline)) {
+			wfDeadline = ws.Deadline
+		}
+		tl.Lanes = append(tl.Lanes, lane)
+	}
+	for _, a := range audit {
+		if a.Actor == "agency" {
+			continue
+		}
+		stretch(a.At)
+		tl.Actions = append(tl.Actions, plot.Point{At: a.At, Class: "action", Title: fmt.Sprintf("%s by %s at %s: %s", a.Action, a.Actor, when(a.At), a.Detail)})
+	}
+	if open {
+		stretch(now)
+		stretch(rs.Deadline)
+		stretch(wfDeadline)
+		tl.Lines = append(tl.Lines, plot.VLine{At: now, Class: "now", Label: "now"})
+	}
+	if !rs.Deadline.IsZero() && !rs.Deadline.After(to) {
+		tl.Lines = append(tl.Lines, plot.VLine{At: rs.Deadline, Class: "deadline", Label: "run deadline"})
+	}
+	if !wfDeadline.IsZero() && !wfDeadline.After(to) {
+		tl.Lines = append(tl.Lines, plot.VLine{At: wfDeadline, Class: "deadline wf-deadline", Label: "workflow deadline"})
+	}
+	tl.From, tl.To = from, to.Add(to.Sub(from)/40)
+	tl.Desc = fmt.Sprintf("From %s to %s: the run, %d workflows with their milestones (stop, express done, harvested, upload sent, uploaded, in DB), deadlines and %d operator actions. The table below lists the same times.",
+		when(from), when(to), len(tl.Lanes)-1, len(tl.Actions))
+	return tl.Draw()
+}
