@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"net/url"
 	"regexp"
 	"slices"
 	"strconv"
@@ -76,36 +77,8 @@ func scenario(f Family, year int) string {
 
 // tier0 serves /t0wmadatasvc/prod/<endpoint>.
 func (s *Sim) tier0(rw http.ResponseWriter, req *http.Request, now time.Time) {
-	q := req.URL.Query()
-	runParam := func(required bool) (uint32, bool) {
-		v := q.Get("run")
-		if v == "" {
-			if required {
-				t0Error(rw, "run is required")
-			}
-			return 0, !required
-		}
-		if !t0RunRE.MatchString(v) {
-			t0Error(rw, fmt.Sprintf("run %q is not a run number", v))
-			return 0, false
-		}
-		n, _ := strconv.ParseUint(v, 10, 32)
-		return uint32(n), true
-	}
-	nameParam := func(key string, required bool) (string, bool) {
-		v := q.Get(key)
-		if v == "" {
-			if required {
-				t0Error(rw, key+" is required")
-			}
-			return "", !required
-		}
-		if !t0NameRE.MatchString(v) {
-			t0Error(rw, fmt.Sprintf("%s %q is not a valid name", key, v))
-			return "", false
-		}
-		return v, true
-	}
+	params := t0Params{rw: rw, q: req.URL.Query()}
+	runParam, nameParam := params.run, params.name
 	var result []any
 	switch ep := req.PathValue("endpoint"); ep {
 	case "hello":
@@ -164,6 +137,43 @@ func (s *Sim) tier0(rw http.ResponseWriter, req *http.Request, now time.Time) {
 		return
 	}
 	writeT0(rw, now, result)
+}
+
+// t0Params reads and checks the service's query parameters; a bad one is answered with 400 and false.
+type t0Params struct {
+	rw http.ResponseWriter
+	q  url.Values
+}
+
+func (p t0Params) run(required bool) (uint32, bool) {
+	v := p.q.Get("run")
+	if v == "" {
+		if required {
+			t0Error(p.rw, "run is required")
+		}
+		return 0, !required
+	}
+	if !t0RunRE.MatchString(v) {
+		t0Error(p.rw, fmt.Sprintf("run %q is not a run number", v))
+		return 0, false
+	}
+	n, _ := strconv.ParseUint(v, 10, 32)
+	return uint32(n), true
+}
+
+func (p t0Params) name(key string, required bool) (string, bool) {
+	v := p.q.Get(key)
+	if v == "" {
+		if required {
+			t0Error(p.rw, key+" is required")
+		}
+		return "", !required
+	}
+	if !t0NameRE.MatchString(v) {
+		t0Error(p.rw, fmt.Sprintf("%s %q is not a valid name", key, v))
+		return "", false
+	}
+	return v, true
 }
 
 // expressConfig lists the configured express streams of a run (default: the newest configured run).
