@@ -15,6 +15,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/cms-pcl/spyagency/internal/access"
 	"github.com/cms-pcl/spyagency/internal/agency"
 	"github.com/cms-pcl/spyagency/internal/apperr"
 	"github.com/cms-pcl/spyagency/internal/clock"
@@ -34,8 +35,10 @@ type Options struct {
 	Clock   clock.Clock // default the wall clock
 	Logger  *slog.Logger
 	Version string
-	// Operator decides who may act on runs over HTTP; nil refuses all operator actions.
-	Operator func(*http.Request) (string, error)
+	// Operator decides who may act on runs over HTTP; nil means API tokens with the operate scope, and
+	// also any loopback client when OpenLoopback (the demo) is set.
+	Operator     func(*http.Request) (string, error)
+	OpenLoopback bool
 	Banner   string
 }
 
@@ -91,6 +94,9 @@ func New(ctx context.Context, o Options) (*App, error) {
 	if a.pushers, a.closers, err = buildPushers(ctx, cfg, st, o.Clock, o.Logger.With("part", "steer")); err != nil {
 		st.Close()
 		return nil, err
+	}
+	if o.Operator == nil {
+		o.Operator = access.Operator(st, o.Clock.Now, o.OpenLoopback)
 	}
 	a.Web, err = web.New(web.Options{Store: st, Catalogue: cat, Clock: o.Clock, Logger: o.Logger.With("part", "web"),
 		Overrider: ag, Operator: o.Operator, Sources: a.healthList, MaxBody: cfg.Server.MaxBodyBytes,

@@ -14,6 +14,8 @@ import (
 	"runtime/debug"
 	"sort"
 	"strings"
+
+	"github.com/cms-pcl/spyagency/internal/pcl"
 )
 
 // Version is set at build time with -ldflags "-X github.com/cms-pcl/spyagency/internal/cli.Version=...".
@@ -39,6 +41,13 @@ func commands() map[string]command {
 		"serve":   {"run the agency against the configured sources", runServe},
 		"config":  {"check a configuration file (config check FILE), or print an example (config example)", runConfig},
 		"probe":   {"poll one source once and print its observations as JSON lines", runProbe},
+		"runs":    {"list runs and their readiness (from a server)", runRuns},
+		"run":     {"show one run's workflows and decision (from a server)", runRun},
+		"release": {"force a run's release, with a reason", override(pcl.OverrideRelease)},
+		"hold":    {"hold a run from release, with a reason", override(pcl.OverrideHold)},
+		"clear":   {"undo a hold or forced release (or an accept, with --workflow)", override(pcl.OverrideClear)},
+		"accept":  {"accept a workflow's bad final state for a run, with a reason", override(pcl.OverrideAccept)},
+		"token":   {"make an API token (token create)", runToken},
 	}
 }
 
@@ -100,6 +109,8 @@ func parse(fs *flag.FlagSet, args []string) error {
 	}
 	return nil
 }
+
+func discardLogger() *slog.Logger { return slog.New(slog.DiscardHandler) }
 
 func logger(w io.Writer, level string) (*slog.Logger, error) {
 	var l slog.Level

@@ -1,0 +1,332 @@
+package cli
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"os"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/cms-pcl/spyagency/internal/access"
+	"github.com/cms-pcl/spyagency/internal/app"
+	"github.com/cms-pcl/spyagency/internal/clock"
+	"github.com/cms-pcl/spyagency/internal/config"
+	"github.com/cms-pcl/spyagency/internal/pcl"
+	"github.com/cms-pcl/spyagency/internal/web"
+)
+
+// client is the operator's side of the HTTP API.
+type client struct {
+	base  string
+	token string
+	http  *http.Client
+	json  bool
+}
+
+func (e *env) clientFlags(fs *flag.FlagSet) func() (*client, error) {
+	server := fs.String("server", envOr("SPYAGENCY_SERVER", "http://127.0.0.1:8080"), "the Spy Agency server (env SPYAGENCY_SERVER)")
+	tokenFile := fs.String("token-file", "", "file holding an API token (default: env SPYAGENCY_TOKEN)")
+	asJSON := fs.Bool("json", false, "print the server's JSON instead of a table")
+	return func() (*client, error) {
+		u, err := url.Parse(*server)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			return nil, fmt.Errorf("bad --server %q: want http(s)://host:port", *server)
+		}
+		c := &client{base: strings.TrimRight(*server, "/"), http: &http.Client{Timeout: 30 * time.Second}, json: *asJSON}
+		if *tokenFile != "" {
+			b, err := os.ReadFile(*tokenFile)
+			if err != nil {
+				return nil, err
+			}
+			c.token = strings.TrimSpace(string(b))
+		} else {
+			c.token = os.Getenv("SPYAGENCY_TOKEN")
+		}
+		return c, nil
+	}
+}
+
+func envOr(name, def string) string {
+	if v := os.Getenv(name); v != "" {
+		return v
+	}
+	return def
+}
+
+// do sends a request and decodes a JSON reply, turning the server's {"error","code"} into an error.
+func (c *client) do(ctx context.Context, method, path string, body any) ([]byte, error) {
+	var rd io.Reader
+	if body != nil {
+		b, err := json.Marshal(body)
+		if err != nil {
+			return nil, err
+		}
+		rd = bytes.NewReader(b)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, c.base+path, rd)
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set("Accept", "application/json")
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	if c.token != "" {
+		req.Header.Set("Authorization", "Bearer "+c.token)
+	}
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	out, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
+	if err != nil {
+		return nil, err
+	}
+	if resp.StatusCode/100 != 2 {
+		var e struct{ Error, Code string }
+		if json.Unmarshal(out, &e) == nil && e.Error != "" {
+			return nil, fmt.Errorf("%s (%s, HTTP %d)", e.Error, e.Code, resp.StatusCode)
+		}
+		return nil, fmt.Errorf("HTTP %d from %s", resp.StatusCode, c.base+path)
+	}
+	return out, nil
+}
+
+func runNumber(fs *flag.FlagSet) (uint32, error) {
+	arg, err := oneArg(fs, "run number")
+	if err != nil {
+		return 0, err
+	}
+	n, err := strconv.ParseUint(arg, 10, 32)
+	if err != nil || n == 0 {
+		return 0, fmt.Errorf("bad run number %q", arg)
+	}
+	return uint32(n), nil
+}
+
+// parseInterleaved parses flags given before or after the positional arguments.
+func parseInterleaved(fs *flag.FlagSet, args []string) ([]string, error) {
+	var pos []string
+	for {
+		if err := parse(fs, args); err != nil {
+			return nil, err
+		}
+		if fs.NArg() == 0 {
+			return pos, nil
+		}
+		pos = append(pos, fs.Arg(0))
+		args = fs.Args()[1:]
+	}
+}
+
+func runRuns(e *env, args []string) error {
+	fs := e.flags("runs", "runs [--class PATTERN] [--readiness STATE] [--limit N] [--server URL] [--json]")
+	class := fs.String("class", "", "run class or pattern, e.g. Collisions*")
+	readiness := fs.String("readiness", "", "only runs in this readiness")
+	limit := fs.Int("limit", 30, "at most this many runs")
+	mk := e.clientFlags(fs)
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	c, err := mk()
+	if err != nil {
+		return err
+	}
+	q := url.Values{"limit": {strconv.Itoa(*limit)}}
+	if *class != "" {
+		q.Set("class", *class)
+	}
+	if *readiness != "" {
+		q.Set("readiness", *readiness)
+	}
+	out, err := c.do(e.ctx, "GET", "/api/v1/runs?"+q.Encode(), nil)
+	if err != nil {
+		return err
+	}
+	if c.json {
+		_, err = e.stdout.Write(out)
+		return err
+	}
+	var list struct{ Runs []web.RunView }
+	if err := json.Unmarshal(out, &list); err != nil {
+		return fmt.Errorf("server reply: %w", err)
+	}
+	tw := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "RUN\tCLASS\tSTOPPED\tREADINESS\tVERSION\tREASON")
+	for _, r := range list.Runs {
+		stopped := "ongoing"
+		if r.Stop != nil {
+			stopped = r.Stop.UTC().Format("2006-01-02 15:04")
+		}
+		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\tv%d\t%s\n", r.Run, r.Class, stopped, r.Readiness.State, r.Readiness.Version, oneLine(r.Readiness.Reason, 90))
+	}
+	return tw.Flush()
+}
+
+func oneLine(s string, max int) string {
+	s = strings.Join(strings.Fields(s), " ")
+	if len(s) > max {
+		return s[:max-1] + "…"
+	}
+	return s
+}
+
+func runRun(e *env, args []string) error {
+	fs := e.flags("run", "run N [--server URL] [--json]")
+	mk := e.clientFlags(fs)
+	pos, err := parseInterleaved(fs, args)
+	if err != nil {
+		return err
+	}
+	if err := fs.Parse(pos); err != nil {
+		return errUsage
+	}
+	run, err := runNumber(fs)
+	if err != nil {
+		return err
+	}
+	c, err := mk()
+	if err != nil {
+		return err
+	}
+	out, err := c.do(e.ctx, "GET", fmt.Sprintf("/api/v1/runs/%d", run), nil)
+	if err != nil {
+		return err
+	}
+	if c.json {
+		_, err = e.stdout.Write(out)
+		return err
+	}
+	var v web.RunView
+	if err := json.Unmarshal(out, &v); err != nil {
+		return fmt.Errorf("server reply: %w", err)
+	}
+	printRun(e.stdout, v)
+	return nil
+}
+
+func printRun(w io.Writer, v web.RunView) {
+	fmt.Fprintf(w, "run %d  %s  readiness %s (v%d)\n%s\n", v.Run, v.Class, v.Readiness.State, v.Readiness.Version, v.Readiness.Reason)
+	if len(v.Readiness.Blocking) > 0 {
+		fmt.Fprintf(w, "blocking: %s\n", strings.Join(v.Readiness.Blocking, ", "))
+	}
+	fmt.Fprintln(w)
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "WORKFLOW\tSTATE\tREQUIRED\tQUALITY\tFLAGS\tREASON")
+	for _, wf := range v.Workflows {
+		if wf.State == pcl.StateNotExpected && !wf.Required {
+			continue
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%v\t%s\t%s\t%s\n", wf.Name, wf.State, wf.Required, wf.Quality, flagList(wf.Flags), oneLine(wf.Reason, 80))
+	}
+	tw.Flush()
+}
+
+func flagList(fl []pcl.Flag) string {
+	if len(fl) == 0 {
+		return "-"
+	}
+	s := make([]string, len(fl))
+	for i, f := range fl {
+		s[i] = string(f)
+	}
+	return strings.Join(s, ",")
+}
+
+// override makes the release, hold, clear and accept commands.
+func override(action pcl.OverrideAction) func(e *env, args []string) error {
+	return func(e *env, args []string) error {
+		syn := fmt.Sprintf("%s N --reason R [--server URL] [--token-file F]", action)
+		if action == pcl.OverrideAccept {
+			syn = "accept N --workflow W --reason R [--server URL] [--token-file F]"
+		}
+		fs := e.flags(string(action), syn)
+		reason := fs.String("reason", "", "why (required; recorded in the audit log)")
+		workflow := fs.String("workflow", "", "the workflow (accept; or clear an accept)")
+		mk := e.clientFlags(fs)
+		pos, err := parseInterleaved(fs, args)
+		if err != nil {
+			return err
+		}
+		if err := fs.Parse(pos); err != nil {
+			return errUsage
+		}
+		run, err := runNumber(fs)
+		if err != nil {
+			return err
+		}
+		if strings.TrimSpace(*reason) == "" {
+			if action != pcl.OverrideClear {
+				return errors.New("--reason is required")
+			}
+			*reason = "cleared"
+		}
+		c, err := mk()
+		if err != nil {
+			return err
+		}
+		out, err := c.do(e.ctx, "POST", fmt.Sprintf("/api/v1/runs/%d/override", run),
+			map[string]string{"action": string(action), "workflow": *workflow, "reason": *reason})
+		if err != nil {
+			return err
+		}
+		if c.json {
+			_, err = e.stdout.Write(out)
+			return err
+		}
+		var v web.RunView
+		if err := json.Unmarshal(out, &v); err != nil {
+			return fmt.Errorf("server reply: %w", err)
+		}
+		fmt.Fprintf(e.stdout, "run %d is now %s (v%d): %s\n", v.Run, v.Readiness.State, v.Readiness.Version, v.Readiness.Reason)
+		return nil
+	}
+}
+
+// runToken makes an API token directly in a store (the server need not run).
+func runToken(e *env, args []string) error {
+	if len(args) == 0 || args[0] != "create" {
+		fmt.Fprintln(e.stderr, "Usage: spyagency token create --store DSN --name NAME --scope read|steer|operate [--expires DURATION]")
+		return errUsage
+	}
+	fs := e.flags("token create", "token create --store DSN --name NAME --scope read|steer|operate [--expires DURATION]")
+	dsn := fs.String("store", "", "the store DSN (sqlite:PATH), as the server's")
+	name := fs.String("name", "", "who or what the token is for")
+	scope := fs.String("scope", "", "read, steer or operate")
+	expires := fs.Duration("expires", 0, "lifetime, e.g. 720h (default: no expiry)")
+	if err := parse(fs, args[1:]); err != nil {
+		return err
+	}
+	if *dsn == "" || *name == "" || *scope == "" {
+		fs.Usage()
+		return errUsage
+	}
+	sc, err := access.ParseScope(*scope)
+	if err != nil {
+		return err
+	}
+	cfg := config.Default()
+	cfg.Store.DSN = *dsn
+	st, err := app.OpenStore(e.ctx, cfg, clock.Real{}, discardLogger())
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	tok, err := access.Create(e.ctx, st, *name, sc, time.Now(), *expires)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintln(e.stdout, tok)
+	fmt.Fprintf(e.stderr, "token %q with scope %s made; it is shown only now\n", *name, sc)
+	return nil
+}

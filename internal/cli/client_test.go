@@ -1,0 +1,97 @@
+package cli
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/cms-pcl/spyagency/internal/app"
+	"github.com/cms-pcl/spyagency/internal/config"
+	"github.com/cms-pcl/spyagency/internal/pcl"
+)
+
+// startServer runs a whole instance on a temp store holding one waiting run.
+func startServer(t *testing.T) (base, dsn string) {
+	t.Helper()
+	dsn = "sqlite:" + filepath.Join(t.TempDir(), "spy.db")
+	cfg := config.Default()
+	cfg.Store.DSN = dsn
+	ctx, cancel := context.WithCancel(t.Context())
+	a, err := app.New(ctx, app.Options{Config: cfg})
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- a.Run(ctx, "127.0.0.1:0") }()
+	t.Cleanup(func() { cancel(); <-done })
+	<-a.Started()
+	stop := time.Now().Add(-time.Hour).UTC()
+	obs := []pcl.Observation{
+		{Source: pcl.SourceOMS, Kind: pcl.KindRun, Run: 392680, At: stop, RunInfo: &pcl.RunInfo{Start: stop.Add(-time.Hour), Stop: &stop, Class: "Collisions25", LastUpdate: stop}},
+		{Source: pcl.SourceTier0, Kind: pcl.KindExpressConfig, Run: 392680, At: stop, Stream: "Express", Producers: []string{"PromptCalibProdSiStripGains"}},
+	}
+	if err := a.Agency.Ingest(ctx, pcl.SourceOMS, obs); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.Agency.Reconcile(ctx, 392680); err != nil {
+		t.Fatal(err)
+	}
+	return "http://" + a.Addr().String(), dsn
+}
+
+func TestClientCommands(t *testing.T) {
+	t.Parallel()
+	base, dsn := startServer(t)
+	code, out, errs := run(t, "runs", "--server", base)
+	if code != 0 || !strings.Contains(out, "392680") || !strings.Contains(out, "waiting") || !strings.Contains(out, "READINESS") {
+		t.Fatalf("runs: %d %q %q", code, out, errs)
+	}
+	code, out, _ = run(t, "run", "392680", "--server", base)
+	if code != 0 || !strings.Contains(out, "SiStripGains") || !strings.Contains(out, "blocking: SiStripGains") {
+		t.Errorf("run: %d %q", code, out)
+	}
+	if code, out, _ := run(t, "run", "--server", base, "--json", "392680"); code != 0 || !strings.HasPrefix(out, "{") {
+		t.Errorf("run --json: %d %q", code, out)
+	}
+	if code, _, errs := run(t, "run", "1", "--server", base); code != 1 || !strings.Contains(errs, "not_found") {
+		t.Errorf("unknown run: %d %q", code, errs)
+	}
+	// Without a token the server refuses; with an operate token it holds the run.
+	if code, _, errs := run(t, "hold", "392680", "--reason", "pixel alignment looks odd", "--server", base); code != 1 || !strings.Contains(errs, "unauthorized") {
+		t.Errorf("hold without token: %d %q", code, errs)
+	}
+	code, tok, errs := run(t, "token", "create", "--store", dsn, "--name", "calib-shifter", "--scope", "operate", "--expires", "1h")
+	if code != 0 || !strings.HasPrefix(tok, "sa_") {
+		t.Fatalf("token create: %d %q %q", code, tok, errs)
+	}
+	tokenFile := filepath.Join(t.TempDir(), "token")
+	os.WriteFile(tokenFile, []byte(tok), 0o600)
+	if code, _, errs := run(t, "hold", "392680", "--server", base, "--token-file", tokenFile); code != 1 || !strings.Contains(errs, "--reason") {
+		t.Errorf("hold without reason: %d %q", code, errs)
+	}
+	code, out, errs = run(t, "hold", "392680", "--reason", "pixel alignment looks odd", "--server", base, "--token-file", tokenFile)
+	if code != 0 || !strings.Contains(out, "held") {
+		t.Fatalf("hold: %d %q %q", code, out, errs)
+	}
+	code, out, errs = run(t, "clear", "392680", "--server", base, "--token-file", tokenFile)
+	if code != 0 || !strings.Contains(out, "waiting") {
+		t.Errorf("clear: %d %q %q", code, out, errs)
+	}
+	code, tok2, _ := run(t, "token", "create", "--store", dsn, "--name", "dashboard", "--scope", "read")
+	os.WriteFile(tokenFile, []byte(tok2), 0o600)
+	if code != 0 {
+		t.Fatal("read token")
+	}
+	if code, _, errs := run(t, "release", "392680", "--reason", "x", "--server", base, "--token-file", tokenFile); code != 1 || !strings.Contains(errs, "forbidden") {
+		t.Errorf("release with a read token: %d %q", code, errs)
+	}
+	if code, _, _ := run(t, "token", "create", "--store", dsn, "--name", "x", "--scope", "admin"); code != 1 {
+		t.Errorf("bad scope: %d", code)
+	}
+	if code, _, errs := run(t, "runs", "--server", "ftp://x"); code != 1 || !strings.Contains(errs, "--server") {
+		t.Errorf("bad server: %d %q", code, errs)
+	}
+}
