@@ -39,7 +39,7 @@ type Options struct {
 	// also any loopback client when OpenLoopback (the demo) is set.
 	Operator     func(*http.Request) (string, error)
 	OpenLoopback bool
-	Banner   string
+	Banner       string
 }
 
 // App is one running Spy Agency.
