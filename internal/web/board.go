@@ -104,6 +104,9 @@ func cellOf(ws pcl.WorkflowStatus, blocking []string) boardCell {
 	}
 	for _, f := range ws.Flags {
 		words = append(words, string(f))
+		if ws.State == pcl.StateNotExpected {
+			continue // named for screen readers and on hover, but no mark: nothing to do about it
+		}
 		if f == pcl.FlagAtRisk {
 			classes = append(classes, "at-risk")
 			c.Mark = "!"

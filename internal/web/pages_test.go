@@ -79,17 +79,17 @@ func TestBoardPage(t *testing.T) {
 	}
 	noHostileMarkup(t, "board", page)
 	for _, s := range []string{
-		`<th scope="col" class="wf" data-wf="SiStripGains" >`,        // expected somewhere: shown
-		`<span class="sr">upload-failed`,                              // the state's name for screen readers
-		`title="SiPixelAli: upload-failed`,                            // and on hover
-		`class="src-stale"`,                                           // the stale DQM spy in red
-		`Alerts are not configured`,                                   // the alerts placeholder
-		`not available on this server`,                                // no first-unready function
-		`role="status"`,                                               // the live region
-		`href="#main"`,                                                // the skip link
-		`<span class="badge rd-held"`,                                 // readiness badge
-		`data-live="1"`,                                               // live updates on
-		`<script src="/static/app.js?v=`,                              // the script is a file, not inline
+		`<th scope="col" class="wf" data-wf="SiStripGains" >`, // expected somewhere: shown
+		`<span class="sr">upload-failed`,                      // the state's name for screen readers
+		`title="SiPixelAli: upload-failed`,                    // and on hover
+		`class="src-stale"`,                                   // the stale DQM spy in red
+		`Alerts are not configured`,                           // the alerts placeholder
+		`not available on this server`,                        // no first-unready function
+		`role="status"`,                                       // the live region
+		`href="#main"`,                                        // the skip link
+		`<span class="badge rd-held"`,                         // readiness badge
+		`data-live="1"`,                                       // live updates on
+		`<script src="/static/app.js?v=`,                      // the script is a file, not inline
 	} {
 		if !strings.Contains(page, s) {
 			t.Errorf("board lacks %q", s)
@@ -361,7 +361,9 @@ func TestOperatorFormFlow(t *testing.T) {
 func TestOperatorFormClosedWithoutAccess(t *testing.T) {
 	t.Parallel()
 	_, base := seeded(t, func(o *Options) {
-		o.Operator = func(*http.Request) (string, error) { return "", apperr.Errorf(apperr.Forbidden, "log in with the operator role") }
+		o.Operator = func(*http.Request) (string, error) {
+			return "", apperr.Errorf(apperr.Forbidden, "log in with the operator role")
+		}
 	})
 	_, page, _ := fetch(t, base+"/runs/392670")
 	if strings.Contains(page, `id="act-form"`) || !strings.Contains(page, "log in with the operator role") {

@@ -162,7 +162,7 @@ func newToken() (string, error) {
 var stateSymbols = map[pcl.State]string{
 	pcl.StateNotExpected: "·", pcl.StatePending: "…", pcl.StateAwaitingHarvest: "◔", pcl.StateHarvested: "◑",
 	pcl.StateUploading: "↑", pcl.StateUploaded: "◕", pcl.StateInDB: "✓", pcl.StateNoPayload: "∅",
-	pcl.StateUploadFailed: "✗", pcl.StateTooLate: "⇤", pcl.StateTimedOut: "⌛", pcl.StateAccepted: "☑",
+	pcl.StateUploadFailed: "✗", pcl.StateTooLate: "⇤", pcl.StateTimedOut: "⊗", pcl.StateAccepted: "☑",
 }
 
 func stateSymbol(s pcl.State) string {
@@ -173,8 +173,8 @@ func stateSymbol(s pcl.State) string {
 }
 
 var readinessSymbols = map[pcl.Readiness]string{
-	pcl.ReadinessOngoing: "▶", pcl.ReadinessWaiting: "◷", pcl.ReadinessReady: "✓", pcl.ReadinessTimedOut: "⌛",
-	pcl.ReadinessHeld: "⏸", pcl.ReadinessForced: "⏩", pcl.ReadinessReleased: "✔",
+	pcl.ReadinessOngoing: "▶", pcl.ReadinessWaiting: "◷", pcl.ReadinessReady: "✓", pcl.ReadinessTimedOut: "⊗",
+	pcl.ReadinessHeld: "‖", pcl.ReadinessForced: "»", pcl.ReadinessReleased: "✔",
 }
 
 func readinessSymbol(r pcl.Readiness) string {

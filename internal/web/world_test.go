@@ -95,7 +95,7 @@ func runObs(run uint32, class string, start time.Time, stop *time.Time) pcl.Obse
 		last = *stop
 	}
 	return pcl.Observation{Source: pcl.SourceOMS, Kind: pcl.KindRun, Run: run, At: last,
-		RunInfo: &pcl.RunInfo{Start: start, Stop: stop, Class: class, LastUpdate: last, Components: []string{"TRACKER", "PIXEL"}}}
+		RunInfo: &pcl.RunInfo{Start: start, Stop: stop, Class: class, LastUpdate: last, BField: 3.8, Components: []string{"TRACKER", "PIXEL"}}}
 }
 
 func stoppedAt(run uint32, class string, stop time.Time) pcl.Observation {

@@ -2,6 +2,7 @@ package plot
 
 import (
 	"html/template"
+	"strings"
 	"time"
 )
 
@@ -92,7 +93,15 @@ func (t Timeline) Draw() template.HTML {
 	}
 	for _, v := range t.Lines {
 		s.line(x(v.At), topPad-8, x(v.At), bottom, v.Class, v.Label)
-		s.text(x(v.At), topPad-10, v.Class+"-label", "middle", v.Label)
+		// The label's classes are the line's with "-label", so CSS can colour a label without giving
+		// text a line's dashes; near an edge the label is anchored inwards so that it is not cut.
+		anchor := "middle"
+		if x(v.At) > Width-120 {
+			anchor = "end"
+		} else if x(v.At) < labelW+60 {
+			anchor = "start"
+		}
+		s.text(x(v.At), topPad-10, "vlabel "+strings.Join(strings.Fields(v.Class), "-label ")+"-label", anchor, v.Label)
 	}
 	for _, a := range t.Actions {
 		s.line(x(a.At), topPad, x(a.At), bottom, "action-line", a.Title)
