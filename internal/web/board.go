@@ -1,7 +1,10 @@
 package web
 
 import (
+	"cmp"
 	"context"
+	"html"
+	"html/template"
 	"net/http"
 	"net/url"
 	"path"
@@ -130,6 +133,35 @@ func cellOf(ws pcl.WorkflowStatus, blocking []string) boardCell {
 	return c
 }
 
+// cellsHTML renders a row's workflow cells. It is the board's hot loop (rows × workflows), so it is
+// written out here instead of in the template, whose escaper costs a reflective call per attribute: every
+// value from a source goes through html.EscapeString, which escapes quotes too, so it is safe inside
+// the quoted attributes and the text below. app.js fills the same structure from the same boardCell.
+func cellsHTML(cells []boardCell, hidden map[string]bool) template.HTML {
+	var b strings.Builder
+	b.Grow(len(cells) * 300)
+	for _, c := range cells {
+		b.WriteString(`<td class="`)
+		b.WriteString(html.EscapeString(c.Class))
+		b.WriteString(`" data-wf="`)
+		b.WriteString(html.EscapeString(c.Name))
+		b.WriteString(`" title="`)
+		b.WriteString(html.EscapeString(c.Title))
+		b.WriteString(`"`)
+		if hidden[c.Name] {
+			b.WriteString(` hidden`)
+		}
+		b.WriteString(`><span class="sym" aria-hidden="true">`)
+		b.WriteString(html.EscapeString(c.Symbol))
+		b.WriteString(`</span><span class="mark" aria-hidden="true">`)
+		b.WriteString(html.EscapeString(c.Mark))
+		b.WriteString(`</span><span class="sr">`)
+		b.WriteString(html.EscapeString(c.Label))
+		b.WriteString(`</span></td>`)
+	}
+	return template.HTML(b.String())
+}
+
 // needsAttention: the run waits, is held or timed out, or one of its workflows is at risk or failed,
 // while the run is not yet released (a released run needs nothing more from anyone).
 func needsAttention(rs pcl.RunState) bool {
@@ -218,9 +250,8 @@ func (f boardFilter) query(before uint32) string {
 
 // runsFor reads the runs of a board page and the run to continue below (0: no older run).
 func (s *Server) runsFor(ctx context.Context, f boardFilter) ([]pcl.RunState, uint32, error) {
-	q := store.RunQuery{Class: f.Class, Readiness: f.Readiness, Before: f.Before}
 	if !f.Attention {
-		q.Limit = f.Limit + 1
+		q := store.RunQuery{Class: f.Class, Readiness: f.Readiness, Before: f.Before, Limit: f.Limit + 1}
 		states, err := s.o.Store.RunStates(ctx, q)
 		if err != nil || len(states) <= f.Limit {
 			return states, 0, err
@@ -228,31 +259,61 @@ func (s *Server) runsFor(ctx context.Context, f boardFilter) ([]pcl.RunState, ui
 		states = states[:f.Limit]
 		return states, states[len(states)-1].Run, nil
 	}
-	// "Needs attention" is not a column of the store: look through the runs page by page, up to a bound
-	// so that a page stays fast, and continue from where the look stopped.
+	// "Needs attention" is not a column of the store, but it is mostly readiness, which is indexed: the
+	// newest page of each readiness that can need attention, merged, holds the newest page of all.
+	// Released runs never need attention, so the bulk of a year of runs is never read.
+	var out []pcl.RunState
+	floor := uint32(0) // below this run, some readiness was not looked through
+	for _, rd := range []pcl.Readiness{pcl.ReadinessWaiting, pcl.ReadinessHeld, pcl.ReadinessTimedOut,
+		pcl.ReadinessOngoing, pcl.ReadinessReady, pcl.ReadinessForced} {
+		if f.Readiness != "" && f.Readiness != rd {
+			continue
+		}
+		got, fl, err := s.attentionOf(ctx, f, rd)
+		if err != nil {
+			return nil, 0, err
+		}
+		out, floor = append(out, got...), max(floor, fl)
+	}
+	slices.SortFunc(out, func(a, b pcl.RunState) int { return cmp.Compare(b.Run, a.Run) })
+	out = slices.DeleteFunc(out, func(rs pcl.RunState) bool { return rs.Run < floor })
+	more := floor > 0
+	if len(out) > f.Limit {
+		out, more = out[:f.Limit], true
+	}
+	switch {
+	case !more:
+		return out, 0, nil
+	case len(out) == 0:
+		return out, floor, nil
+	}
+	return out, out[len(out)-1].Run, nil
+}
+
+// attentionOf returns the newest runs of one readiness that need attention, up to the page size, and
+// the run below which it did not look (0: it saw every older run). Readinesses where only some runs need
+// attention (a ready run with a failed optional workflow) are looked through page by page, up to a bound.
+func (s *Server) attentionOf(ctx context.Context, f boardFilter, rd pcl.Readiness) ([]pcl.RunState, uint32, error) {
+	q := store.RunQuery{Class: f.Class, Readiness: rd, Before: f.Before, Limit: f.Limit + 1}
 	var out []pcl.RunState
 	for scanned := 0; scanned < attentionMax; {
-		q.Limit = scanPage
 		states, err := s.o.Store.RunStates(ctx, q)
 		if err != nil {
 			return nil, 0, err
 		}
-		for i, rs := range states {
+		for _, rs := range states {
 			if needsAttention(rs) {
-				out = append(out, rs)
 				if len(out) == f.Limit {
-					if i == len(states)-1 && len(states) < scanPage {
-						return out, 0, nil
-					}
-					return out, rs.Run, nil
+					return out, out[len(out)-1].Run, nil
 				}
+				out = append(out, rs)
 			}
 		}
-		scanned += len(states)
-		if len(states) < scanPage {
+		if len(states) < q.Limit {
 			return out, 0, nil
 		}
-		q.Before = states[len(states)-1].Run
+		scanned += len(states)
+		q.Before, q.Limit = states[len(states)-1].Run, scanPage
 	}
 	return out, q.Before, nil
 }

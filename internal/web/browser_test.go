@@ -108,7 +108,7 @@ func (b *browser) eval(expr string) string {
 	b.t.Helper()
 	ctx, cancel := context.WithTimeout(b.ctx, 10*time.Second)
 	defer cancel()
-	v, err := chromedp.Run(ctx, chromedp.Evaluate[string](`String(` + expr + `)`))
+	v, err := chromedp.Run(ctx, chromedp.Evaluate[string](`String(`+expr+`)`))
 	if err != nil {
 		b.t.Fatalf("evaluate %s: %v", expr, err)
 	}

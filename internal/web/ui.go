@@ -54,6 +54,7 @@ func newUI() (*ui, error) {
 		"static":     func(name string) string { return "/static/" + name + "?v=" + u.version[name] },
 		"pct":        func(a, b int) string { return pct(a, b) },
 		"join":       strings.Join,
+		"cells":      cellsHTML,
 		"deref":      func(t *time.Time) time.Time { return *t },
 		"rowArgs": func(row boardRow, hidden map[string]bool, now time.Time) rowArgs {
 			return rowArgs{Row: row, Hidden: hidden, Now: now}
@@ -96,6 +97,7 @@ type page struct {
 func (s *Server) render(w http.ResponseWriter, r *http.Request, status int, name string, p page) {
 	p.Banner, p.Now = s.o.Banner, s.o.Clock.Now()
 	var buf bytes.Buffer
+	buf.Grow(64 << 10) // a board page is about this size; growing by doubling costs copies
 	if err := s.ui.pages[name].Execute(&buf, p); err != nil {
 		s.log.Error("render page", "page", name, "path", r.URL.Path, "err", err)
 		http.Error(w, "internal error; see the server log", http.StatusInternalServerError)
