@@ -54,6 +54,8 @@ type Agency struct {
 	mu          sync.Mutex
 	touched     map[uint32]bool
 	open        map[uint32]bool     // runs whose readiness is not final (not released)
+	runHints    map[uint32]*runHint // what the spies need of each known run: stopped, streams
+	harvested   map[string]bool     // destination tags named by harvested metadata
 	payloadRuns map[string][]uint32 // harvested payload hash → runs, to route IOVs whose since moved
 	fcsr        uint32
 	subs        map[chan Event]bool
@@ -82,6 +84,7 @@ func New(ctx context.Context, o Options) (*Agency, error) {
 		o.Resync = 5 * time.Minute
 	}
 	a := &Agency{o: o, log: o.Logger, touched: map[uint32]bool{}, open: map[uint32]bool{},
+		runHints: map[uint32]*runHint{}, harvested: map[string]bool{},
 		payloadRuns: map[string][]uint32{}, subs: map[chan Event]bool{}, kick: make(chan struct{}, 1)}
 	if err := a.load(ctx); err != nil {
 		return nil, err
@@ -102,7 +105,7 @@ func (a *Agency) load(ctx context.Context) error {
 		return fmt.Errorf("agency: read harvest files: %w", err)
 	}
 	for _, o := range files {
-		a.notePayloads(o)
+		a.noteHint(o)
 	}
 	for before := uint32(0); ; {
 		states, err := a.o.Store.RunStates(ctx, store.RunQuery{Before: before, Limit: 1000})
@@ -119,13 +122,54 @@ func (a *Agency) load(ctx context.Context) error {
 		}
 		before = states[len(states)-1].Run
 	}
+	if len(a.open) > 0 {
+		hinted, err := a.o.Store.Observations(ctx, store.ObservationQuery{Runs: a.OpenRuns(),
+			Kinds: []pcl.Kind{pcl.KindRun, pcl.KindExpressConfig, pcl.KindStreamDone}})
+		if err != nil {
+			return fmt.Errorf("agency: read open runs: %w", err)
+		}
+		for _, o := range hinted {
+			a.noteHint(o)
+		}
+	}
 	return nil
 }
 
-func (a *Agency) notePayloads(o pcl.Observation) {
-	for _, p := range o.Payloads {
-		if !slices.Contains(a.payloadRuns[p.Payload], o.Run) {
-			a.payloadRuns[p.Payload] = append(a.payloadRuns[p.Payload], o.Run)
+// runHint is what the spies are told of a run (see Hints).
+type runHint struct {
+	stopped bool
+	streams []string // configured express streams
+	done    []string // streams seen done
+}
+
+// noteHint keeps what the spies' hints and the IOV routing need from an observation, so that they are
+// answered from memory instead of the store on every poll. Called with a.mu held, or before the agency
+// is shared.
+func (a *Agency) noteHint(o pcl.Observation) {
+	h := a.runHints[o.Run]
+	if h == nil && o.Run != 0 && (o.Kind == pcl.KindRun || o.Kind == pcl.KindExpressConfig || o.Kind == pcl.KindStreamDone) {
+		h = &runHint{}
+		a.runHints[o.Run] = h
+	}
+	switch o.Kind {
+	case pcl.KindHarvestFile:
+		for _, p := range o.Payloads {
+			if !slices.Contains(a.payloadRuns[p.Payload], o.Run) {
+				a.payloadRuns[p.Payload] = append(a.payloadRuns[p.Payload], o.Run)
+			}
+		}
+		for _, d := range o.Destinations {
+			a.harvested[d] = true
+		}
+	case pcl.KindRun:
+		h.stopped = h.stopped || o.RunInfo.Stop != nil
+	case pcl.KindExpressConfig:
+		if !slices.Contains(h.streams, o.Stream) {
+			h.streams = append(h.streams, o.Stream)
+		}
+	case pcl.KindStreamDone:
+		if o.Done && !slices.Contains(h.done, o.Stream) {
+			h.done = append(h.done, o.Stream)
 		}
 	}
 }
@@ -146,9 +190,8 @@ func (a *Agency) Ingest(ctx context.Context, src pcl.Source, obs []pcl.Observati
 	var fcsr uint32
 	a.mu.Lock()
 	for _, o := range added {
+		a.noteHint(o)
 		switch o.Kind {
-		case pcl.KindHarvestFile:
-			a.notePayloads(o)
 		case pcl.KindFCSR:
 			fcsr = max(fcsr, o.Run)
 		case pcl.KindIOV:
@@ -361,6 +404,7 @@ func (a *Agency) reconcileRun(ctx context.Context, run uint32, now time.Time) (b
 	a.mu.Lock()
 	if rs.Decision.State == pcl.ReadinessReleased {
 		delete(a.open, run)
+		delete(a.runHints, run)
 	} else {
 		a.open[run] = true
 	}

@@ -39,7 +39,10 @@ type Options struct {
 	// also any loopback client when OpenLoopback (the demo) is set.
 	Operator     func(*http.Request) (string, error)
 	OpenLoopback bool
-	Banner       string
+	// Stepped is for driving the agency in simulated time from a test or the study: spies do not retry
+	// within a poll (a retry would wait on a clock nobody moves), and Step replaces Run's loops.
+	Stepped bool
+	Banner  string
 }
 
 // App is one running Spy Agency.
@@ -87,7 +90,7 @@ func New(ctx context.Context, o Options) (*App, error) {
 		return nil, err
 	}
 	a.Agency = ag
-	if a.runners, err = buildRunners(cfg, cat, o.Clock, o.Logger, st, ag); err != nil {
+	if a.runners, err = buildRunners(cfg, cat, o.Clock, o.Logger, st, ag, o.Stepped); err != nil {
 		st.Close()
 		return nil, err
 	}
@@ -174,6 +177,16 @@ func (a *App) ready(ctx context.Context) error {
 	}
 	_, _, err := a.Store.Setting(ctx, "ready-probe")
 	return err
+}
+
+// Step polls every spy whose interval has passed and runs one reconcile pass: the agency's work for one
+// tick of simulated time, done synchronously. Spies that fail are counted in their health as in Run;
+// Step fails only when the pass does.
+func (a *App) Step(ctx context.Context) error {
+	for _, r := range a.runners {
+		_, _ = r.PollIfDue(ctx)
+	}
+	return a.Agency.Pass(ctx)
 }
 
 // Addr is the address the web server bound, once Run has started it (nil before).

@@ -56,7 +56,7 @@ func NewSpy(src pcl.Source, sc config.Source, p SpyParams) (spy.Spy, error) {
 	return nil, fmt.Errorf("unknown source %q", src)
 }
 
-func buildRunners(cfg *config.Config, cat *pcl.Catalogue, clk clock.Clock, log *slog.Logger, st store.Store, ag *agency.Agency) ([]*runner.Runner, error) {
+func buildRunners(cfg *config.Config, cat *pcl.Catalogue, clk clock.Clock, log *slog.Logger, st store.Store, ag *agency.Agency, stepped bool) ([]*runner.Runner, error) {
 	classes, err := config.NewClassifier(cfg.RunClasses)
 	if err != nil {
 		return nil, err
@@ -68,8 +68,12 @@ func buildRunners(cfg *config.Config, cat *pcl.Catalogue, clk clock.Clock, log *
 		if err != nil {
 			return nil, fmt.Errorf("source %s: %w", src, err)
 		}
+		retries := 0 // the runner's default
+		if stepped {
+			retries = -1
+		}
 		out = append(out, runner.New(sp, runner.Options{Clock: clk, Interval: sc.Interval, Jitter: sc.Jitter, Timeout: sc.Timeout,
-			StaleAfter: sc.StaleAfter, Cursors: st, Sink: ag.Ingest, Logger: log.With("spy", string(src))}))
+			StaleAfter: sc.StaleAfter, Retries: retries, Cursors: st, Sink: ag.Ingest, Logger: log.With("spy", string(src))}))
 	}
 	return out, nil
 }

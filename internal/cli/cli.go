@@ -39,6 +39,7 @@ func commands() map[string]command {
 	return map[string]command{
 		"version": {"print version, commit and Go version", runVersion},
 		"serve":   {"run the agency against the configured sources", runServe},
+		"demo":    {"the whole loop on this machine: a simulated CMS and the agency, dashboard included", runDemo},
 		"config":  {"check a configuration file (config check FILE), or print an example (config example)", runConfig},
 		"probe":   {"poll one source once and print its observations as JSON lines", runProbe},
 		"runs":    {"list runs and their readiness (from a server)", runRuns},

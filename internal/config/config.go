@@ -324,6 +324,17 @@ func (s *Sources) ByName(name pcl.Source) (Source, bool) {
 	return Source{}, false
 }
 
+// Set replaces one source's block.
+func (s *Sources) Set(name pcl.Source, src Source) bool {
+	for _, n := range s.list() {
+		if n.name == name {
+			*n.src = src
+			return true
+		}
+	}
+	return false
+}
+
 // Enabled lists the enabled sources in pcl.Sources order.
 func (s *Sources) Enabled() []pcl.Source {
 	var out []pcl.Source

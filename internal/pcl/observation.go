@@ -178,7 +178,10 @@ func (o *Observation) Key() string {
 	case KindIOV:
 		w(o.Tag, u(o.Since), ts(o.Inserted), o.Payload)
 	case KindDQMQuality:
-		w(o.Workflow, o.Dataset, string(o.Quality), ts(o.At))
+		// The DQM GUI gives no time: the spy stamps its poll. The fact is the verdict, so polls that
+		// see the same verdict are one fact. (A verdict that changes back to an earlier one is not
+		// stored again; the reconcile then keeps the later verdict. DQM re-harvests rarely flip.)
+		w(o.Workflow, o.Dataset, string(o.Quality))
 	case KindOverride:
 		w(string(o.Action), o.Workflow, o.Actor, o.Reason, ts(o.At))
 	default:

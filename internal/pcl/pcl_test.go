@@ -42,6 +42,16 @@ func TestKeyIdentifiesFacts(t *testing.T) {
 	if a.Key() == c.Key() {
 		t.Error("two IOV rows share a key")
 	}
+	q := Observation{Source: SourceDQM, Kind: KindDQMQuality, Run: 392671, At: at, Workflow: "SiStripGains", Quality: QualityGood}
+	q2 := q
+	q2.At = at.Add(10 * time.Minute) // the next poll of the DQM GUI, same verdict
+	if q.Key() != q2.Key() {
+		t.Error("the same DQM verdict seen at two polls has two keys")
+	}
+	q2.Quality = QualityBad
+	if q.Key() == q2.Key() {
+		t.Error("a changed DQM verdict has the same key")
+	}
 	d := Observation{Source: SourceTier0, Kind: KindStreamDone, Run: 392671, At: at, Stream: "Express", Done: true}
 	e := d
 	e.At = at.Add(5 * time.Minute)

@@ -110,7 +110,8 @@ func (d *deriver) decide(rs *pcl.RunState) pcl.Decision {
 		dec.State, dec.Reason = pcl.ReadinessWaiting, "OMS has not reported the run yet"
 		return dec
 	case f.info.Stop == nil:
-		dec.State, dec.Reason = pcl.ReadinessOngoing, "run ongoing"
+		// Nothing can be final while the run records: listing every workflow as blocking says nothing.
+		dec.State, dec.Reason, dec.Blocking = pcl.ReadinessOngoing, "run ongoing", []string{}
 		return dec
 	case !f.configured() && f.info.Duration() >= d.cp.MinRunLength:
 		dec.State, dec.Reason = pcl.ReadinessWaiting, "Tier-0 express configuration not seen yet"

@@ -45,7 +45,7 @@ func (s StoreSource) Snapshot(ctx context.Context, upTo uint32) ([]pcl.RunState,
 		limit = DefaultSnapshotLimit
 	}
 	// Ask for one more than the limit to tell "exactly limit runs" from "more than limit".
-	states, err := s.Store.RunStates(ctx, store.RunQuery{To: upTo, Limit: limit + 1})
+	states, err := s.Store.RunStates(ctx, store.RunQuery{To: upTo, Limit: limit + 1, Summary: true})
 	if err != nil {
 		return nil, fmt.Errorf("read run states: %w", err)
 	}

@@ -32,6 +32,8 @@ type RunQuery struct {
 	Before    uint32        // runs below this number; 0 for no bound
 	From, To  uint32        // inclusive run range; 0 for no bound
 	Limit     int           // 0: the store's default (100)
+	// Summary fills only Run, Class and Decision: enough to decide releases, and much cheaper.
+	Summary bool
 }
 
 // OutboxEntry is one decision waiting to be pushed to one target. The pair (Target, Run, Version) is

@@ -55,6 +55,7 @@ type Runner struct {
 	wake chan struct{} // a notification that the source changed: poll now
 
 	mu          sync.Mutex
+	lastPoll    time.Time // start of the last poll (PollIfDue)
 	started     time.Time
 	lastSuccess time.Time
 	failures    int
@@ -142,13 +143,31 @@ func (r *Runner) Run(ctx context.Context) error {
 	}
 	for {
 		start := r.opts.Clock.Now()
-		if err := r.PollOnce(ctx); err != nil && ctx.Err() == nil {
-			r.opts.Logger.Warn("poll failed", "source", r.name, "err", err)
+		before := r.Health()
+		err := r.PollOnce(ctx)
+		if ctx.Err() == nil {
+			r.logChange(before, r.Health(), err)
 		}
 		wait := r.nextDelay() - r.opts.Clock.Now().Sub(start)
 		if err := r.sleep(ctx, wait); err != nil {
 			return nil
 		}
+	}
+}
+
+// logChange logs what changed in the spy's health, not every poll: a source down for an hour at a
+// one-minute interval must not fill the log.
+func (r *Runner) logChange(before, after spy.Health, err error) {
+	switch {
+	case err == nil && before.Failures > 0:
+		r.opts.Logger.Info("source answers again", "source", r.name, "failed_polls", before.Failures)
+	case err != nil && after.Stale && !before.Stale:
+		r.opts.Logger.Warn("source stale: nothing will be concluded from its silence", "source", r.name,
+			"failed_polls", after.Failures, "err", err)
+	case err != nil && before.Failures == 0:
+		r.opts.Logger.Warn("poll failed", "source", r.name, "err", err)
+	case err != nil:
+		r.opts.Logger.Debug("poll failed", "source", r.name, "failed_polls", after.Failures, "err", err)
 	}
 }
 
@@ -183,6 +202,23 @@ func (r *Runner) sleep(ctx context.Context, d time.Duration) error {
 
 // errPollDeadline is the cause of an attempt's context when its deadline passed.
 var errPollDeadline = errors.New("poll deadline passed")
+
+// PollIfDue polls when the interval (without jitter) has passed since the last poll PollIfDue made, or
+// when it never polled; it reports whether it polled. It is Run's schedule for callers that drive time
+// themselves (the study, end-to-end tests).
+func (r *Runner) PollIfDue(ctx context.Context) (bool, error) {
+	now := r.opts.Clock.Now()
+	r.mu.Lock()
+	due := r.lastPoll.IsZero() || now.Sub(r.lastPoll) >= r.opts.Interval
+	if due {
+		r.lastPoll = now
+	}
+	r.mu.Unlock()
+	if !due {
+		return false, nil
+	}
+	return true, r.PollOnce(ctx)
+}
 
 // PollOnce does one poll: reads the cursor, calls the spy (retrying retryable failures with backoff while
 // the interval allows), validates the observations, hands them to the sink and only then saves the new

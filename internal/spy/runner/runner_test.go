@@ -3,6 +3,7 @@ package runner
 import (
 	"context"
 	"errors"
+	"log/slog"
 	"math/rand/v2"
 	"strings"
 	"sync"
@@ -348,4 +349,68 @@ func TestWatchWakesThePollAndDegradedShows(t *testing.T) {
 			t.Errorf("health with a degraded spy: %+v", h)
 		}
 	})
+}
+
+// logRecorder keeps what the runner logged.
+type logRecorder struct {
+	mu    sync.Mutex
+	lines []string
+}
+
+func (l *logRecorder) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.lines = append(l.lines, string(p))
+	return len(p), nil
+}
+
+func TestLogsChangesNotEveryPoll(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		clk := clock.NewFake(t0)
+		script := []func(context.Context, string) (spy.Result, error){ok("c")}
+		for range 20 {
+			script = append(script, fail(errors.New("HTTP 400: bad request")))
+		}
+		script = append(script, ok("c"))
+		sp := &fakeSpy{clk: clk, script: script}
+		rec := &logRecorder{}
+		r := New(sp, Options{Clock: clk, Interval: time.Minute, Sink: (&recordingSink{}).sink, StaleAfter: 3, Retries: -1,
+			Logger: slog.New(slog.NewTextHandler(rec, &slog.HandlerOptions{Level: slog.LevelInfo})), Rand: rand.New(rand.NewPCG(1, 2))})
+		ctx, cancel := context.WithCancel(t.Context())
+		defer cancel()
+		go r.Run(ctx)
+		for range 30 * 60 {
+			synctest.Wait()
+			clk.Advance(time.Second)
+		}
+		synctest.Wait()
+		rec.mu.Lock()
+		defer rec.mu.Unlock()
+		if len(sp.callTimes()) < 22 {
+			t.Fatalf("only %d polls", len(sp.callTimes()))
+		}
+		joined := strings.Join(rec.lines, "")
+		if len(rec.lines) != 3 || !strings.Contains(joined, "poll failed") || !strings.Contains(joined, "stale") || !strings.Contains(joined, "answers again") {
+			t.Errorf("want three lines (failed, stale, answers again), got %d:\n%s", len(rec.lines), joined)
+		}
+	})
+}
+
+func TestPollIfDueKeepsTheInterval(t *testing.T) {
+	t.Parallel()
+	clk := clock.NewFake(t0)
+	sp := &fakeSpy{clk: clk, script: []func(context.Context, string) (spy.Result, error){ok("c")}}
+	r := New(sp, Options{Clock: clk, Interval: 10 * time.Minute, Sink: (&recordingSink{}).sink})
+	polled := 0
+	for range 60 { // one hour in one-minute steps
+		if did, err := r.PollIfDue(t.Context()); err != nil {
+			t.Fatal(err)
+		} else if did {
+			polled++
+		}
+		clk.Advance(time.Minute)
+	}
+	if polled != 6 {
+		t.Errorf("%d polls in an hour at a 10-minute interval, want 6", polled)
+	}
 }

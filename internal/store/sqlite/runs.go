@@ -78,11 +78,16 @@ func upsertRunState(ctx context.Context, tx *sql.Tx, rs pcl.RunState) error {
 	if rs.Info != nil && rs.Info.Stop != nil {
 		stop = nanos(*rs.Info.Stop)
 	}
-	_, err = tx.ExecContext(ctx, `INSERT INTO run_states (run, class, readiness, version, next_wake, stop, body)
-		VALUES (?, ?, ?, ?, ?, ?, ?)
+	decision, err := json.Marshal(rs.Decision)
+	if err != nil {
+		return apperr.Errorf(apperr.Invalid, "encode decision of run %d: %w", rs.Run, err)
+	}
+	_, err = tx.ExecContext(ctx, `INSERT INTO run_states (run, class, readiness, version, next_wake, stop, body, decision)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?)
 		ON CONFLICT (run) DO UPDATE SET class = excluded.class, readiness = excluded.readiness,
-			version = excluded.version, next_wake = excluded.next_wake, stop = excluded.stop, body = excluded.body`,
-		int64(rs.Run), class, string(rs.Decision.State), rs.Decision.Version, nanos(rs.NextWake), stop, body)
+			version = excluded.version, next_wake = excluded.next_wake, stop = excluded.stop, body = excluded.body,
+			decision = excluded.decision`,
+		int64(rs.Run), class, string(rs.Decision.State), rs.Decision.Version, nanos(rs.NextWake), stop, body, string(decision))
 	if err != nil {
 		return fmt.Errorf("write state of run %d: %w", rs.Run, err)
 	}
@@ -143,7 +148,8 @@ func (s *Store) RunStates(ctx context.Context, q store.RunQuery) ([]pcl.RunState
 	if q.To > 0 {
 		add("run <= ?", int64(q.To))
 	}
-	query := "SELECT body FROM run_states"
+	query := "SELECT run, class, decision, CASE WHEN ? OR decision = '' THEN body ELSE '' END FROM run_states"
+	args = append([]any{!q.Summary}, args...)
 	if len(where) > 0 {
 		query += " WHERE " + strings.Join(where, " AND ")
 	}
@@ -156,13 +162,28 @@ func (s *Store) RunStates(ctx context.Context, q store.RunQuery) ([]pcl.RunState
 	defer rows.Close()
 	var out []pcl.RunState
 	for rows.Next() {
-		var body []byte
-		if err := rows.Scan(&body); err != nil {
+		var (
+			run            int64
+			class          string
+			decision, body []byte
+			rs             pcl.RunState
+		)
+		if err := rows.Scan(&run, &class, &decision, &body); err != nil {
 			return nil, s.wrap("query run states", err)
 		}
-		var rs pcl.RunState
-		if err := json.Unmarshal(body, &rs); err != nil {
-			return nil, s.wrap("query run states", fmt.Errorf("decode stored state: %w", err))
+		switch {
+		case len(body) > 0:
+			if err := json.Unmarshal(body, &rs); err != nil {
+				return nil, s.wrap("query run states", fmt.Errorf("decode stored state of run %d: %w", run, err))
+			}
+			if q.Summary {
+				rs = pcl.RunState{Run: rs.Run, Class: rs.Class, Decision: rs.Decision}
+			}
+		default:
+			rs = pcl.RunState{Run: uint32(run), Class: class}
+			if err := json.Unmarshal(decision, &rs.Decision); err != nil {
+				return nil, s.wrap("query run states", fmt.Errorf("decode stored decision of run %d: %w", run, err))
+			}
 		}
 		out = append(out, rs)
 	}

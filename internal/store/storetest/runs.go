@@ -21,6 +21,7 @@ func runStateTests() []subtest {
 		{"RunStatesPaging", testRunStatesPaging},
 		{"RunStatesDefaultLimit", testRunStatesDefaultLimit},
 		{"DueRuns", testDueRuns},
+		{"RunStatesSummary", testRunStatesSummary},
 	}
 }
 
@@ -213,5 +214,37 @@ func testDueRuns(t *testing.T, s store.Store) {
 	must(t, "due later", err)
 	if want := []uint32{392674, 392671, 392673, 392670}; !slices.Equal(got, want) {
 		t.Fatalf("due runs an hour later %v, want %v", got, want)
+	}
+}
+
+// testRunStatesSummary: a summary read gives each run's number, class and current decision (the one
+// SaveDecision stored, with its version and time), and nothing else, under the same filters.
+func testRunStatesSummary(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	for i, r := range []pcl.Readiness{pcl.ReadinessWaiting, pcl.ReadinessReady, pcl.ReadinessHeld} {
+		run := uint32(392671 + i)
+		rs := stateOf(run, "Collisions25", r, time.Time{})
+		d := decisionOf(run, 1, r)
+		_, err := s.SaveDecision(ctx, store.DecisionWrite{Decision: d, State: rs})
+		must(t, "save", err)
+	}
+	must(t, "put without decision", s.PutRunState(ctx, stateOf(392680, "Cosmics25", pcl.ReadinessOngoing, time.Time{})))
+	full, err := s.RunStates(ctx, store.RunQuery{Limit: 10})
+	must(t, "full", err)
+	sum, err := s.RunStates(ctx, store.RunQuery{Limit: 10, Summary: true})
+	must(t, "summary", err)
+	if len(sum) != len(full) || len(sum) != 4 {
+		t.Fatalf("summary has %d runs, full %d", len(sum), len(full))
+	}
+	for i := range sum {
+		if sum[i].Run != full[i].Run || sum[i].Class != full[i].Class || sum[i].Workflows != nil || sum[i].Info != nil {
+			t.Errorf("summary %d: %+v", i, sum[i])
+		}
+		sameJSON(t, fmt.Sprintf("decision of run %d", sum[i].Run), full[i].Decision, sum[i].Decision)
+	}
+	held, err := s.RunStates(ctx, store.RunQuery{Readiness: pcl.ReadinessHeld, Summary: true})
+	must(t, "filtered summary", err)
+	if len(held) != 1 || held[0].Decision.State != pcl.ReadinessHeld || held[0].Decision.Version != 1 || held[0].Decision.Decided.IsZero() {
+		t.Errorf("held summary: %+v", held)
 	}
 }

@@ -1,0 +1,253 @@
+// Package demo runs the whole calibration loop on one machine: the CMS simulator (package sim) serving
+// every CMS system at its real paths, and a complete Spy Agency watching it only through its spies, with
+// the simulator's Tier-0 stub releasing runs from the agency's pull API. `spyagency demo` and the
+// end-to-end tests use it.
+package demo
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/cms-pcl/spyagency/internal/app"
+	"github.com/cms-pcl/spyagency/internal/clock"
+	"github.com/cms-pcl/spyagency/internal/config"
+	"github.com/cms-pcl/spyagency/internal/pcl"
+	"github.com/cms-pcl/spyagency/internal/sim"
+)
+
+// Options configure a demo. Zero values take the defaults of `spyagency demo`.
+type Options struct {
+	Addr     string  // the agency's web address (default 127.0.0.1:8080)
+	DataDir  string  // default: spyagency-demo in the user's cache directory
+	Speed    float64 // simulated seconds per real second (default 600)
+	Seed     uint64  // default 1
+	Faults   string  // none, default, heavy (default "default")
+	StoreDSN string  // default: a fresh sqlite store under DataDir
+	Clock    clock.Clock
+	Logger   *slog.Logger
+	// Stepped builds the demo for Step (tests, the study) instead of Run; Clock must then be a
+	// *clock.Fake.
+	Stepped bool
+}
+
+// Demo is a simulator and an agency wired together.
+type Demo struct {
+	Sim    *sim.Sim
+	App    *app.App
+	Clock  clock.Clock
+	SimURL string
+	simLn  net.Listener
+	o      Options
+	client *agencyClient
+}
+
+// agencyClient is the Tier-0 stub's view of the agency: its pull API over HTTP, at the address the
+// agency bound (known only once it listens). Until then the agency is "unreachable", and the stub falls
+// back to its fixed delay exactly as Tier-0 would.
+type agencyClient struct {
+	mu   sync.Mutex
+	base string
+}
+
+func (c *agencyClient) set(base string) {
+	c.mu.Lock()
+	c.base = base
+	c.mu.Unlock()
+}
+
+func (c *agencyClient) FirstUnreadyRun(ctx context.Context) (uint32, error) {
+	c.mu.Lock()
+	base := c.base
+	c.mu.Unlock()
+	if base == "" {
+		return 0, errors.New("agency not listening yet")
+	}
+	return sim.HTTPAgency{BaseURL: base}.FirstUnreadyRun(ctx)
+}
+
+// New builds the simulator and the agency; nothing runs until Run.
+func New(ctx context.Context, o Options) (*Demo, error) {
+	if o.Addr == "" {
+		o.Addr = config.DefaultAddr
+	}
+	if o.Speed <= 0 {
+		o.Speed = 600
+	}
+	if o.Seed == 0 {
+		o.Seed = 1
+	}
+	if o.Faults == "" {
+		o.Faults = "default"
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.DataDir == "" {
+		cache, err := os.UserCacheDir()
+		if err != nil {
+			cache = os.TempDir()
+		}
+		o.DataDir = filepath.Join(cache, "spyagency-demo")
+	}
+	if err := os.MkdirAll(o.DataDir, 0o755); err != nil {
+		return nil, fmt.Errorf("demo: data directory: %w", err)
+	}
+	if o.Clock == nil {
+		o.Clock = clock.NewScaled(sim.DefaultStart, o.Speed)
+	}
+	if _, fake := o.Clock.(*clock.Fake); o.Stepped && !fake {
+		return nil, errors.New("demo: a stepped demo needs a fake clock")
+	}
+	client := &agencyClient{}
+	d := &Demo{o: o, Clock: o.Clock, client: client}
+	s, err := sim.New(sim.Config{Seed: o.Seed, Dir: filepath.Join(o.DataDir, "cms"), Faults: o.Faults, Clock: o.Clock,
+		Tier0Mode: sim.Tier0Agency, Agency: client, Logger: o.Logger.With("part", "sim")})
+	if err != nil {
+		return nil, err
+	}
+	d.Sim = s
+	if d.simLn, err = net.Listen("tcp", "127.0.0.1:0"); err != nil {
+		s.Close()
+		return nil, fmt.Errorf("demo: simulator listener: %w", err)
+	}
+	d.SimURL = "http://" + d.simLn.Addr().String()
+	cfg, err := Config(s, d.SimURL, o)
+	if err != nil {
+		d.close()
+		return nil, err
+	}
+	a, err := app.New(ctx, app.Options{Config: cfg, Clock: o.Clock, Logger: o.Logger, OpenLoopback: true, Stepped: o.Stepped,
+		Banner: "Demo: a simulated CMS at " + fmt.Sprint(o.Speed) + "× real time. Operator actions are open to anyone on this machine."})
+	if err != nil {
+		d.close()
+		return nil, err
+	}
+	d.App = a
+	go func() {
+		select {
+		case <-a.Started():
+			client.set("http://" + a.Addr().String())
+		case <-ctx.Done():
+		}
+	}()
+	return d, nil
+}
+
+// Config is the agency's configuration for a simulator at simURL: its sources, and poll deadlines long
+// enough in simulated time for a real HTTP round trip at the demo's speed.
+func Config(s *sim.Sim, simURL string, o Options) (*config.Config, error) {
+	cfg, err := config.Parse("simulator", s.ServeConfig(simURL))
+	if err != nil {
+		return nil, fmt.Errorf("demo: the simulator's configuration: %w", err)
+	}
+	cfg.Server.Addr = o.Addr
+	cfg.DataDir = o.DataDir
+	cfg.Store.DSN = o.StoreDSN
+	if cfg.Store.DSN == "" {
+		// A fresh world each time: the simulator starts again at its first day, so yesterday's
+		// observations would be from the future.
+		path := filepath.Join(o.DataDir, "spyagency-demo.db")
+		for _, p := range []string{path, path + "-wal", path + "-shm"} {
+			if err := os.Remove(p); err != nil && !errors.Is(err, os.ErrNotExist) {
+				return nil, fmt.Errorf("demo: remove the previous demo store: %w", err)
+			}
+		}
+		cfg.Store.DSN = "sqlite:" + path
+	}
+	deadline := time.Duration(o.Speed * float64(3*time.Second)) // 3 s of real time, in simulated time
+	for _, src := range pcl.Sources {
+		if sc, ok := cfg.Sources.ByName(src); ok {
+			sc.Timeout = max(sc.Timeout, deadline)
+			cfg.Sources.Set(src, sc)
+		}
+	}
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	return cfg, nil
+}
+
+// SetAgencyURL points the simulated Tier-0 at an agency serving App.Handler elsewhere (a stepped demo).
+func (d *Demo) SetAgencyURL(base string) { d.client.set(base) }
+
+// ServeSim serves the simulator's services on their listener until ctx ends.
+func (d *Demo) ServeSim(ctx context.Context) error {
+	srv := &http.Server{Handler: d.Sim.Handler(), ReadHeaderTimeout: 10 * time.Second}
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(d.simLn) }()
+	select {
+	case err := <-errc:
+		return fmt.Errorf("simulator server: %w", err)
+	case <-ctx.Done():
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	return srv.Shutdown(sctx)
+}
+
+// Step moves simulated time to t: the simulator's world first (its Tier-0 asks the agency), then every
+// spy polls once and the agency reconciles. Only for a stepped demo.
+func (d *Demo) Step(ctx context.Context, t time.Time) error {
+	fake, ok := d.Clock.(*clock.Fake)
+	if !ok || !d.o.Stepped {
+		return errors.New("demo: Step needs a stepped demo")
+	}
+	fake.Set(t)
+	if err := d.Sim.AdvanceTo(t); err != nil {
+		return err
+	}
+	return d.App.Step(ctx)
+}
+
+// Close releases a stepped demo's simulator.
+func (d *Demo) Close() error {
+	d.close()
+	return d.App.Store.Close()
+}
+
+// Run serves the simulator and runs it and the agency until ctx ends.
+func (d *Demo) Run(ctx context.Context) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var wg sync.WaitGroup
+	errc := make(chan error, 3)
+	wg.Go(func() {
+		if err := d.ServeSim(ctx); err != nil {
+			errc <- err
+			cancel()
+		}
+	})
+	wg.Go(func() {
+		if err := d.Sim.Run(ctx); err != nil {
+			errc <- fmt.Errorf("simulator: %w", err)
+			cancel()
+		}
+	})
+	err := d.App.Run(ctx, d.o.Addr)
+	cancel()
+	wg.Wait()
+	close(errc)
+	errs := []error{err}
+	for e := range errc {
+		errs = append(errs, e)
+	}
+	errs = append(errs, d.Sim.Close())
+	return errors.Join(errs...)
+}
+
+func (d *Demo) close() {
+	if d.simLn != nil {
+		d.simLn.Close()
+	}
+	if d.Sim != nil {
+		d.Sim.Close()
+	}
+}

@@ -1,0 +1,132 @@
+package demo
+
+import (
+	"context"
+	"net/http/httptest"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/cms-pcl/spyagency/internal/clock"
+	"github.com/cms-pcl/spyagency/internal/pcl"
+	"github.com/cms-pcl/spyagency/internal/sim"
+)
+
+// stepped builds a demo driven in simulated time: the simulator's services and the agency's HTTP API on
+// loopback, the agency reaching the simulator only through its spies.
+func stepped(t *testing.T, faults string, seed uint64) *Demo {
+	t.Helper()
+	ctx, cancel := context.WithCancel(t.Context())
+	clk := clock.NewFake(sim.DefaultStart)
+	d, err := New(ctx, Options{DataDir: t.TempDir(), Seed: seed, Faults: faults, Clock: clk, Stepped: true, Addr: "127.0.0.1:0"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	served := make(chan error, 1)
+	go func() { served <- d.ServeSim(ctx) }()
+	agency := httptest.NewServer(d.App.Handler)
+	d.SetAgencyURL(agency.URL)
+	t.Cleanup(func() {
+		agency.Close()
+		cancel()
+		<-served
+		d.Close()
+	})
+	return d
+}
+
+// TestEndToEndSafety runs the whole loop for three simulated days with the default faults. Every run that
+// stopped on the first day must reach a final readiness, and no run may be released by the simulated
+// Tier-0 (on the agency's word) before every calibration it needs is in the condition DB, unless its
+// deadline passed under the release-on-timeout policy.
+func TestEndToEndSafety(t *testing.T) {
+	if testing.Short() {
+		t.Skip("three simulated days")
+	}
+	t.Parallel()
+	d := stepped(t, "default", 7)
+	ctx := t.Context()
+	start := sim.DefaultStart
+	end := start.Add(72 * time.Hour)
+	for now := start.Add(5 * time.Minute); !now.After(end); now = now.Add(5 * time.Minute) {
+		if err := d.Step(ctx, now); err != nil {
+			t.Fatalf("step at %s: %v", now, err)
+		}
+	}
+	policy := pcl.DefaultPolicy()
+	checked := 0
+	for _, r := range d.Sim.Runs() {
+		if r.Stop.IsZero() || r.Stop.After(start.Add(24*time.Hour)) {
+			continue
+		}
+		rs, err := d.App.Store.RunState(ctx, r.Number)
+		if err != nil {
+			t.Errorf("run %d (%s, stopped %s) unknown to the agency: %v", r.Number, r.Class, r.Stop.Format("Jan 2 15:04"), err)
+			continue
+		}
+		checked++
+		switch rs.Decision.State {
+		case pcl.ReadinessReleased, pcl.ReadinessTimedOut, pcl.ReadinessReady:
+		default:
+			t.Errorf("run %d (%s, stopped %s) is still %s after two days: %s", r.Number, r.Class, r.Stop.Format("Jan 2 15:04"), rs.Decision.State, rs.Decision.Reason)
+		}
+	}
+	if checked < 5 {
+		t.Fatalf("only %d runs stopped on the first day", checked)
+	}
+	releases := 0
+	for _, rel := range d.Sim.Releases() {
+		if !rel.ByAgency {
+			t.Errorf("run %d released by the fixed delay: the agency was unreachable", rel.Run)
+			continue
+		}
+		releases++
+		truth, _ := d.Sim.Truth(rel.Run)
+		checkRelease(t, truth, rel, policy)
+	}
+	if releases == 0 {
+		t.Fatal("the agency released nothing in three days")
+	}
+	t.Logf("%d runs of the first day checked, %d releases on the agency's word", checked, releases)
+}
+
+// checkRelease is the safety invariant against the simulator's truth: at the moment Tier-0 acted, every
+// calibration of the run was in the condition DB (or had nothing to deliver and the policy allows that),
+// or the run's deadline had passed under a release-on-timeout policy.
+func checkRelease(t *testing.T, truth sim.RunTruth, rel sim.Release, policy pcl.Policy) {
+	t.Helper()
+	cp := policy.For(truth.Class)
+	decided := rel.Locked
+	if !truth.Stop.IsZero() && !decided.Before(truth.Stop.Add(cp.RunDeadline)) && cp.OnTimeout == pcl.OnTimeoutRelease {
+		return // timed out under a release policy: allowed, with an alert
+	}
+	if truth.Stop.IsZero() || truth.Stop.Sub(truth.Start) < cp.MinRunLength {
+		return // a run too short to expect calibrations
+	}
+	for _, w := range truth.Workflows {
+		if len(cp.Required) > 0 && !slices.Contains(cp.Required, w.Workflow) {
+			continue
+		}
+		switch w.Outcome {
+		case sim.OutcomeNoPayload:
+			if !cp.AllowsNoPayload(w.Workflow) {
+				t.Errorf("SAFETY: run %d (%s) released at %s while %s had no payload (not allowed for the class)",
+					truth.Number, truth.Class, decided.Format("Jan 2 15:04"), w.Workflow)
+			}
+		case sim.OutcomeMissing:
+			t.Errorf("SAFETY: run %d (%s) released at %s while %s never delivered", truth.Number, truth.Class, decided.Format("Jan 2 15:04"), w.Workflow)
+		case sim.OutcomePayload:
+			for _, f := range w.Files {
+				for _, tag := range f.Tags {
+					if tag.Status == "skip" {
+						continue
+					}
+					if tag.InDB.IsZero() || tag.InDB.After(decided) {
+						t.Errorf("SAFETY: run %d (%s) released at %s before %s's payload was in %s (status %q, in DB %s)",
+							truth.Number, truth.Class, decided.Format("Jan 2 15:04"), w.Workflow, tag.Tag, tag.Status, tag.InDB.Format("Jan 2 15:04"))
+					}
+				}
+			}
+		}
+	}
+}
