@@ -103,7 +103,14 @@ func New(ctx context.Context, o Options) (*App, error) {
 	}
 	a.Web, err = web.New(web.Options{Store: st, Catalogue: cat, Clock: o.Clock, Logger: o.Logger.With("part", "web"),
 		Overrider: ag, Operator: o.Operator, Sources: a.healthList, MaxBody: cfg.Server.MaxBodyBytes,
-		Version: o.Version, Banner: o.Banner, Ready: a.ready})
+		Version: o.Version, Banner: o.Banner, Ready: a.ready, Events: ag.Subscribe, Links: cfg.Links,
+		FirstUnready: func(ctx context.Context) (uint32, error) {
+			states, err := steer.StoreSource{Store: st}.Snapshot(ctx, 0)
+			if err != nil {
+				return 0, err
+			}
+			return steer.FirstUnreadyRun(states, cfg.Policy), nil
+		}})
 	if err != nil {
 		a.closeAll()
 		return nil, err
