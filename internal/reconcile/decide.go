@@ -53,7 +53,7 @@ func (d *deriver) flags(wi int, w *pcl.Workflow, ws *pcl.WorkflowStatus) {
 		if m := f.marker(hv); h.Prep || (m != nil && m.Prep) {
 			add(pcl.FlagRoutedToPrep)
 		}
-		if f.info != nil && f.info.Stop != nil && !h.At.Before(f.info.Stop.Add(AlcaHarvestTimeout)) {
+		if !d.harvestTimeout.IsZero() && !h.At.Before(d.harvestTimeout) {
 			add(pcl.FlagPartialStatistics)
 		}
 		if in.TimeType == pcl.TimeLumi && len(h.Payloads) > 0 {

@@ -194,7 +194,7 @@ func benchWorld() (*pcl.Catalogue, []pcl.Observation) {
 			InputTag: in.Tag, File: "Run392680@" + in.Tag + "@0b1d6e5a-1111-2222-3333-444455556666.txt.uploaded"})
 		for _, d := range in.Destinations {
 			obs = append(obs, pcl.Observation{Source: pcl.SourceDropbox, Kind: pcl.KindUploadStatus, Run: testRun, At: at(70 * time.Minute),
-				File: h.File, Tag: d, Status: pcl.UploadOK},
+				Workflow: w.Name, InputTag: in.Tag, File: h.File, FileHash: hash, Tag: d, Status: pcl.UploadOK, Info: "Upload finished"},
 				pcl.Observation{Source: pcl.SourceCondDB, Kind: pcl.KindIOV, Run: testRun, At: at(71 * time.Minute), Tag: d,
 					Since: pcl.SinceOfRun(in.TimeType, testRun), Inserted: at(71 * time.Minute), Payload: hash, TimeType: in.TimeType})
 		}

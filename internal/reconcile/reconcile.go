@@ -46,9 +46,11 @@ func Reconcile(in Input) pcl.RunState {
 		rs.Class = f.info.Class
 	}
 	cp := in.Policy.For(rs.Class)
-	d := deriver{in: in, f: f, cp: cp}
+	d := deriver{in: in, f: f, cp: cp, harvestScan: in.Sources[pcl.SourceHarvest].LastSuccess}
 	if f.stopped() {
 		rs.Deadline = f.info.Stop.Add(cp.RunDeadline)
+		d.runLength = f.info.Duration()
+		d.harvestTimeout = f.info.Stop.Add(AlcaHarvestTimeout)
 	}
 	ws := in.Catalogue.Workflows()
 	rs.Workflows = make([]pcl.WorkflowStatus, len(ws))
@@ -56,7 +58,7 @@ func Reconcile(in Input) pcl.RunState {
 	d.files = make([]string, 0, in.Catalogue.NumInputs())
 	d.hashes = make([]string, 0, in.Catalogue.NumInputs())
 	for i := range ws {
-		rs.Workflows[i] = d.workflow(i, &ws[i])
+		d.workflow(i, &ws[i], &rs.Workflows[i])
 	}
 	rs.Decision = d.decide(&rs)
 	rs.NextWake = d.nextWake(&rs)
@@ -119,6 +121,8 @@ type inputFacts struct {
 	latestStem string
 	files      int   // distinct harvest files seen (a re-harvest shows as more than one)
 	markers    int32 // head of the list of upload markers (index into obs), -1 for none
+	markerSeen bool  // markerObs holds marker()'s answer for the latest file
+	markerObs  *pcl.Observation
 	statuses   int32 // head of the list of upload-log records, -1 for none
 }
 
@@ -126,6 +130,9 @@ func (f *facts) stopped() bool { return f.info != nil && f.info.Stop != nil }
 
 // marker returns the first upload marker of the input's latest file.
 func (f *facts) marker(in *inputFacts) *pcl.Observation {
+	if in.markerSeen {
+		return in.markerObs
+	}
 	var m *pcl.Observation
 	for i := in.markers; i >= 0; i = f.links[i].next {
 		if o := &f.obs[i]; f.stemOf(i) == in.latestStem && (m == nil || later(m, o)) {
@@ -239,7 +246,8 @@ func index(in Input) *facts {
 				continue
 			}
 			st := stem(o.File)
-			if k, ok := cat.InputIndex(inputTagOf(o, st)); ok && runOfStem(st, in.Run) {
+			ours := o.Run == in.Run || (o.Run == 0 && runOfStem(st, in.Run))
+			if k, ok := cat.InputIndex(inputTagOf(o, st)); ok && ours {
 				f.thread(&f.inputs[k].statuses, i, st)
 			}
 			continue
@@ -323,27 +331,29 @@ func index(in Input) *facts {
 // otherwise allocate, and nothing in a result points into it.
 var factsPool = sync.Pool{New: func() any { return &facts{} }}
 
-// resize returns s with length n and every element zero, reusing its array when large enough.
+// resize returns s with length n, reusing its array when large enough. Pooled arrays are all zero:
+// recycle clears what a reconcile used.
 func resize[T any](s []T, n int) []T {
 	if cap(s) < n {
 		return make([]T, n)
 	}
-	s = s[:n]
-	clear(s)
-	return s
+	return s[:n]
 }
 
 // release clears every reference to the caller's observations and returns the scratch space.
 func (f *facts) recycle() {
 	for i := range f.iovs {
+		// winners shortens a bucket in place: what lies past its length was used too.
 		clear(f.iovs[i][:cap(f.iovs[i])])
 	}
+	clear(f.inputs)
+	clear(f.links)
+	clear(f.quality)
+	clear(f.wfStreams)
+	clear(f.streams[:cap(f.streams)]) // index may cut the list short
+	clear(f.overrides)
 	*f = facts{inputs: f.inputs[:0], links: f.links[:0], quality: f.quality[:0], wfStreams: f.wfStreams[:0],
 		iovs: f.iovs, streams: f.streams[:0], overrides: f.overrides[:0]}
-	clear(f.streams[:cap(f.streams)])
-	clear(f.overrides[:cap(f.overrides)])
-	clear(f.quality[:cap(f.quality)])
-	clear(f.inputs[:cap(f.inputs)])
 	factsPool.Put(f)
 }
 

@@ -10,6 +10,9 @@ import (
 )
 
 type deriver struct {
+	harvestScan    time.Time     // the harvest area's last good scan
+	runLength      time.Duration // zero while the run is ongoing
+	harvestTimeout time.Time     // stop + Tier-0's alcaHarvestTimeout; zero while ongoing
 	// unchanged is set while deriving a workflow when a matched IOV repeats the previous payload.
 	unchanged bool
 	in        Input
@@ -50,9 +53,10 @@ func (d *deriver) required(w *pcl.Workflow, expected bool) bool {
 }
 
 // workflow derives one workflow's status for the run.
-func (d *deriver) workflow(wi int, w *pcl.Workflow) pcl.WorkflowStatus {
+func (d *deriver) workflow(wi int, w *pcl.Workflow, ws *pcl.WorkflowStatus) {
 	d.unchanged = false
-	ws := pcl.WorkflowStatus{Name: w.Name, Quality: pcl.QualityUnknown, Flags: []pcl.Flag{}}
+	// ws is fresh, zeroed memory: set only what is not zero (a whole literal would also write zeroes).
+	ws.Name, ws.Quality, ws.Flags = w.Name, pcl.QualityUnknown, []pcl.Flag{}
 
 	if q := d.f.quality[wi]; q != nil {
 		ws.Quality = q.Quality
@@ -69,36 +73,41 @@ func (d *deriver) workflow(wi int, w *pcl.Workflow) pcl.WorkflowStatus {
 	switch {
 	case known && !expected:
 		ws.State, ws.Reason, ws.Required = pcl.StateNotExpected, why, d.required(w, false)
-		return d.finish(wi, w, ws)
+		d.finish(wi, w, ws)
+		return
 	case f.info == nil:
 		ws.State, ws.Reason = pcl.StatePending, "OMS has not reported the run yet"
-		return d.finish(wi, w, ws)
+		d.finish(wi, w, ws)
+		return
 	case f.info.Stop == nil:
 		ws.State, ws.Reason = pcl.StatePending, "run ongoing"
-		return d.finish(wi, w, ws)
+		d.finish(wi, w, ws)
+		return
 	}
 	stop := *f.info.Stop
-	if dur := f.info.Duration(); dur < d.cp.MinRunLength {
+	if d.runLength < d.cp.MinRunLength {
 		ws.State = pcl.StateNotExpected
-		ws.Reason = fmt.Sprintf("run lasted %s, shorter than the %s minimum", dur.Round(time.Second), d.cp.MinRunLength)
+		ws.Reason = fmt.Sprintf("run lasted %s, shorter than the %s minimum", d.runLength.Round(time.Second), d.cp.MinRunLength)
 		ws.Required = false
-		return d.finish(wi, w, ws)
+		d.finish(wi, w, ws)
+		return
 	}
 	ws.Deadline = stop.Add(d.cp.WorkflowDeadline)
 	if !known {
 		ws.State, ws.Reason = pcl.StatePending, why
 	} else {
-		d.progress(wi, w, &ws)
+		d.progress(wi, w, ws)
 	}
 	if !ws.State.Terminal() && !d.in.Now.Before(ws.Deadline) {
 		ws.Reason = fmt.Sprintf("no final state %s after stop (was %s: %s)", d.cp.WorkflowDeadline, ws.State, ws.Reason)
 		ws.State = pcl.StateTimedOut
 	}
-	return d.finish(wi, w, ws)
+	d.finish(wi, w, ws)
+	return
 }
 
 // finish applies what comes after the state: accepted overrides, flags.
-func (d *deriver) finish(wi int, w *pcl.Workflow, ws pcl.WorkflowStatus) pcl.WorkflowStatus {
+func (d *deriver) finish(wi int, w *pcl.Workflow, ws *pcl.WorkflowStatus) {
 	noPayloadOK := d.cp.AllowsNoPayload(w.Name)
 	if ws.State.Bad(noPayloadOK) {
 		if o, ok := d.accepted(w.Name); ok {
@@ -107,11 +116,9 @@ func (d *deriver) finish(wi int, w *pcl.Workflow, ws pcl.WorkflowStatus) pcl.Wor
 			ws.Updated = maxTime(ws.Updated, o.At)
 		}
 	}
-	d.flags(wi, w, &ws)
-	ws.Updated = maxTime(ws.Updated, ws.Milestones.Latest())
+	d.flags(wi, w, ws)
 	slices.Sort(ws.Hashes)
 	ws.Hashes = slices.Compact(ws.Hashes)
-	return ws
 }
 
 // accepted returns the operator's standing accept of a workflow, if the newest accept or clear naming it
@@ -145,7 +152,7 @@ func (d *deriver) progress(wi int, w *pcl.Workflow, ws *pcl.WorkflowStatus) {
 		}
 	}
 	if !doneAt.IsZero() {
-		ws.Milestones.ExpressDone = doneAt
+		setLatest(ws, pcl.MilestoneExpressDone, doneAt)
 	}
 	var buf [4]fileState
 	states := buf[:0]
@@ -160,7 +167,7 @@ func (d *deriver) progress(wi int, w *pcl.Workflow, ws *pcl.WorkflowStatus) {
 		// A re-harvest replaces the earlier file: the newest one counts.
 		states = append(states, d.file(in, f.cat.InputIndexOf(wi, i), hv, ws))
 	}
-	harvestFresh := !doneAt.IsZero() && d.in.Sources[pcl.SourceHarvest].LastSuccess.After(doneAt)
+	harvestFresh := !doneAt.IsZero() && d.harvestScan.After(doneAt)
 	if len(states) == 0 {
 		switch {
 		case harvestFresh:
@@ -189,6 +196,9 @@ var stateRank = map[pcl.State]int{pcl.StateHarvested: 1, pcl.StateUploading: 2, 
 
 // combine folds the inputs' states: a failure anywhere is the workflow's failure, else the least advanced.
 func combine(states []fileState) (pcl.State, string) {
+	if len(states) == 1 {
+		return states[0].state, states[0].reason
+	}
 	for _, bad := range []pcl.State{pcl.StateUploadFailed, pcl.StateTooLate} {
 		for _, s := range states {
 			if s.state == bad {
@@ -221,7 +231,7 @@ func (d *deriver) file(in *pcl.Input, ii int, hv *inputFacts, ws *pcl.WorkflowSt
 	h := hv.latest
 	ws.Files = d.appendShared(&d.files, ws.Files, h.File)
 	harvested := h.At
-	setEarliest(&ws.Milestones, pcl.MilestoneHarvested, harvested)
+	setEarliest(ws, pcl.MilestoneHarvested, harvested)
 	for _, p := range h.Payloads {
 		ws.Hashes = d.appendShared(&d.hashes, ws.Hashes, p.Payload)
 	}
@@ -264,15 +274,16 @@ func (d *deriver) file(in *pcl.Input, ii int, hv *inputFacts, ws *pcl.WorkflowSt
 		notIn = append(notIn, tag)
 	}
 	marker := d.f.marker(hv)
+	hv.markerSeen, hv.markerObs = true, marker
 	if marker != nil {
-		setEarliest(&ws.Milestones, pcl.MilestoneUploadSent, marker.At)
+		setEarliest(ws, pcl.MilestoneUploadSent, marker.At)
 	}
 	if len(notIn) == 0 && len(dests) > 0 {
 		if !inDB.IsZero() {
-			setLatest(&ws.Milestones, pcl.MilestoneInDB, inDB)
+			setLatest(ws, pcl.MilestoneInDB, inDB)
 		}
 		if allVerdicts {
-			setLatest(&ws.Milestones, pcl.MilestoneUploaded, lastStatus)
+			setLatest(ws, pcl.MilestoneUploaded, lastStatus)
 		}
 		// A constant: a finished workflow needs no story, and this is the hot path.
 		return fileState{pcl.StateInDB, "payload in every destination tag"}
@@ -289,7 +300,7 @@ func (d *deriver) file(in *pcl.Input, ii int, hv *inputFacts, ws *pcl.WorkflowSt
 		}
 	}
 	if allVerdicts {
-		setLatest(&ws.Milestones, pcl.MilestoneUploaded, lastStatus)
+		setLatest(ws, pcl.MilestoneUploaded, lastStatus)
 		return fileState{pcl.StateUploaded, "uploaded " + clock(lastStatus) + ", not yet in " + strings.Join(notIn, ", ")}
 	}
 	if marker != nil {
@@ -348,16 +359,19 @@ func carries(payloads []pcl.IOV, hash string) bool {
 	return false
 }
 
-func setEarliest(m *pcl.Milestones, k pcl.Milestone, t time.Time) {
-	if cur := m.Get(k); cur.IsZero() || t.Before(cur) {
-		m.Set(k, t)
+// setEarliest and setLatest record a milestone and keep Updated as the newest milestone time met.
+func setEarliest(ws *pcl.WorkflowStatus, k pcl.Milestone, t time.Time) {
+	if cur := ws.Milestones.Get(k); cur.IsZero() || t.Before(cur) {
+		ws.Milestones.Set(k, t)
 	}
+	ws.Updated = maxTime(ws.Updated, t)
 }
 
-func setLatest(m *pcl.Milestones, k pcl.Milestone, t time.Time) {
-	if t.After(m.Get(k)) {
-		m.Set(k, t)
+func setLatest(ws *pcl.WorkflowStatus, k pcl.Milestone, t time.Time) {
+	if t.After(ws.Milestones.Get(k)) {
+		ws.Milestones.Set(k, t)
 	}
+	ws.Updated = maxTime(ws.Updated, t)
 }
 
 func maxTime(a, b time.Time) time.Time {
