@@ -100,13 +100,6 @@ func (a *Agency) load(ctx context.Context) error {
 		n, _ := strconv.ParseUint(v, 10, 32)
 		a.fcsr = uint32(n)
 	}
-	files, err := a.o.Store.Observations(ctx, store.ObservationQuery{Kinds: []pcl.Kind{pcl.KindHarvestFile}})
-	if err != nil {
-		return fmt.Errorf("agency: read harvest files: %w", err)
-	}
-	for _, o := range files {
-		a.noteHint(o)
-	}
 	for before := uint32(0); ; {
 		states, err := a.o.Store.RunStates(ctx, store.RunQuery{Before: before, Limit: 1000})
 		if err != nil {
@@ -123,8 +116,9 @@ func (a *Agency) load(ctx context.Context) error {
 		before = states[len(states)-1].Run
 	}
 	if len(a.open) > 0 {
+		// Only open runs still wait for their payloads, so only their harvested hashes route IOVs.
 		hinted, err := a.o.Store.Observations(ctx, store.ObservationQuery{Runs: a.OpenRuns(),
-			Kinds: []pcl.Kind{pcl.KindRun, pcl.KindExpressConfig, pcl.KindStreamDone}})
+			Kinds: []pcl.Kind{pcl.KindRun, pcl.KindExpressConfig, pcl.KindStreamDone, pcl.KindHarvestFile}})
 		if err != nil {
 			return fmt.Errorf("agency: read open runs: %w", err)
 		}

@@ -289,3 +289,21 @@ func TestHints(t *testing.T) {
 		t.Errorf("watched tags miss the metadata's or the catalogue's: %v", tags)
 	}
 }
+
+// TestPayloadRoutingSurvivesRestart: after a restart, an IOV whose since the upload service moved up
+// still reaches the open run that harvested its payload.
+func TestPayloadRoutingSurvivesRestart(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t)
+	h.ingest(pcl.SourceOMS, stoppedRun())
+	h.ingest(pcl.SourceTier0, config())
+	h.clk.Advance(time.Hour)
+	h.ingest(pcl.SourceHarvest, harvestFile())
+	h.st.Close()
+	h.open()
+	h.clk.Advance(10 * time.Minute)
+	h.ingest(pcl.SourceCondDB, iovAt("SiStripApvGain_PCL_v0_hlt", run+3, 70*time.Minute), iovAt("SiStripApvGain_PCL_v0_prompt", run+3, 71*time.Minute))
+	if d := h.state().Decision; d.State != pcl.ReadinessReady {
+		t.Errorf("after restart and the IOVs: %s (%s)", d.State, d.Reason)
+	}
+}

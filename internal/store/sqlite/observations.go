@@ -17,23 +17,28 @@ import (
 // SQLite; 100 rows of 9 values stay well under SQLite's limit of 32766 parameters.
 const insertChunk = 100
 
-// insertObservations is the multi-row INSERT for n rows. RETURNING lists only the rows actually inserted:
-// the ones OR IGNORE skipped (known facts, and repeats within the statement) are not returned.
+// insertObservations is the multi-row INSERT for n rows, all new: AppendObservations has already set
+// aside the facts the store holds and the repeats within the batch.
 func insertObservations(n int) string {
 	var b strings.Builder
-	b.WriteString("INSERT OR IGNORE INTO observations (key, run, source, kind, at, seen, tag, payload, body) VALUES ")
+	b.WriteString("INSERT INTO observations (key, run, source, kind, at, seen, tag, payload, body) VALUES ")
 	for i := range n {
 		if i > 0 {
 			b.WriteString(", ")
 		}
 		b.WriteString("(?, ?, ?, ?, ?, ?, ?, ?, ?)")
 	}
-	b.WriteString(" RETURNING key")
 	return b.String()
 }
 
-// AppendObservations validates the whole batch, then inserts it in one transaction with INSERT OR IGNORE
-// and returns the observations whose row was new.
+// existingKeys is the query for which of n keys are stored.
+func existingKeys(n int) string {
+	return "SELECT key FROM observations WHERE key IN (" + placeholders(n) + ")"
+}
+
+// AppendObservations validates the whole batch, then, in one transaction, looks up which facts are
+// stored already and inserts the others, and returns those. (A lookup and a plain INSERT cost less than
+// INSERT OR IGNORE ... RETURNING: the single writer holds the lock, so nothing can come in between.)
 func (s *Store) AppendObservations(ctx context.Context, obs []pcl.Observation) ([]pcl.Observation, error) {
 	if err := s.usable(); err != nil {
 		return nil, err
@@ -42,9 +47,10 @@ func (s *Store) AppendObservations(ctx context.Context, obs []pcl.Observation) (
 		return nil, nil
 	}
 	// Validation, keys and JSON happen outside the transaction so that the single writer holds the lock
-	// only for the inserts.
-	args := make([]any, 0, 9*len(obs))
-	keys := make([]string, len(obs))
+	// only for the database work. A fact repeated within the batch counts once, at its first place.
+	keys := make([]string, 0, len(obs))
+	first := make([]int, 0, len(obs))
+	seen := make(map[string]bool, len(obs))
 	for i := range obs {
 		o := &obs[i]
 		if err := o.Validate(); err != nil {
@@ -54,62 +60,95 @@ func (s *Store) AppendObservations(ctx context.Context, obs []pcl.Observation) (
 			return nil, apperr.Errorf(apperr.Invalid, "observation %d of %d (%s %s run %d): %w",
 				i+1, len(obs), o.Source, o.Kind, o.Run, err)
 		}
-		body, err := json.Marshal(o)
-		if err != nil {
-			return nil, apperr.Errorf(apperr.Invalid, "observation %d of %d: encode: %w", i+1, len(obs), err)
+		k := o.Key()
+		if seen[k] {
+			continue
 		}
-		payload := ""
-		if o.Kind == pcl.KindIOV {
-			payload = o.Payload
-		}
-		keys[i] = o.Key()
-		args = append(args, keys[i], int64(o.Run), string(o.Source), string(o.Kind), o.At.UnixNano(),
-			nanos(o.Seen), o.Tag, payload, body)
+		seen[k] = true
+		keys = append(keys, k)
+		first = append(first, i)
 	}
-	inserted := make(map[string]bool, len(obs))
+	stored := make(map[string]bool)
+	var fresh []int // indices into obs of the facts to insert
 	err := s.write(ctx, "append observations", func(tx *sql.Tx) error {
-		clear(inserted)
-		var full *sql.Stmt // the statement for a whole chunk, prepared once per batch
-		defer func() {
-			if full != nil {
-				full.Close()
+		clear(stored)
+		fresh = fresh[:0]
+		for lo := 0; lo < len(keys); lo += lookupChunk {
+			hi := min(lo+lookupChunk, len(keys))
+			args := make([]any, hi-lo)
+			for i, k := range keys[lo:hi] {
+				args[i] = k
 			}
-		}()
-		for lo := 0; lo < len(obs); lo += insertChunk {
-			n := min(insertChunk, len(obs)-lo)
-			var rows *sql.Rows
-			var err error
-			if n == insertChunk {
-				if full == nil {
-					if full, err = tx.PrepareContext(ctx, insertObservations(n)); err != nil {
-						return err
-					}
-				}
-				rows, err = full.QueryContext(ctx, args[9*lo:9*(lo+n)]...)
-			} else {
-				rows, err = tx.QueryContext(ctx, insertObservations(n), args[9*lo:9*(lo+n)]...)
-			}
+			rows, err := tx.QueryContext(ctx, existingKeys(hi-lo), args...)
 			if err != nil {
-				return fmt.Errorf("observations %d to %d: %w", lo+1, lo+n, err)
+				return fmt.Errorf("look up stored observations: %w", err)
 			}
-			if err := collectKeys(rows, inserted); err != nil {
-				return fmt.Errorf("observations %d to %d: %w", lo+1, lo+n, err)
+			if err := collectKeys(rows, stored); err != nil {
+				return fmt.Errorf("look up stored observations: %w", err)
 			}
 		}
-		return nil
+		for j, k := range keys {
+			if !stored[k] {
+				fresh = append(fresh, j)
+			}
+		}
+		return s.insertFresh(ctx, tx, obs, keys, first, fresh)
 	})
 	if err != nil {
 		return nil, err
 	}
-	// Input order; a fact repeated in the batch was inserted once, and is returned once, at its first place.
-	var added []pcl.Observation
-	for i, k := range keys {
-		if inserted[k] {
-			added = append(added, obs[i])
-			delete(inserted, k)
-		}
+	added := make([]pcl.Observation, 0, len(fresh))
+	for _, j := range fresh {
+		added = append(added, obs[first[j]])
 	}
 	return added, nil
+}
+
+// lookupChunk bounds the keys of one lookup (SQLite allows 32766 parameters).
+const lookupChunk = 900
+
+// insertFresh inserts the observations keys[j] for j in fresh, insertChunk rows a statement.
+func (s *Store) insertFresh(ctx context.Context, tx *sql.Tx, obs []pcl.Observation, keys []string, first, fresh []int) error {
+	var full *sql.Stmt // the statement for a whole chunk, prepared once per batch
+	defer func() {
+		if full != nil {
+			full.Close()
+		}
+	}()
+	args := make([]any, 0, 9*insertChunk)
+	for lo := 0; lo < len(fresh); lo += insertChunk {
+		hi := min(lo+insertChunk, len(fresh))
+		args = args[:0]
+		for _, j := range fresh[lo:hi] {
+			o := &obs[first[j]]
+			body, err := json.Marshal(o)
+			if err != nil {
+				return apperr.Errorf(apperr.Invalid, "observation %d: encode: %w", first[j]+1, err)
+			}
+			payload := ""
+			if o.Kind == pcl.KindIOV {
+				payload = o.Payload
+			}
+			args = append(args, keys[j], int64(o.Run), string(o.Source), string(o.Kind), o.At.UnixNano(),
+				nanos(o.Seen), o.Tag, payload, body)
+		}
+		n := hi - lo
+		var err error
+		if n == insertChunk {
+			if full == nil {
+				if full, err = tx.PrepareContext(ctx, insertObservations(n)); err != nil {
+					return err
+				}
+			}
+			_, err = full.ExecContext(ctx, args...)
+		} else {
+			_, err = tx.ExecContext(ctx, insertObservations(n), args...)
+		}
+		if err != nil {
+			return fmt.Errorf("observations %d to %d of the new ones: %w", lo+1, hi, err)
+		}
+	}
+	return nil
 }
 
 func collectKeys(rows *sql.Rows, into map[string]bool) error {

@@ -128,6 +128,8 @@ func connString(path string, reader bool, cc connConfig) string {
 		// The writer walks the key index and five secondary indexes at random places on every append;
 		// with SQLite's default 2 MiB page cache those pages are read back from the file again and again.
 		q.Add("_pragma", "cache_size(-32768)") // KiB
+		// Checkpoints copy each page from the WAL into the file: fewer, larger ones write less overall.
+		q.Add("_pragma", "wal_autocheckpoint(8192)") // pages: about 32 MiB of WAL
 		q.Set("_txlock", "immediate")
 	}
 	if cc.readOnly {
