@@ -69,6 +69,9 @@ func New(ctx context.Context, o Options) (*App, error) {
 	}
 	if o.Clock == nil {
 		o.Clock = clock.Real{}
+		if c := o.Config.Clock; c.Speed > 0 {
+			o.Clock = clock.NewScaledAt(c.Epoch, c.WallStart, c.Speed)
+		}
 	}
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)

@@ -10,6 +10,8 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
+	"path/filepath"
 	"runtime"
 	"runtime/debug"
 	"sort"
@@ -37,18 +39,19 @@ var errUsage = errors.New("usage")
 
 func commands() map[string]command {
 	return map[string]command{
-		"version": {"print version, commit and Go version", runVersion},
-		"serve":   {"run the agency against the configured sources", runServe},
-		"demo":    {"the whole loop on this machine: a simulated CMS and the agency, dashboard included", runDemo},
-		"config":  {"check a configuration file (config check FILE), or print an example (config example)", runConfig},
-		"probe":   {"poll one source once and print its observations as JSON lines", runProbe},
-		"runs":    {"list runs and their readiness (from a server)", runRuns},
-		"run":     {"show one run's workflows and decision (from a server)", runRun},
-		"release": {"force a run's release, with a reason", override(pcl.OverrideRelease)},
-		"hold":    {"hold a run from release, with a reason", override(pcl.OverrideHold)},
-		"clear":   {"undo a hold or forced release (or an accept, with --workflow)", override(pcl.OverrideClear)},
-		"accept":  {"accept a workflow's bad final state for a run, with a reason", override(pcl.OverrideAccept)},
-		"token":   {"make an API token (token create)", runToken},
+		"version":  {"print version, commit and Go version", runVersion},
+		"serve":    {"run the agency against the configured sources", runServe},
+		"simulate": {"serve only the simulated CMS services, for serve to watch (--print-config)", runSimulate},
+		"demo":     {"the whole loop on this machine: a simulated CMS and the agency, dashboard included", runDemo},
+		"config":   {"check a configuration file (config check FILE), or print an example (config example)", runConfig},
+		"probe":    {"poll one source once and print its observations as JSON lines", runProbe},
+		"runs":     {"list runs and their readiness (from a server)", runRuns},
+		"run":      {"show one run's workflows and decision (from a server)", runRun},
+		"release":  {"force a run's release, with a reason", override(pcl.OverrideRelease)},
+		"hold":     {"hold a run from release, with a reason", override(pcl.OverrideHold)},
+		"clear":    {"undo a hold or forced release (or an accept, with --workflow)", override(pcl.OverrideClear)},
+		"accept":   {"accept a workflow's bad final state for a run, with a reason", override(pcl.OverrideAccept)},
+		"token":    {"make an API token (token create)", runToken},
 	}
 }
 
@@ -88,7 +91,7 @@ func usage(w io.Writer) {
 	}
 	sort.Strings(names)
 	for _, n := range names {
-		fmt.Fprintf(w, "  %-8s %s\n", n, cmds[n].summary)
+		fmt.Fprintf(w, "  %-9s %s\n", n, cmds[n].summary)
 	}
 	fmt.Fprintln(w, "\nRun 'spyagency COMMAND -h' for a command's flags.")
 }
@@ -109,6 +112,19 @@ func parse(fs *flag.FlagSet, args []string) error {
 		return errUsage
 	}
 	return nil
+}
+
+// cacheDir is a folder of the user's cache directory, made if missing.
+func cacheDir(name string) (string, error) {
+	base, err := os.UserCacheDir()
+	if err != nil {
+		base = os.TempDir()
+	}
+	dir := filepath.Join(base, name)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return "", fmt.Errorf("data directory: %w", err)
+	}
+	return dir, nil
 }
 
 func discardLogger() *slog.Logger { return slog.New(slog.DiscardHandler) }

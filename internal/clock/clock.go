@@ -55,6 +55,21 @@ func (s *Scaled) Now() time.Time {
 	return s.epoch.Add(time.Duration(float64(real) * s.speed))
 }
 
+// NewScaledAt is simulated time that was epoch at wall time wallStart: how a separate process (serve
+// watching `spyagency simulate`) shares the simulator's time.
+func NewScaledAt(epoch, wallStart time.Time, speed float64) *Scaled {
+	if speed <= 0 {
+		speed = 1
+	}
+	return &Scaled{epoch: epoch, start: wallStart, speed: speed}
+}
+
+// WallStart is the wall time at which simulated time was Epoch.
+func (s *Scaled) WallStart() time.Time { return s.start }
+
+// Epoch is the simulated time at WallStart.
+func (s *Scaled) Epoch() time.Time { return s.epoch }
+
 // Speed is how many simulated seconds pass per real second.
 func (s *Scaled) Speed() float64 { return s.speed }
 

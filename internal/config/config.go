@@ -39,8 +39,18 @@ type Config struct {
 	Links Links `yaml:"links"`
 	// Agency tunes the reconcile loop and the leader lease.
 	Agency Agency `yaml:"agency"`
+	// Clock is the agency's time: the wall clock unless it watches a simulated CMS (spyagency simulate).
+	Clock Clock `yaml:"clock"`
 	// Steering says where decisions are pushed (Tier-0 can also pull them: see docs/tier0-integration.md).
 	Steering Steering `yaml:"steering"`
+}
+
+// Clock lets serve share the time of a simulated CMS: simulated time was Epoch at wall time WallStart
+// and runs Speed times faster than the wall. Speed 0 (the default) is the wall clock.
+type Clock struct {
+	Speed     float64   `yaml:"speed"`
+	Epoch     time.Time `yaml:"epoch"`
+	WallStart time.Time `yaml:"wall_start"`
 }
 
 // Steering is the push side of steering Tier-0.

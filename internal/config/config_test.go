@@ -157,7 +157,7 @@ func TestFullExampleSetsEveryField(t *testing.T) {
 			return
 		}
 		switch {
-		case typ == durationType:
+		case typ == durationType, typ == timeType:
 		case typ.Kind() == reflect.Struct:
 			for i := range typ.NumField() {
 				if k := fieldKey(typ.Field(i)); k != "" {
@@ -372,7 +372,7 @@ func TestReferenceDocumentsEveryKey(t *testing.T) {
 			typ = typ.Elem()
 		}
 		switch {
-		case typ == durationType || typ.Kind() != reflect.Struct && typ.Kind() != reflect.Slice:
+		case typ == durationType || typ == timeType || typ.Kind() != reflect.Struct && typ.Kind() != reflect.Slice:
 			paths = append(paths, path)
 		case typ.Kind() == reflect.Slice && typ.Elem().Kind() != reflect.Struct:
 			paths = append(paths, path)

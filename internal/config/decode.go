@@ -98,7 +98,10 @@ func (d *decoder) spend(n *yaml.Node) bool {
 	return false
 }
 
-var durationType = reflect.TypeFor[time.Duration]()
+var (
+	durationType = reflect.TypeFor[time.Duration]()
+	timeType     = reflect.TypeFor[time.Time]()
+)
 
 // decode puts node n into v. path names v for problems ("" for the root).
 func (d *decoder) decode(path string, n *yaml.Node, v reflect.Value) {
@@ -112,6 +115,8 @@ func (d *decoder) decode(path string, n *yaml.Node, v reflect.Value) {
 	switch {
 	case v.Type() == durationType:
 		d.decodeDuration(path, n, v)
+	case v.Type() == timeType:
+		d.decodeTime(path, n, v)
 	case v.Kind() == reflect.Struct:
 		d.decodeStruct(path, n, v)
 	case v.Kind() == reflect.Slice:
@@ -156,6 +161,19 @@ func (d *decoder) decodeDuration(path string, n *yaml.Node, v reflect.Value) {
 		return
 	}
 	v.SetInt(int64(dur))
+}
+
+func (d *decoder) decodeTime(path string, n *yaml.Node, v reflect.Value) {
+	if n.Kind != yaml.ScalarNode {
+		d.addf(posOf(n), path, "want a time such as \"2026-05-04T06:00:00Z\", got %s", kindName(n))
+		return
+	}
+	t, err := time.Parse(time.RFC3339Nano, n.Value)
+	if err != nil {
+		d.addf(posOf(n), path, "bad time %q: want RFC 3339 such as \"2026-05-04T06:00:00Z\"", n.Value)
+		return
+	}
+	v.Set(reflect.ValueOf(t))
 }
 
 func (d *decoder) decodeScalar(path string, n *yaml.Node, v reflect.Value) {

@@ -39,6 +39,7 @@ func (d *decoder) validate(c *Config) {
 	d.checkLinks(c.Links)
 	d.checkAgency(c.Agency)
 	d.checkSteering(c.Steering)
+	d.checkClock(c.Clock)
 	if c.DataDir == "" {
 		d.addf(d.at("data_dir"), "data_dir", "must not be empty")
 	}
@@ -376,5 +377,23 @@ func (d *decoder) checkSteering(st Steering) {
 		if t.MaxAttempts < 0 {
 			d.addf(d.at(f+".max_attempts"), f+".max_attempts", "must not be negative, got %d", t.MaxAttempts)
 		}
+	}
+}
+
+func (d *decoder) checkClock(c Clock) {
+	if c.Speed == 0 {
+		if !c.Epoch.IsZero() || !c.WallStart.IsZero() {
+			d.addf(d.at("clock.speed"), "clock.speed", "epoch and wall_start need a speed (0 is the wall clock)")
+		}
+		return
+	}
+	if c.Speed < 0 || c.Speed > 1e6 || math.IsNaN(c.Speed) {
+		d.addf(d.at("clock.speed"), "clock.speed", "must be between 0 and 1000000, got %g", c.Speed)
+	}
+	if c.Epoch.IsZero() {
+		d.addf(d.at("clock.epoch"), "clock.epoch", "a simulated clock needs the simulated time it started at (RFC 3339)")
+	}
+	if c.WallStart.IsZero() {
+		d.addf(d.at("clock.wall_start"), "clock.wall_start", "a simulated clock needs the wall time it started at (RFC 3339)")
 	}
 }

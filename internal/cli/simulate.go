@@ -1,0 +1,94 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"path/filepath"
+	"time"
+
+	"github.com/cms-pcl/spyagency/internal/clock"
+	"github.com/cms-pcl/spyagency/internal/sim"
+)
+
+// runSimulate serves only the simulated CMS, for a separate `serve` to watch.
+func runSimulate(e *env, args []string) error {
+	fs := e.flags("simulate", "simulate [--addr 127.0.0.1:8081] [--data DIR] [--speed N] [--seed N] [--faults none|default|heavy] [--agency URL] [--print-config]")
+	addr := fs.String("addr", "127.0.0.1:8081", "where the simulated CMS services listen")
+	data := fs.String("data", "", "data directory (default: spyagency-sim in the user's cache directory)")
+	speed := fs.Float64("speed", 600, "simulated seconds per real second")
+	seed := fs.Uint64("seed", 1, "the simulated world's seed")
+	faults := fs.String("faults", "default", "fault profile: none, default or heavy")
+	agencyURL := fs.String("agency", "http://127.0.0.1:8080", "the agency whose pull API the simulated Tier-0 follows (unreachable: Tier-0's fixed 48 h delay)")
+	printConfig := fs.Bool("print-config", false, "first write to stdout a serve configuration that points at these services")
+	level := fs.String("log-level", "warn", "debug, info, warn or error")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	switch *faults {
+	case "none", "default", "heavy":
+	default:
+		return fmt.Errorf("bad --faults %q: want none, default or heavy", *faults)
+	}
+	if *speed <= 0 || *speed > 100000 {
+		return fmt.Errorf("bad --speed %g: want a number between 0 and 100000", *speed)
+	}
+	log, err := logger(e.stderr, *level)
+	if err != nil {
+		return err
+	}
+	dir := *data
+	if dir == "" {
+		if dir, err = cacheDir("spyagency-sim"); err != nil {
+			return err
+		}
+	}
+	ln, err := net.Listen("tcp", *addr)
+	if err != nil {
+		return fmt.Errorf("listen on %s: %w", *addr, err)
+	}
+	defer ln.Close()
+	clk := clock.NewScaled(sim.DefaultStart, *speed)
+	s, err := sim.New(sim.Config{Seed: *seed, Dir: filepath.Join(dir, "cms"), Faults: *faults, Clock: clk,
+		Tier0Mode: sim.Tier0Agency, Agency: sim.HTTPAgency{BaseURL: *agencyURL}, Logger: log})
+	if err != nil {
+		return err
+	}
+	defer s.Close()
+	base := "http://" + ln.Addr().String()
+	if *printConfig {
+		if _, err := e.stdout.Write(simConfig(s, base, clk)); err != nil {
+			return err
+		}
+	}
+	fmt.Fprintf(e.stderr, "spyagency simulate: the CMS services of seed %d (faults %s) are at %s, %g× real time from %s.\n",
+		*seed, *faults, base, *speed, clk.Now().UTC().Format("2006-01-02 15:04"))
+	fmt.Fprintf(e.stderr, "  Point serve at them with the configuration of --print-config; Tier-0 follows %s.\n", *agencyURL)
+	ctx, cancel := context.WithCancel(e.ctx)
+	defer cancel()
+	srv := &http.Server{Handler: s.Handler(), ReadHeaderTimeout: 10 * time.Second}
+	errc := make(chan error, 2)
+	go func() { errc <- srv.Serve(ln) }()
+	go func() { errc <- s.Run(ctx) }()
+	select {
+	case err = <-errc:
+	case <-ctx.Done():
+	}
+	cancel()
+	sctx, scancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer scancel()
+	_ = srv.Shutdown(sctx)
+	if errors.Is(err, http.ErrServerClosed) {
+		err = nil
+	}
+	return err
+}
+
+// simConfig is the serve configuration of a simulator: its sources and its clock.
+func simConfig(s *sim.Sim, base string, clk *clock.Scaled) []byte {
+	out := s.ServeConfig(base)
+	return append(out, fmt.Sprintf("clock:\n  speed: %g\n  epoch: %s\n  wall_start: %s\n",
+		clk.Speed(), clk.Epoch().UTC().Format(time.RFC3339Nano), clk.WallStart().UTC().Format(time.RFC3339Nano))...)
+}
