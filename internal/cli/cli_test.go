@@ -13,30 +13,14 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/cms-pcl/spyagency/internal/fixtures"
 )
 
 // fixtures finds ../shared/fixtures/cms beside the module root, or skips.
-func fixtures(t *testing.T) string {
+func fixtureDir(t *testing.T) string {
 	t.Helper()
-	dir, err := os.Getwd()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			break
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			t.Skip("no go.mod above the test directory")
-		}
-		dir = parent
-	}
-	f := filepath.Join(dir, "..", "shared", "fixtures", "cms")
-	if _, err := os.Stat(f); err != nil {
-		t.Skipf("CMS fixtures not found at %s (a clone used outside its setup)", f)
-	}
-	return f
+	return fixtures.Path(t)
 }
 
 // syncBuffer is a bytes.Buffer safe to write from the command and read from the test.
@@ -102,7 +86,7 @@ func TestConfigCheck(t *testing.T) {
 
 func TestProbeCondDBFixture(t *testing.T) {
 	t.Parallel()
-	db := filepath.Join(fixtures(t), "conddb", "AlCaRecoHLTpaths8e29_1e31_v11_hlt_All.db")
+	db := filepath.Join(fixtureDir(t), "conddb", "AlCaRecoHLTpaths8e29_1e31_v11_hlt_All.db")
 	code, out, errs := run(t, "probe", "conddb", "--dsn", "sqlite:"+db, "--tag", "AlCaRecoHLTpaths8e29_1e31_v11_hlt")
 	if code != 0 {
 		t.Fatalf("probe: %d %s", code, errs)
@@ -127,7 +111,7 @@ func TestProbeCondDBFixture(t *testing.T) {
 
 func TestProbeOMSFixture(t *testing.T) {
 	t.Parallel()
-	body, err := os.ReadFile(filepath.Join(fixtures(t), "oms", "test_oms_runs.json"))
+	body, err := os.ReadFile(filepath.Join(fixtureDir(t), "oms", "test_oms_runs.json"))
 	if err != nil {
 		t.Fatal(err)
 	}

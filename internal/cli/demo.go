@@ -22,13 +22,8 @@ func runDemo(e *env, args []string) error {
 	if err := parse(fs, args); err != nil {
 		return err
 	}
-	switch *faults {
-	case "none", "default", "heavy":
-	default:
-		return fmt.Errorf("bad --faults %q: want none, default or heavy", *faults)
-	}
-	if *speed <= 0 || *speed > 100000 {
-		return fmt.Errorf("bad --speed %g: want a number between 0 and 100000", *speed)
+	if err := checkSimFlags(*faults, *speed); err != nil {
+		return err
 	}
 	log, err := logger(e.stderr, *level)
 	if err != nil {
@@ -79,4 +74,17 @@ func progress(e *env, d *demo.Demo) {
 			d.Clock.Now().UTC().Format("Jan 2 15:04"), len(states), count[pcl.ReadinessOngoing], count[pcl.ReadinessWaiting],
 			count[pcl.ReadinessReady], count[pcl.ReadinessReleased], count[pcl.ReadinessTimedOut], count[pcl.ReadinessHeld])
 	}
+}
+
+// checkSimFlags checks the simulator's flags, shared by demo and simulate.
+func checkSimFlags(faults string, speed float64) error {
+	switch faults {
+	case "none", "default", "heavy":
+	default:
+		return fmt.Errorf("bad --faults %q: want none, default or heavy", faults)
+	}
+	if speed <= 0 || speed > 100000 {
+		return fmt.Errorf("bad --speed %g: want a number between 0 and 100000", speed)
+	}
+	return nil
 }

@@ -27,13 +27,8 @@ func runSimulate(e *env, args []string) error {
 	if err := parse(fs, args); err != nil {
 		return err
 	}
-	switch *faults {
-	case "none", "default", "heavy":
-	default:
-		return fmt.Errorf("bad --faults %q: want none, default or heavy", *faults)
-	}
-	if *speed <= 0 || *speed > 100000 {
-		return fmt.Errorf("bad --speed %g: want a number between 0 and 100000", *speed)
+	if err := checkSimFlags(*faults, *speed); err != nil {
+		return err
 	}
 	log, err := logger(e.stderr, *level)
 	if err != nil {

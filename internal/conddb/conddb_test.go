@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/cms-pcl/spyagency/internal/apperr"
+	"github.com/cms-pcl/spyagency/internal/fixtures"
 	"github.com/cms-pcl/spyagency/internal/pcl"
 )
 
@@ -21,25 +22,7 @@ const fixtureTag = "AlCaRecoHLTpaths8e29_1e31_v11_hlt"
 // fixture finds the CMSSW-written CondDB file in ../shared/fixtures, next to the module root.
 func fixture(t *testing.T) string {
 	t.Helper()
-	dir, err := os.Getwd()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			break
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			t.Skip("no go.mod above the test directory; cannot locate ../shared/fixtures")
-		}
-		dir = parent
-	}
-	p := filepath.Join(dir, "..", "shared", "fixtures", "cms", "conddb", fixtureTag+"_All.db")
-	if _, err := os.Stat(p); err != nil {
-		t.Skipf("CondDB fixture absent (%v); the shared fixtures are not checked out", err)
-	}
-	return p
+	return fixtures.Path(t, "conddb", fixtureTag+"_All.db")
 }
 
 func TestReadFixture(t *testing.T) {

@@ -8,31 +8,14 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cms-pcl/spyagency/internal/fixtures"
 	"github.com/cms-pcl/spyagency/internal/pcl"
 )
 
 // omsFixture finds ../shared/fixtures/cms/oms/test_oms_runs.json next to the module root.
 func omsFixture(t *testing.T) string {
 	t.Helper()
-	dir, err := os.Getwd()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			break
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			t.Skip("module root (go.mod) not found")
-		}
-		dir = parent
-	}
-	path := filepath.Join(dir, "..", "shared", "fixtures", "cms", "oms", "test_oms_runs.json")
-	if _, err := os.Stat(path); err != nil {
-		t.Skipf("OMS fixture absent (%v): the class rules are not checked on real runs", err)
-	}
-	return path
+	return fixtures.Path(t, "oms", "test_oms_runs.json")
 }
 
 // omsRuns reads the fixture's runs into pcl.RunInfo, with only the attributes the rules look at.

@@ -5,12 +5,12 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
-	"path/filepath"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/cms-pcl/spyagency/internal/clock"
+	"github.com/cms-pcl/spyagency/internal/fixtures"
 )
 
 // One world of three simulated days, fixed Tier-0 mode, no faults, shared by the read-only tests: building
@@ -82,25 +82,7 @@ func get(t *testing.T, url string) (int, http.Header, []byte) {
 // fixturePath finds ../shared/fixtures/cms/<rel> next to the module root, or skips.
 func fixturePath(t *testing.T, rel string) string {
 	t.Helper()
-	dir, err := os.Getwd()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			break
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			t.Skip("no go.mod above the test directory; cannot locate ../shared/fixtures")
-		}
-		dir = parent
-	}
-	p := filepath.Join(dir, "..", "shared", "fixtures", "cms", rel)
-	if _, err := os.Stat(p); err != nil {
-		t.Skipf("fixture %s is absent (%v); the shared fixtures folder is needed for this test", p, err)
-	}
-	return p
+	return fixtures.Path(t, rel)
 }
 
 // stoppedRuns are the runs of the shared world that stopped by its end.

@@ -202,7 +202,7 @@ func writeError(w http.ResponseWriter, log *slog.Logger, err error) {
 		log.Error("steer: pull request failed", "err", err)
 		msg = "internal error; see the server log"
 	}
-	writeJSONError(w, statusOf(code), msg, string(code))
+	writeJSONError(w, apperr.HTTPStatus(code), msg, string(code))
 }
 
 func writeJSONError(w http.ResponseWriter, status int, msg, code string) {
@@ -210,22 +210,4 @@ func writeJSONError(w http.ResponseWriter, status int, msg, code string) {
 	w.Header().Set("Cache-Control", "no-store")
 	w.WriteHeader(status)
 	_ = json.NewEncoder(w).Encode(map[string]string{"error": msg, "code": code})
-}
-
-func statusOf(code apperr.Code) int {
-	switch code {
-	case apperr.Invalid:
-		return http.StatusBadRequest
-	case apperr.NotFound:
-		return http.StatusNotFound
-	case apperr.Conflict:
-		return http.StatusConflict
-	case apperr.Unauthorized:
-		return http.StatusUnauthorized
-	case apperr.Forbidden:
-		return http.StatusForbidden
-	case apperr.Unavailable:
-		return http.StatusServiceUnavailable
-	}
-	return http.StatusInternalServerError
 }

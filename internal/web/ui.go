@@ -117,7 +117,7 @@ func (s *Server) pageError(w http.ResponseWriter, r *http.Request, err error) {
 		s.log.Error("page failed", "path", r.URL.Path, "err", err)
 		msg = "internal error; see the server log"
 	}
-	s.render(w, r, statusOf(code), "error", page{Title: http.StatusText(statusOf(code)), Data: msg})
+	s.render(w, r, apperr.HTTPStatus(code), "error", page{Title: http.StatusText(apperr.HTTPStatus(code)), Data: msg})
 }
 
 func (s *Server) pageRoutes() {

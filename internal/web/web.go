@@ -148,25 +148,6 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	s.mux.ServeHTTP(w, r)
 }
 
-// statusOf maps an error kind to its HTTP status, in one place.
-func statusOf(code apperr.Code) int {
-	switch code {
-	case apperr.NotFound:
-		return http.StatusNotFound
-	case apperr.Invalid:
-		return http.StatusBadRequest
-	case apperr.Conflict:
-		return http.StatusConflict
-	case apperr.Unauthorized:
-		return http.StatusUnauthorized
-	case apperr.Forbidden:
-		return http.StatusForbidden
-	case apperr.Unavailable:
-		return http.StatusServiceUnavailable
-	}
-	return http.StatusInternalServerError
-}
-
 // fail answers with a JSON error. Internal errors are logged in full and shown blandly.
 func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
 	code := apperr.CodeOf(err)
@@ -175,7 +156,7 @@ func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
 		s.log.Error("request failed", "method", r.Method, "path", r.URL.Path, "err", err)
 		msg = "internal error; see the server log"
 	}
-	writeJSON(w, statusOf(code), map[string]string{"error": msg, "code": string(code)})
+	writeJSON(w, apperr.HTTPStatus(code), map[string]string{"error": msg, "code": string(code)})
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {

@@ -12,6 +12,7 @@ import (
 
 	"github.com/cms-pcl/spyagency/internal/clock"
 	cdb "github.com/cms-pcl/spyagency/internal/conddb"
+	"github.com/cms-pcl/spyagency/internal/fixtures"
 	"github.com/cms-pcl/spyagency/internal/pcl"
 	"github.com/cms-pcl/spyagency/internal/spy"
 	"github.com/cms-pcl/spyagency/internal/spy/fetch"
@@ -24,24 +25,7 @@ func fixtureCopy(t *testing.T) string { return fixtureCopyB(t) }
 
 func fixtureCopyB(t testing.TB) string {
 	t.Helper()
-	dir, err := os.Getwd()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			break
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			t.Skip("no go.mod above the test directory; cannot locate ../shared/fixtures")
-		}
-		dir = parent
-	}
-	data, err := os.ReadFile(filepath.Join(dir, "..", "shared", "fixtures", "cms", "conddb", fixtureTag+"_All.db"))
-	if err != nil {
-		t.Skipf("CondDB fixture absent: %v", err)
-	}
+	data := fixtures.Read(t, "conddb", fixtureTag+"_All.db")
 	p := filepath.Join(t.TempDir(), "conddb.db")
 	if err := os.WriteFile(p, data, 0o644); err != nil {
 		t.Fatal(err)

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/cms-pcl/spyagency/internal/clock"
+	"github.com/cms-pcl/spyagency/internal/fixtures"
 	"github.com/cms-pcl/spyagency/internal/pcl"
 	"github.com/cms-pcl/spyagency/internal/spy"
 	"github.com/cms-pcl/spyagency/internal/spy/fetch"
@@ -33,23 +34,7 @@ func testdata(t testing.TB, name string) []byte {
 // mockDB returns the entries of the real DQM GUI frontend mock database, or skips.
 func mockDB(t testing.TB) map[string]json.RawMessage {
 	t.Helper()
-	dir, _ := os.Getwd()
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			break
-		}
-		if filepath.Dir(dir) == dir {
-			t.Skip("module root not found")
-		}
-		dir = filepath.Dir(dir)
-	}
-	b, err := os.ReadFile(filepath.Join(dir, "..", "shared", "fixtures", "cms", "dqmgui", "dqmgui_frontend_mocks", "db.json"))
-	if os.IsNotExist(err) {
-		t.Skip("fixture dqmgui/dqmgui_frontend_mocks/db.json absent")
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
+	b := fixtures.Read(t, "dqmgui", "dqmgui_frontend_mocks", "db.json")
 	var m map[string]json.RawMessage
 	if err := json.Unmarshal(b, &m); err != nil {
 		t.Fatal(err)

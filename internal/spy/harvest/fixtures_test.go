@@ -7,30 +7,14 @@ import (
 	"path/filepath"
 	"sort"
 	"testing"
+
+	"github.com/cms-pcl/spyagency/internal/fixtures"
 )
 
 // fixtureDir finds ../shared/fixtures/cms/<sub> next to the module root, or skips.
 func fixtureDir(t testing.TB, sub string) string {
 	t.Helper()
-	dir, err := os.Getwd()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			break
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			t.Skip("no go.mod above the test directory; cannot locate ../shared/fixtures")
-		}
-		dir = parent
-	}
-	p := filepath.Join(dir, "..", "shared", "fixtures", "cms", sub)
-	if _, err := os.Stat(p); err != nil {
-		t.Skipf("fixture %s absent: %v", sub, err)
-	}
-	return p
+	return fixtures.Path(t, sub)
 }
 
 // metadataFixtures returns the 39 real dropBox metadata JSONs by file name, each compacted onto one line

@@ -6,8 +6,6 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
-	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -15,6 +13,7 @@ import (
 	"time"
 
 	"github.com/cms-pcl/spyagency/internal/clock"
+	"github.com/cms-pcl/spyagency/internal/fixtures"
 	"github.com/cms-pcl/spyagency/internal/pcl"
 	"github.com/cms-pcl/spyagency/internal/spy/fetch"
 )
@@ -22,28 +21,7 @@ import (
 // fixture reads a file of ../shared/fixtures/cms relative to the module root, or skips.
 func fixture(t testing.TB, rel string) []byte {
 	t.Helper()
-	dir, err := os.Getwd()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			break
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			t.Skip("module root not found")
-		}
-		dir = parent
-	}
-	b, err := os.ReadFile(filepath.Join(dir, "..", "shared", "fixtures", "cms", rel))
-	if os.IsNotExist(err) {
-		t.Skipf("fixture %s absent (../shared/fixtures/cms not checked out)", rel)
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b
+	return fixtures.Read(t, rel)
 }
 
 func omsFixture(t testing.TB) []byte { return fixture(t, "oms/test_oms_runs.json") }
