@@ -244,3 +244,27 @@ func (s *Server) audit(w http.ResponseWriter, r *http.Request) {
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"entries": entries})
 }
+
+// outbox lists push deliveries, newest first: what was delivered, what waits for a retry, and the dead
+// letters (given up: the receiver refused them or stayed down too long). ?dead=1 keeps only those.
+func (s *Server) outbox(w http.ResponseWriter, r *http.Request) {
+	limit, err := queryInt(r, "limit", 100, 1000)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	entries, err := s.o.Store.Outbox(r.Context(), r.URL.Query().Get("target"), limit)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	onlyDead := r.URL.Query().Get("dead") == "1"
+	out := make([]store.OutboxEntry, 0, len(entries))
+	for _, e := range entries {
+		if !onlyDead || e.Dead {
+			e.Payload = nil // the decision is in the run's decisions; keep the listing small
+			out = append(out, e)
+		}
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"entries": out})
+}

@@ -179,3 +179,44 @@ func TestPageEscapesSourceStrings(t *testing.T) {
 		t.Error("a file name from the harvest area reached the page unescaped")
 	}
 }
+
+func TestOutboxAPI(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	clk := clock.NewFake(t0.Add(time.Hour))
+	st, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "s.db"), sqlite.Options{Now: clk.Now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	ag, err := agency.New(ctx, agency.Options{Store: st, Catalogue: pcl.DefaultCatalogue(), Clock: clk, Targets: []string{"tier0"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	stop := t0
+	if err := ag.Ingest(ctx, pcl.SourceOMS, []pcl.Observation{{Source: pcl.SourceOMS, Kind: pcl.KindRun, Run: 392680, At: t0,
+		RunInfo: &pcl.RunInfo{Start: t0.Add(-time.Hour), Stop: &stop, Class: "Collisions25", LastUpdate: t0}}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := ag.Pass(ctx); err != nil {
+		t.Fatal(err)
+	}
+	pending, err := st.PendingOutbox(ctx, "tier0", clk.Now(), 10)
+	if err != nil || len(pending) != 1 {
+		t.Fatalf("pending %v %v", pending, err)
+	}
+	if err := st.MarkFailed(ctx, pending[0].ID, clk.Now(), clk.Now(), "HTTP 422: unknown run", true); err != nil {
+		t.Fatal(err)
+	}
+	srv, _ := New(Options{Store: st, Catalogue: pcl.DefaultCatalogue(), Clock: clk})
+	hs := httptest.NewServer(srv)
+	defer hs.Close()
+	var out struct{ Entries []map[string]any }
+	if code := get(t, hs.URL+"/api/v1/outbox?dead=1", &out); code != 200 || len(out.Entries) != 1 ||
+		out.Entries[0]["dead"] != true || out.Entries[0]["last_error"] != "HTTP 422: unknown run" {
+		t.Errorf("dead letters: %d %+v", code, out)
+	}
+	if code := get(t, hs.URL+"/api/v1/outbox?limit=x", nil); code != 400 {
+		t.Errorf("bad limit: %d", code)
+	}
+}
