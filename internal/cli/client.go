@@ -114,6 +114,18 @@ func runNumber(fs *flag.FlagSet) (uint32, error) {
 	return uint32(n), nil
 }
 
+// parseRun parses flags around one positional run number.
+func parseRun(fs *flag.FlagSet, args []string) (uint32, error) {
+	pos, err := parseInterleaved(fs, args)
+	if err != nil {
+		return 0, err
+	}
+	if err := fs.Parse(pos); err != nil {
+		return 0, errUsage
+	}
+	return runNumber(fs)
+}
+
 // parseInterleaved parses flags given before or after the positional arguments.
 func parseInterleaved(fs *flag.FlagSet, args []string) ([]string, error) {
 	var pos []string
@@ -184,14 +196,7 @@ func oneLine(s string, max int) string {
 func runRun(e *env, args []string) error {
 	fs := e.flags("run", "run N [--server URL] [--json]")
 	mk := e.clientFlags(fs)
-	pos, err := parseInterleaved(fs, args)
-	if err != nil {
-		return err
-	}
-	if err := fs.Parse(pos); err != nil {
-		return errUsage
-	}
-	run, err := runNumber(fs)
+	run, err := parseRun(fs, args)
 	if err != nil {
 		return err
 	}
@@ -254,14 +259,7 @@ func override(action pcl.OverrideAction) func(e *env, args []string) error {
 		reason := fs.String("reason", "", "why (required; recorded in the audit log)")
 		workflow := fs.String("workflow", "", "the workflow (accept; or clear an accept)")
 		mk := e.clientFlags(fs)
-		pos, err := parseInterleaved(fs, args)
-		if err != nil {
-			return err
-		}
-		if err := fs.Parse(pos); err != nil {
-			return errUsage
-		}
-		run, err := runNumber(fs)
+		run, err := parseRun(fs, args)
 		if err != nil {
 			return err
 		}

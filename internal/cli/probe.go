@@ -27,17 +27,9 @@ func runProbe(e *env, args []string) error {
 	timeout := fs.Duration("timeout", 60*time.Second, "deadline of the poll")
 	level := fs.String("log-level", "warn", "debug, info, warn or error")
 	// Flags may come before or after the source name.
-	var positional []string
-	rest := args
-	for {
-		if err := parse(fs, rest); err != nil {
-			return err
-		}
-		if fs.NArg() == 0 {
-			break
-		}
-		positional = append(positional, fs.Arg(0))
-		rest = fs.Args()[1:]
+	positional, err := parseInterleaved(fs, args)
+	if err != nil {
+		return err
 	}
 	if len(positional) != 1 {
 		fmt.Fprintln(e.stderr, "probe needs exactly one SOURCE")
