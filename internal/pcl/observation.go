@@ -211,7 +211,15 @@ func (o *Observation) Validate() error {
 		if err := need(o.Run > 0, "run"); err != nil {
 			return err
 		}
-		return need(o.RunInfo != nil && !o.RunInfo.Start.IsZero(), "run_info.start")
+		if err := need(o.RunInfo != nil && !o.RunInfo.Start.IsZero(), "run_info.start"); err != nil {
+			return err
+		}
+		// A stop before the start is garbage; taken as a very short run it would expect no calibration.
+		if o.RunInfo.Stop != nil && o.RunInfo.Stop.Before(o.RunInfo.Start) {
+			return fmt.Errorf("%s run observation of run %d: stop %s is before start %s", o.Source, o.Run,
+				o.RunInfo.Stop.Format(time.RFC3339), o.RunInfo.Start.Format(time.RFC3339))
+		}
+		return nil
 	case KindExpressConfig, KindStreamDone:
 		if err := need(o.Run > 0, "run"); err != nil {
 			return err

@@ -74,6 +74,7 @@ func TestValidate(t *testing.T) {
 		{Observation{Source: SourceOperator, Kind: KindOverride, Run: 5, At: at, Action: OverrideHold, Actor: "a"}, "reason"},
 		{Observation{Source: SourceOperator, Kind: KindOverride, Run: 5, At: at, Action: OverrideAccept, Actor: "a", Reason: "r"}, "workflow"},
 		{Observation{Source: SourceDQM, Kind: "gossip", At: at}, "unknown kind"},
+		{Observation{Source: SourceOMS, Kind: KindRun, Run: 7, At: at, RunInfo: &RunInfo{Start: at, Stop: func() *time.Time { s := at.Add(-time.Minute); return &s }()}}, "before start"},
 	}
 	for _, c := range cases {
 		err := c.o.Validate()

@@ -104,6 +104,22 @@ func TestWorkflowStates(t *testing.T) {
 			obs: concat(one(stopped(), harvest("BeamSpotObjectHP_ByLumi", time.Hour),
 				iov("BeamSpotObjects_PCL_byLumi_v0_prompt", pcl.PackLumi(testRun-1, 35), h1, 71*time.Minute)), collisionsConfig()),
 			now: 2 * time.Hour, workflow: "BeamSpotHP", want: pcl.StateHarvested},
+		{name: "metadata naming the catalogue's tags in another order still matches",
+			obs: concat(one(stopped(), func() pcl.Observation {
+				h := harvest("SiStripApvGain_pcl", time.Hour, h1)
+				h.Destinations = []string{"SiStripApvGain_PCL_v0_prompt", "SiStripApvGain_PCL_v0_hlt"}
+				return h
+			}(), iov("SiStripApvGain_PCL_v0_hlt", testRun, h1, 71*time.Minute),
+				iov("SiStripApvGain_PCL_v0_prompt", testRun, h1, 72*time.Minute)), collisionsConfig()),
+			now: 2 * time.Hour, workflow: "SiStripGains", want: pcl.StateInDB},
+		{name: "metadata naming one catalogue tag and one other",
+			obs: concat(one(stopped(), func() pcl.Observation {
+				h := harvest("SiStripApvGain_pcl", time.Hour, h1)
+				h.Destinations = []string{"SiStripApvGain_PCL_v0_prompt", "SiStripApvGain_PCL_v1_special"}
+				return h
+			}(), iov("SiStripApvGain_PCL_v1_special", testRun, h1, 71*time.Minute),
+				iov("SiStripApvGain_PCL_v0_prompt", testRun, h1, 72*time.Minute)), collisionsConfig()),
+			now: 2 * time.Hour, workflow: "SiStripGains", want: pcl.StateInDB},
 		{name: "upload failed",
 			obs: concat(one(stopped(), harvest("SiStripApvGain_pcl", time.Hour, h1), marker("SiStripApvGain_pcl", 61*time.Minute),
 				upload("SiStripApvGain_pcl", "SiStripApvGain_PCL_v0_hlt", pcl.UploadFail, 70*time.Minute)), collisionsConfig()),

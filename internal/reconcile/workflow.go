@@ -262,9 +262,14 @@ func (d *deriver) file(in *pcl.Input, ii int, hv *inputFacts, ws *pcl.WorkflowSt
 				continue // the tag's synchronization took nothing: nothing to find there
 			}
 		}
-		iovs := d.f.otherIOVs[tag]
-		if destIdx != nil {
+		var iovs []*pcl.Observation
+		switch k, ok := d.f.cat.DestinationIndex(tag); {
+		case destIdx != nil:
 			iovs = d.f.iovs[destIdx[j]]
+		case ok: // the metadata names the catalogue's tags in another order, or some of them
+			iovs = d.f.iovs[k]
+		default:
+			iovs = d.f.otherIOVs[tag]
 		}
 		if m := d.matchIOV(iovs, in.TimeType, h.Payloads, harvested); m != nil {
 			inDB = maxTime(inDB, m.Inserted)
