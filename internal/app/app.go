@@ -123,9 +123,18 @@ func New(ctx context.Context, o Options) (*App, error) {
 	mux.HandleFunc("GET /t0/v1/ready_runs", readyRuns)
 	mux.HandleFunc("GET /t0/v1/first_unready_run", firstUnready)
 	mux.Handle("/", a.Web)
-	a.Handler = mux
+	a.Handler = closingHandler{mux, a.Web}
 	return a, nil
 }
+
+// closingHandler serves everything and, on shutdown, ends the page's event streams, which would
+// otherwise hold the graceful shutdown until its deadline.
+type closingHandler struct {
+	http.Handler
+	web *web.Server
+}
+
+func (h closingHandler) Close() { h.web.Close() }
 
 func (a *App) closeAll() {
 	for _, c := range a.closers {

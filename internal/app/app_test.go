@@ -8,6 +8,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -118,5 +119,42 @@ func TestAppRefusesMissingSecret(t *testing.T) {
 	cfg.Steering.Targets = []config.PushTarget{{Name: "tier0", Type: "webhook", URL: "http://127.0.0.1:1/", SecretFile: "/nonexistent/secret"}}
 	if _, err := New(t.Context(), Options{Config: cfg}); err == nil {
 		t.Fatal("an unreadable webhook secret was accepted")
+	}
+}
+
+// TestShutdownWithOpenEventStream: a dashboard left open must not hold the shutdown until its deadline.
+func TestShutdownWithOpenEventStream(t *testing.T) {
+	t.Parallel()
+	cfg := config.Default()
+	cfg.Store.DSN = "sqlite:" + filepath.Join(t.TempDir(), "spy.db")
+	cfg.Server.ShutdownTimeout = 30 * time.Second
+	ctx, cancel := context.WithCancel(t.Context())
+	a, err := New(ctx, Options{Config: cfg})
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- a.Run(ctx, "127.0.0.1:0") }()
+	<-a.Started()
+	resp, err := http.Get("http://" + a.Addr().String() + "/events")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != 200 || !strings.HasPrefix(resp.Header.Get("Content-Type"), "text/event-stream") {
+		t.Fatalf("events: %d %s", resp.StatusCode, resp.Header.Get("Content-Type"))
+	}
+	start := time.Now()
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Errorf("Run: %v", err)
+		}
+		if d := time.Since(start); d > 10*time.Second {
+			t.Errorf("shutdown took %s with an event stream open", d)
+		}
+	case <-time.After(25 * time.Second):
+		t.Fatal("shutdown waited for the event stream")
 	}
 }

@@ -247,6 +247,7 @@ func ListenAndServe(ctx context.Context, addr string, h http.Handler, grace time
 	sctx, cancel := context.WithTimeout(context.Background(), grace)
 	defer cancel()
 	if err := srv.Shutdown(sctx); err != nil {
+		_ = srv.Close() // the grace ran out: drop what is left rather than leak it
 		return fmt.Errorf("shutdown: %w", err)
 	}
 	return nil
