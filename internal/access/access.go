@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/url"
 	"regexp"
 	"strings"
 	"time"
@@ -120,6 +121,9 @@ func Lookup(ctx context.Context, s Settings, r *http.Request, now time.Time) (To
 func Operator(s Settings, now func() time.Time, loopbackOpen bool) func(*http.Request) (string, error) {
 	return func(r *http.Request) (string, error) {
 		if r.Header.Get("Authorization") == "" && loopbackOpen && Loopback(r) {
+			if crossSite(r) {
+				return "", apperr.Errorf(apperr.Forbidden, "a cross-site request may not act, even from this machine")
+			}
 			return "demo-operator (loopback)", nil
 		}
 		t, err := Lookup(r.Context(), s, r, now())
@@ -131,6 +135,21 @@ func Operator(s Settings, now func() time.Time, loopbackOpen bool) func(*http.Re
 		}
 		return t.Name, nil
 	}
+}
+
+// crossSite says whether a browser marked the request as coming from another site: any page open on this
+// machine could otherwise use the demo's open loopback access.
+func crossSite(r *http.Request) bool {
+	switch r.Header.Get("Sec-Fetch-Site") {
+	case "", "same-origin", "none":
+	default:
+		return true
+	}
+	if o := r.Header.Get("Origin"); o != "" {
+		u, err := url.Parse(o)
+		return err != nil || u.Host != r.Host
+	}
+	return false
 }
 
 // Loopback says whether the request comes from this machine.

@@ -92,6 +92,21 @@ func TestLoopbackOpenOnlyInDemo(t *testing.T) {
 	if _, err := Operator(s, now, false)(r); err == nil {
 		t.Error("loopback opened outside the demo")
 	}
+	for name, h := range map[string][2]string{"Sec-Fetch-Site": {"cross-site", ""}, "Origin": {"http://evil.example", ""}} {
+		x := httptest.NewRequest("POST", "http://127.0.0.1:8080/api/v1/runs/1/override", nil)
+		x.RemoteAddr = "127.0.0.1:5000"
+		x.Header.Set(name, h[0])
+		if _, err := Operator(s, now, true)(x); err == nil {
+			t.Errorf("a request with %s: %s acted through the demo's loopback access", name, h[0])
+		}
+	}
+	same := httptest.NewRequest("POST", "http://127.0.0.1:8080/api/v1/runs/1/override", nil)
+	same.RemoteAddr = "127.0.0.1:5000"
+	same.Header.Set("Origin", "http://127.0.0.1:8080")
+	same.Header.Set("Sec-Fetch-Site", "same-origin")
+	if _, err := Operator(s, now, true)(same); err != nil {
+		t.Errorf("the demo's own page was refused: %v", err)
+	}
 	r.RemoteAddr = "198.51.100.4:5000"
 	if _, err := Operator(s, now, true)(r); err == nil {
 		t.Error("a remote client acted in the demo")

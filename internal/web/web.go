@@ -170,7 +170,9 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 
 // decodeBody reads a JSON request body strictly: size-limited, unknown fields refused, one value only.
 func (s *Server) decodeBody(w http.ResponseWriter, r *http.Request, into any) error {
-	if ct := r.Header.Get("Content-Type"); ct != "" && !strings.HasPrefix(ct, "application/json") {
+	// Required, not only checked when present: a cross-site page can post without preflight only
+	// text/plain, form or multipart bodies, so insisting on JSON keeps such forgeries out.
+	if ct := r.Header.Get("Content-Type"); !strings.HasPrefix(ct, "application/json") {
 		return apperr.Errorf(apperr.Invalid, "request body must be application/json, not %q", ct)
 	}
 	body := http.MaxBytesReader(w, r.Body, s.o.MaxBody)

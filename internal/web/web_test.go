@@ -150,6 +150,15 @@ func TestOverrideAPI(t *testing.T) {
 			t.Errorf("%.60s: %d %v, want %d", c.body, code, out, c.code)
 		}
 	}
+	// What a cross-site page can send without preflight: refused, and nothing changes.
+	resp, err := http.Post(hs.URL+"/api/v1/runs/392680/override", "text/plain", strings.NewReader(`{"action":"release","reason":"x"}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 400 {
+		t.Errorf("a text/plain override: %d", resp.StatusCode)
+	}
 	var one RunView
 	get(t, hs.URL+"/api/v1/runs/392680", &one)
 	if one.Readiness.State != pcl.ReadinessHeld || !strings.Contains(one.Readiness.Reason, "shifter") {
