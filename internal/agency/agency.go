@@ -55,6 +55,7 @@ type Agency struct {
 	touched     map[uint32]bool
 	open        map[uint32]bool     // runs whose readiness is not final (not released)
 	runHints    map[uint32]*runHint // what the spies need of each known run: stopped, streams
+	known       map[uint32]bool     // runs with a stored state (a placeholder at least)
 	harvested   map[string]bool     // destination tags named by harvested metadata
 	payloadRuns map[string][]uint32 // harvested payload hash → runs, to route IOVs whose since moved
 	fcsr        uint32
@@ -84,7 +85,7 @@ func New(ctx context.Context, o Options) (*Agency, error) {
 		o.Resync = 5 * time.Minute
 	}
 	a := &Agency{o: o, log: o.Logger, touched: map[uint32]bool{}, open: map[uint32]bool{},
-		runHints: map[uint32]*runHint{}, harvested: map[string]bool{},
+		runHints: map[uint32]*runHint{}, harvested: map[string]bool{}, known: map[uint32]bool{},
 		payloadRuns: map[string][]uint32{}, subs: map[chan Event]bool{}, kick: make(chan struct{}, 1)}
 	if err := a.load(ctx); err != nil {
 		return nil, err
@@ -106,6 +107,7 @@ func (a *Agency) load(ctx context.Context) error {
 			return fmt.Errorf("agency: read run states: %w", err)
 		}
 		for _, rs := range states {
+			a.known[rs.Run] = true
 			if rs.Decision.State != pcl.ReadinessReleased {
 				a.open[rs.Run] = true
 			}
@@ -178,6 +180,9 @@ func (a *Agency) Ingest(ctx context.Context, src pcl.Source, obs []pcl.Observati
 	if err != nil {
 		return fmt.Errorf("agency: store %d observations from %s: %w", len(obs), src, err)
 	}
+	if err := a.placeholders(ctx, obs); err != nil {
+		return err
+	}
 	if len(added) == 0 {
 		return nil
 	}
@@ -212,6 +217,40 @@ func (a *Agency) Ingest(ctx context.Context, src pcl.Source, obs []pcl.Observati
 		}
 	}
 	a.poke()
+	return nil
+}
+
+// placeholders gives every run the batch names for the first time a stored state before the batch
+// counts as taken, so that a run is never forgotten: after a crash between storing its facts and
+// reconciling it, a restart finds it open (and reconciles it), and Tier-0's pull API sees a run that is
+// not releasable rather than a gap in the numbering. It looks at the whole batch, not only the new facts:
+// a batch re-sent after such a crash holds only known facts.
+func (a *Agency) placeholders(ctx context.Context, obs []pcl.Observation) error {
+	var fresh []uint32
+	a.mu.Lock()
+	for i := range obs {
+		o := &obs[i]
+		if o.Run == 0 || a.known[o.Run] || slices.Contains(fresh, o.Run) {
+			continue
+		}
+		switch o.Kind {
+		case pcl.KindIOV, pcl.KindUploadStatus, pcl.KindFCSR:
+			continue // these name runs by since or file name and never make a run (see anchored)
+		}
+		fresh = append(fresh, o.Run)
+	}
+	a.mu.Unlock()
+	now := a.o.Clock.Now()
+	for _, r := range fresh {
+		rs := pcl.RunState{Run: r, NextWake: now, Decision: pcl.Decision{Run: r, State: pcl.ReadinessWaiting,
+			Reason: "observed; not reconciled yet", Blocking: []string{}}}
+		if err := a.o.Store.PutRunState(ctx, rs); err != nil {
+			return fmt.Errorf("agency: record new run %d: %w", r, err)
+		}
+		a.mu.Lock()
+		a.known[r], a.open[r], a.touched[r] = true, true, true
+		a.mu.Unlock()
+	}
 	return nil
 }
 
@@ -322,8 +361,14 @@ func (a *Agency) Pass(ctx context.Context) error {
 	slices.Sort(runs)
 	runs = slices.Compact(runs)
 	var errs []error
-	for _, r := range runs {
+	for i, r := range runs {
 		if ctx.Err() != nil {
+			// Give the rest back: they were taken off the queue and must not be forgotten.
+			a.mu.Lock()
+			for _, left := range runs[i:] {
+				a.touched[left] = true
+			}
+			a.mu.Unlock()
 			return ctx.Err()
 		}
 		if _, err := a.reconcileRun(ctx, r, now); err != nil {
@@ -396,6 +441,7 @@ func (a *Agency) reconcileRun(ctx context.Context, run uint32, now time.Time) (b
 		return false, fmt.Errorf("agency: run %d: %w", run, err)
 	}
 	a.mu.Lock()
+	a.known[run] = true
 	if rs.Decision.State == pcl.ReadinessReleased {
 		delete(a.open, run)
 		delete(a.runHints, run)

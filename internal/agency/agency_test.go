@@ -307,3 +307,63 @@ func TestPayloadRoutingSurvivesRestart(t *testing.T) {
 		t.Errorf("after restart and the IOVs: %s (%s)", d.State, d.Reason)
 	}
 }
+
+// TestRunNotForgottenAfterCrash: the facts of a new run are stored, then the process dies before the
+// run is reconciled. After a restart the run is open and gets reconciled; and if the spy re-sends the
+// batch (its cursor did not move), known facts alone still bring the run back.
+func TestRunNotForgottenAfterCrash(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t)
+	if err := h.ag.Ingest(h.ctx, pcl.SourceOMS, []pcl.Observation{stoppedRun()}); err != nil {
+		t.Fatal(err)
+	}
+	// Crash: no Pass. The run must have a state that is not releasable.
+	rs := h.state()
+	if rs.Decision.Releasable || rs.Decision.Version != 0 {
+		t.Fatalf("placeholder %+v", rs.Decision)
+	}
+	h.st.Close()
+	h.open()
+	if open := h.ag.OpenRuns(); len(open) != 1 || open[0] != run {
+		t.Fatalf("after restart the run is not open: %v", open)
+	}
+	h.ag.resyncAll() // what Run does first
+	if err := h.ag.Pass(h.ctx); err != nil {
+		t.Fatal(err)
+	}
+	if d := h.state().Decision; d.Version != 1 || d.State != pcl.ReadinessWaiting {
+		t.Errorf("after restart: %+v", d)
+	}
+
+	// The other window: facts stored, no placeholder yet (the crash came between the two writes).
+	h2 := newHarness(t)
+	if _, err := h2.st.AppendObservations(h2.ctx, []pcl.Observation{stoppedRun()}); err != nil {
+		t.Fatal(err)
+	}
+	h2.st.Close()
+	h2.open()
+	h2.ingest(pcl.SourceOMS, stoppedRun()) // the spy re-sends: nothing new to the store
+	if d := h2.state().Decision; d.Version != 1 {
+		t.Errorf("a re-sent batch of known facts did not bring the run back: %+v", d)
+	}
+}
+
+// TestInterruptedPassKeepsItsRuns: a pass cut short gives its remaining runs back.
+func TestInterruptedPassKeepsItsRuns(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t)
+	if err := h.ag.Ingest(h.ctx, pcl.SourceOMS, []pcl.Observation{stoppedRun()}); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(h.ctx)
+	cancel()
+	if err := h.ag.Pass(ctx); err == nil {
+		t.Fatal("a cancelled pass reported success")
+	}
+	if err := h.ag.Pass(h.ctx); err != nil {
+		t.Fatal(err)
+	}
+	if d := h.state().Decision; d.Version != 1 {
+		t.Errorf("the run was dropped by the interrupted pass: %+v", d)
+	}
+}
