@@ -223,6 +223,7 @@ func (p *Pusher) Tick(ctx context.Context) (next time.Time, err error) {
 func (p *Pusher) attempt(ctx context.Context, e store.OutboxEntry) (retryAt time.Time, err error) {
 	log := p.log.With("run", e.Run, "version", e.Version, "attempt", e.Attempts+1)
 	d, derr := decodeEntry(e)
+	decoded := derr == nil
 	if derr == nil {
 		actx, cancel := context.WithTimeout(ctx, p.o.AttemptTimeout)
 		derr = p.o.Target.Deliver(actx, d)
@@ -243,6 +244,18 @@ func (p *Pusher) attempt(ctx context.Context, e store.OutboxEntry) (retryAt time
 		return time.Time{}, ctx.Err()
 	}
 	if isPermanent(derr) || e.Attempts+1 >= p.o.MaxAttempts {
+		if withdraws(d, decoded) {
+			// Giving this up would leave the receiver with the run's earlier version, which may say
+			// ready: Tier-0 would release a run whose calibrations are no longer there. Keep it at the
+			// head of the queue, retried at the longest backoff, and say so loudly.
+			retryAt = at.Add(p.o.MaxBackoff)
+			if err := p.o.Outbox.MarkFailed(ctx, e.ID, at, retryAt, derr.Error(), false); err != nil {
+				return time.Time{}, fmt.Errorf("steer: record failed delivery of run %d v%d to %s: %w", e.Run, e.Version, p.o.Target.Name(), err)
+			}
+			log.Error("steer: a decision withdrawing readiness cannot be delivered; it is never given up and holds the queue",
+				"err", derr, "retry_at", retryAt)
+			return retryAt, nil
+		}
 		return time.Time{}, p.deadLetter(ctx, e, at, derr)
 	}
 	retryAt = at.Add(p.backoff(e.Attempts+1, retryAfter(derr)))
@@ -251,6 +264,13 @@ func (p *Pusher) attempt(ctx context.Context, e store.OutboxEntry) (retryAt time
 	}
 	log.Warn("steer: delivery failed, will retry", "err", derr, "retry_at", retryAt)
 	return retryAt, nil
+}
+
+// withdraws says whether a decision may take back an earlier "ready" (a later version that is not
+// releasable). The first version of a run withdraws nothing: without it the receiver has no row, and
+// Tier-0 waits for its fixed delay.
+func withdraws(d Delivery, decoded bool) bool {
+	return decoded && !d.Decision.Releasable && d.Decision.Version > 1
 }
 
 // deadLetter gives an entry up. The audit entry is written first: a crash in between then costs one more

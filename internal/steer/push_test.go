@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -453,5 +454,52 @@ func TestNewPusherRefuses(t *testing.T) {
 	}
 	if k := IdempotencyKey(386509, 3); k != "386509:3" {
 		t.Errorf("IdempotencyKey = %q", k)
+	}
+}
+
+// TestPushNeverGivesUpAWithdrawal: once a run was delivered ready, a later version that takes readiness
+// back is never dead-lettered, even on a permanent refusal: skipping it would leave the receiver saying
+// ready. It holds the queue and goes through once the receiver takes it.
+func TestPushNeverGivesUpAWithdrawal(t *testing.T) {
+	t.Parallel()
+	s := newPushSetup(t)
+	var refuse atomic.Bool
+	refuse.Store(true)
+	s.rcv.setRespond(func(key string) (int, http.Header) {
+		if key == "100:2" && refuse.Load() {
+			return http.StatusUnprocessableEntity, nil
+		}
+		return http.StatusOK, nil
+	})
+	var dead []store.OutboxEntry
+	p := s.pusher(t, PusherOptions{MaxAttempts: 3, OnDeadLetter: func(e store.OutboxEntry, err error) { dead = append(dead, e) }})
+	decide(t, s.st, t0, 100, pcl.ReadinessReady, true, "tier0")
+	if _, err := p.Tick(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	decide(t, s.st, s.clk.Now(), 100, pcl.ReadinessWaiting, false, "tier0") // a re-harvest: not ready any more
+	decide(t, s.st, s.clk.Now(), 101, pcl.ReadinessReady, true, "tier0")
+	for range 12 {
+		if _, err := p.Tick(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		s.clk.Advance(time.Hour)
+	}
+	if len(dead) != 0 {
+		t.Fatalf("a withdrawal was given up: %+v", dead)
+	}
+	_, accepted := s.rcv.snapshot()
+	if slices.Contains(accepted, "101:1") {
+		t.Errorf("run 101 overtook the withdrawal of run 100: %v", accepted)
+	}
+	refuse.Store(false)
+	for range 3 {
+		s.clk.Advance(time.Hour)
+		if _, err := p.Tick(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, accepted = s.rcv.snapshot(); !slices.Equal(accepted, []string{"100:1", "100:2", "101:1"}) {
+		t.Errorf("accepted %v, want 100:1, the withdrawal 100:2, then 101:1", accepted)
 	}
 }
