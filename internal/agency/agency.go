@@ -62,6 +62,7 @@ type Agency struct {
 	subs        map[chan Event]bool
 	kick        chan struct{}
 	reconcileMu sync.Mutex // one reconcile pass at a time, so versions are assigned in order
+	overrideMu  sync.Mutex // overrides of the same instant keep the order they were made in
 }
 
 // New makes an Agency and loads what it must remember from the store.
@@ -183,17 +184,16 @@ func (a *Agency) Ingest(ctx context.Context, src pcl.Source, obs []pcl.Observati
 	if err := a.placeholders(ctx, obs); err != nil {
 		return err
 	}
+	if err := a.noteFCSR(ctx, obs); err != nil {
+		return err
+	}
 	if len(added) == 0 {
 		return nil
 	}
-	var fcsr uint32
 	a.mu.Lock()
 	for _, o := range added {
 		a.noteHint(o)
-		switch o.Kind {
-		case pcl.KindFCSR:
-			fcsr = max(fcsr, o.Run)
-		case pcl.KindIOV:
+		if o.Kind == pcl.KindIOV {
 			for _, r := range a.payloadRuns[o.Payload] {
 				a.touched[r] = true
 			}
@@ -202,8 +202,29 @@ func (a *Agency) Ingest(ctx context.Context, src pcl.Source, obs []pcl.Observati
 			a.touched[o.Run] = true
 		}
 	}
-	newFCSR := fcsr > a.fcsr
-	if newFCSR {
+	a.mu.Unlock()
+	a.poke()
+	return nil
+}
+
+// noteFCSR keeps the newest first condition-safe run. It is persisted before it is used, and judged
+// from the whole batch: if persisting fails, the spy re-sends the batch, whose FCSR is then a known fact
+// that would not count as new.
+func (a *Agency) noteFCSR(ctx context.Context, obs []pcl.Observation) error {
+	var fcsr uint32
+	for i := range obs {
+		if obs[i].Kind == pcl.KindFCSR {
+			fcsr = max(fcsr, obs[i].Run)
+		}
+	}
+	if fcsr <= a.FCSR() {
+		return nil
+	}
+	if err := a.o.Store.SetSetting(ctx, "fcsr", strconv.FormatUint(uint64(fcsr), 10)); err != nil {
+		return fmt.Errorf("agency: store FCSR: %w", err)
+	}
+	a.mu.Lock()
+	if fcsr > a.fcsr {
 		a.fcsr = fcsr
 		// A new FCSR can put every open run at risk.
 		for r := range a.open {
@@ -211,12 +232,6 @@ func (a *Agency) Ingest(ctx context.Context, src pcl.Source, obs []pcl.Observati
 		}
 	}
 	a.mu.Unlock()
-	if newFCSR {
-		if err := a.o.Store.SetSetting(ctx, "fcsr", strconv.FormatUint(uint64(fcsr), 10)); err != nil {
-			return fmt.Errorf("agency: store FCSR: %w", err)
-		}
-	}
-	a.poke()
 	return nil
 }
 
@@ -516,6 +531,8 @@ func (a *Agency) Override(ctx context.Context, run uint32, action pcl.OverrideAc
 	if _, err := a.o.Store.RunState(ctx, run); err != nil {
 		return pcl.RunState{}, err
 	}
+	a.overrideMu.Lock()
+	defer a.overrideMu.Unlock()
 	now := a.o.Clock.Now()
 	// Overrides are ordered by time; two in the same instant (a fast script, a fake clock) must still
 	// keep the order they were made in.
