@@ -37,6 +37,12 @@ type Options struct {
 	// Tick is how often due wake-ups are looked for (clock time); Resync how often every open run is
 	// reconciled anyway, so that source health changes (a harvest scan) are taken into account.
 	Tick, Resync time.Duration
+	// Batch is the most runs one pass reconciles (default 200); the rest wait for the next pass.
+	Batch int
+	// Lookback: a run that started longer ago is no longer watched (default 14 days): it leaves the open
+	// runs, so the spies stop asking about it and resyncs skip it. Its state stays, and new facts about it
+	// are still reconciled.
+	Lookback time.Duration
 }
 
 // Event tells subscribers that a run's state was stored; DecisionChanged when its readiness changed.
@@ -84,6 +90,12 @@ func New(ctx context.Context, o Options) (*Agency, error) {
 	}
 	if o.Resync <= 0 {
 		o.Resync = 5 * time.Minute
+	}
+	if o.Batch <= 0 {
+		o.Batch = 200
+	}
+	if o.Lookback <= 0 {
+		o.Lookback = 14 * 24 * time.Hour
 	}
 	a := &Agency{o: o, log: o.Logger, touched: map[uint32]bool{}, open: map[uint32]bool{},
 		runHints: map[uint32]*runHint{}, harvested: map[string]bool{}, known: map[uint32]bool{},
@@ -375,6 +387,16 @@ func (a *Agency) Pass(ctx context.Context) error {
 	runs = append(runs, due...)
 	slices.Sort(runs)
 	runs = slices.Compact(runs)
+	if len(runs) > a.o.Batch {
+		// Oldest runs first: they are nearest Tier-0's turn. The rest wait for the next pass.
+		a.mu.Lock()
+		for _, r := range runs[a.o.Batch:] {
+			a.touched[r] = true
+		}
+		a.mu.Unlock()
+		runs = runs[:a.o.Batch]
+		a.poke()
+	}
 	var errs []error
 	for i, r := range runs {
 		if ctx.Err() != nil {
@@ -457,7 +479,8 @@ func (a *Agency) reconcileRun(ctx context.Context, run uint32, now time.Time) (b
 	}
 	a.mu.Lock()
 	a.known[run] = true
-	if rs.Decision.State == pcl.ReadinessReleased {
+	tooOld := rs.Info != nil && now.Sub(rs.Info.Start) > a.o.Lookback
+	if rs.Decision.State == pcl.ReadinessReleased || tooOld {
 		delete(a.open, run)
 		delete(a.runHints, run)
 	} else {

@@ -367,3 +367,61 @@ func TestInterruptedPassKeepsItsRuns(t *testing.T) {
 		t.Errorf("the run was dropped by the interrupted pass: %+v", d)
 	}
 }
+
+// TestLookbackAndBatch: an old run leaves the open runs; a pass reconciles at most Batch runs and keeps
+// the rest for the next.
+func TestLookbackAndBatch(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t)
+	h.ingest(pcl.SourceOMS, stoppedRun())
+	h.clk.Advance(15 * 24 * time.Hour)
+	h.ag.resyncAll()
+	if err := h.ag.Pass(h.ctx); err != nil {
+		t.Fatal(err)
+	}
+	if open := h.ag.OpenRuns(); len(open) != 0 {
+		t.Errorf("a run started 15 days ago is still watched: %v", open)
+	}
+
+	st := h.st
+	ag, err := New(h.ctx, Options{Store: st, Catalogue: pcl.DefaultCatalogue(), Policy: onlyGains(), Clock: h.clk, Batch: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var obs []pcl.Observation
+	for i := range 5 {
+		o := stoppedRun()
+		o.Run = run + 10 + uint32(i)
+		*o.RunInfo = *stoppedRun().RunInfo
+		o.RunInfo.Start = h.clk.Now().Add(-2 * time.Hour)
+		stop := h.clk.Now().Add(-time.Hour)
+		o.RunInfo.Stop = &stop
+		obs = append(obs, o)
+	}
+	if err := ag.Ingest(h.ctx, pcl.SourceOMS, obs); err != nil {
+		t.Fatal(err)
+	}
+	decided := func() int {
+		n := 0
+		for _, o := range obs {
+			if rs, err := st.RunState(h.ctx, o.Run); err == nil && rs.Decision.Version > 0 {
+				n++
+			}
+		}
+		return n
+	}
+	if err := ag.Pass(h.ctx); err != nil {
+		t.Fatal(err)
+	}
+	if n := decided(); n != 2 {
+		t.Errorf("%d runs decided in a pass of at most 2", n)
+	}
+	for range 2 {
+		if err := ag.Pass(h.ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := decided(); n != 5 {
+		t.Errorf("%d of 5 runs decided after three passes", n)
+	}
+}
