@@ -10,12 +10,14 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/cms-pcl/spyagency/internal/config"
 	"github.com/cms-pcl/spyagency/internal/pcl"
 	"github.com/cms-pcl/spyagency/internal/steer"
+	"github.com/cms-pcl/spyagency/internal/web"
 )
 
 // receiver is Tier-0's side of the webhook: it verifies signatures and counts idempotency keys.
@@ -157,4 +159,70 @@ func TestShutdownWithOpenEventStream(t *testing.T) {
 	case <-time.After(25 * time.Second):
 		t.Fatal("shutdown waited for the event stream")
 	}
+}
+
+// TestDeadLetterRaisesAnAlert: a decision the receiver refuses is given up and shown as a firing alert
+// in the API; a later version that gets through clears it.
+func TestDeadLetterRaisesAnAlert(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	secretFile := filepath.Join(dir, "secret")
+	os.WriteFile(secretFile, []byte("s3cret"), 0o600)
+	var refuse atomic.Bool
+	refuse.Store(true)
+	hook := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if refuse.Load() {
+			http.Error(w, "unknown run", http.StatusUnprocessableEntity)
+		}
+	}))
+	defer hook.Close()
+	cfg := config.Default()
+	cfg.Store.DSN = "sqlite:" + filepath.Join(dir, "spy.db")
+	cfg.Steering.Targets = []config.PushTarget{{Name: "tier0", Type: "webhook", URL: hook.URL, SecretFile: secretFile}}
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	a, err := New(ctx, Options{Config: cfg})
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- a.Run(ctx, "127.0.0.1:0") }()
+	<-a.Started()
+	base := "http://" + a.Addr().String()
+	alerts := func() []web.Alert {
+		resp, err := http.Get(base + "/api/v1/alerts")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var out struct{ Alerts []web.Alert }
+		json.NewDecoder(resp.Body).Decode(&out)
+		return out.Alerts
+	}
+	waitFor := func(what string, ok func([]web.Alert) bool) {
+		for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+			if ok(alerts()) {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: alerts %+v", what, alerts())
+			}
+		}
+	}
+	stop := time.Now().Add(-time.Hour).UTC()
+	if err := a.Agency.Ingest(ctx, pcl.SourceOMS, []pcl.Observation{{Source: pcl.SourceOMS, Kind: pcl.KindRun, Run: 392680, At: stop,
+		RunInfo: &pcl.RunInfo{Start: stop.Add(-time.Hour), Stop: &stop, Class: "Collisions25", LastUpdate: stop}}}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor("a refused decision raises push-undeliverable", func(l []web.Alert) bool {
+		return len(l) == 1 && l[0].Name == "push-undeliverable" && l[0].Run == 392680 && strings.Contains(l[0].Summary, "422")
+	})
+	refuse.Store(false)
+	if err := a.Agency.Ingest(ctx, pcl.SourceTier0, []pcl.Observation{{Source: pcl.SourceTier0, Kind: pcl.KindExpressConfig, Run: 392680,
+		At: stop, Stream: "Express", Producers: []string{"PromptCalibProdSiStripGains"}}}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor("a later delivered version clears it", func(l []web.Alert) bool { return len(l) == 0 })
+	cancel()
+	<-done
 }

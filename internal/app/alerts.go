@@ -1,0 +1,52 @@
+package app
+
+import (
+	"context"
+	"fmt"
+	"sort"
+
+	"github.com/cms-pcl/spyagency/internal/web"
+)
+
+// alerts are the firing alerts, derived from what is stored and from the spies' health, so they survive
+// a restart and clear themselves when their cause is gone:
+//   - push-undeliverable: a decision given up on (a dead letter) that no later version of the same run
+//     has replaced at that target. Tier-0 may be acting on an older decision.
+//   - source-stale: a spy whose source failed too often in a row; nothing is concluded from its silence.
+//
+// Rules over workflows (late, failed uploads, runs held too long), silences and notifiers are not built
+// yet.
+func (a *App) alerts(ctx context.Context) ([]web.Alert, error) {
+	entries, err := a.Store.Outbox(ctx, "", 5000)
+	if err != nil {
+		return nil, err
+	}
+	type key struct {
+		target string
+		run    uint32
+	}
+	delivered := map[key]int64{} // newest delivered version per target and run
+	for _, e := range entries {
+		if e.Delivered != nil && e.Version > delivered[key{e.Target, e.Run}] {
+			delivered[key{e.Target, e.Run}] = e.Version
+		}
+	}
+	var out []web.Alert
+	for _, e := range entries {
+		if !e.Dead || delivered[key{e.Target, e.Run}] > e.Version {
+			continue
+		}
+		// A dead entry's NextAttempt is the moment it was given up.
+		out = append(out, web.Alert{Name: "push-undeliverable", Severity: "critical", Run: e.Run, Since: e.NextAttempt,
+			Summary: fmt.Sprintf("decision v%d of run %d was given up for %s after %d attempt(s): %s",
+				e.Version, e.Run, e.Target, e.Attempts, e.LastError)})
+	}
+	for _, h := range a.healthList() {
+		if h.Stale {
+			out = append(out, web.Alert{Name: "source-stale", Severity: "warning", Since: h.LastSuccess,
+				Summary: fmt.Sprintf("%s: %d failed polls in a row, last: %s", h.Name, h.Failures, h.Error)})
+		}
+	}
+	sort.SliceStable(out, func(i, j int) bool { return out[i].Severity < out[j].Severity })
+	return out, nil
+}
