@@ -2,6 +2,7 @@ package cli
 
 import (
 	"context"
+	"flag"
 	"fmt"
 	"time"
 
@@ -14,18 +15,16 @@ func runDemo(e *env, args []string) error {
 	fs := e.flags("demo", "demo [--addr 127.0.0.1:8080] [--data DIR] [--speed N] [--seed N] [--faults none|default|heavy] [--store DSN]")
 	addr := fs.String("addr", "127.0.0.1:8080", "the dashboard's address")
 	data := fs.String("data", "", "data directory (default: spyagency-demo in the user's cache directory)")
-	speed := fs.Float64("speed", 600, "simulated seconds per real second")
-	seed := fs.Uint64("seed", 1, "the simulated world's seed")
-	faults := fs.String("faults", "default", "fault profile: none, default or heavy")
 	dsn := fs.String("store", "", "store DSN (default: a fresh sqlite store under --data)")
-	level := fs.String("log-level", "warn", "debug, info, warn or error")
+	sf := addSimFlags(fs)
 	if err := parse(fs, args); err != nil {
 		return err
 	}
-	if err := checkSimFlags(*faults, *speed); err != nil {
+	if err := sf.check(); err != nil {
 		return err
 	}
-	log, err := logger(e.stderr, *level)
+	speed, seed, faults := sf.speed, sf.seed, sf.faults
+	log, err := logger(e.stderr, *sf.level)
 	if err != nil {
 		return err
 	}
@@ -76,15 +75,31 @@ func progress(e *env, d *demo.Demo) {
 	}
 }
 
-// checkSimFlags checks the simulator's flags, shared by demo and simulate.
-func checkSimFlags(faults string, speed float64) error {
-	switch faults {
+// simFlags are the simulator's flags, shared by demo and simulate.
+type simFlags struct {
+	speed  *float64
+	seed   *uint64
+	faults *string
+	level  *string
+}
+
+func addSimFlags(fs *flag.FlagSet) simFlags {
+	return simFlags{
+		speed:  fs.Float64("speed", 600, "simulated seconds per real second"),
+		seed:   fs.Uint64("seed", 1, "the simulated world's seed"),
+		faults: fs.String("faults", "default", "fault profile: none, default or heavy"),
+		level:  fs.String("log-level", "warn", "debug, info, warn or error"),
+	}
+}
+
+func (f simFlags) check() error {
+	switch *f.faults {
 	case "none", "default", "heavy":
 	default:
-		return fmt.Errorf("bad --faults %q: want none, default or heavy", faults)
+		return fmt.Errorf("bad --faults %q: want none, default or heavy", *f.faults)
 	}
-	if speed <= 0 || speed > 100000 {
-		return fmt.Errorf("bad --speed %g: want a number between 0 and 100000", speed)
+	if *f.speed <= 0 || *f.speed > 100000 {
+		return fmt.Errorf("bad --speed %g: want a number between 0 and 100000", *f.speed)
 	}
 	return nil
 }

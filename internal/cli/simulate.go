@@ -18,19 +18,17 @@ func runSimulate(e *env, args []string) error {
 	fs := e.flags("simulate", "simulate [--addr 127.0.0.1:8081] [--data DIR] [--speed N] [--seed N] [--faults none|default|heavy] [--agency URL] [--print-config]")
 	addr := fs.String("addr", "127.0.0.1:8081", "where the simulated CMS services listen")
 	data := fs.String("data", "", "data directory (default: spyagency-sim in the user's cache directory)")
-	speed := fs.Float64("speed", 600, "simulated seconds per real second")
-	seed := fs.Uint64("seed", 1, "the simulated world's seed")
-	faults := fs.String("faults", "default", "fault profile: none, default or heavy")
+	sf := addSimFlags(fs)
 	agencyURL := fs.String("agency", "http://127.0.0.1:8080", "the agency whose pull API the simulated Tier-0 follows (unreachable: Tier-0's fixed 48 h delay)")
 	printConfig := fs.Bool("print-config", false, "first write to stdout a serve configuration that points at these services")
-	level := fs.String("log-level", "warn", "debug, info, warn or error")
 	if err := parse(fs, args); err != nil {
 		return err
 	}
-	if err := checkSimFlags(*faults, *speed); err != nil {
+	if err := sf.check(); err != nil {
 		return err
 	}
-	log, err := logger(e.stderr, *level)
+	speed, seed, faults := sf.speed, sf.seed, sf.faults
+	log, err := logger(e.stderr, *sf.level)
 	if err != nil {
 		return err
 	}
