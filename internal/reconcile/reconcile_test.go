@@ -1,6 +1,7 @@
 package reconcile
 
 import (
+	"fmt"
 	"slices"
 	"strings"
 	"testing"
@@ -120,6 +121,16 @@ func TestWorkflowStates(t *testing.T) {
 			}(), iov("SiStripApvGain_PCL_v1_special", testRun, h1, 71*time.Minute),
 				iov("SiStripApvGain_PCL_v0_prompt", testRun, h1, 72*time.Minute)), collisionsConfig()),
 			now: 2 * time.Hour, workflow: "SiStripGains", want: pcl.StateInDB},
+		{name: "metadata naming too many destination tags is never in-db",
+			obs: concat(one(stopped(), func() pcl.Observation {
+				h := harvest("SiStripApvGain_pcl", time.Hour, h1)
+				h.Destinations = nil
+				for i := range 9 {
+					h.Destinations = append(h.Destinations, fmt.Sprintf("SiStripApvGain_PCL_v%d_prompt", i))
+				}
+				return h
+			}(), iov("SiStripApvGain_PCL_v0_prompt", testRun, h1, 72*time.Minute)), collisionsConfig()),
+			now: 2 * time.Hour, workflow: "SiStripGains", want: pcl.StateHarvested, reason: "at most 8"},
 		{name: "upload failed",
 			obs: concat(one(stopped(), harvest("SiStripApvGain_pcl", time.Hour, h1), marker("SiStripApvGain_pcl", 61*time.Minute),
 				upload("SiStripApvGain_pcl", "SiStripApvGain_PCL_v0_hlt", pcl.UploadFail, 70*time.Minute)), collisionsConfig()),

@@ -240,7 +240,11 @@ func (d *deriver) file(in *pcl.Input, ii int, hv *inputFacts, ws *pcl.WorkflowSt
 	if len(dests) == 0 || slices.Equal(dests, in.Destinations) {
 		dests, destIdx = in.Destinations, d.f.cat.DestinationIndicesOf(ii)
 	}
-	dests = dests[:min(len(dests), maxDests)]
+	if len(dests) > maxDests {
+		// Never conclude in-db from part of the tags: such metadata is garbage or a new kind of upload
+		// that someone must look at.
+		return fileState{pcl.StateHarvested, fmt.Sprintf("the metadata of %s names %d destination tags; at most %d are followed", in.Tag, len(dests), maxDests)}
+	}
 	// The newest verdict per destination tag counts: a retried upload may succeed after a failure.
 	var verdicts [maxDests]*pcl.Observation
 	d.f.fileStatuses(hv, func(o *pcl.Observation) {
@@ -263,12 +267,11 @@ func (d *deriver) file(in *pcl.Input, ii int, hv *inputFacts, ws *pcl.WorkflowSt
 			}
 		}
 		var iovs []*pcl.Observation
-		switch k, ok := d.f.cat.DestinationIndex(tag); {
-		case destIdx != nil:
+		if destIdx != nil {
 			iovs = d.f.iovs[destIdx[j]]
-		case ok: // the metadata names the catalogue's tags in another order, or some of them
-			iovs = d.f.iovs[k]
-		default:
+		} else if k, ok := d.f.cat.DestinationIndex(tag); ok {
+			iovs = d.f.iovs[k] // the metadata names the catalogue's tags in another order, or some of them
+		} else {
 			iovs = d.f.otherIOVs[tag]
 		}
 		if m := d.matchIOV(iovs, in.TimeType, h.Payloads, harvested); m != nil {
