@@ -143,52 +143,85 @@ type Observation struct {
 }
 
 // Key identifies the fact, so that the same fact seen twice (two polls, two spies, a restart) is stored
-// once. It leaves out when the spy saw it and keeps what makes the fact distinct.
+// once. It leaves out when the spy saw it and keeps what makes the fact distinct. It is KeySum in hex.
 func (o *Observation) Key() string {
-	var b strings.Builder
-	w := func(parts ...string) {
-		for _, p := range parts {
-			b.WriteString(p)
-			b.WriteByte(0)
-		}
-	}
-	u := func(v uint64) string { return strconv.FormatUint(v, 10) }
-	ts := func(t time.Time) string { return t.UTC().Format(time.RFC3339Nano) }
-	w(string(o.Source), string(o.Kind), u(uint64(o.Run)))
+	sum := o.KeySum()
+	return hex.EncodeToString(sum[:])
+}
+
+// KeySum is the fact's identity as 16 bytes: the first half of the SHA-256 of its distinct fields, each
+// followed by a NUL. Stores keep it in binary; Key is the same in hex.
+func (o *Observation) KeySum() [16]byte {
+	var stack [512]byte
+	b := stack[:0]
+	w := func(p string) { b = append(append(b, p...), 0) }
+	u := func(v uint64) { b = append(strconv.AppendUint(b, v, 10), 0) }
+	ts := func(t time.Time) { b = append(t.UTC().AppendFormat(b, time.RFC3339Nano), 0) }
+	w(string(o.Source))
+	w(string(o.Kind))
+	u(uint64(o.Run))
 	switch o.Kind {
 	case KindRun:
 		if o.RunInfo != nil {
-			stop := ""
+			ts(o.RunInfo.Start)
 			if o.RunInfo.Stop != nil {
-				stop = ts(*o.RunInfo.Stop)
+				ts(*o.RunInfo.Stop)
+			} else {
+				w("")
 			}
-			w(ts(o.RunInfo.Start), stop, ts(o.RunInfo.LastUpdate), o.RunInfo.Class, strconv.Itoa(o.RunInfo.Lumis))
+			ts(o.RunInfo.LastUpdate)
+			w(o.RunInfo.Class)
+			b = append(strconv.AppendInt(b, int64(o.RunInfo.Lumis), 10), 0)
 		}
 	case KindExpressConfig:
-		w(o.Stream, strings.Join(o.Producers, ","))
+		w(o.Stream)
+		for i, p := range o.Producers {
+			if i > 0 {
+				b = append(b, ',')
+			}
+			b = append(b, p...)
+		}
+		b = append(b, 0)
 	case KindStreamDone:
-		w(o.Stream, strconv.FormatBool(o.Done))
+		w(o.Stream)
+		w(strconv.FormatBool(o.Done))
 	case KindFCSR:
 	case KindRelease:
 		w(o.Dataset)
 	case KindHarvestFile, KindUploadMarker:
-		w(o.File, strconv.FormatBool(o.Prep))
+		w(o.File)
+		w(strconv.FormatBool(o.Prep))
 	case KindUploadStatus:
-		w(o.FileHash, o.File, o.Tag, string(o.Status), ts(o.At))
+		w(o.FileHash)
+		w(o.File)
+		w(o.Tag)
+		w(string(o.Status))
+		ts(o.At)
 	case KindIOV:
-		w(o.Tag, u(o.Since), ts(o.Inserted), o.Payload)
+		w(o.Tag)
+		u(o.Since)
+		ts(o.Inserted)
+		w(o.Payload)
 	case KindDQMQuality:
 		// The DQM GUI gives no time: the spy stamps its poll. The fact is the verdict, so polls that
 		// see the same verdict are one fact. (A verdict that changes back to an earlier one is not
 		// stored again; the reconcile then keeps the later verdict. DQM re-harvests rarely flip.)
-		w(o.Workflow, o.Dataset, string(o.Quality))
+		w(o.Workflow)
+		w(o.Dataset)
+		w(string(o.Quality))
 	case KindOverride:
-		w(string(o.Action), o.Workflow, o.Actor, o.Reason, ts(o.At))
+		w(string(o.Action))
+		w(o.Workflow)
+		w(o.Actor)
+		w(o.Reason)
+		ts(o.At)
 	default:
-		w(ts(o.At))
+		ts(o.At)
 	}
-	sum := sha256.Sum256([]byte(b.String()))
-	return hex.EncodeToString(sum[:16])
+	sum := sha256.Sum256(b)
+	var k [16]byte
+	copy(k[:], sum[:16])
+	return k
 }
 
 // Validate reports the first thing that makes the observation unusable. Spies and the store call it so
