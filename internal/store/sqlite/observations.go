@@ -12,33 +12,16 @@ import (
 	"github.com/cms-pcl/spyagency/internal/store"
 )
 
-// insertChunk is how many rows one INSERT statement carries. One statement per row spends most of its
-// time in database/sql and the driver (argument conversion, statement reset, result) rather than in
-// SQLite; 100 rows of 9 values stay well under SQLite's limit of 32766 parameters.
-const insertChunk = 100
+// insertObservation adds one fact unless its (run, key) is stored. ON CONFLICT names the identity, so
+// any other constraint still fails the batch instead of dropping a row the way INSERT OR IGNORE would.
+// One prepared single-row statement beats multi-row INSERTs here: it needs no statement journal (a
+// multi-row statement must be able to undo its own first rows), and its RowsAffected tells, row by row,
+// which facts are new, with no lookup beforehand.
+const insertObservation = `INSERT INTO observations (run, key, source, kind, at, seen, tag, payload, body)
+	VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (run, key) DO NOTHING`
 
-// insertObservations is the multi-row INSERT for n rows, all new: AppendObservations has already set
-// aside the facts the store holds and the repeats within the batch.
-func insertObservations(n int) string {
-	var b strings.Builder
-	b.WriteString("INSERT INTO observations (key, run, source, kind, at, seen, tag, payload, body) VALUES ")
-	for i := range n {
-		if i > 0 {
-			b.WriteString(", ")
-		}
-		b.WriteString("(?, ?, ?, ?, ?, ?, ?, ?, ?)")
-	}
-	return b.String()
-}
-
-// existingKeys is the query for which of n keys are stored.
-func existingKeys(n int) string {
-	return "SELECT key FROM observations WHERE key IN (" + placeholders(n) + ")"
-}
-
-// AppendObservations validates the whole batch, then, in one transaction, looks up which facts are
-// stored already and inserts the others, and returns those. (A lookup and a plain INSERT cost less than
-// INSERT OR IGNORE ... RETURNING: the single writer holds the lock, so nothing can come in between.)
+// AppendObservations validates the whole batch, encodes it, and then, in one transaction, inserts each
+// fact the store does not hold yet and returns those, in input order.
 func (s *Store) AppendObservations(ctx context.Context, obs []pcl.Observation) ([]pcl.Observation, error) {
 	if err := s.usable(); err != nil {
 		return nil, err
@@ -48,9 +31,13 @@ func (s *Store) AppendObservations(ctx context.Context, obs []pcl.Observation) (
 	}
 	// Validation, keys and JSON happen outside the transaction so that the single writer holds the lock
 	// only for the database work. A fact repeated within the batch counts once, at its first place.
-	keys := make([]string, 0, len(obs))
-	first := make([]int, 0, len(obs))
-	seen := make(map[string]bool, len(obs))
+	var (
+		keys  = make([][16]byte, 0, len(obs))
+		first = make([]int, 0, len(obs)) // keys[j] is the fact of obs[first[j]]
+		ends  = make([]int, 0, len(obs)) // its body is bodies[ends[j-1]:ends[j]]
+		seen  = make(map[[16]byte]struct{}, len(obs))
+	)
+	bodies := make([]byte, 0, 512*len(obs))
 	for i := range obs {
 		o := &obs[i]
 		if err := o.Validate(); err != nil {
@@ -60,39 +47,50 @@ func (s *Store) AppendObservations(ctx context.Context, obs []pcl.Observation) (
 			return nil, apperr.Errorf(apperr.Invalid, "observation %d of %d (%s %s run %d): %w",
 				i+1, len(obs), o.Source, o.Kind, o.Run, err)
 		}
-		k := o.Key()
-		if seen[k] {
+		k := o.KeySum()
+		if _, dup := seen[k]; dup {
 			continue
 		}
-		seen[k] = true
+		seen[k] = struct{}{}
+		var err error
+		if bodies, err = appendBody(bodies, o); err != nil {
+			return nil, apperr.Errorf(apperr.Invalid, "observation %d of %d (%s %s run %d): encode: %w",
+				i+1, len(obs), o.Source, o.Kind, o.Run, err)
+		}
 		keys = append(keys, k)
 		first = append(first, i)
+		ends = append(ends, len(bodies))
 	}
-	stored := make(map[string]bool)
-	var fresh []int // indices into obs of the facts to insert
+	var fresh []int // indices into keys of the facts inserted
 	err := s.write(ctx, "append observations", func(tx *sql.Tx) error {
-		clear(stored)
 		fresh = fresh[:0]
-		for lo := 0; lo < len(keys); lo += lookupChunk {
-			hi := min(lo+lookupChunk, len(keys))
-			args := make([]any, hi-lo)
-			for i, k := range keys[lo:hi] {
-				args[i] = k
-			}
-			rows, err := tx.QueryContext(ctx, existingKeys(hi-lo), args...)
-			if err != nil {
-				return fmt.Errorf("look up stored observations: %w", err)
-			}
-			if err := collectKeys(rows, stored); err != nil {
-				return fmt.Errorf("look up stored observations: %w", err)
-			}
+		stmt, err := tx.PrepareContext(ctx, insertObservation)
+		if err != nil {
+			return err
 		}
-		for j, k := range keys {
-			if !stored[k] {
+		defer stmt.Close()
+		start := 0
+		for j := range keys {
+			o := &obs[first[j]]
+			payload := ""
+			if o.Kind == pcl.KindIOV {
+				payload = o.Payload
+			}
+			res, err := stmt.ExecContext(ctx, int64(o.Run), keys[j][:], string(o.Source), string(o.Kind),
+				o.At.UnixNano(), nanos(o.Seen), o.Tag, payload, bodies[start:ends[j]])
+			if err != nil {
+				return fmt.Errorf("observation %d of %d (%s %s run %d): %w", first[j]+1, len(obs), o.Source, o.Kind, o.Run, err)
+			}
+			start = ends[j]
+			n, err := res.RowsAffected()
+			if err != nil {
+				return err
+			}
+			if n == 1 {
 				fresh = append(fresh, j)
 			}
 		}
-		return s.insertFresh(ctx, tx, obs, keys, first, fresh)
+		return nil
 	})
 	if err != nil {
 		return nil, err
@@ -104,63 +102,13 @@ func (s *Store) AppendObservations(ctx context.Context, obs []pcl.Observation) (
 	return added, nil
 }
 
-// lookupChunk bounds the keys of one lookup (SQLite allows 32766 parameters).
-const lookupChunk = 900
-
-// insertFresh inserts the observations keys[j] for j in fresh, insertChunk rows a statement.
-func (s *Store) insertFresh(ctx context.Context, tx *sql.Tx, obs []pcl.Observation, keys []string, first, fresh []int) error {
-	var full *sql.Stmt // the statement for a whole chunk, prepared once per batch
-	defer func() {
-		if full != nil {
-			full.Close()
-		}
-	}()
-	args := make([]any, 0, 9*insertChunk)
-	for lo := 0; lo < len(fresh); lo += insertChunk {
-		hi := min(lo+insertChunk, len(fresh))
-		args = args[:0]
-		for _, j := range fresh[lo:hi] {
-			o := &obs[first[j]]
-			body, err := json.Marshal(o)
-			if err != nil {
-				return apperr.Errorf(apperr.Invalid, "observation %d: encode: %w", first[j]+1, err)
-			}
-			payload := ""
-			if o.Kind == pcl.KindIOV {
-				payload = o.Payload
-			}
-			args = append(args, keys[j], int64(o.Run), string(o.Source), string(o.Kind), o.At.UnixNano(),
-				nanos(o.Seen), o.Tag, payload, body)
-		}
-		n := hi - lo
-		var err error
-		if n == insertChunk {
-			if full == nil {
-				if full, err = tx.PrepareContext(ctx, insertObservations(n)); err != nil {
-					return err
-				}
-			}
-			_, err = full.ExecContext(ctx, args...)
-		} else {
-			_, err = tx.ExecContext(ctx, insertObservations(n), args...)
-		}
-		if err != nil {
-			return fmt.Errorf("observations %d to %d of the new ones: %w", lo+1, hi, err)
-		}
+// appendBody appends the JSON of the observation that the body column keeps.
+func appendBody(dst []byte, o *pcl.Observation) ([]byte, error) {
+	b, err := json.Marshal(o)
+	if err != nil {
+		return dst, err
 	}
-	return nil
-}
-
-func collectKeys(rows *sql.Rows, into map[string]bool) error {
-	defer rows.Close()
-	for rows.Next() {
-		var k string
-		if err := rows.Scan(&k); err != nil {
-			return err
-		}
-		into[k] = true
-	}
-	return rows.Err()
+	return append(dst, b...), nil
 }
 
 // Observations returns the matching observations ordered by At, then Key.
@@ -168,41 +116,7 @@ func (s *Store) Observations(ctx context.Context, q store.ObservationQuery) ([]p
 	if err := s.usable(); err != nil {
 		return nil, err
 	}
-	var (
-		where []string
-		args  []any
-	)
-	in := func(col string, n int, arg func(i int) any) {
-		if n == 0 {
-			return
-		}
-		where = append(where, col+" IN ("+placeholders(n)+")")
-		for i := range n {
-			args = append(args, arg(i))
-		}
-	}
-	in("run", len(q.Runs), func(i int) any { return int64(q.Runs[i]) })
-	in("kind", len(q.Kinds), func(i int) any { return string(q.Kinds[i]) })
-	in("source", len(q.Sources), func(i int) any { return string(q.Sources[i]) })
-	in("payload", len(q.Payloads), func(i int) any { return q.Payloads[i] })
-	in("tag", len(q.Tags), func(i int) any { return q.Tags[i] })
-	if !q.SeenFrom.IsZero() {
-		where = append(where, "seen >= ?")
-		args = append(args, q.SeenFrom.UnixNano())
-	}
-	if !q.SeenTo.IsZero() {
-		where = append(where, "seen < ?")
-		args = append(args, q.SeenTo.UnixNano())
-	}
-	query := "SELECT body FROM observations"
-	if len(where) > 0 {
-		query += " WHERE " + strings.Join(where, " AND ")
-	}
-	query += " ORDER BY at, key"
-	if q.Limit > 0 {
-		query += " LIMIT ?"
-		args = append(args, q.Limit)
-	}
+	query, args := observationsQuery(q)
 	rows, err := s.reader.QueryContext(ctx, query, args...)
 	if err != nil {
 		return nil, s.wrap("query observations", err)
@@ -229,4 +143,49 @@ func (s *Store) Observations(ctx context.Context, q store.ObservationQuery) ([]p
 // placeholders is "?, ?, ..." with n marks.
 func placeholders(n int) string {
 	return strings.TrimSuffix(strings.Repeat("?, ", n), ", ")
+}
+
+// observationsQuery is the SELECT for q. Reads name runs, which the (run, key) index serves, or payload
+// hashes, which the partial payload index serves once the query says payload <> ” (SQLite uses a
+// partial index only when the WHERE clause implies the index's condition).
+func observationsQuery(q store.ObservationQuery) (string, []any) {
+	var (
+		where []string
+		args  []any
+	)
+	in := func(col string, n int, arg func(i int) any) {
+		if n == 0 {
+			return
+		}
+		where = append(where, col+" IN ("+placeholders(n)+")")
+		for i := range n {
+			args = append(args, arg(i))
+		}
+	}
+	in("run", len(q.Runs), func(i int) any { return int64(q.Runs[i]) })
+	in("kind", len(q.Kinds), func(i int) any { return string(q.Kinds[i]) })
+	in("source", len(q.Sources), func(i int) any { return string(q.Sources[i]) })
+	if len(q.Payloads) > 0 {
+		in("payload", len(q.Payloads), func(i int) any { return q.Payloads[i] })
+		where = append(where, "payload <> ''")
+	}
+	in("tag", len(q.Tags), func(i int) any { return q.Tags[i] })
+	if !q.SeenFrom.IsZero() {
+		where = append(where, "seen >= ?")
+		args = append(args, q.SeenFrom.UnixNano())
+	}
+	if !q.SeenTo.IsZero() {
+		where = append(where, "seen < ?")
+		args = append(args, q.SeenTo.UnixNano())
+	}
+	query := "SELECT body FROM observations"
+	if len(where) > 0 {
+		query += " WHERE " + strings.Join(where, " AND ")
+	}
+	query += " ORDER BY at, key"
+	if q.Limit > 0 {
+		query += " LIMIT ?"
+		args = append(args, q.Limit)
+	}
+	return query, args
 }

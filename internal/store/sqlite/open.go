@@ -125,8 +125,8 @@ func connString(path string, reader bool, cc connConfig) string {
 		// NORMAL is durable across application crashes in WAL mode; only a power loss can drop the last
 		// transactions, which spies re-observe anyway.
 		q.Add("_pragma", "synchronous(NORMAL)")
-		// The writer walks the key index and five secondary indexes at random places on every append;
-		// with SQLite's default 2 MiB page cache those pages are read back from the file again and again.
+		// Every IOV append lands at a random place of the payload-hash index; with SQLite's default 2 MiB
+		// page cache those pages would be read back from the file again and again.
 		q.Add("_pragma", "cache_size(-32768)") // KiB
 		// Checkpoints copy each page from the WAL into the file: fewer, larger ones write less overall.
 		q.Add("_pragma", "wal_autocheckpoint(8192)") // pages: about 64 MiB of WAL

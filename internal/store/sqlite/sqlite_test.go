@@ -330,10 +330,11 @@ func TestCancelledContext(t *testing.T) {
 	}
 }
 
-func TestAppendAcrossChunks(t *testing.T) {
+func TestAppendLargeMixedBatch(t *testing.T) {
 	t.Parallel()
-	// Batches larger than one INSERT statement, with repeats that fall into other statements and facts
-	// already stored, still return each new fact once, at its first place.
+	// A large batch with repeats far apart and facts already stored returns each new fact once, at its
+	// first place.
+	const insertChunk = 100
 	s := openTemp(t, Options{})
 	ctx := context.Background()
 	pool := benchObservations(3*insertChunk, 0)
@@ -363,7 +364,7 @@ func TestAppendAcrossChunks(t *testing.T) {
 		got = append(got, added[i].Key())
 	}
 	if !slices.Equal(got, want) {
-		t.Fatalf("append across chunks returned %d observations, want %d", len(got), len(want))
+		t.Fatalf("large mixed append returned %d observations, want %d", len(got), len(want))
 	}
 	all, err := s.Observations(ctx, store.ObservationQuery{})
 	if err != nil || len(all) != len(pool) {
