@@ -3,7 +3,6 @@ package pcl
 import (
 	"crypto/sha256"
 	"encoding/hex"
-	"encoding/json"
 	"fmt"
 	"strconv"
 	"strings"
@@ -366,17 +365,4 @@ const (
 // Valid says whether a is one of the four actions.
 func (a OverrideAction) Valid() bool {
 	return a == OverrideRelease || a == OverrideHold || a == OverrideClear || a == OverrideAccept
-}
-
-// MarshalJSON writes the observation with its kind's fields. A stream's "done" is written even when
-// false: "not done yet" is what the Tier-0 spy reports most of the time.
-func (o Observation) MarshalJSON() ([]byte, error) {
-	type plain Observation
-	if o.Kind != KindStreamDone {
-		return json.Marshal(plain(o))
-	}
-	return json.Marshal(struct {
-		plain
-		Done bool `json:"done"`
-	}{plain(o), o.Done})
 }
