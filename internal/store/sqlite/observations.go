@@ -102,13 +102,10 @@ func (s *Store) AppendObservations(ctx context.Context, obs []pcl.Observation) (
 	return added, nil
 }
 
-// appendBody appends the JSON of the observation that the body column keeps.
+// appendBody appends the JSON of the observation that the body column keeps. (Through json.Marshal it
+// would cost several times more: encoding/json re-scans and compacts what a MarshalJSON returns.)
 func appendBody(dst []byte, o *pcl.Observation) ([]byte, error) {
-	b, err := json.Marshal(o)
-	if err != nil {
-		return dst, err
-	}
-	return append(dst, b...), nil
+	return o.AppendJSON(dst)
 }
 
 // Observations returns the matching observations ordered by At, then Key.
