@@ -16,7 +16,7 @@ build:
 # The benchmarks of docs/benchmarks.md (one core where the target says so).
 bench:
 	$(GO) test -run='^$$' -bench=Reconcile -benchmem -cpu=1 -count=6 ./internal/reconcile/
-	$(GO) test -run='^$$' -bench=. -benchtime=5x -count=5 ./internal/store/sqlite/
+	$(GO) test -run='^$$' -bench='AppendObservations$$' -benchtime=60x -cpu=1 -count=6 ./internal/store/sqlite/
 
 # A short run of every fuzz target (go test runs their seed corpora on every `make test`).
 fuzz:
