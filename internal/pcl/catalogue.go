@@ -206,9 +206,13 @@ func DefaultWorkflows() []Workflow {
 		return Input{Tag: tag, TimeType: tt, Destinations: dest}
 	}
 	return []Workflow{
+		// The legacy workflow harvests BeamSpotObject_ByLumi too, but only its by-run payload goes to a
+		// prompt tag (§5 lists only the legacy by-run tag; CMSSW's metadata sends the by-lumi one to the
+		// prep tag, fixture BeamSpotObjectsRcdByLumi_prep.json). BeamSpotObjects_PCL_byLumi_v0_prompt is
+		// BeamSpotHP's (fixture BeamSpotObjectsRcdHPbyLumi_prod.json): with both in it, each run's two
+		// payloads at the same since would hide one of them, and that workflow would never be in the DB.
 		{Name: "BeamSpotByRun+ByLumi", Producer: "PromptCalibProd", Streams: []string{"Express"}, Detector: "TRACKER",
-			Inputs: []Input{in("BeamSpotObject_ByRun", run, "BeamSpotObjects_PCL_byRun_v0_prompt"),
-				in("BeamSpotObject_ByLumi", lumi, "BeamSpotObjects_PCL_byLumi_v0_prompt")}},
+			Inputs: []Input{in("BeamSpotObject_ByRun", run, "BeamSpotObjects_PCL_byRun_v0_prompt")}},
 		{Name: "BeamSpotHP", Producer: "PromptCalibProdBeamSpotHP", Streams: []string{"ExpressAlignment"}, Detector: "TRACKER",
 			Inputs: []Input{in("BeamSpotObjectHP_ByLumi", lumi, "BeamSpotObjects_PCL_byLumi_v0_prompt")}},
 		{Name: "SiStripQuality", Producer: "PromptCalibProdSiStrip", Streams: []string{"Express", "ExpressCosmics"}, Detector: "TRACKER",

@@ -158,7 +158,8 @@ func mustJSON(t *testing.T, v any) string {
 }
 
 // benchWorld is a run with 20 workflows and about 100 observations: every workflow expected (each
-// stream configured with its producers), each through the whole loop to every destination tag.
+// stream configured with its producers), each input of each through the whole loop to every destination
+// tag.
 func benchWorld() (*pcl.Catalogue, []pcl.Observation) {
 	ws := pcl.DefaultWorkflows()
 	for i := range 2 {
@@ -185,18 +186,19 @@ func benchWorld() (*pcl.Catalogue, []pcl.Observation) {
 		obs = append(obs, expressConfig(st, producers[st]...), streamDone(st, 5*time.Hour))
 	}
 	for i, w := range ws {
-		in := w.Inputs[0] // the other inputs produced nothing: the stream is done and the area rescanned
-		hash := fmt.Sprintf("%040x", i+1)
-		h := pcl.Observation{Source: pcl.SourceHarvest, Kind: pcl.KindHarvestFile, Run: testRun, At: at(time.Hour), InputTag: in.Tag,
-			Workflow: w.Name, File: "Run392680@" + in.Tag + "@0b1d6e5a-1111-2222-3333-444455556666.db", Destinations: in.Destinations,
-			Payloads: []pcl.IOV{{Since: pcl.SinceOfRun(in.TimeType, testRun), Payload: hash}}}
-		obs = append(obs, h, pcl.Observation{Source: pcl.SourceHarvest, Kind: pcl.KindUploadMarker, Run: testRun, At: at(61 * time.Minute),
-			InputTag: in.Tag, File: "Run392680@" + in.Tag + "@0b1d6e5a-1111-2222-3333-444455556666.txt.uploaded"})
-		for _, d := range in.Destinations {
-			obs = append(obs, pcl.Observation{Source: pcl.SourceDropbox, Kind: pcl.KindUploadStatus, Run: testRun, At: at(70 * time.Minute),
-				Workflow: w.Name, InputTag: in.Tag, File: h.File, FileHash: hash, Tag: d, Status: pcl.UploadOK, Info: "Upload finished"},
-				pcl.Observation{Source: pcl.SourceCondDB, Kind: pcl.KindIOV, Run: testRun, At: at(71 * time.Minute), Tag: d,
-					Since: pcl.SinceOfRun(in.TimeType, testRun), Inserted: at(71 * time.Minute), Payload: hash, TimeType: in.TimeType})
+		for j, in := range w.Inputs {
+			hash := fmt.Sprintf("%038x%02x", i+1, j)
+			h := pcl.Observation{Source: pcl.SourceHarvest, Kind: pcl.KindHarvestFile, Run: testRun, At: at(time.Hour), InputTag: in.Tag,
+				Workflow: w.Name, File: "Run392680@" + in.Tag + "@0b1d6e5a-1111-2222-3333-444455556666.db", Destinations: in.Destinations,
+				Payloads: []pcl.IOV{{Since: pcl.SinceOfRun(in.TimeType, testRun), Payload: hash}}}
+			obs = append(obs, h, pcl.Observation{Source: pcl.SourceHarvest, Kind: pcl.KindUploadMarker, Run: testRun, At: at(61 * time.Minute),
+				InputTag: in.Tag, File: "Run392680@" + in.Tag + "@0b1d6e5a-1111-2222-3333-444455556666.txt.uploaded"})
+			for _, d := range in.Destinations {
+				obs = append(obs, pcl.Observation{Source: pcl.SourceDropbox, Kind: pcl.KindUploadStatus, Run: testRun, At: at(70 * time.Minute),
+					Workflow: w.Name, InputTag: in.Tag, File: h.File, FileHash: hash, Tag: d, Status: pcl.UploadOK, Info: "Upload finished"},
+					pcl.Observation{Source: pcl.SourceCondDB, Kind: pcl.KindIOV, Run: testRun, At: at(71 * time.Minute), Tag: d,
+						Since: pcl.SinceOfRun(in.TimeType, testRun), Inserted: at(71 * time.Minute), Payload: hash, TimeType: in.TimeType})
+			}
 		}
 	}
 	return cat, obs

@@ -12,6 +12,14 @@ import (
 
 const h1 = "2f1a7c3e5b9d0c4e6f8a1b2c3d4e5f6071829304"
 const h2 = "8e0de5b20e773ccdb9b8a52da069c8cdb641f5a3"
+const h3 = "5d41402abc4b2a76b9719d911017c592aa2f03b6"
+
+// SiPixelQuality's three inputs, each with its own prompt tag.
+const (
+	pxPrompt = "SiPixelQualityFromDbRcd_prompt"
+	pxOther  = "SiPixelQualityFromDbRcd_other"
+	pxStuck  = "SiPixelQualityFromDbRcd_stuckTBM"
+)
 
 func reconcileAt(obs []pcl.Observation, now time.Duration, sources map[pcl.Source]SourceView) pcl.RunState {
 	return Reconcile(Input{Run: testRun, Observations: obs, Catalogue: catalog, Policy: pcl.DefaultPolicy(),
@@ -168,14 +176,41 @@ func TestWorkflowStates(t *testing.T) {
 			obs: concat(one(stopped(), harvest("SiStripApvGain_pcl", time.Hour, h1), override(pcl.OverrideAccept, "SiStripGains", 3*time.Hour)), collisionsConfig()),
 			now: 4 * time.Hour, workflow: "SiStripGains", want: pcl.StateHarvested},
 		{name: "a workflow with several inputs is as far as its least advanced input",
-			obs: concat(one(stopped(), harvest("BeamSpotObject_ByRun", time.Hour, h1), harvest("BeamSpotObject_ByLumi", time.Hour, h2),
-				iov("BeamSpotObjects_PCL_byRun_v0_prompt", testRun, h1, 80*time.Minute)), collisionsConfig()),
-			now: 2 * time.Hour, workflow: "BeamSpotByRun+ByLumi", want: pcl.StateHarvested},
+			obs: concat(one(stopped(), harvest(pxPrompt, time.Hour, h1), harvest(pxOther, time.Hour, h2), harvest(pxStuck, time.Hour, h3),
+				iov("SiPixelQuality_byPCL_prompt_v2", pcl.PackLumi(testRun, 1), h1, 80*time.Minute)), collisionsConfig()),
+			now: 2 * time.Hour, workflow: "SiPixelQuality", want: pcl.StateHarvested},
+		{name: "a workflow with several inputs all in the DB",
+			obs: concat(one(stopped(), harvest(pxPrompt, time.Hour, h1), harvest(pxOther, time.Hour, h2), harvest(pxStuck, time.Hour, h3),
+				iov("SiPixelQuality_byPCL_prompt_v2", pcl.PackLumi(testRun, 1), h1, 80*time.Minute),
+				iov("SiPixelQuality_byPCL_other_v1", pcl.PackLumi(testRun, 1), h2, 80*time.Minute),
+				iov("SiPixelQuality_byPCL_stuckTBM_v1", pcl.PackLumi(testRun, 1), h3, 80*time.Minute)), collisionsConfig()),
+			now: 2 * time.Hour, workflow: "SiPixelQuality", want: pcl.StateInDB},
 		{name: "an input still missing before the stream is done keeps the workflow open",
-			obs: concat(one(stopped(), harvest("BeamSpotObject_ByRun", time.Hour, h1),
-				iov("BeamSpotObjects_PCL_byRun_v0_prompt", testRun, h1, 80*time.Minute)), collisionsConfig()),
-			now: 2 * time.Hour, workflow: "BeamSpotByRun+ByLumi", want: pcl.StateUploaded, reason: "waiting for the files of BeamSpotObject_ByLumi"},
-		{name: "an input that never came once the stream is done and rescanned",
+			obs: concat(one(stopped(), harvest(pxPrompt, time.Hour, h1),
+				iov("SiPixelQuality_byPCL_prompt_v2", pcl.PackLumi(testRun, 1), h1, 80*time.Minute)), collisionsConfig()),
+			now: 2 * time.Hour, workflow: "SiPixelQuality", want: pcl.StateUploaded,
+			reason: "waiting for the files of SiPixelQualityFromDbRcd_other, SiPixelQualityFromDbRcd_stuckTBM"},
+		{name: "an input that never came once the stream is done and rescanned leaves its tags without a payload",
+			obs: concat(one(stopped(), streamDone("Express", 90*time.Minute), harvest(pxPrompt, time.Hour, h1), harvest(pxOther, time.Hour, h2),
+				iov("SiPixelQuality_byPCL_prompt_v2", pcl.PackLumi(testRun, 1), h1, 80*time.Minute),
+				iov("SiPixelQuality_byPCL_other_v1", pcl.PackLumi(testRun, 1), h2, 80*time.Minute)), collisionsConfig()),
+			now: 2 * time.Hour, sources: freshSources(100 * time.Minute), workflow: "SiPixelQuality", want: pcl.StateNoPayload,
+			reason: "no file of SiPixelQualityFromDbRcd_stuckTBM in the harvest area (the other inputs: "},
+		{name: "an input that never came, accepted by the operator",
+			obs: concat(one(stopped(), streamDone("Express", 90*time.Minute), harvest(pxPrompt, time.Hour, h1), harvest(pxOther, time.Hour, h2),
+				iov("SiPixelQuality_byPCL_prompt_v2", pcl.PackLumi(testRun, 1), h1, 80*time.Minute),
+				iov("SiPixelQuality_byPCL_other_v1", pcl.PackLumi(testRun, 1), h2, 80*time.Minute),
+				override(pcl.OverrideAccept, "SiPixelQuality", 3*time.Hour)), collisionsConfig()),
+			now: 4 * time.Hour, sources: freshSources(100 * time.Minute), workflow: "SiPixelQuality", want: pcl.StateAccepted},
+		{name: "an input that never came where the class accepts no payload",
+			obs: concat(one(runObs("Commissioning25", &t0), streamDone("Express", 90*time.Minute), harvest(pxPrompt, time.Hour, h1),
+				iov("SiPixelQuality_byPCL_prompt_v2", pcl.PackLumi(testRun, 1), h1, 80*time.Minute)), collisionsConfig()),
+			now: 2 * time.Hour, sources: freshSources(100 * time.Minute), workflow: "SiPixelQuality", want: pcl.StateInDB},
+		{name: "an input that never came does not hide another input's failure",
+			obs: concat(one(stopped(), streamDone("Express", 90*time.Minute), harvest(pxPrompt, time.Hour, h1),
+				upload(pxPrompt, "SiPixelQuality_byPCL_prompt_v2", pcl.UploadFail, 70*time.Minute)), collisionsConfig()),
+			now: 2 * time.Hour, sources: freshSources(100 * time.Minute), workflow: "SiPixelQuality", want: pcl.StateUploadFailed},
+		{name: "the legacy beam spot's by-lumi file is not an input: its by-run payload decides",
 			obs: concat(one(stopped(), streamDone("Express", 90*time.Minute), harvest("BeamSpotObject_ByRun", time.Hour, h1),
 				iov("BeamSpotObjects_PCL_byRun_v0_prompt", testRun, h1, 80*time.Minute)), collisionsConfig()),
 			now: 2 * time.Hour, sources: freshSources(100 * time.Minute), workflow: "BeamSpotByRun+ByLumi", want: pcl.StateInDB},

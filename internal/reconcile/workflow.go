@@ -183,11 +183,24 @@ func (d *deriver) progress(wi int, w *pcl.Workflow, ws *pcl.WorkflowStatus) {
 		return
 	}
 	ws.State, ws.Reason = combine(states)
-	// A workflow's inputs are harvested together; until the stream is done and the area rescanned, a
-	// missing input may still come, so the workflow cannot be final yet.
-	if len(missing) > 0 && !harvestFresh && ws.State.Terminal() {
-		ws.State = pcl.StateUploaded
-		ws.Reason = fmt.Sprintf("%s; waiting for the files of %s", ws.Reason, strings.Join(missing, ", "))
+	if len(missing) == 0 {
+		return
+	}
+	switch {
+	case !harvestFresh:
+		// A workflow's inputs are harvested together; until the stream is done and the area rescanned,
+		// a missing input may still come, so the workflow cannot be final yet.
+		if ws.State.Terminal() {
+			ws.State = pcl.StateUploaded
+			ws.Reason = fmt.Sprintf("%s; waiting for the files of %s", ws.Reason, strings.Join(missing, ", "))
+		}
+	case !d.cp.AllowsNoPayload(w.Name) && ws.State != pcl.StateUploadFailed && ws.State != pcl.StateTooLate:
+		// Each input feeds its own destination tags, which PromptReco reads: an input that never came
+		// leaves those tags without the run's payload, just as a workflow with no file at all does. So
+		// it is no-payload, which this class's policy does not accept; an operator can.
+		ws.State = pcl.StateNoPayload
+		ws.Reason = fmt.Sprintf("%s done at %s and no file of %s in the harvest area (the other inputs: %s)",
+			strings.Join(d.workflowStreams(wi), ", "), clock(doneAt), strings.Join(missing, ", "), ws.Reason)
 	}
 }
 
