@@ -64,6 +64,7 @@ type Agency struct {
 	known       map[uint32]bool     // runs with a stored state (a placeholder at least)
 	harvested   map[string]bool     // destination tags named by harvested metadata
 	payloadRuns map[string][]uint32 // harvested payload hash → runs, to route IOVs whose since moved
+	runPayloads map[uint32][]string // the reverse, so that a closed run's hashes can be forgotten
 	fcsr        uint32
 	subs        map[chan Event]bool
 	kick        chan struct{}
@@ -99,7 +100,7 @@ func New(ctx context.Context, o Options) (*Agency, error) {
 	}
 	a := &Agency{o: o, log: o.Logger, touched: map[uint32]bool{}, open: map[uint32]bool{},
 		runHints: map[uint32]*runHint{}, harvested: map[string]bool{}, known: map[uint32]bool{},
-		payloadRuns: map[string][]uint32{}, subs: map[chan Event]bool{}, kick: make(chan struct{}, 1)}
+		payloadRuns: map[string][]uint32{}, runPayloads: map[uint32][]string{}, subs: map[chan Event]bool{}, kick: make(chan struct{}, 1)}
 	if err := a.load(ctx); err != nil {
 		return nil, err
 	}
@@ -165,6 +166,7 @@ func (a *Agency) noteHint(o pcl.Observation) {
 		for _, p := range o.Payloads {
 			if !slices.Contains(a.payloadRuns[p.Payload], o.Run) {
 				a.payloadRuns[p.Payload] = append(a.payloadRuns[p.Payload], o.Run)
+				a.runPayloads[o.Run] = append(a.runPayloads[o.Run], p.Payload)
 			}
 		}
 		for _, d := range o.Destinations {
@@ -181,6 +183,21 @@ func (a *Agency) noteHint(o pcl.Observation) {
 			h.done = append(h.done, o.Stream)
 		}
 	}
+}
+
+// forgetPayloads drops a closed run from the payload routing index: a released run, or one older than
+// the lookback, waits for no IOV any more, and without this the index would grow with every run of the
+// agency's life. Called with a.mu held.
+func (a *Agency) forgetPayloads(run uint32) {
+	for _, h := range a.runPayloads[run] {
+		runs := slices.DeleteFunc(a.payloadRuns[h], func(r uint32) bool { return r == run })
+		if len(runs) == 0 {
+			delete(a.payloadRuns, h)
+		} else {
+			a.payloadRuns[h] = runs
+		}
+	}
+	delete(a.runPayloads, run)
 }
 
 // Ingest stores a spy's batch and schedules the runs it touches. It is the spies' sink: when it
@@ -483,6 +500,7 @@ func (a *Agency) reconcileRun(ctx context.Context, run uint32, now time.Time) (b
 	if rs.Decision.State == pcl.ReadinessReleased || tooOld {
 		delete(a.open, run)
 		delete(a.runHints, run)
+		a.forgetPayloads(run)
 	} else {
 		a.open[run] = true
 	}

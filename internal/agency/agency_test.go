@@ -425,3 +425,34 @@ func TestLookbackAndBatch(t *testing.T) {
 		t.Errorf("%d of 5 runs decided after three passes", n)
 	}
 }
+
+// TestReleasedRunLeavesPayloadIndex: the index that routes IOVs to runs by payload hash forgets a run
+// once Tier-0 released it, so that it does not grow with every run of the agency's life.
+func TestReleasedRunLeavesPayloadIndex(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t)
+	h.ingest(pcl.SourceOMS, stoppedRun())
+	h.ingest(pcl.SourceTier0, config())
+	h.clk.Advance(time.Hour)
+	h.ingest(pcl.SourceHarvest, harvestFile())
+	indexed := func() (int, int) {
+		h.ag.mu.Lock()
+		defer h.ag.mu.Unlock()
+		return len(h.ag.payloadRuns), len(h.ag.runPayloads)
+	}
+	if byHash, byRun := indexed(); byHash != 1 || byRun != 1 {
+		t.Fatalf("after the harvest: %d hashes, %d runs indexed, want 1 and 1", byHash, byRun)
+	}
+	h.clk.Advance(10 * time.Minute)
+	h.ingest(pcl.SourceCondDB, iovAt("SiStripApvGain_PCL_v0_hlt", run, 70*time.Minute), iovAt("SiStripApvGain_PCL_v0_prompt", run, 71*time.Minute))
+	if byHash, _ := indexed(); byHash != 1 {
+		t.Fatalf("a ready run left the index before Tier-0 released it")
+	}
+	h.ingest(pcl.SourceTier0, pcl.Observation{Source: pcl.SourceTier0, Kind: pcl.KindRelease, Run: run, At: h.clk.Now(), Dataset: "ZeroBias"})
+	if d := h.state().Decision; d.State != pcl.ReadinessReleased {
+		t.Fatalf("after the release: %s (%s)", d.State, d.Reason)
+	}
+	if byHash, byRun := indexed(); byHash != 0 || byRun != 0 {
+		t.Errorf("after the release: %d hashes, %d runs still indexed", byHash, byRun)
+	}
+}
