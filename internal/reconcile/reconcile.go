@@ -54,9 +54,11 @@ func Reconcile(in Input) pcl.RunState {
 	}
 	ws := in.Catalogue.Workflows()
 	rs.Workflows = make([]pcl.WorkflowStatus, len(ws))
-	// The workflows' file and hash lists share two backing arrays: one allocation each per run.
-	d.files = make([]string, 0, in.Catalogue.NumInputs())
-	d.hashes = make([]string, 0, in.Catalogue.NumInputs())
+	// The workflows' file and hash lists share two backing arrays, the two halves of one allocation per
+	// run (the capacities keep either half from running into the other).
+	n := in.Catalogue.NumInputs()
+	shared := make([]string, 2*n)
+	d.files, d.hashes = shared[:0:n], shared[n:n:2*n]
 	for i := range ws {
 		d.workflow(i, &ws[i], &rs.Workflows[i])
 	}
@@ -99,12 +101,9 @@ func (f *facts) stemOf(i int32) string {
 	return f.obs[i].File[l.start:l.end]
 }
 
-// thread puts observation i at the head of a list, noting its stem.
-func (f *facts) thread(head *int32, i int, st string) {
-	// st is a substring of the file name: find where, without copying it.
-	file := f.obs[i].File
-	start := int32(strings.Index(file, st))
-	f.links[i] = link{next: *head, start: start, end: start + int32(len(st))}
+// thread puts observation i at the head of a list, noting where its stem lies (see stemBounds).
+func (f *facts) thread(head *int32, i, start, end int) {
+	f.links[i] = link{next: *head, start: int32(start), end: int32(end)}
 	*head = int32(i)
 }
 
@@ -245,10 +244,14 @@ func index(in Input) *facts {
 			if o.File == "" {
 				continue
 			}
-			st := stem(o.File)
-			ours := o.Run == in.Run || (o.Run == 0 && runOfStem(st, in.Run))
-			if k, ok := cat.InputIndex(inputTagOf(o, st)); ok && ours {
-				f.thread(&f.inputs[k].statuses, i, st)
+			start, end := stemBounds(o.File)
+			st := o.File[start:end]
+			// Another run's record needs no catalogue lookup.
+			if o.Run != in.Run && (o.Run != 0 || !runOfStem(st, in.Run)) {
+				continue
+			}
+			if k, ok := cat.InputIndex(inputTagOf(o, st)); ok {
+				f.thread(&f.inputs[k].statuses, i, start, end)
 			}
 			continue
 		}
@@ -287,9 +290,9 @@ func index(in Input) *facts {
 				}
 			}
 		case pcl.KindUploadMarker:
-			st := stem(o.File)
-			if k, ok := cat.InputIndex(inputTagOf(o, st)); ok {
-				f.thread(&f.inputs[k].markers, i, st)
+			start, end := stemBounds(o.File)
+			if k, ok := cat.InputIndex(inputTagOf(o, o.File[start:end])); ok {
+				f.thread(&f.inputs[k].markers, i, start, end)
 			}
 		case pcl.KindDQMQuality:
 			if k, ok := cat.WorkflowIndex(o.Workflow); ok && later(o, f.quality[k]) {
@@ -503,24 +506,32 @@ func seenAt(o *pcl.Observation) time.Time {
 // stem is the upload's name without directory and suffixes, so that a .db, its .txt, its
 // .txt.uploaded marker and the upload log's file name all name the same upload. Harvest names are
 // Run<run>@<inputTag>@<uuid>.<ext> and a uuid has no dot, so the stem ends at the first dot after the
-// last '@'; other names lose everything from their first dot. The common case (a base name whose first
-// dot follows its last '@') takes two fast byte searches.
+// last '@'; other names lose everything from their first dot.
 func stem(name string) string {
+	start, end := stemBounds(name)
+	return name[start:end]
+}
+
+// stemBounds says where name's stem lies, name[start:end]: the lists of markers and statuses keep the
+// offsets rather than search for the stem in the name again. The common case (a base name whose first
+// dot follows its last '@') takes two fast byte searches.
+func stemBounds(name string) (start, end int) {
 	if strings.IndexByte(name, '/') >= 0 {
-		name = name[strings.LastIndexByte(name, '/')+1:]
+		start = strings.LastIndexByte(name, '/') + 1
 	}
-	dot := strings.IndexByte(name, '.')
+	base := name[start:]
+	dot := strings.IndexByte(base, '.')
 	if dot < 0 {
-		return name
+		return start, len(name)
 	}
-	if strings.IndexByte(name[dot:], '@') < 0 {
-		return name[:dot]
+	if strings.IndexByte(base[dot:], '@') < 0 {
+		return start, start + dot
 	}
-	at := strings.LastIndexByte(name, '@')
-	if j := strings.IndexByte(name[at:], '.'); j >= 0 {
-		return name[:at+j]
+	at := strings.LastIndexByte(base, '@')
+	if j := strings.IndexByte(base[at:], '.'); j >= 0 {
+		return start, start + at + j
 	}
-	return name
+	return start, len(name)
 }
 
 func clock(t time.Time) string {

@@ -54,6 +54,12 @@ func (d *deriver) required(w *pcl.Workflow, expected bool) bool {
 
 // workflow derives one workflow's status for the run.
 func (d *deriver) workflow(wi int, w *pcl.Workflow, ws *pcl.WorkflowStatus) {
+	d.derive(wi, w, ws)
+	d.finish(wi, w, ws)
+}
+
+// derive sets a fresh status's name, quality, requirement, state and milestones.
+func (d *deriver) derive(wi int, w *pcl.Workflow, ws *pcl.WorkflowStatus) {
 	d.unchanged = false
 	// ws is fresh, zeroed memory: set only what is not zero (a whole literal would also write zeroes).
 	ws.Name, ws.Quality, ws.Flags = w.Name, pcl.QualityUnknown, []pcl.Flag{}
@@ -73,15 +79,12 @@ func (d *deriver) workflow(wi int, w *pcl.Workflow, ws *pcl.WorkflowStatus) {
 	switch {
 	case known && !expected:
 		ws.State, ws.Reason, ws.Required = pcl.StateNotExpected, why, d.required(w, false)
-		d.finish(wi, w, ws)
 		return
 	case f.info == nil:
 		ws.State, ws.Reason = pcl.StatePending, "OMS has not reported the run yet"
-		d.finish(wi, w, ws)
 		return
 	case f.info.Stop == nil:
 		ws.State, ws.Reason = pcl.StatePending, "run ongoing"
-		d.finish(wi, w, ws)
 		return
 	}
 	stop := *f.info.Stop
@@ -89,7 +92,6 @@ func (d *deriver) workflow(wi int, w *pcl.Workflow, ws *pcl.WorkflowStatus) {
 		ws.State = pcl.StateNotExpected
 		ws.Reason = fmt.Sprintf("run lasted %s, shorter than the %s minimum", d.runLength.Round(time.Second), d.cp.MinRunLength)
 		ws.Required = false
-		d.finish(wi, w, ws)
 		return
 	}
 	ws.Deadline = stop.Add(d.cp.WorkflowDeadline)
@@ -102,8 +104,6 @@ func (d *deriver) workflow(wi int, w *pcl.Workflow, ws *pcl.WorkflowStatus) {
 		ws.Reason = fmt.Sprintf("no final state %s after stop (was %s: %s)", d.cp.WorkflowDeadline, ws.State, ws.Reason)
 		ws.State = pcl.StateTimedOut
 	}
-	d.finish(wi, w, ws)
-	return
 }
 
 // finish applies what comes after the state: accepted overrides, flags.
@@ -152,7 +152,7 @@ func (d *deriver) progress(wi int, w *pcl.Workflow, ws *pcl.WorkflowStatus) {
 		}
 	}
 	if !doneAt.IsZero() {
-		setLatest(ws, pcl.MilestoneExpressDone, doneAt)
+		setLatest(ws, &ws.Milestones.ExpressDone, doneAt)
 	}
 	var buf [4]fileState
 	states := buf[:0]
@@ -205,7 +205,31 @@ func (d *deriver) progress(wi int, w *pcl.Workflow, ws *pcl.WorkflowStatus) {
 }
 
 // stateRank orders non-bad file states by progress: a workflow is as far as its least advanced input.
-var stateRank = map[pcl.State]int{pcl.StateHarvested: 1, pcl.StateUploading: 2, pcl.StateUploaded: 3, pcl.StateInDB: 4}
+// A switch, not a map: combine runs for every multi-input workflow of every reconcile.
+func stateRank(s pcl.State) int {
+	switch s {
+	case pcl.StateHarvested:
+		return 1
+	case pcl.StateUploading:
+		return 2
+	case pcl.StateUploaded:
+		return 3
+	case pcl.StateInDB:
+		return 4
+	}
+	return 0
+}
+
+// inDBReason is a file's reason once in the DB, and inDBReasons[n] what combine makes of n of them: a
+// multi-input workflow in the DB, the common case, then takes no allocation.
+const inDBReason = "payload in every destination tag"
+
+var inDBReasons = func() (r [5]string) {
+	for n := 1; n < len(r); n++ {
+		r[n] = strings.Join(slices.Repeat([]string{inDBReason}, n), "; ")
+	}
+	return r
+}()
 
 // combine folds the inputs' states: a failure anywhere is the workflow's failure, else the least advanced.
 func combine(states []fileState) (pcl.State, string) {
@@ -221,16 +245,21 @@ func combine(states []fileState) (pcl.State, string) {
 	}
 	least := states[0]
 	for _, s := range states[1:] {
-		if stateRank[s.state] < stateRank[least.state] {
+		if stateRank(s.state) < stateRank(least.state) {
 			least = s
 		}
 	}
 	var buf [4]string
 	reasons := buf[:0]
+	allInDB := true
 	for _, s := range states {
 		if s.state == least.state {
 			reasons = append(reasons, s.reason)
+			allInDB = allInDB && s.reason == inDBReason
 		}
+	}
+	if allInDB && len(reasons) < len(inDBReasons) {
+		return least.state, inDBReasons[len(reasons)]
 	}
 	return least.state, strings.Join(reasons, "; ")
 }
@@ -244,7 +273,7 @@ func (d *deriver) file(in *pcl.Input, ii int, hv *inputFacts, ws *pcl.WorkflowSt
 	h := hv.latest
 	ws.Files = d.appendShared(&d.files, ws.Files, h.File)
 	harvested := h.At
-	setEarliest(ws, pcl.MilestoneHarvested, harvested)
+	setEarliest(ws, &ws.Milestones.Harvested, harvested)
 	for _, p := range h.Payloads {
 		ws.Hashes = d.appendShared(&d.hashes, ws.Hashes, p.Payload)
 	}
@@ -297,17 +326,17 @@ func (d *deriver) file(in *pcl.Input, ii int, hv *inputFacts, ws *pcl.WorkflowSt
 	marker := d.f.marker(hv)
 	hv.markerSeen, hv.markerObs = true, marker
 	if marker != nil {
-		setEarliest(ws, pcl.MilestoneUploadSent, marker.At)
+		setEarliest(ws, &ws.Milestones.UploadSent, marker.At)
 	}
 	if len(notIn) == 0 && len(dests) > 0 {
 		if !inDB.IsZero() {
-			setLatest(ws, pcl.MilestoneInDB, inDB)
+			setLatest(ws, &ws.Milestones.InDB, inDB)
 		}
 		if allVerdicts {
-			setLatest(ws, pcl.MilestoneUploaded, lastStatus)
+			setLatest(ws, &ws.Milestones.Uploaded, lastStatus)
 		}
 		// A constant: a finished workflow needs no story, and this is the hot path.
-		return fileState{pcl.StateInDB, "payload in every destination tag"}
+		return fileState{pcl.StateInDB, inDBReason}
 	}
 	for _, bad := range [...]pcl.UploadStatus{pcl.UploadFail, pcl.UploadTooLate} {
 		for j, tag := range dests {
@@ -321,7 +350,7 @@ func (d *deriver) file(in *pcl.Input, ii int, hv *inputFacts, ws *pcl.WorkflowSt
 		}
 	}
 	if allVerdicts {
-		setLatest(ws, pcl.MilestoneUploaded, lastStatus)
+		setLatest(ws, &ws.Milestones.Uploaded, lastStatus)
 		return fileState{pcl.StateUploaded, "uploaded " + clock(lastStatus) + ", not yet in " + strings.Join(notIn, ", ")}
 	}
 	if marker != nil {
@@ -380,19 +409,25 @@ func carries(payloads []pcl.IOV, hash string) bool {
 	return false
 }
 
-// setEarliest and setLatest record a milestone and keep Updated as the newest milestone time met.
-func setEarliest(ws *pcl.WorkflowStatus, k pcl.Milestone, t time.Time) {
-	if cur := ws.Milestones.Get(k); cur.IsZero() || t.Before(cur) {
-		ws.Milestones.Set(k, t)
+// setEarliest and setLatest record a milestone (m is one of ws.Milestones' fields) and keep Updated as
+// the newest milestone time met. They take the field rather than a pcl.Milestone: going through
+// Milestones.Get and Set is a switch per call on the hot path.
+func setEarliest(ws *pcl.WorkflowStatus, m *time.Time, t time.Time) {
+	if m.IsZero() || t.Before(*m) {
+		*m = t
 	}
-	ws.Updated = maxTime(ws.Updated, t)
+	if t.After(ws.Updated) {
+		ws.Updated = t
+	}
 }
 
-func setLatest(ws *pcl.WorkflowStatus, k pcl.Milestone, t time.Time) {
-	if t.After(ws.Milestones.Get(k)) {
-		ws.Milestones.Set(k, t)
+func setLatest(ws *pcl.WorkflowStatus, m *time.Time, t time.Time) {
+	if t.After(*m) {
+		*m = t
 	}
-	ws.Updated = maxTime(ws.Updated, t)
+	if t.After(ws.Updated) {
+		ws.Updated = t
+	}
 }
 
 func maxTime(a, b time.Time) time.Time {
