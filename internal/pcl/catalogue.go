@@ -33,6 +33,64 @@ type Catalogue struct {
 	destIdx   map[string]int   // destination tag → dense index
 	byProd    map[string][]int // AlCaReco producer → workflows
 	inDests   [][]int          // input index → dense indices of its destinations
+	inputTags tagTable         // input tag → dense input index, for InputIndex
+	destTags  tagTable         // destination tag → dense index, for DestinationIndex
+}
+
+// tagTable finds a tag's dense index: the reconcile looks up the tag of nearly every observation of a
+// run on every reconcile, and for a catalogue's few dozen tags this small open-addressing table, with a
+// hash of the tag's length and a few of its bytes, answers in about half the time of a Go map (which
+// hashes every byte). Tags that share the sampled bytes only make a probe longer: every lookup ends at
+// an empty slot or a match, and the table is at most a quarter full.
+type tagTable struct {
+	tags  []string // by dense index
+	slots []int32  // 1 + dense index, 0 for an empty slot
+	shift uint     // 64 - log2(len(slots)): the hash's top bits pick the slot
+}
+
+func newTagTable(idx map[string]int) tagTable {
+	t := tagTable{tags: make([]string, len(idx)), shift: 64 - 2}
+	for len(idx)*4 > 1<<(64-t.shift) {
+		t.shift--
+	}
+	t.slots = make([]int32, 1<<(64-t.shift))
+	for tag, i := range idx {
+		t.tags[i] = tag
+	}
+	for i, tag := range t.tags {
+		j := t.slot(tag)
+		for t.slots[j] != 0 {
+			j = (j + 1) & uint(len(t.slots)-1)
+		}
+		t.slots[j] = int32(i + 1)
+	}
+	return t
+}
+
+// slot is where a tag's probe starts: a multiplicative (Fibonacci) hash of its length and four of its
+// bytes, which is enough to tell a catalogue's tags apart almost always.
+func (t *tagTable) slot(tag string) uint {
+	var x uint64
+	if n := len(tag); n > 0 {
+		x = uint64(n) | uint64(tag[n-1])<<8 | uint64(tag[n/2])<<16 | uint64(tag[n/4])<<24 | uint64(tag[n-1-n/4])<<32
+	}
+	return uint((x * 0x9E3779B97F4A7C15) >> t.shift)
+}
+
+func (t *tagTable) index(tag string) (int, bool) {
+	if len(t.slots) == 0 {
+		return 0, false // a zero Catalogue
+	}
+	mask := uint(len(t.slots) - 1)
+	for j := t.slot(tag); ; j = (j + 1) & mask {
+		e := t.slots[j]
+		if e == 0 {
+			return 0, false
+		}
+		if t.tags[e-1] == tag {
+			return int(e - 1), true
+		}
+	}
 }
 
 // NewCatalogue checks the workflows and indexes them. Names and input tags must be unique.
@@ -80,6 +138,7 @@ func NewCatalogue(ws []Workflow) (*Catalogue, error) {
 		c.byName[w.Name] = len(c.workflows)
 		c.workflows = append(c.workflows, w)
 	}
+	c.inputTags, c.destTags = newTagTable(c.inputIdx), newTagTable(c.destIdx)
 	return c, nil
 }
 
@@ -90,10 +149,7 @@ func NewCatalogue(ws []Workflow) (*Catalogue, error) {
 func (c *Catalogue) NumInputs() int { return len(c.inputIdx) }
 
 // InputIndex is the dense index of an input tag, in catalogue order.
-func (c *Catalogue) InputIndex(tag string) (int, bool) {
-	i, ok := c.inputIdx[tag]
-	return i, ok
-}
+func (c *Catalogue) InputIndex(tag string) (int, bool) { return c.inputTags.index(tag) }
 
 // InputIndexOf is the dense index of input j of workflow i (catalogue order).
 func (c *Catalogue) InputIndexOf(workflow, j int) int { return c.inputBase[workflow] + j }
@@ -114,10 +170,7 @@ func (c *Catalogue) WorkflowsOfProducer(producer string) []int { return c.byProd
 func (c *Catalogue) NumDestinations() int { return len(c.destIdx) }
 
 // DestinationIndex is the dense index of a destination tag.
-func (c *Catalogue) DestinationIndex(tag string) (int, bool) {
-	i, ok := c.destIdx[tag]
-	return i, ok
-}
+func (c *Catalogue) DestinationIndex(tag string) (int, bool) { return c.destTags.index(tag) }
 
 // Workflows returns the workflows in catalogue order.
 func (c *Catalogue) Workflows() []Workflow { return c.workflows }

@@ -69,7 +69,9 @@ func (d *deriver) flags(wi int, w *pcl.Workflow, ws *pcl.WorkflowStatus) {
 			add(pcl.FlagUploadBurst)
 		}
 	}
-	slices.Sort(ws.Flags)
+	if len(ws.Flags) > 1 { // most workflows have no flag: skip the sort's call
+		slices.Sort(ws.Flags)
+	}
 }
 
 // riskAt is when a workflow not yet final becomes at risk of missing its deadline.

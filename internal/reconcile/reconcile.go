@@ -120,33 +120,38 @@ type inputFacts struct {
 	latestStem string
 	files      int   // distinct harvest files seen (a re-harvest shows as more than one)
 	markers    int32 // head of the list of upload markers (index into obs), -1 for none
-	markerSeen bool  // markerObs holds marker()'s answer for the latest file
-	markerObs  *pcl.Observation
 	statuses   int32 // head of the list of upload-log records, -1 for none
+	// firstMarker is the first upload marker of the latest file. Once index knows the latest file, the
+	// lists keep only that file's markers and records (see prune).
+	firstMarker *pcl.Observation
 }
 
 func (f *facts) stopped() bool { return f.info != nil && f.info.Stop != nil }
 
-// marker returns the first upload marker of the input's latest file.
-func (f *facts) marker(in *inputFacts) *pcl.Observation {
-	if in.markerSeen {
-		return in.markerObs
-	}
-	var m *pcl.Observation
-	for i := in.markers; i >= 0; i = f.links[i].next {
-		if o := &f.obs[i]; f.stemOf(i) == in.latestStem && (m == nil || later(m, o)) {
-			m = o
+// prune keeps, of a list, the elements whose file has the given stem, in their order. Only the latest
+// file's markers and records ever count, and they are asked about several times per reconcile (the
+// state, the marker, the burst flag): pruning once compares each element's stem once.
+func (f *facts) prune(head int32, stem string) int32 {
+	out := int32(-1)
+	tail := &out
+	for i := head; i >= 0; i = f.links[i].next {
+		if f.stemOf(i) == stem {
+			// The element before i that was kept now leads to i; i's own link is read by the loop
+			// before a later kept element overwrites it.
+			*tail, tail = i, &f.links[i].next
 		}
 	}
-	return m
+	*tail = -1
+	return out
 }
+
+// marker returns the first upload marker of the input's latest file.
+func (f *facts) marker(in *inputFacts) *pcl.Observation { return in.firstMarker }
 
 // fileStatuses calls fn for each upload-log record of the input's latest file.
 func (f *facts) fileStatuses(in *inputFacts, fn func(o *pcl.Observation)) {
 	for i := in.statuses; i >= 0; i = f.links[i].next {
-		if f.stemOf(i) == in.latestStem {
-			fn(&f.obs[i])
-		}
+		fn(&f.obs[i])
 	}
 }
 
@@ -164,12 +169,9 @@ func (f *facts) verdict(in *inputFacts, tag string) *pcl.Observation {
 // burst says whether a destination tag got more than one distinct upload of the latest file.
 func (f *facts) burst(in *inputFacts) bool {
 	for i := in.statuses; i >= 0; i = f.links[i].next {
-		if f.stemOf(i) != in.latestStem {
-			continue
-		}
 		a := &f.obs[i]
 		for j := f.links[i].next; j >= 0; j = f.links[j].next {
-			if b := &f.obs[j]; f.stemOf(j) == in.latestStem && a.Tag == b.Tag && !a.At.Equal(b.At) {
+			if b := &f.obs[j]; a.Tag == b.Tag && !a.At.Equal(b.At) {
 				return true
 			}
 		}
@@ -300,6 +302,18 @@ func index(in Input) *facts {
 			}
 		case pcl.KindOverride:
 			f.overrides = append(f.overrides, o)
+		}
+	}
+	for k := range f.inputs {
+		in := &f.inputs[k]
+		if in.latest == nil {
+			continue // nothing asks about the markers or records of an input without a file
+		}
+		in.markers, in.statuses = f.prune(in.markers, in.latestStem), f.prune(in.statuses, in.latestStem)
+		for i := in.markers; i >= 0; i = f.links[i].next {
+			if o := &f.obs[i]; in.firstMarker == nil || later(in.firstMarker, o) {
+				in.firstMarker = o
+			}
 		}
 	}
 	if f.infoObs != nil {

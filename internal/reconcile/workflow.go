@@ -117,8 +117,10 @@ func (d *deriver) finish(wi int, w *pcl.Workflow, ws *pcl.WorkflowStatus) {
 		}
 	}
 	d.flags(wi, w, ws)
-	slices.Sort(ws.Hashes)
-	ws.Hashes = slices.Compact(ws.Hashes)
+	if len(ws.Hashes) > 1 { // most workflows have one hash: skip the calls
+		slices.Sort(ws.Hashes)
+		ws.Hashes = slices.Compact(ws.Hashes)
+	}
 }
 
 // accepted returns the operator's standing accept of a workflow, if the newest accept or clear naming it
@@ -324,7 +326,6 @@ func (d *deriver) file(in *pcl.Input, ii int, hv *inputFacts, ws *pcl.WorkflowSt
 		notIn = append(notIn, tag)
 	}
 	marker := d.f.marker(hv)
-	hv.markerSeen, hv.markerObs = true, marker
 	if marker != nil {
 		setEarliest(ws, &ws.Milestones.UploadSent, marker.At)
 	}
