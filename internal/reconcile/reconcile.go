@@ -54,11 +54,10 @@ func Reconcile(in Input) pcl.RunState {
 	}
 	ws := in.Catalogue.Workflows()
 	rs.Workflows = make([]pcl.WorkflowStatus, len(ws))
-	// The workflows' file and hash lists share two backing arrays, the two halves of one allocation per
-	// run (the capacities keep either half from running into the other).
-	n := in.Catalogue.NumInputs()
-	shared := make([]string, 2*n)
-	d.files, d.hashes = shared[:0:n], shared[n:n:2*n]
+	// The workflows' file and hash lists are the two parts of one allocation per run, sized by index:
+	// each input's latest file is one file and its payloads of one workflow.
+	shared := make([]string, f.nFiles+f.nHashes)
+	d.files, d.hashes = shared[:f.nFiles], shared[f.nFiles:]
 	for i := range ws {
 		d.workflow(i, &ws[i], &rs.Workflows[i])
 	}
@@ -82,28 +81,19 @@ type facts struct {
 	wfStreams []uint32         // by workflow: bit i set when streams[i] runs the workflow
 	release   *pcl.Observation // the first release
 	inputs    []inputFacts     // by catalogue input index
-	links     []link           // by observation: lists of markers and statuses per input
+	links     []int32          // by observation: lists of markers and statuses per input (the next one, or -1)
 	quality   []*pcl.Observation
 	iovs      [][]*pcl.Observation // by catalogue destination index: the winning IOV at each since
 	otherIOVs map[string][]*pcl.Observation
 	overrides []*pcl.Observation
+	// nFiles and nHashes count the inputs with a file and their latest files' payloads: what the
+	// workflows' Files and Hashes lists hold at most.
+	nFiles, nHashes int
 }
 
-// link threads an upload marker or status into its input's list, with where its file name's stem lies.
-type link struct {
-	next       int32 // the next element of the same list, or -1
-	start, end int32 // the stem is obs[i].File[start:end]
-}
-
-// stemOf is the stem of a listed observation's file.
-func (f *facts) stemOf(i int32) string {
-	l := f.links[i]
-	return f.obs[i].File[l.start:l.end]
-}
-
-// thread puts observation i at the head of a list, noting where its stem lies (see stemBounds).
-func (f *facts) thread(head *int32, i, start, end int) {
-	f.links[i] = link{next: *head, start: int32(start), end: int32(end)}
+// thread puts observation i at the head of a list.
+func (f *facts) thread(head *int32, i int) {
+	f.links[i] = *head
 	*head = int32(i)
 }
 
@@ -117,10 +107,10 @@ type streamFacts struct {
 // inputFacts is what the harvest area and the upload log showed of one input tag.
 type inputFacts struct {
 	latest     *pcl.Observation // the newest harvest file
-	latestStem string
-	files      int   // distinct harvest files seen (a re-harvest shows as more than one)
-	markers    int32 // head of the list of upload markers (index into obs), -1 for none
-	statuses   int32 // head of the list of upload-log records, -1 for none
+	latestStem string           // stem(latest.File), found when first needed ("" until then)
+	files      int              // distinct harvest files seen (a re-harvest shows as more than one)
+	markers    int32            // head of the list of upload markers (index into obs), -1 for none
+	statuses   int32            // head of the list of upload-log records, -1 for none
 	// firstMarker is the first upload marker of the latest file. Once index knows the latest file, the
 	// lists keep only that file's markers and records (see prune).
 	firstMarker *pcl.Observation
@@ -128,21 +118,34 @@ type inputFacts struct {
 
 func (f *facts) stopped() bool { return f.info != nil && f.info.Stop != nil }
 
-// prune keeps, of a list, the elements whose file has the given stem, in their order. Only the latest
-// file's markers and records ever count, and they are asked about several times per reconcile (the
-// state, the marker, the burst flag): pruning once compares each element's stem once.
-func (f *facts) prune(head int32, stem string) int32 {
+// prune keeps, of a list, the markers or records of the input's latest file, in their order. Only the
+// latest file's ever count, and they are asked about several times per reconcile (the state, the
+// marker, the burst flag): pruning once decides for each element once.
+func (f *facts) prune(head int32, in *inputFacts) int32 {
 	out := int32(-1)
 	tail := &out
-	for i := head; i >= 0; i = f.links[i].next {
-		if f.stemOf(i) == stem {
+	for i := head; i >= 0; i = f.links[i] {
+		if in.ofLatest(f.obs[i].File) {
 			// The element before i that was kept now leads to i; i's own link is read by the loop
 			// before a later kept element overwrites it.
-			*tail, tail = i, &f.links[i].next
+			*tail, tail = i, &f.links[i]
 		}
 	}
 	*tail = -1
 	return out
+}
+
+// ofLatest says whether a marker or upload record names the input's latest file: a name of the same
+// upload (same stem). The spies report the .db's own name for all three kinds, so the stems need
+// computing only for names that differ.
+func (in *inputFacts) ofLatest(file string) bool {
+	if file == in.latest.File {
+		return true
+	}
+	if in.latestStem == "" {
+		in.latestStem = stem(in.latest.File)
+	}
+	return stem(file) == in.latestStem
 }
 
 // marker returns the first upload marker of the input's latest file.
@@ -150,7 +153,7 @@ func (f *facts) marker(in *inputFacts) *pcl.Observation { return in.firstMarker 
 
 // fileStatuses calls fn for each upload-log record of the input's latest file.
 func (f *facts) fileStatuses(in *inputFacts, fn func(o *pcl.Observation)) {
-	for i := in.statuses; i >= 0; i = f.links[i].next {
+	for i := in.statuses; i >= 0; i = f.links[i] {
 		fn(&f.obs[i])
 	}
 }
@@ -168,9 +171,9 @@ func (f *facts) verdict(in *inputFacts, tag string) *pcl.Observation {
 
 // burst says whether a destination tag got more than one distinct upload of the latest file.
 func (f *facts) burst(in *inputFacts) bool {
-	for i := in.statuses; i >= 0; i = f.links[i].next {
+	for i := in.statuses; i >= 0; i = f.links[i] {
 		a := &f.obs[i]
-		for j := f.links[i].next; j >= 0; j = f.links[j].next {
+		for j := f.links[i]; j >= 0; j = f.links[j] {
 			if b := &f.obs[j]; a.Tag == b.Tag && !a.At.Equal(b.At) {
 				return true
 			}
@@ -195,10 +198,11 @@ func later(a, b *pcl.Observation) bool { return b == nil || compare(a, b) > 0 }
 
 // inputTagOf is the input tag an upload record or marker is about: its own field, or the middle of its
 // file's stem, Run<run>@<inputTag>@<uuid>.
-func inputTagOf(o *pcl.Observation, name string) string {
+func inputTagOf(o *pcl.Observation) string {
 	if o.InputTag != "" {
 		return o.InputTag
 	}
+	name := stem(o.File)
 	i := strings.IndexByte(name, '@')
 	j := strings.LastIndexByte(name, '@')
 	if i < 0 || j <= i {
@@ -246,14 +250,12 @@ func index(in Input) *facts {
 			if o.File == "" {
 				continue
 			}
-			start, end := stemBounds(o.File)
-			st := o.File[start:end]
 			// Another run's record needs no catalogue lookup.
-			if o.Run != in.Run && (o.Run != 0 || !runOfStem(st, in.Run)) {
+			if o.Run != in.Run && (o.Run != 0 || !runOfStem(stem(o.File), in.Run)) {
 				continue
 			}
-			if k, ok := cat.InputIndex(inputTagOf(o, st)); ok {
-				f.thread(&f.inputs[k].statuses, i, start, end)
+			if k, ok := cat.InputIndex(inputTagOf(o)); ok {
+				f.thread(&f.inputs[k].statuses, i)
 			}
 			continue
 		}
@@ -288,13 +290,12 @@ func index(in Input) *facts {
 					h.files++ // an upper bound; duplicates of one name are rare and only feed a flag
 				}
 				if later(o, h.latest) {
-					h.latest, h.latestStem = o, stem(o.File)
+					h.latest = o
 				}
 			}
 		case pcl.KindUploadMarker:
-			start, end := stemBounds(o.File)
-			if k, ok := cat.InputIndex(inputTagOf(o, o.File[start:end])); ok {
-				f.thread(&f.inputs[k].markers, i, start, end)
+			if k, ok := cat.InputIndex(inputTagOf(o)); ok {
+				f.thread(&f.inputs[k].markers, i)
 			}
 		case pcl.KindDQMQuality:
 			if k, ok := cat.WorkflowIndex(o.Workflow); ok && later(o, f.quality[k]) {
@@ -309,8 +310,9 @@ func index(in Input) *facts {
 		if in.latest == nil {
 			continue // nothing asks about the markers or records of an input without a file
 		}
-		in.markers, in.statuses = f.prune(in.markers, in.latestStem), f.prune(in.statuses, in.latestStem)
-		for i := in.markers; i >= 0; i = f.links[i].next {
+		f.nFiles, f.nHashes = f.nFiles+1, f.nHashes+len(in.latest.Payloads)
+		in.markers, in.statuses = f.prune(in.markers, in), f.prune(in.statuses, in)
+		for i := in.markers; i >= 0; i = f.links[i] {
 			if o := &f.obs[i]; in.firstMarker == nil || later(in.firstMarker, o) {
 				in.firstMarker = o
 			}
@@ -520,32 +522,24 @@ func seenAt(o *pcl.Observation) time.Time {
 // stem is the upload's name without directory and suffixes, so that a .db, its .txt, its
 // .txt.uploaded marker and the upload log's file name all name the same upload. Harvest names are
 // Run<run>@<inputTag>@<uuid>.<ext> and a uuid has no dot, so the stem ends at the first dot after the
-// last '@'; other names lose everything from their first dot.
-func stem(name string) string {
-	start, end := stemBounds(name)
-	return name[start:end]
-}
-
-// stemBounds says where name's stem lies, name[start:end]: the lists of markers and statuses keep the
-// offsets rather than search for the stem in the name again. The common case (a base name whose first
+// last '@'; other names lose everything from their first dot. The common case (a base name whose first
 // dot follows its last '@') takes two fast byte searches.
-func stemBounds(name string) (start, end int) {
+func stem(name string) string {
 	if strings.IndexByte(name, '/') >= 0 {
-		start = strings.LastIndexByte(name, '/') + 1
+		name = name[strings.LastIndexByte(name, '/')+1:]
 	}
-	base := name[start:]
-	dot := strings.IndexByte(base, '.')
+	dot := strings.IndexByte(name, '.')
 	if dot < 0 {
-		return start, len(name)
+		return name
 	}
-	if strings.IndexByte(base[dot:], '@') < 0 {
-		return start, start + dot
+	if strings.IndexByte(name[dot:], '@') < 0 {
+		return name[:dot]
 	}
-	at := strings.LastIndexByte(base, '@')
-	if j := strings.IndexByte(base[at:], '.'); j >= 0 {
-		return start, start + at + j
+	at := strings.LastIndexByte(name, '@')
+	if j := strings.IndexByte(name[at:], '.'); j >= 0 {
+		return name[:at+j]
 	}
-	return start, len(name)
+	return name
 }
 
 func clock(t time.Time) string {

@@ -18,8 +18,11 @@ type deriver struct {
 	in        Input
 	f         *facts
 	cp        pcl.ClassPolicy
-	files     []string // backing array of every workflow's Files
-	hashes    []string // backing array of every workflow's Hashes
+	// files and hashes are the backing arrays of every workflow's Files and Hashes, filled up to nf and
+	// nh. Filling them by index and setting each workflow's lists once keeps slice headers from being
+	// written into the result for every element.
+	files, hashes []string
+	nf, nh        int
 }
 
 // expectation says whether the run is expected to run the workflow, and why (not).
@@ -54,7 +57,14 @@ func (d *deriver) required(w *pcl.Workflow, expected bool) bool {
 
 // workflow derives one workflow's status for the run.
 func (d *deriver) workflow(wi int, w *pcl.Workflow, ws *pcl.WorkflowStatus) {
+	nf, nh := d.nf, d.nh
 	d.derive(wi, w, ws)
+	if d.nf > nf {
+		ws.Files = d.files[nf:d.nf:d.nf]
+	}
+	if d.nh > nh {
+		ws.Hashes = d.hashes[nh:d.nh:d.nh]
+	}
 	d.finish(wi, w, ws)
 }
 
@@ -273,11 +283,15 @@ const maxDests = 8
 // file derives one harvested file's state and records its milestones. ii is the input's dense index.
 func (d *deriver) file(in *pcl.Input, ii int, hv *inputFacts, ws *pcl.WorkflowStatus) fileState {
 	h := hv.latest
-	ws.Files = d.appendShared(&d.files, ws.Files, h.File)
+	// Room is certain: index counted every input's latest file and its payloads, and each input belongs
+	// to one workflow, derived once.
+	d.files[d.nf] = h.File
+	d.nf++
 	harvested := h.At
 	setEarliest(ws, &ws.Milestones.Harvested, harvested)
 	for _, p := range h.Payloads {
-		ws.Hashes = d.appendShared(&d.hashes, ws.Hashes, p.Payload)
+		d.hashes[d.nh] = p.Payload
+		d.nh++
 	}
 	dests := h.Destinations
 	var destIdx []int // the catalogue's indices, when the metadata names the catalogue's tags
@@ -382,22 +396,6 @@ func (d *deriver) matchIOV(iovs []*pcl.Observation, tt pcl.TimeType, payloads []
 		}
 	}
 	return nil
-}
-
-// appendShared appends v to list, which lives at the end of the shared backing array: while list is the
-// backing array's tail, appending to the array extends it without copying. Lists are built one workflow
-// at a time, so that holds; when it does not, a plain append keeps correctness.
-func (d *deriver) appendShared(backing *[]string, list []string, v string) []string {
-	b := *backing
-	if len(list) == 0 || (len(b) >= len(list) && len(list) > 0 && &b[len(b)-len(list)] == &list[0]) {
-		if len(b) < cap(b) {
-			start := len(b) - len(list)
-			b = append(b, v)
-			*backing = b
-			return b[start:len(b):len(b)]
-		}
-	}
-	return append(list, v)
 }
 
 // carries says whether a harvested file holds the payload.
