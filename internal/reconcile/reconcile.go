@@ -145,7 +145,26 @@ func (in *inputFacts) ofLatest(file string) bool {
 	if in.latestStem == "" {
 		in.latestStem = stem(in.latest.File)
 	}
+	// The stem followed by suffixes (its .txt, its .txt.uploaded marker) has that stem, without a
+	// search of the whole name: with no '/' or '@' after it, the stem's end is the name's first dot
+	// (a stem without a dot) or its first dot after the last '@' (a stem's part after its last '@' has
+	// no dot).
+	if st := in.latestStem; len(file) > len(st) && file[len(st)] == '.' && file[:len(st)] == st &&
+		plainSuffix(file[len(st):]) {
+		return true
+	}
 	return stem(file) == in.latestStem
+}
+
+// plainSuffix says whether a name's suffixes hold no '/' or '@'. A loop: they are a few bytes, and
+// strings.ContainsAny builds its byte set on every call.
+func plainSuffix(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] == '/' || s[i] == '@' {
+			return false
+		}
+	}
+	return true
 }
 
 // marker returns the first upload marker of the input's latest file.
