@@ -49,6 +49,7 @@ func Reconcile(in Input) pcl.RunState {
 	d := deriver{in: in, f: f, cp: cp, harvestScan: in.Sources[pcl.SourceHarvest].LastSuccess}
 	if f.stopped() {
 		rs.Deadline = f.info.Stop.Add(cp.RunDeadline)
+		d.wfDeadline = f.info.Stop.Add(cp.WorkflowDeadline) // the same for every workflow
 		d.runLength = f.info.Duration()
 		d.harvestTimeout = f.info.Stop.Add(AlcaHarvestTimeout)
 	}
@@ -357,7 +358,9 @@ func index(in Input) *facts {
 		}
 	}
 	for k := range f.iovs {
-		f.iovs[k] = winners(f.iovs[k])
+		// winners works in place: reslicing the bucket to itself updates only its length, where storing
+		// the returned slice would write its pointer too (a write barrier while the GC marks).
+		f.iovs[k] = f.iovs[k][:len(winners(f.iovs[k]))]
 	}
 	for tag, list := range f.otherIOVs {
 		f.otherIOVs[tag] = winners(list)

@@ -13,6 +13,7 @@ type deriver struct {
 	harvestScan    time.Time     // the harvest area's last good scan
 	runLength      time.Duration // zero while the run is ongoing
 	harvestTimeout time.Time     // stop + Tier-0's alcaHarvestTimeout; zero while ongoing
+	wfDeadline     time.Time     // stop + the class's workflow deadline; zero while ongoing
 	// unchanged is set while deriving a workflow when a matched IOV repeats the previous payload.
 	unchanged bool
 	in        Input
@@ -97,14 +98,13 @@ func (d *deriver) derive(wi int, w *pcl.Workflow, ws *pcl.WorkflowStatus) {
 		ws.State, ws.Reason = pcl.StatePending, "run ongoing"
 		return
 	}
-	stop := *f.info.Stop
 	if d.runLength < d.cp.MinRunLength {
 		ws.State = pcl.StateNotExpected
 		ws.Reason = fmt.Sprintf("run lasted %s, shorter than the %s minimum", d.runLength.Round(time.Second), d.cp.MinRunLength)
 		ws.Required = false
 		return
 	}
-	ws.Deadline = stop.Add(d.cp.WorkflowDeadline)
+	ws.Deadline = d.wfDeadline
 	if !known {
 		ws.State, ws.Reason = pcl.StatePending, why
 	} else {
