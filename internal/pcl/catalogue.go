@@ -35,6 +35,8 @@ type Catalogue struct {
 	inDests   [][]int          // input index → dense indices of its destinations
 	inputTags tagTable         // input tag → dense input index, for InputIndex
 	destTags  tagTable         // destination tag → dense index, for DestinationIndex
+	prodTags  tagTable         // AlCaReco producer → index into prodWfs, for WorkflowsOfProducer
+	prodWfs   [][]int
 }
 
 // tagTable finds a tag's dense index: the reconcile looks up the tag of nearly every observation of a
@@ -139,6 +141,14 @@ func NewCatalogue(ws []Workflow) (*Catalogue, error) {
 		c.workflows = append(c.workflows, w)
 	}
 	c.inputTags, c.destTags = newTagTable(c.inputIdx), newTagTable(c.destIdx)
+	prodIdx := map[string]int{}
+	for _, w := range c.workflows {
+		if _, ok := prodIdx[w.Producer]; !ok {
+			prodIdx[w.Producer] = len(c.prodWfs)
+			c.prodWfs = append(c.prodWfs, c.byProd[w.Producer])
+		}
+	}
+	c.prodTags = newTagTable(prodIdx)
 	return c, nil
 }
 
@@ -164,7 +174,12 @@ func (c *Catalogue) WorkflowIndex(name string) (int, bool) {
 func (c *Catalogue) DestinationIndicesOf(input int) []int { return c.inDests[input] }
 
 // WorkflowsOfProducer are the indices of the workflows an AlCaReco producer feeds.
-func (c *Catalogue) WorkflowsOfProducer(producer string) []int { return c.byProd[producer] }
+func (c *Catalogue) WorkflowsOfProducer(producer string) []int {
+	if i, ok := c.prodTags.index(producer); ok {
+		return c.prodWfs[i]
+	}
+	return nil
+}
 
 // NumDestinations is the number of distinct destination tags.
 func (c *Catalogue) NumDestinations() int { return len(c.destIdx) }

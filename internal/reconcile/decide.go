@@ -84,7 +84,8 @@ func (d *deriver) riskAt(ws *pcl.WorkflowStatus) time.Time {
 func (d *deriver) decide(rs *pcl.RunState) pcl.Decision {
 	f := d.f
 	dec := pcl.Decision{Run: f.run, Blocking: []string{}}
-	for _, ws := range rs.Workflows {
+	for i := range rs.Workflows {
+		ws := &rs.Workflows[i] // a range value would copy each 336-byte status
 		if ws.Required && !ws.State.OK(d.cp.AllowsNoPayload(ws.Name)) {
 			dec.Blocking = append(dec.Blocking, ws.Name)
 		}
