@@ -43,13 +43,13 @@ func (d *deriver) flags(wi int, w *pcl.Workflow, ws *pcl.WorkflowStatus) {
 	for i := range w.Inputs {
 		in := &w.Inputs[i]
 		hv := &f.inputs[f.cat.InputIndexOf(wi, i)]
-		if hv.latest == nil {
+		h := f.latest(hv)
+		if h == nil {
 			continue
 		}
 		if hv.files > 1 {
 			add(pcl.FlagUploadBurst)
 		}
-		h := hv.latest
 		if m := f.marker(hv); h.Prep || (m != nil && m.Prep) {
 			add(pcl.FlagRoutedToPrep)
 		}

@@ -105,28 +105,51 @@ type streamFacts struct {
 	done   *pcl.Observation // the first stream-done seen
 }
 
-// inputFacts is what the harvest area and the upload log showed of one input tag.
+// inputFacts is what the harvest area and the upload log showed of one input tag. It holds indices
+// into obs, not pointers: filing an observation then writes no pointer into the pooled facts (a write
+// barrier while the GC marks), and recycle clears the slice as plain memory.
 type inputFacts struct {
-	latest     *pcl.Observation // the newest harvest file
-	latestStem string           // stem(latest.File), found when first needed ("" until then)
-	files      int              // distinct harvest files seen (a re-harvest shows as more than one)
-	markers    int32            // head of the list of upload markers (index into obs), -1 for none
-	statuses   int32            // head of the list of upload-log records, -1 for none
-	// firstMarker is the first upload marker of the latest file. Once index knows the latest file, the
-	// lists keep only that file's markers and records (see prune).
-	firstMarker *pcl.Observation
+	latest   int32 // 1 + index into obs of the newest harvest file, 0 for none (see facts.latest)
+	files    int32 // distinct harvest files seen (a re-harvest shows as more than one)
+	markers  int32 // head of the list of upload markers (index into obs), -1 for none
+	statuses int32 // head of the list of upload-log records, -1 for none
+	// marker is 1 + index into obs of the first upload marker of the latest file. Once index knows the
+	// latest file, the lists keep only that file's markers and records (see pruneInput).
+	marker int32
 }
 
 func (f *facts) stopped() bool { return f.info != nil && f.info.Stop != nil }
 
-// prune keeps, of a list, the markers or records of the input's latest file, in their order. Only the
-// latest file's ever count, and they are asked about several times per reconcile (the state, the
-// marker, the burst flag): pruning once decides for each element once.
-func (f *facts) prune(head int32, in *inputFacts) int32 {
+// at is the observation at 1 + index i, nil for 0.
+func (f *facts) at(i int32) *pcl.Observation {
+	if i == 0 {
+		return nil
+	}
+	return &f.obs[i-1]
+}
+
+// latest returns the input's newest harvest file, nil if none.
+func (f *facts) latest(in *inputFacts) *pcl.Observation { return f.at(in.latest) }
+
+// pruneInput keeps, of an input's lists, the markers and records of its latest file, and finds its
+// first marker. Only the latest file's ever count, and they are asked about several times per reconcile
+// (the state, the marker, the burst flag): pruning once decides for each element once.
+func (f *facts) pruneInput(in *inputFacts) {
+	l := latestName{file: f.latest(in).File}
+	in.markers, in.statuses = f.prune(in.markers, &l), f.prune(in.statuses, &l)
+	for i := in.markers; i >= 0; i = f.links[i] {
+		if o := &f.obs[i]; in.marker == 0 || later(f.at(in.marker), o) {
+			in.marker = i + 1
+		}
+	}
+}
+
+// prune keeps, of a list, the elements that name the latest file, in their order.
+func (f *facts) prune(head int32, l *latestName) int32 {
 	out := int32(-1)
 	tail := &out
 	for i := head; i >= 0; i = f.links[i] {
-		if in.ofLatest(f.obs[i].File) {
+		if l.names(f.obs[i].File) {
 			// The element before i that was kept now leads to i; i's own link is read by the loop
 			// before a later kept element overwrites it.
 			*tail, tail = i, &f.links[i]
@@ -136,25 +159,31 @@ func (f *facts) prune(head int32, in *inputFacts) int32 {
 	return out
 }
 
-// ofLatest says whether a marker or upload record names the input's latest file: a name of the same
-// upload (same stem). The spies report the .db's own name for all three kinds, so the stems need
-// computing only for names that differ.
-func (in *inputFacts) ofLatest(file string) bool {
-	if file == in.latest.File {
+// latestName is the name of an input's latest file, and its stem once needed.
+type latestName struct {
+	file, stem string
+	stemmed    bool
+}
+
+// names says whether a marker or upload record names the latest file: a name of the same upload (same
+// stem). The spies report the .db's own name for all three kinds, so the stems need computing only for
+// names that differ.
+func (l *latestName) names(file string) bool {
+	if file == l.file {
 		return true
 	}
-	if in.latestStem == "" {
-		in.latestStem = stem(in.latest.File)
+	if !l.stemmed {
+		l.stem, l.stemmed = stem(l.file), true
 	}
 	// The stem followed by suffixes (its .txt, its .txt.uploaded marker) has that stem, without a
 	// search of the whole name: with no '/' or '@' after it, the stem's end is the name's first dot
 	// (a stem without a dot) or its first dot after the last '@' (a stem's part after its last '@' has
 	// no dot).
-	if st := in.latestStem; len(file) > len(st) && file[len(st)] == '.' && file[:len(st)] == st &&
+	if st := l.stem; len(file) > len(st) && file[len(st)] == '.' && file[:len(st)] == st &&
 		plainSuffix(file[len(st):]) {
 		return true
 	}
-	return stem(file) == in.latestStem
+	return stem(file) == l.stem
 }
 
 // plainSuffix says whether a name's suffixes hold no '/' or '@'. A loop: they are a few bytes, and
@@ -169,7 +198,7 @@ func plainSuffix(s string) bool {
 }
 
 // marker returns the first upload marker of the input's latest file.
-func (f *facts) marker(in *inputFacts) *pcl.Observation { return in.firstMarker }
+func (f *facts) marker(in *inputFacts) *pcl.Observation { return f.at(in.marker) }
 
 // fileStatuses calls fn for each upload-log record of the input's latest file.
 func (f *facts) fileStatuses(in *inputFacts, fn func(o *pcl.Observation)) {
@@ -306,11 +335,12 @@ func index(in Input) *facts {
 		case pcl.KindHarvestFile:
 			if k, ok := cat.InputIndex(o.InputTag); ok {
 				h := &f.inputs[k]
-				if h.latest == nil || h.latest.File != o.File {
+				latest := f.latest(h)
+				if latest == nil || latest.File != o.File {
 					h.files++ // an upper bound; duplicates of one name are rare and only feed a flag
 				}
-				if later(o, h.latest) {
-					h.latest = o
+				if later(o, latest) {
+					h.latest = int32(i + 1)
 				}
 			}
 		case pcl.KindUploadMarker:
@@ -327,16 +357,11 @@ func index(in Input) *facts {
 	}
 	for k := range f.inputs {
 		in := &f.inputs[k]
-		if in.latest == nil {
+		if in.latest == 0 {
 			continue // nothing asks about the markers or records of an input without a file
 		}
-		f.nFiles, f.nHashes = f.nFiles+1, f.nHashes+len(in.latest.Payloads)
-		in.markers, in.statuses = f.prune(in.markers, in), f.prune(in.statuses, in)
-		for i := in.markers; i >= 0; i = f.links[i] {
-			if o := &f.obs[i]; in.firstMarker == nil || later(in.firstMarker, o) {
-				in.firstMarker = o
-			}
-		}
+		f.nFiles, f.nHashes = f.nFiles+1, f.nHashes+len(f.latest(in).Payloads)
+		f.pruneInput(in)
 	}
 	if f.infoObs != nil {
 		ri := *f.infoObs.RunInfo // the result must not alias the caller's observation

@@ -3,13 +3,11 @@ package reconcile
 import (
 	"math/rand/v2"
 	"testing"
-
-	"github.com/cms-pcl/spyagency/internal/pcl"
 )
 
-// TestOfLatestIsStemEquality: ofLatest's shortcuts (the same name, the stem followed by suffixes) answer
+// TestNamesLatestIsStemEquality: latestName.names' shortcuts (the same name, the stem followed by suffixes) answer
 // exactly what comparing the stems answers, for names drawn from the characters that matter to stems.
-func TestOfLatestIsStemEquality(t *testing.T) {
+func TestNamesLatestIsStemEquality(t *testing.T) {
 	t.Parallel()
 	named := [][2]string{
 		{fileName("SiStripApvGain_pcl"), "Run392680@SiStripApvGain_pcl@0b1d6e5a-1111-2222-3333-444455556666.txt.uploaded"},
@@ -31,9 +29,9 @@ func TestOfLatestIsStemEquality(t *testing.T) {
 		named = append(named, [2]string{a, a + draw()}, [2]string{draw(), draw()})
 	}
 	for _, p := range named {
-		in := inputFacts{latest: &pcl.Observation{File: p[0]}}
-		if got, want := in.ofLatest(p[1]), stem(p[0]) == stem(p[1]); got != want {
-			t.Fatalf("ofLatest(%q) of latest %q = %v, stems say %v", p[1], p[0], got, want)
+		l := latestName{file: p[0]}
+		if got, want := l.names(p[1]), stem(p[0]) == stem(p[1]); got != want {
+			t.Fatalf("names(%q) of latest %q = %v, stems say %v", p[1], p[0], got, want)
 		}
 	}
 }

@@ -172,7 +172,7 @@ func (d *deriver) progress(wi int, w *pcl.Workflow, ws *pcl.WorkflowStatus) {
 	for i := range w.Inputs {
 		in := &w.Inputs[i]
 		hv := &f.inputs[f.cat.InputIndexOf(wi, i)]
-		if hv.latest == nil {
+		if hv.latest == 0 {
 			missing = append(missing, in.Tag)
 			continue
 		}
@@ -282,7 +282,7 @@ const maxDests = 8
 
 // file derives one harvested file's state and records its milestones. ii is the input's dense index.
 func (d *deriver) file(in *pcl.Input, ii int, hv *inputFacts, ws *pcl.WorkflowStatus) fileState {
-	h := hv.latest
+	h := d.f.latest(hv)
 	// Room is certain: index counted every input's latest file and its payloads, and each input belongs
 	// to one workflow, derived once.
 	d.files[d.nf] = h.File
