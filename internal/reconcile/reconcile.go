@@ -84,8 +84,10 @@ type facts struct {
 	inputs    []inputFacts     // by catalogue input index
 	links     []int32          // by observation: lists of markers and statuses per input (the next one, or -1)
 	quality   []*pcl.Observation
-	iovs      [][]*pcl.Observation // by catalogue destination index: the winning IOV at each since
-	otherIOVs map[string][]*pcl.Observation
+	// iovs holds, by catalogue destination index, the winning IOV at each since, as indices into obs
+	// (no pointer written for each IOV filed, and nothing to clear for the GC's sake in recycle).
+	iovs      [][]int32
+	otherIOVs map[string][]int32
 	overrides []*pcl.Observation
 	// nFiles and nHashes count the inputs with a file and their latest files' payloads: what the
 	// workflows' Files and Hashes lists hold at most.
@@ -286,12 +288,12 @@ func index(in Input) *facts {
 		switch o.Kind {
 		case pcl.KindIOV:
 			if k, ok := cat.DestinationIndex(o.Tag); ok {
-				f.iovs[k] = append(f.iovs[k], o)
+				f.iovs[k] = append(f.iovs[k], int32(i))
 			} else {
 				if f.otherIOVs == nil {
-					f.otherIOVs = map[string][]*pcl.Observation{}
+					f.otherIOVs = map[string][]int32{}
 				}
-				f.otherIOVs[o.Tag] = append(f.otherIOVs[o.Tag], o)
+				f.otherIOVs[o.Tag] = append(f.otherIOVs[o.Tag], int32(i))
 			}
 			continue
 		case pcl.KindUploadStatus:
@@ -385,10 +387,10 @@ func index(in Input) *facts {
 	for k := range f.iovs {
 		// winners works in place: reslicing the bucket to itself updates only its length, where storing
 		// the returned slice would write its pointer too (a write barrier while the GC marks).
-		f.iovs[k] = f.iovs[k][:len(winners(f.iovs[k]))]
+		f.iovs[k] = f.iovs[k][:len(winners(f.obs, f.iovs[k]))]
 	}
 	for tag, list := range f.otherIOVs {
-		f.otherIOVs[tag] = winners(list)
+		f.otherIOVs[tag] = winners(f.obs, list)
 	}
 	return f
 }
@@ -408,10 +410,6 @@ func resize[T any](s []T, n int) []T {
 
 // release clears every reference to the caller's observations and returns the scratch space.
 func (f *facts) recycle() {
-	for i := range f.iovs {
-		// winners shortens a bucket in place: what lies past its length was used too.
-		clear(f.iovs[i][:cap(f.iovs[i])])
-	}
 	clear(f.inputs)
 	clear(f.links)
 	clear(f.quality)
@@ -457,11 +455,13 @@ func runOfStem(name string, run uint32) bool {
 
 // winners keeps, of one tag's IOVs, the row inserted last at each since, ordered by since: several rows
 // can share a since and the newest insertion wins (cms-interfaces.md §3.1). A tag's list is short.
-func winners(iovs []*pcl.Observation) []*pcl.Observation {
+// iovs are indices into obs.
+func winners(obs []pcl.Observation, iovs []int32) []int32 {
 	if len(iovs) < 2 {
 		return iovs
 	}
-	slices.SortFunc(iovs, func(a, b *pcl.Observation) int {
+	slices.SortFunc(iovs, func(i, j int32) int {
+		a, b := &obs[i], &obs[j]
 		if c := cmp.Compare(a.Since, b.Since); c != 0 {
 			return c
 		}
@@ -472,7 +472,7 @@ func winners(iovs []*pcl.Observation) []*pcl.Observation {
 	})
 	w := 0
 	for i, o := range iovs {
-		if i > 0 && iovs[i-1].Since == o.Since {
+		if i > 0 && obs[iovs[i-1]].Since == obs[o].Since {
 			continue
 		}
 		iovs[w] = o

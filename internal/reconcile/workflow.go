@@ -324,7 +324,7 @@ func (d *deriver) file(in *pcl.Input, ii int, hv *inputFacts, ws *pcl.WorkflowSt
 				continue // the tag's synchronization took nothing: nothing to find there
 			}
 		}
-		var iovs []*pcl.Observation
+		var iovs []int32
 		if destIdx != nil {
 			iovs = d.f.iovs[destIdx[j]]
 		} else if k, ok := d.f.cat.DestinationIndex(tag); ok {
@@ -380,8 +380,9 @@ func (d *deriver) file(in *pcl.Input, ii int, hv *inputFacts, ws *pcl.WorkflowSt
 // matchIOV finds, among a destination tag's winning IOVs, one that carries one of the run's payloads and
 // was inserted after the harvest. Without payload hashes (no access to the file), the since must point
 // into the run and the IOV be inserted after the run stopped.
-func (d *deriver) matchIOV(iovs []*pcl.Observation, tt pcl.TimeType, payloads []pcl.IOV, harvested time.Time) *pcl.Observation {
-	for _, o := range iovs {
+func (d *deriver) matchIOV(iovs []int32, tt pcl.TimeType, payloads []pcl.IOV, harvested time.Time) *pcl.Observation {
+	for _, i := range iovs {
+		o := &d.f.obs[i]
 		if len(payloads) > 0 {
 			if carries(payloads, o.Payload) && !o.Inserted.Before(harvested) {
 				return o
