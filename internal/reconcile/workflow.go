@@ -2,6 +2,7 @@ package reconcile
 
 import (
 	"fmt"
+	"math/bits"
 	"slices"
 	"strings"
 	"time"
@@ -158,8 +159,10 @@ type fileState struct {
 func (d *deriver) progress(wi int, w *pcl.Workflow, ws *pcl.WorkflowStatus) {
 	f := d.f
 	var doneAt time.Time
-	for si, s := range f.streams {
-		if f.wfStreams[wi]&(1<<si) != 0 && s.done != nil && (doneAt.IsZero() || seenAt(s.done).Before(doneAt)) {
+	// Visit only the streams that run the workflow, by their bits: a run has several express streams,
+	// a workflow runs in one or two.
+	for m := f.wfStreams[wi]; m != 0; m &= m - 1 {
+		if s := &f.streams[bits.TrailingZeros32(m)]; s.done != nil && (doneAt.IsZero() || seenAt(s.done).Before(doneAt)) {
 			doneAt = seenAt(s.done)
 		}
 	}
