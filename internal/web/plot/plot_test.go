@@ -104,3 +104,35 @@ func TestNumAndHours(t *testing.T) {
 		}
 	}
 }
+
+// TestTimelineLabelsDoNotOverlap: "now" an hour before the workflow deadline on a two-day axis would
+// print over it; its label goes on a row above, and a label far away stays on the lowest row.
+func TestTimelineLabelsDoNotOverlap(t *testing.T) {
+	t.Parallel()
+	tl := Timeline{ID: "tl", Title: "run", From: t0, To: t0.Add(50 * time.Hour),
+		Lanes: []Lane{{Label: "SiStripGains", Class: "st-in-db"}},
+		Lines: []VLine{
+			{At: t0.Add(22 * time.Hour), Class: "deadline wf-deadline", Label: "workflow deadline"},
+			{At: t0.Add(21 * time.Hour), Class: "now", Label: "now"},
+			{At: t0.Add(48 * time.Hour), Class: "deadline", Label: "run deadline"},
+		}}
+	x := func(at time.Time) float64 {
+		return labelW + (Width-labelW-rightPd)*at.Sub(tl.From).Seconds()/tl.To.Sub(tl.From).Seconds()
+	}
+	rows, n := labelRows(tl.Lines, x)
+	if n != 2 || rows[1] != 0 || rows[0] != 1 || rows[2] != 0 {
+		t.Fatalf("label rows %v (%d used), want now and the run deadline on row 0, the workflow deadline on row 1", rows, n)
+	}
+	out := string(tl.Draw())
+	wellFormed(t, out)
+	// The upper label sits one row above the lower ones, and the lanes move down to make room.
+	for _, want := range []string{`y="` + num(topPad+labelRowH-10-labelRowH) + `"`, `y="` + num(topPad+labelRowH-10) + `"`} {
+		if !strings.Contains(out, want) {
+			t.Errorf("no label at %s in %s", want, out)
+		}
+	}
+	one := Timeline{ID: "tl", From: t0, To: t0.Add(50 * time.Hour), Lines: tl.Lines[2:]}
+	if _, n := labelRows(one.Lines, x); n != 1 {
+		t.Errorf("a single label used %d rows", n)
+	}
+}

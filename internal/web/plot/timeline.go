@@ -2,6 +2,7 @@ package plot
 
 import (
 	"html/template"
+	"slices"
 	"strings"
 	"time"
 )
@@ -46,10 +47,14 @@ type VLine struct {
 }
 
 const (
-	laneH   = 26.0
-	labelW  = 190.0
-	axisH   = 30.0
-	topPad  = 22.0
+	laneH  = 26.0
+	labelW = 190.0
+	axisH  = 30.0
+	topPad = 22.0
+	// labelRowH lifts a line's label above a neighbour's that it would overlap.
+	labelRowH = 14.0
+	// charW is a generous width of one character of a line's label, to tell when two labels overlap.
+	charW   = 7.5
 	rightPd = 12.0
 )
 
@@ -58,26 +63,28 @@ func (t Timeline) Draw() template.HTML {
 	if !t.To.After(t.From) {
 		t.To = t.From.Add(time.Hour)
 	}
-	height := topPad + laneH*float64(len(t.Lanes)) + axisH
-	var s svg
-	s.open(t.ID, t.Title, t.Desc, height)
 	span := t.To.Sub(t.From).Seconds()
 	plotW := Width - labelW - rightPd
 	x := func(at time.Time) float64 {
 		f := at.Sub(t.From).Seconds() / span
 		return labelW + plotW*min(max(f, 0), 1)
 	}
-	bottom := topPad + laneH*float64(len(t.Lanes))
+	rows, nRows := labelRows(t.Lines, x)
+	top := topPad + labelRowH*float64(nRows-1)
+	height := top + laneH*float64(len(t.Lanes)) + axisH
+	var s svg
+	s.open(t.ID, t.Title, t.Desc, height)
+	bottom := top + laneH*float64(len(t.Lanes))
 	// Axis: ticks at round offsets from the start.
 	stepH := niceStep(span/3600, 8)
 	for h := 0.0; h <= span/3600+1e-9; h += stepH {
 		at := t.From.Add(time.Duration(h * float64(time.Hour)))
-		s.line(x(at), topPad, x(at), bottom, "grid", "")
+		s.line(x(at), top, x(at), bottom, "grid", "")
 		s.text(x(at), bottom+16, "axis", "middle", "+"+Hours(time.Duration(h*float64(time.Hour))))
 	}
 	s.text(labelW, bottom+axisH-2, "axis", "start", "time since run start ("+t.From.UTC().Format("Jan 2 15:04 MST")+")")
 	for i, l := range t.Lanes {
-		y := topPad + laneH*float64(i)
+		y := top + laneH*float64(i)
 		mid := y + laneH/2
 		if i%2 == 1 {
 			s.rect(0, y, Width, laneH, "lane-alt", "")
@@ -91,8 +98,8 @@ func (t Timeline) Draw() template.HTML {
 			s.shape("circle", x(p.At), mid, 6, p.Class, p.Title)
 		}
 	}
-	for _, v := range t.Lines {
-		s.line(x(v.At), topPad-8, x(v.At), bottom, v.Class, v.Label)
+	for i, v := range t.Lines {
+		s.line(x(v.At), top-8, x(v.At), bottom, v.Class, v.Label)
 		// The label's classes are the line's with "-label", so CSS can colour a label without giving
 		// text a line's dashes; near an edge the label is anchored inwards so that it is not cut.
 		anchor := "middle"
@@ -101,11 +108,39 @@ func (t Timeline) Draw() template.HTML {
 		} else if x(v.At) < labelW+60 {
 			anchor = "start"
 		}
-		s.text(x(v.At), topPad-10, "vlabel "+strings.Join(strings.Fields(v.Class), "-label ")+"-label", anchor, v.Label)
+		s.text(x(v.At), top-10-labelRowH*float64(rows[i]), "vlabel "+strings.Join(strings.Fields(v.Class), "-label ")+"-label", anchor, v.Label)
 	}
 	for _, a := range t.Actions {
-		s.line(x(a.At), topPad, x(a.At), bottom, "action-line", a.Title)
-		s.shape("diamond", x(a.At), topPad+4, 7, a.Class, a.Title)
+		s.line(x(a.At), top, x(a.At), bottom, "action-line", a.Title)
+		s.shape("diamond", x(a.At), top+4, 7, a.Class, a.Title)
 	}
 	return s.close()
+}
+
+// labelRows gives each line's label a row, 0 being the lowest: a label that would overlap a label
+// already placed on a row goes one row up. It returns the rows, by line, and how many rows are used.
+func labelRows(lines []VLine, x func(time.Time) float64) ([]int, int) {
+	order := make([]int, len(lines))
+	for i := range order {
+		order[i] = i
+	}
+	slices.SortStableFunc(order, func(a, b int) int { return lines[a].At.Compare(lines[b].At) })
+	rows := make([]int, len(lines))
+	var rightEdge []float64 // per row: where the last label placed on it ends
+	n := 1
+	for _, i := range order {
+		w := charW * float64(len([]rune(lines[i].Label)))
+		left := x(lines[i].At) - w/2 // labels are centred on their line, except near the edges
+		r := 0
+		for r < len(rightEdge) && left < rightEdge[r]+6 {
+			r++
+		}
+		if r == len(rightEdge) {
+			rightEdge = append(rightEdge, 0)
+		}
+		rightEdge[r] = x(lines[i].At) + w/2
+		rows[i] = r
+		n = max(n, r+1)
+	}
+	return rows, n
 }
