@@ -131,13 +131,17 @@ func New(ctx context.Context, o Options) (*Demo, error) {
 		return nil, err
 	}
 	d.App = a
-	go func() {
-		select {
-		case <-a.Started():
-			client.set("http://" + a.Addr().String())
-		case <-ctx.Done():
-		}
-	}()
+	if !o.Stepped {
+		// The agency's address is known once it serves. A stepped demo is never served: its driver
+		// serves the agency's handler itself and calls SetAgencyURL.
+		go func() {
+			select {
+			case <-a.Started():
+				client.set("http://" + a.Addr().String())
+			case <-ctx.Done():
+			}
+		}()
+	}
 	return d, nil
 }
 
