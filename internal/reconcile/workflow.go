@@ -216,6 +216,9 @@ func (d *deriver) progress(wi int, w *pcl.Workflow, ws *pcl.WorkflowStatus) {
 		ws.State = pcl.StateNoPayload
 		ws.Reason = fmt.Sprintf("%s done at %s and no file of %s in the harvest area (the other inputs: %s)",
 			strings.Join(d.workflowStreams(wi), ", "), clock(doneAt), strings.Join(missing, ", "), ws.Reason)
+	case d.cp.AllowsNoPayload(w.Name):
+		// The state stands, but its reason must not claim the missing input's tags.
+		ws.Reason = fmt.Sprintf("%s; no file of %s, which this run class accepts", ws.Reason, strings.Join(missing, ", "))
 	}
 }
 
