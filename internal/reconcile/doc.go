@@ -11,7 +11,9 @@
 //     destination tag, the winning IOV at some since (newest insertion wins) carries a payload harvested for
 //     this run and was inserted after the harvest. Without hashes, the since is used instead.
 //   - Absence is only evidence when the source that would show the thing was read after the moment it
-//     would have appeared: no-payload needs the harvest area scanned after the stream was done.
+//     would have appeared: no-payload needs the harvest area scanned after the stream was done. A
+//     workflow with several inputs is as far as its least advanced input, and one input that never came
+//     makes it no-payload: that input's destination tags lack the run's payload.
 //   - No run is ready while a required workflow is not in an ok terminal state, unless its deadline passed
 //     under a release-on-timeout policy or an operator forced it.
 package reconcile
