@@ -27,16 +27,13 @@ type Workflow struct {
 type Catalogue struct {
 	workflows []Workflow
 	byName    map[string]int
-	byInput   map[string]int   // input tag → workflow
-	inputIdx  map[string]int   // input tag → dense input index
-	inputBase []int            // workflow → dense index of its first input
-	destIdx   map[string]int   // destination tag → dense index
-	byProd    map[string][]int // AlCaReco producer → workflows
-	inDests   [][]int          // input index → dense indices of its destinations
-	inputTags tagTable         // input tag → dense input index, for InputIndex
-	destTags  tagTable         // destination tag → dense index, for DestinationIndex
-	prodTags  tagTable         // AlCaReco producer → index into prodWfs, for WorkflowsOfProducer
-	prodWfs   [][]int
+	byInput   map[string]int // input tag → workflow
+	inputBase []int          // workflow → dense index of its first input
+	inDests   [][]int        // input index → dense indices of its destinations
+	inputTags tagTable       // input tag → dense input index
+	destTags  tagTable       // destination tag → dense index
+	prodTags  tagTable       // AlCaReco producer → index into prodWfs
+	prodWfs   [][]int        // the workflows each producer feeds
 }
 
 // tagTable finds a tag's dense index: the reconcile looks up the tag of nearly every observation of a
@@ -97,7 +94,9 @@ func (t *tagTable) index(tag string) (int, bool) {
 
 // NewCatalogue checks the workflows and indexes them. Names and input tags must be unique.
 func NewCatalogue(ws []Workflow) (*Catalogue, error) {
-	c := &Catalogue{byName: map[string]int{}, byInput: map[string]int{}, inputIdx: map[string]int{}, destIdx: map[string]int{}, byProd: map[string][]int{}}
+	c := &Catalogue{byName: map[string]int{}, byInput: map[string]int{}}
+	// Dense indices, built here and kept in tag tables.
+	inputIdx, destIdx, prodIdx := map[string]int{}, map[string]int{}, map[string]int{}
 	for i, w := range ws {
 		if w.Name == "" {
 			return nil, fmt.Errorf("workflow %d has no name", i+1)
@@ -125,30 +124,28 @@ func NewCatalogue(ws []Workflow) (*Catalogue, error) {
 				return nil, fmt.Errorf("workflow %s input %s: %w", w.Name, in.Tag, err)
 			}
 			c.byInput[in.Tag] = len(c.workflows)
-			c.inputIdx[in.Tag] = len(c.inputIdx)
+			inputIdx[in.Tag] = len(inputIdx)
 			var di []int
 			for _, d := range in.Destinations {
-				if _, ok := c.destIdx[d]; !ok {
-					c.destIdx[d] = len(c.destIdx)
+				if _, ok := destIdx[d]; !ok {
+					destIdx[d] = len(destIdx)
 				}
-				di = append(di, c.destIdx[d])
+				di = append(di, destIdx[d])
 			}
 			c.inDests = append(c.inDests, di)
 		}
-		c.inputBase = append(c.inputBase, len(c.inputIdx)-len(w.Inputs))
-		c.byProd[w.Producer] = append(c.byProd[w.Producer], len(c.workflows))
+		c.inputBase = append(c.inputBase, len(inputIdx)-len(w.Inputs))
+		p, ok := prodIdx[w.Producer]
+		if !ok {
+			p = len(c.prodWfs)
+			prodIdx[w.Producer] = p
+			c.prodWfs = append(c.prodWfs, nil)
+		}
+		c.prodWfs[p] = append(c.prodWfs[p], len(c.workflows))
 		c.byName[w.Name] = len(c.workflows)
 		c.workflows = append(c.workflows, w)
 	}
-	c.inputTags, c.destTags = newTagTable(c.inputIdx), newTagTable(c.destIdx)
-	prodIdx := map[string]int{}
-	for _, w := range c.workflows {
-		if _, ok := prodIdx[w.Producer]; !ok {
-			prodIdx[w.Producer] = len(c.prodWfs)
-			c.prodWfs = append(c.prodWfs, c.byProd[w.Producer])
-		}
-	}
-	c.prodTags = newTagTable(prodIdx)
+	c.inputTags, c.destTags, c.prodTags = newTagTable(inputIdx), newTagTable(destIdx), newTagTable(prodIdx)
 	return c, nil
 }
 
@@ -156,7 +153,7 @@ func NewCatalogue(ws []Workflow) (*Catalogue, error) {
 // instead of maps.
 
 // NumInputs is the number of input tags of all workflows.
-func (c *Catalogue) NumInputs() int { return len(c.inputIdx) }
+func (c *Catalogue) NumInputs() int { return len(c.inputTags.tags) }
 
 // InputIndex is the dense index of an input tag, in catalogue order.
 func (c *Catalogue) InputIndex(tag string) (int, bool) { return c.inputTags.index(tag) }
@@ -182,7 +179,7 @@ func (c *Catalogue) WorkflowsOfProducer(producer string) []int {
 }
 
 // NumDestinations is the number of distinct destination tags.
-func (c *Catalogue) NumDestinations() int { return len(c.destIdx) }
+func (c *Catalogue) NumDestinations() int { return len(c.destTags.tags) }
 
 // DestinationIndex is the dense index of a destination tag.
 func (c *Catalogue) DestinationIndex(tag string) (int, bool) { return c.destTags.index(tag) }
