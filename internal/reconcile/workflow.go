@@ -209,16 +209,16 @@ func (d *deriver) progress(wi int, w *pcl.Workflow, ws *pcl.WorkflowStatus) {
 			ws.State = pcl.StateUploaded
 			ws.Reason = fmt.Sprintf("%s; waiting for the files of %s", ws.Reason, strings.Join(missing, ", "))
 		}
-	case !d.cp.AllowsNoPayload(w.Name) && ws.State != pcl.StateUploadFailed && ws.State != pcl.StateTooLate:
+	case d.cp.AllowsNoPayload(w.Name):
+		// The state stands, but its reason must not claim the missing input's tags.
+		ws.Reason = fmt.Sprintf("%s; no file of %s, which this run class accepts", ws.Reason, strings.Join(missing, ", "))
+	case ws.State != pcl.StateUploadFailed && ws.State != pcl.StateTooLate:
 		// Each input feeds its own destination tags, which PromptReco reads: an input that never came
 		// leaves those tags without the run's payload, just as a workflow with no file at all does. So
 		// it is no-payload, which this class's policy does not accept; an operator can.
 		ws.State = pcl.StateNoPayload
 		ws.Reason = fmt.Sprintf("%s done at %s and no file of %s in the harvest area (the other inputs: %s)",
 			strings.Join(d.workflowStreams(wi), ", "), clock(doneAt), strings.Join(missing, ", "), ws.Reason)
-	case d.cp.AllowsNoPayload(w.Name):
-		// The state stands, but its reason must not claim the missing input's tags.
-		ws.Reason = fmt.Sprintf("%s; no file of %s, which this run class accepts", ws.Reason, strings.Join(missing, ", "))
 	}
 }
 
