@@ -52,8 +52,10 @@ func (s *Store) AppendObservations(ctx context.Context, obs []pcl.Observation) (
 			continue
 		}
 		seen[k] = struct{}{}
+		// The hand-written encoder, not json.Marshal, which would re-scan and compact what a MarshalJSON
+		// returns: several times the cost.
 		var err error
-		if bodies, err = appendBody(bodies, o); err != nil {
+		if bodies, err = o.AppendJSON(bodies); err != nil {
 			return nil, apperr.Errorf(apperr.Invalid, "observation %d of %d (%s %s run %d): encode: %w",
 				i+1, len(obs), o.Source, o.Kind, o.Run, err)
 		}
@@ -100,12 +102,6 @@ func (s *Store) AppendObservations(ctx context.Context, obs []pcl.Observation) (
 		added = append(added, obs[first[j]])
 	}
 	return added, nil
-}
-
-// appendBody appends the JSON of the observation that the body column keeps. (Through json.Marshal it
-// would cost several times more: encoding/json re-scans and compacts what a MarshalJSON returns.)
-func appendBody(dst []byte, o *pcl.Observation) ([]byte, error) {
-	return o.AppendJSON(dst)
 }
 
 // Observations returns the matching observations ordered by At, then Key.
