@@ -448,7 +448,7 @@ func (a *Agency) sources() map[pcl.Source]reconcile.SourceView {
 		return out
 	}
 	for s, h := range a.o.Sources() {
-		out[s] = reconcile.SourceView{LastSuccess: h.LastSuccess, Stale: h.Stale}
+		out[s] = reconcile.SourceView{View: h.View, Stale: h.Stale}
 	}
 	return out
 }

@@ -176,9 +176,9 @@ type Links struct {
 type Agency struct {
 	// ReconcileBatch is the most runs reconciled in one pass; more wait for the next. Default 200.
 	ReconcileBatch int `yaml:"reconcile_batch"`
-	// MaxWakeDelay is the longest the reconcile sleeps when no deadline is due, a safety net for missed
+	// ResyncInterval is how often every open run is reconciled even when nothing woke it, a safety net for missed
 	// notifications. Default 5m.
-	MaxWakeDelay time.Duration `yaml:"max_wake_delay"`
+	ResyncInterval time.Duration `yaml:"resync_interval"`
 	// Lookback is how far back (by run start) runs are still watched. Default 336h (14 days).
 	Lookback time.Duration `yaml:"lookback"`
 	// LeaseTTL is the leader lease's lifetime in a replicated deployment; it is renewed at a third of it.
@@ -197,7 +197,7 @@ const (
 	DefaultPollTimeout     = 30 * time.Second
 	DefaultStaleAfter      = 3
 	DefaultReconcileBatch  = 200
-	DefaultMaxWakeDelay    = 5 * time.Minute
+	DefaultResyncInterval  = 5 * time.Minute
 	DefaultLookback        = 14 * 24 * time.Hour
 	DefaultLeaseTTL        = 15 * time.Second
 )
@@ -276,7 +276,7 @@ func preDefaults() *Config {
 		Links: DefaultLinks(),
 		Agency: Agency{
 			ReconcileBatch: DefaultReconcileBatch,
-			MaxWakeDelay:   DefaultMaxWakeDelay,
+			ResyncInterval: DefaultResyncInterval,
 			Lookback:       DefaultLookback,
 			LeaseTTL:       DefaultLeaseTTL,
 		},

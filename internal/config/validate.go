@@ -329,7 +329,7 @@ func (d *decoder) checkAgency(a Agency) {
 	if a.ReconcileBatch <= 0 {
 		d.addf(d.at("agency.reconcile_batch"), "agency.reconcile_batch", "must be positive, got %d", a.ReconcileBatch)
 	}
-	d.positive("agency.max_wake_delay", a.MaxWakeDelay)
+	d.positive("agency.resync_interval", a.ResyncInterval)
 	d.positive("agency.lookback", a.Lookback)
 	d.positive("agency.lease_ttl", a.LeaseTTL)
 }

@@ -139,6 +139,10 @@ type Observation struct {
 	Action OverrideAction `json:"action,omitempty"` // KindOverride
 	Actor  string         `json:"actor,omitempty"`  // KindOverride
 	Reason string         `json:"reason,omitempty"` // KindOverride
+
+	// Seq is the store's sequence number of the fact, set when it is read from (or appended to) a
+	// store; 0 elsewhere. It is not part of the fact: not in its key, its comparison or its JSON.
+	Seq int64 `json:"-"`
 }
 
 // Key identifies the fact, so that the same fact seen twice (two polls, two spies, a restart) is stored

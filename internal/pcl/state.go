@@ -1,6 +1,10 @@
 package pcl
 
-import "time"
+import (
+	"encoding/json"
+	"fmt"
+	"time"
+)
 
 // State is where one workflow stands for one run (design.md, "The states"). It is always derived from
 // observations, never set by hand.
@@ -67,8 +71,12 @@ const (
 type Readiness string
 
 const (
-	ReadinessOngoing  Readiness = "ongoing"
-	ReadinessWaiting  Readiness = "waiting"
+	ReadinessOngoing Readiness = "ongoing"
+	ReadinessWaiting Readiness = "waiting"
+	// ReadinessBlocked: a required workflow is in a bad terminal state (or its absence is unconfirmed)
+	// and nothing will change without a person; the reason names the workflow, its state and the
+	// actions that unblock it.
+	ReadinessBlocked  Readiness = "blocked"
 	ReadinessReady    Readiness = "ready"
 	ReadinessTimedOut Readiness = "timed-out"
 	ReadinessHeld     Readiness = "held"
@@ -77,7 +85,7 @@ const (
 )
 
 // Readinesses lists every readiness.
-var Readinesses = []Readiness{ReadinessOngoing, ReadinessWaiting, ReadinessReady, ReadinessTimedOut,
+var Readinesses = []Readiness{ReadinessOngoing, ReadinessWaiting, ReadinessBlocked, ReadinessReady, ReadinessTimedOut,
 	ReadinessHeld, ReadinessForced, ReadinessReleased}
 
 // Milestone names one step of a workflow for a run, for latencies and the timeline.
@@ -104,6 +112,67 @@ type Milestones struct {
 	UploadSent  time.Time `json:"upload_sent,omitzero"`
 	Uploaded    time.Time `json:"uploaded,omitzero"`
 	InDB        time.Time `json:"in_db,omitzero"`
+	// Observed marks the milestones whose time is when the agency saw the step (bounded by the
+	// evidence around it) rather than a time the source itself reported.
+	Observed MilestoneSet `json:"observed,omitzero"`
+}
+
+// MilestoneSet is a set of milestones; its JSON form is the list of their names in loop order.
+type MilestoneSet uint8
+
+func milestoneBit(m Milestone) MilestoneSet {
+	for i, k := range AllMilestones {
+		if k == m {
+			return 1 << i
+		}
+	}
+	return 0
+}
+
+// Has says whether m is in the set.
+func (s MilestoneSet) Has(m Milestone) bool { return s&milestoneBit(m) != 0 }
+
+// Add puts m in the set.
+func (s *MilestoneSet) Add(m Milestone) { *s |= milestoneBit(m) }
+
+// List is the set's milestones in loop order.
+func (s MilestoneSet) List() []Milestone {
+	var out []Milestone
+	for i, k := range AllMilestones {
+		if s&(1<<i) != 0 {
+			out = append(out, k)
+		}
+	}
+	return out
+}
+
+// MarshalJSON writes the set as a list of milestone names.
+func (s MilestoneSet) MarshalJSON() ([]byte, error) {
+	b := []byte{'['}
+	for i, m := range s.List() {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = append(append(append(b, '"'), m...), '"')
+	}
+	return append(b, ']'), nil
+}
+
+// UnmarshalJSON reads a list of milestone names; an unknown name is an error.
+func (s *MilestoneSet) UnmarshalJSON(data []byte) error {
+	var names []Milestone
+	if err := json.Unmarshal(data, &names); err != nil {
+		return err
+	}
+	*s = 0
+	for _, m := range names {
+		bit := milestoneBit(m)
+		if bit == 0 {
+			return fmt.Errorf("unknown milestone %q", m)
+		}
+		*s |= bit
+	}
+	return nil
 }
 
 // Get returns one milestone's time.
@@ -154,6 +223,10 @@ type WorkflowStatus struct {
 	Milestones Milestones `json:"milestones"`
 	Files      []string   `json:"files,omitempty"`
 	Hashes     []string   `json:"hashes,omitempty"` // payload hashes harvested for this run
+	// Evidence are the store's sequence numbers (Observation.Seq) of the observations the state rests
+	// on: the IOVs that put the payload in the DB, the verdict that failed it, the override that
+	// accepted it. Sorted, each once.
+	Evidence []int64 `json:"evidence,omitempty"`
 }
 
 // Decision is the run's readiness as decided at one moment: what steering tells Tier-0.
@@ -163,9 +236,15 @@ type Decision struct {
 	Reason   string    `json:"reason"`
 	Blocking []string  `json:"blocking"`
 	// Releasable is what Tier-0 is told: ready, forced, released, or timed out under a release policy.
-	Releasable bool      `json:"releasable"`
-	Version    int64     `json:"version"`
-	Decided    time.Time `json:"decided"`
+	Releasable bool  `json:"releasable"`
+	Version    int64 `json:"version"`
+	// Decided is when the decision was taken: the moment its run was reconciled, never before the
+	// evidence it rests on was seen.
+	Decided time.Time `json:"decided"`
+	// Evidence are the sequence numbers of the observations the readiness rests on (the required
+	// workflows' evidence, the override, the release), so that the audit log can prove the safety rule.
+	// It is not compared by Same: new evidence for the same readiness is no new decision.
+	Evidence []int64 `json:"evidence,omitempty"`
 }
 
 // Same says whether two decisions tell Tier-0 the same thing, so that no new version is needed.
@@ -192,6 +271,11 @@ type RunState struct {
 	// NextWake is when the run must be looked at again even if nothing is observed (a deadline, a risk
 	// threshold); zero when no time-based change can come.
 	NextWake time.Time `json:"next_wake,omitzero"`
+	// WaitsFor are the sources whose next fresh view can change the state by itself: a conclusion from
+	// absence (no harvest file after the stream was done) waits for a view of the source taken after
+	// the fact it waits for. The agency reconciles the run again as soon as such a source's view
+	// advances.
+	WaitsFor []Source `json:"waits_for,omitempty"`
 }
 
 // Workflow finds a workflow's status by name.

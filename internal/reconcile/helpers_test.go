@@ -107,7 +107,7 @@ func quality(workflow string, q pcl.Quality, d time.Duration) pcl.Observation {
 func freshSources(d time.Duration) map[pcl.Source]SourceView {
 	m := map[pcl.Source]SourceView{}
 	for _, s := range pcl.Sources {
-		m[s] = SourceView{LastSuccess: at(d)}
+		m[s] = SourceView{View: at(d)}
 	}
 	return m
 }

@@ -17,10 +17,11 @@ const AlcaHarvestTimeout = 12 * time.Hour
 
 // SourceView is what the reconcile needs to know of a source's health.
 type SourceView struct {
-	// LastSuccess is the end of the source's last successful poll: anything the source held before it
-	// was seen then.
-	LastSuccess time.Time
-	Stale       bool
+	// View is when the newest view of the source whose observations are stored was taken: the start
+	// of that poll's listing or query. Anything the source held at that instant has been seen, so a
+	// conclusion from absence may rest on a view taken after the fact it waits for.
+	View  time.Time
+	Stale bool
 }
 
 // Input is everything a run's state is derived from.
@@ -46,7 +47,7 @@ func Reconcile(in Input) pcl.RunState {
 		rs.Class = f.info.Class
 	}
 	cp := in.Policy.For(rs.Class)
-	d := deriver{in: in, f: f, cp: cp, harvestScan: in.Sources[pcl.SourceHarvest].LastSuccess}
+	d := deriver{in: in, f: f, cp: cp, harvestScan: in.Sources[pcl.SourceHarvest].View}
 	if f.stopped() {
 		rs.Deadline = f.info.Stop.Add(cp.RunDeadline)
 		d.wfDeadline = f.info.Stop.Add(cp.WorkflowDeadline) // the same for every workflow

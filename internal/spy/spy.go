@@ -52,7 +52,10 @@ type Health struct {
 	Healthy     bool       `json:"healthy"`
 	Stale       bool       `json:"stale"`
 	LastSuccess time.Time  `json:"last_success,omitzero"`
-	LagSeconds  float64    `json:"lag_seconds"`
-	Error       string     `json:"error,omitempty"`
-	Failures    int        `json:"failures"` // consecutive failed polls
+	// View is when the view of the source taken by the newest successful poll was taken (the start of
+	// its listing or query), persisted with the cursor so that it survives a restart.
+	View       time.Time `json:"view,omitzero"`
+	LagSeconds float64   `json:"lag_seconds"`
+	Error      string    `json:"error,omitempty"`
+	Failures   int       `json:"failures"` // consecutive failed polls
 }

@@ -374,6 +374,7 @@ func (r *Runner) Health() spy.Health {
 		Healthy:     r.polls > 0 && r.failures == 0,
 		Stale:       r.failures >= r.opts.StaleAfter,
 		LastSuccess: r.lastSuccess,
+		View:        r.lastSuccess, // TODO(issue 10): the poll's view time, persisted with the cursor
 		LagSeconds:  max(0, now.Sub(since).Seconds()),
 		Error:       r.lastErr,
 		Failures:    r.failures,
