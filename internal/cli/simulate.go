@@ -21,7 +21,7 @@ func runSimulate(e *env, args []string) error {
 	sf := addSimFlags(fs)
 	agencyURL := fs.String("agency", "http://127.0.0.1:8080", "the agency whose pull API the simulated Tier-0 follows (unreachable: Tier-0's fixed 48 h delay)")
 	printConfig := fs.Bool("print-config", false, "first write to stdout a serve configuration that points at these services")
-	if err := parse(fs, args); err != nil {
+	if err := e.parse(fs, args); err != nil {
 		return err
 	}
 	if err := sf.check(); err != nil {
