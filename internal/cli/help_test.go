@@ -1,12 +1,16 @@
 package cli
 
 import (
+	"context"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"runtime/debug"
 	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
 )
 
 // TestHelpExitsZero: help that was asked for goes to stdout and exits 0, for the program and for every
@@ -99,5 +103,32 @@ func TestClearNeedsAReason(t *testing.T) {
 	}
 	if code, out, errs := run(t, "clear", "392680", "--reason", "pixel alignment fixed", "--server", srv.URL); code != 0 || !strings.Contains(out, "run 392680") {
 		t.Errorf("clear with a reason: %d %q %q", code, out, errs)
+	}
+}
+
+// TestServeWarnsOfADeprecatedKeyOnce: serve reads agency.max_wake_delay as resync_interval and says so
+// once in its log.
+func TestServeWarnsOfADeprecatedKeyOnce(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	file := filepath.Join(dir, "old.yaml")
+	os.WriteFile(file, []byte("store:\n  dsn: sqlite:"+filepath.Join(dir, "spy.db")+"\nagency:\n  max_wake_delay: 2m\n"), 0o644)
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	var out, errb syncBuffer
+	done := make(chan int, 1)
+	go func() { done <- Main(ctx, []string{"serve", "--config", file, "--addr", "127.0.0.1:0"}, &out, &errb) }()
+	for deadline := time.Now().Add(30 * time.Second); !strings.Contains(errb.String(), "serving on"); {
+		if time.Now().After(deadline) {
+			t.Fatalf("serve did not start: %s", errb.String())
+		}
+		time.Sleep(20 * time.Millisecond) // waiting on another goroutine's output
+	}
+	cancel()
+	if code := <-done; code != 0 {
+		t.Errorf("serve exited %d: %s", code, errb.String())
+	}
+	if n := strings.Count(errb.String(), "deprecated"); n != 1 || !strings.Contains(errb.String(), "agency.max_wake_delay") {
+		t.Errorf("%d deprecation warnings in the log:\n%s", n, errb.String())
 	}
 }

@@ -26,6 +26,9 @@ func runServe(e *env, args []string) error {
 		if cfg, err = config.Load(*file); err != nil {
 			return err
 		}
+		for _, w := range cfg.Warnings {
+			log.Warn("configuration: "+w.Message, "file", w.File, "line", w.Line, "field", w.Field)
+		}
 	}
 	if *addr != "" {
 		cfg.Server.Addr = *addr
@@ -85,8 +88,13 @@ func runConfig(e *env, args []string) error {
 		for _, p := range problems {
 			fmt.Fprintln(e.stderr, p.String())
 		}
-		if len(problems) > 0 {
-			return fmt.Errorf("%s: %d problem(s)", file, len(problems))
+		errs := config.Errors(problems)
+		if errs > 0 {
+			return fmt.Errorf("%s: %d problem(s)", file, errs)
+		}
+		if warnings := len(problems) - errs; warnings > 0 {
+			fmt.Fprintf(e.stdout, "%s: ok, with %d warning(s)\n", file, warnings)
+			return nil
 		}
 		fmt.Fprintf(e.stdout, "%s: ok\n", file)
 		return nil
