@@ -103,7 +103,7 @@ func New(ctx context.Context, o Options) (*App, error) {
 		return nil, err
 	}
 	if o.Operator == nil {
-		o.Operator = access.Operator(st, o.Clock.Now, o.OpenLoopback)
+		o.Operator = access.Operator(st, time.Now, o.OpenLoopback) // token lifetimes are wall time, whatever the agency's clock
 	}
 	a.Web, err = web.New(web.Options{Store: st, Catalogue: cat, Clock: o.Clock, Logger: o.Logger.With("part", "web"),
 		Overrider: ag, Operator: o.Operator, Sources: a.healthList, MaxBody: cfg.Server.MaxBodyBytes,
