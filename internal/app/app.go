@@ -274,7 +274,8 @@ func (a *App) Run(ctx context.Context, addr string) error {
 	if grace <= 0 {
 		grace = 10 * time.Second
 	}
-	err := web.ListenAndServe(ctx, addr, a.Handler, grace, func(ad net.Addr) {
+	timeouts := web.Timeouts{Read: a.o.Config.Server.ReadTimeout, Write: a.o.Config.Server.WriteTimeout}
+	err := web.ListenAndServe(ctx, addr, a.Handler, grace, timeouts, func(ad net.Addr) {
 		a.mu.Lock()
 		a.addr = ad
 		a.mu.Unlock()
