@@ -3,6 +3,7 @@ package web
 import (
 	"net/http"
 	"path"
+	"strings"
 	"time"
 
 	"github.com/cms-pcl/spyagency/internal/apperr"
@@ -175,6 +176,12 @@ func (s *Server) override(w http.ResponseWriter, r *http.Request) {
 	}
 	if !req.Action.Valid() {
 		s.fail(w, r, apperr.Errorf(apperr.Invalid, "action must be release, hold, clear or accept, not %q", req.Action))
+		return
+	}
+	if strings.TrimSpace(req.Reason) == "" {
+		// Checked here, not left to whoever applies the override: no action is taken without a reason
+		// for the audit log, whatever Overrider is behind this server.
+		s.fail(w, r, apperr.Errorf(apperr.Invalid, "a reason is required: it is kept in the audit log"))
 		return
 	}
 	if len(req.Reason) > 2000 {
