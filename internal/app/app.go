@@ -107,7 +107,7 @@ func New(ctx context.Context, o Options) (*App, error) {
 	}
 	a.Web, err = web.New(web.Options{Store: st, Catalogue: cat, Clock: o.Clock, Logger: o.Logger.With("part", "web"),
 		Overrider: ag, Operator: o.Operator, Sources: a.healthList, MaxBody: cfg.Server.MaxBodyBytes,
-		Version: o.Version, Banner: o.Banner, Ready: a.ready, Events: ag.Subscribe, Links: cfg.Links, Alerts: a.alerts,
+		Version: o.Version, Banner: o.Banner, Ready: a.ready, Events: ag.Subscribe, Links: cfg.Links, Alerts: web.AlertsFunc(a.alerts),
 		FirstUnready: func(ctx context.Context) (uint32, error) {
 			states, err := steer.StoreSource{Store: st}.Snapshot(ctx, 0)
 			if err != nil {

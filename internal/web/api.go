@@ -282,7 +282,7 @@ func (s *Server) alertsAPI(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]any{"alerts": []Alert{}, "configured": false})
 		return
 	}
-	list, err := s.o.Alerts(r.Context())
+	list, err := s.o.Alerts.Firing(r.Context())
 	if err != nil {
 		s.fail(w, r, err)
 		return

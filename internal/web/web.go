@@ -57,20 +57,14 @@ type Options struct {
 	FirstUnready func(ctx context.Context) (uint32, error)
 	// Links are the base URLs of the CMS pages the run page links to; "" hides that kind of link.
 	Links config.Links
-	// Alerts lists the firing alerts for the board's header; nil: the header says alerts are not
-	// configured.
-	Alerts func(ctx context.Context) ([]Alert, error)
+	// Alerts lists the firing alerts for the board's header and the API; nil: the header says alerts
+	// are not configured.
+	Alerts AlertSource
 	// Heartbeat is how often an idle event stream sends a tick (default 15s of wall time).
 	Heartbeat time.Duration
-}
-
-// Alert is a firing alert as the board's header shows it.
-type Alert struct {
-	Name     string    `json:"name"`
-	Severity string    `json:"severity"`
-	Summary  string    `json:"summary"`
-	Run      uint32    `json:"run,omitempty"`
-	Since    time.Time `json:"since"`
+	// HeaderEvery is how often the header's sources and alerts are looked at for the live page
+	// (default 2s of wall time); a part is sent only when it changed.
+	HeaderEvery time.Duration
 }
 
 // Server is the HTTP handler.
@@ -97,6 +91,9 @@ func New(o Options) (*Server, error) {
 	if o.Heartbeat <= 0 {
 		o.Heartbeat = 15 * time.Second
 	}
+	if o.HeaderEvery <= 0 {
+		o.HeaderEvery = 2 * time.Second
+	}
 	u, err := newUI()
 	if err != nil {
 		return nil, err
@@ -107,6 +104,9 @@ func New(o Options) (*Server, error) {
 	}
 	s := &Server{o: o, mux: http.NewServeMux(), log: o.Logger, ui: u, csrf: token}
 	s.hub = newHub(o.Events, o.Clock, o.Logger)
+	if o.FirstUnready != nil || o.Sources != nil || o.Alerts != nil {
+		s.hub.watch = s.watchHeader
+	}
 	s.routes()
 	return s, nil
 }
