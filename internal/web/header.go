@@ -1,6 +1,7 @@
 package web
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -116,7 +117,7 @@ func (s *Server) sourceChips() []sourceChip {
 	if s.o.Sources == nil {
 		return nil
 	}
-	var out []sourceChip
+	out := []sourceChip{} // an empty list, not null, for the page's script
 	for _, h := range s.o.Sources() {
 		out = append(out, chipOf(h))
 	}
@@ -232,7 +233,7 @@ func (s *Server) holdup(ctx context.Context) holdupView {
 	v.Held = len(held)
 	// Oldest runs first: they most likely waited longest, and they are the ones read when there are
 	// more held runs than are read.
-	slices.SortFunc(held, func(a, b pcl.RunState) int { return int(a.Run) - int(b.Run) })
+	slices.SortFunc(held, func(a, b pcl.RunState) int { return cmp.Compare(a.Run, b.Run) })
 	var since time.Time
 	for i, r := range held {
 		start := r.Decision.Decided
