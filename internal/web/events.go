@@ -148,6 +148,13 @@ func (h *hub) setState(event string, body []byte) {
 	h.send(sseMsg{data: f, state: true})
 }
 
+// viewed says whether a page is connected.
+func (h *hub) viewed() bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return len(h.clients) > 0
+}
+
 // stateFrames are the current state events, for a page that (re)connects.
 func (h *hub) stateFrames() []byte {
 	h.mu.Lock()

@@ -342,6 +342,12 @@ func (s *Server) watchHeader(stop <-chan struct{}, decided <-chan struct{}) {
 			dirty = true
 			n-- // not a poll
 		case <-tick.C:
+			if !s.hub.viewed() {
+				// No page open: nothing to keep current. The first page to connect gets what was
+				// sent last, then a fresh first unready run at the next poll.
+				dirty = true
+				continue
+			}
 			s.publishHeader(ctx, dirty || n%holdupRefresh == 0)
 			dirty = false
 		}
