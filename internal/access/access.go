@@ -118,7 +118,11 @@ func Lookup(ctx context.Context, s Settings, r *http.Request, now time.Time) (To
 
 // Operator returns the check for operator actions: a token with the operate scope, or, when
 // loopbackOpen (the demo), any client on a loopback address.
-func Operator(s Settings, now func() time.Time, loopbackOpen bool) func(*http.Request) (string, error) {
+//
+// wallNow must be the wall clock (time.Now), not the agency's: a token is made for a span of real time
+// (`token create --expires 720h` stamps its expiry with the wall clock), and the agency's clock may be a
+// simulated one that runs 600 times faster, or sits in the past.
+func Operator(s Settings, wallNow func() time.Time, loopbackOpen bool) func(*http.Request) (string, error) {
 	return func(r *http.Request) (string, error) {
 		if r.Header.Get("Authorization") == "" && loopbackOpen && Loopback(r) {
 			if crossSite(r) {
@@ -126,7 +130,7 @@ func Operator(s Settings, now func() time.Time, loopbackOpen bool) func(*http.Re
 			}
 			return "demo-operator (loopback)", nil
 		}
-		t, err := Lookup(r.Context(), s, r, now())
+		t, err := Lookup(r.Context(), s, r, wallNow())
 		if err != nil {
 			return "", err
 		}

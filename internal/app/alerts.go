@@ -8,7 +8,7 @@ import (
 	"github.com/cms-pcl/spyagency/internal/web"
 )
 
-// alerts are the firing alerts, derived from what is stored and from the spies' health, so they survive
+// alerts are the firing alerts (one line of plain words each, details apart), derived from what is stored and from the spies' health, so they survive
 // a restart and clear themselves when their cause is gone:
 //   - push-undeliverable: a decision given up on (a dead letter) that no later version of the same run
 //     has replaced at that target. Tier-0 may be acting on an older decision.
@@ -38,14 +38,22 @@ func (a *App) alerts(ctx context.Context) ([]web.Alert, error) {
 		}
 		// A dead entry's NextAttempt is the moment it was given up.
 		out = append(out, web.Alert{Name: "push-undeliverable", Severity: "critical", Run: e.Run, Since: e.NextAttempt,
-			Summary: fmt.Sprintf("decision v%d of run %d was given up for %s after %d attempt(s): %s",
-				e.Version, e.Run, e.Target, e.Attempts, e.LastError)})
+			Summary: fmt.Sprintf("%s: decision v%d of run %d undeliverable", e.Target, e.Version, e.Run),
+			Details: fmt.Sprintf("given up after %d attempt(s); Tier-0 may be acting on an older decision of the run. Last error: %s",
+				e.Attempts, e.LastError)})
 	}
 	for _, h := range a.healthList() {
-		if h.Stale {
-			out = append(out, web.Alert{Name: "source-stale", Severity: "warning", Since: h.LastSuccess,
-				Summary: fmt.Sprintf("%s: %d failed polls in a row, last: %s", h.Name, h.Failures, h.Error)})
+		if !h.Stale {
+			continue
 		}
+		// Since the last good poll: the source has given nothing to trust from then on.
+		al := web.Alert{Name: "source-stale", Severity: "warning", Since: h.LastSuccess,
+			Summary: fmt.Sprintf("%s: no good answer for %d polls", h.Name, h.Failures),
+			Details: fmt.Sprintf("nothing is concluded from what it would show until it answers again. Last error: %s", h.Error)}
+		if h.LastSuccess.IsZero() {
+			al.Summary = fmt.Sprintf("%s: no good answer in any of its %d polls", h.Name, h.Failures)
+		}
+		out = append(out, al)
 	}
 	sort.SliceStable(out, func(i, j int) bool { return out[i].Severity < out[j].Severity })
 	return out, nil

@@ -103,11 +103,11 @@ func New(ctx context.Context, o Options) (*App, error) {
 		return nil, err
 	}
 	if o.Operator == nil {
-		o.Operator = access.Operator(st, o.Clock.Now, o.OpenLoopback)
+		o.Operator = access.Operator(st, time.Now, o.OpenLoopback) // token lifetimes are wall time, whatever the agency's clock
 	}
 	a.Web, err = web.New(web.Options{Store: st, Catalogue: cat, Clock: o.Clock, Logger: o.Logger.With("part", "web"),
 		Overrider: ag, Operator: o.Operator, Sources: a.healthList, MaxBody: cfg.Server.MaxBodyBytes,
-		Version: o.Version, Banner: o.Banner, Ready: a.ready, Events: ag.Subscribe, Links: cfg.Links, Alerts: a.alerts,
+		Version: o.Version, Banner: o.Banner, Ready: a.ready, Events: ag.Subscribe, Links: cfg.Links, Alerts: web.AlertsFunc(a.alerts),
 		FirstUnready: func(ctx context.Context) (uint32, error) {
 			states, err := steer.StoreSource{Store: st}.Snapshot(ctx, 0)
 			if err != nil {
@@ -274,7 +274,8 @@ func (a *App) Run(ctx context.Context, addr string) error {
 	if grace <= 0 {
 		grace = 10 * time.Second
 	}
-	err := web.ListenAndServe(ctx, addr, a.Handler, grace, func(ad net.Addr) {
+	timeouts := web.Timeouts{Read: a.o.Config.Server.ReadTimeout, Write: a.o.Config.Server.WriteTimeout}
+	err := web.ListenAndServe(ctx, addr, a.Handler, grace, timeouts, func(ad net.Addr) {
 		a.mu.Lock()
 		a.addr = ad
 		a.mu.Unlock()

@@ -215,7 +215,7 @@ func TestDeadLetterRaisesAnAlert(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitFor("a refused decision raises push-undeliverable", func(l []web.Alert) bool {
-		return len(l) == 1 && l[0].Name == "push-undeliverable" && l[0].Run == 392680 && strings.Contains(l[0].Summary, "422")
+		return len(l) == 1 && l[0].Name == "push-undeliverable" && l[0].Run == 392680 && strings.Contains(l[0].Details, "422")
 	})
 	refuse.Store(false)
 	if err := a.Agency.Ingest(ctx, pcl.SourceTier0, []pcl.Observation{{Source: pcl.SourceTier0, Kind: pcl.KindExpressConfig, Run: 392680,

@@ -4,6 +4,7 @@
 package cli
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"flag"
@@ -34,8 +35,12 @@ type command struct {
 	run     func(e *env, args []string) error
 }
 
-// errUsage marks a usage error (exit 2); the message was printed already.
-var errUsage = errors.New("usage")
+// errUsage marks a usage error (exit 2); the message was printed already. errHelp marks help that was
+// asked for and printed (exit 0).
+var (
+	errUsage = errors.New("usage")
+	errHelp  = errors.New("help")
+)
 
 func commands() map[string]command {
 	return map[string]command{
@@ -58,11 +63,16 @@ func commands() map[string]command {
 // Main runs the command line.
 func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	e := &env{ctx: ctx, stdout: stdout, stderr: stderr}
-	if len(args) == 0 || args[0] == "help" || args[0] == "-h" || args[0] == "--help" {
-		usage(stderr)
-		if len(args) == 0 {
-			return 2
+	if len(args) == 0 {
+		usage(stderr) // no command is a usage error
+		return 2
+	}
+	if isHelp(args[0]) || args[0] == "help" {
+		if args[0] == "help" && len(args) > 1 {
+			// "spyagency help CMD" is "spyagency CMD --help".
+			return Main(ctx, []string{args[1], "--help"}, stdout, stderr)
 		}
+		usage(stdout) // asked for: it is the output, not a complaint
 		return 0
 	}
 	cmd, ok := commands()[args[0]]
@@ -72,13 +82,25 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	if err := cmd.run(e, args[1:]); err != nil {
-		if errors.Is(err, errUsage) || errors.Is(err, flag.ErrHelp) {
+		switch {
+		case errors.Is(err, errHelp):
+			return 0
+		case errors.Is(err, errUsage):
 			return 2
 		}
 		fmt.Fprintf(stderr, "spyagency %s: %v\n", args[0], err)
 		return 1
 	}
 	return 0
+}
+
+// isHelp says whether an argument asks for help, in any of the spellings the flag package accepts.
+func isHelp(arg string) bool {
+	switch arg {
+	case "-h", "--h", "-help", "--help":
+		return true
+	}
+	return false
 }
 
 func usage(w io.Writer) {
@@ -101,14 +123,29 @@ func (e *env) flags(name, synopsis string) *flag.FlagSet {
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
 	fs.SetOutput(e.stderr)
 	fs.Usage = func() {
-		fmt.Fprintf(e.stderr, "Usage: spyagency %s\n\nFlags:\n", synopsis)
+		fmt.Fprintf(fs.Output(), "Usage: spyagency %s\n\nFlags:\n", synopsis)
 		fs.PrintDefaults()
 	}
 	return fs
 }
 
-func parse(fs *flag.FlagSet, args []string) error {
-	if err := fs.Parse(args); err != nil {
+// parse parses flags. Asked for help (-h, --help), it prints the command's usage to stdout and returns
+// errHelp (exit 0): help is what was asked for, not an error. A bad flag prints the problem and the
+// usage to stderr and returns errUsage (exit 2).
+func (e *env) parse(fs *flag.FlagSet, args []string) error {
+	// The flag package prints the usage itself, before it says whether it was asked for; catch it and
+	// route it once the answer is known.
+	var buf bytes.Buffer
+	out := fs.Output()
+	fs.SetOutput(&buf)
+	err := fs.Parse(args)
+	fs.SetOutput(out)
+	switch {
+	case errors.Is(err, flag.ErrHelp):
+		_, _ = e.stdout.Write(buf.Bytes())
+		return errHelp
+	case err != nil:
+		_, _ = out.Write(buf.Bytes())
 		return errUsage
 	}
 	return nil
@@ -137,23 +174,69 @@ func logger(w io.Writer, level string) (*slog.Logger, error) {
 	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: l})), nil
 }
 
-func commit() string {
-	if bi, ok := debug.ReadBuildInfo(); ok {
-		for _, s := range bi.Settings {
-			if s.Key == "vcs.revision" {
-				return s.Value
-			}
+// buildVersion is the version and commit to report. A version set with -ldflags wins; otherwise the
+// build's own stamp: the module version the go command derived (a tag, or a pseudo-version made from
+// the commit when built in a git checkout) and the VCS settings (vcs.revision, vcs.time,
+// vcs.modified). Only a build with neither (go run, go test) says "dev" and "commit unknown".
+func buildVersion(ldflags string, bi *debug.BuildInfo, ok bool) (version, commit string) {
+	version, commit = ldflags, "unknown"
+	if !ok || bi == nil {
+		return version, commit
+	}
+	var rev, at string
+	modified := false
+	for _, s := range bi.Settings {
+		switch s.Key {
+		case "vcs.revision":
+			rev = s.Value
+		case "vcs.time":
+			at = s.Value
+		case "vcs.modified":
+			modified = s.Value == "true"
 		}
 	}
-	return "unknown"
+	if version == "" || version == "dev" {
+		switch v := bi.Main.Version; {
+		case v != "" && v != "(devel)":
+			version = v
+		case rev != "":
+			version = "dev-" + rev[:min(12, len(rev))]
+			if modified {
+				version += "+dirty"
+			}
+		default:
+			version = "dev"
+		}
+	}
+	if rev != "" {
+		commit = rev
+		var notes []string
+		if at != "" {
+			notes = append(notes, at)
+		}
+		if modified {
+			notes = append(notes, "with uncommitted changes")
+		}
+		if len(notes) > 0 {
+			commit += " (" + strings.Join(notes, ", ") + ")"
+		}
+	}
+	return version, commit
+}
+
+// versionInfo is this binary's version and commit.
+func versionInfo() (version, commit string) {
+	bi, ok := debug.ReadBuildInfo()
+	return buildVersion(Version, bi, ok)
 }
 
 func runVersion(e *env, args []string) error {
 	fs := e.flags("version", "version")
-	if err := parse(fs, args); err != nil {
+	if err := e.parse(fs, args); err != nil {
 		return err
 	}
-	fmt.Fprintf(e.stdout, "spyagency %s\ncommit %s\n%s %s/%s\n", Version, commit(), runtime.Version(), runtime.GOOS, runtime.GOARCH)
+	version, commit := versionInfo()
+	fmt.Fprintf(e.stdout, "spyagency %s\ncommit %s\n%s %s/%s\n", version, commit, runtime.Version(), runtime.GOOS, runtime.GOARCH)
 	return nil
 }
 

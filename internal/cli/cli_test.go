@@ -82,6 +82,23 @@ func TestConfigCheck(t *testing.T) {
 	if code, out, _ := run(t, "config", "example"); code != 0 || !strings.Contains(out, "sources:") {
 		t.Errorf("example: %d", code)
 	}
+	// The example is a production file: config check accepts it as printed.
+	_, example, _ := run(t, "config", "example")
+	exFile := filepath.Join(dir, "example.yaml")
+	os.WriteFile(exFile, []byte(example), 0o644)
+	if code, out, errs := run(t, "config", "check", exFile); code != 0 || !strings.HasSuffix(out, ": ok\n") {
+		t.Errorf("config check of config example: %d %q %q", code, out, errs)
+	}
+	if strings.Contains(example, "\nclock:") || !strings.Contains(example, "dsn: sqlite:") {
+		t.Error("config example sets a simulated clock or a store other than SQLite")
+	}
+	// A deprecated key is a warning: printed with its line, and the file is still ok.
+	old := filepath.Join(dir, "old.yaml")
+	os.WriteFile(old, []byte("agency:\n  max_wake_delay: 2m\n"), 0o644)
+	if code, out, errs := run(t, "config", "check", old); code != 0 || !strings.Contains(out, "ok, with 1 warning") ||
+		!strings.Contains(errs, "old.yaml:2:3: agency.max_wake_delay: warning: deprecated") {
+		t.Errorf("deprecated key: %d %q %q", code, out, errs)
+	}
 }
 
 func TestProbeCondDBFixture(t *testing.T) {

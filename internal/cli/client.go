@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -115,8 +114,8 @@ func runNumber(fs *flag.FlagSet) (uint32, error) {
 }
 
 // parseRun parses flags around one positional run number.
-func parseRun(fs *flag.FlagSet, args []string) (uint32, error) {
-	pos, err := parseInterleaved(fs, args)
+func (e *env) parseRun(fs *flag.FlagSet, args []string) (uint32, error) {
+	pos, err := e.parseInterleaved(fs, args)
 	if err != nil {
 		return 0, err
 	}
@@ -127,10 +126,10 @@ func parseRun(fs *flag.FlagSet, args []string) (uint32, error) {
 }
 
 // parseInterleaved parses flags given before or after the positional arguments.
-func parseInterleaved(fs *flag.FlagSet, args []string) ([]string, error) {
+func (e *env) parseInterleaved(fs *flag.FlagSet, args []string) ([]string, error) {
 	var pos []string
 	for {
-		if err := parse(fs, args); err != nil {
+		if err := e.parse(fs, args); err != nil {
 			return nil, err
 		}
 		if fs.NArg() == 0 {
@@ -147,7 +146,7 @@ func runRuns(e *env, args []string) error {
 	readiness := fs.String("readiness", "", "only runs in this readiness")
 	limit := fs.Int("limit", 30, "at most this many runs")
 	mk := e.clientFlags(fs)
-	if err := parse(fs, args); err != nil {
+	if err := e.parse(fs, args); err != nil {
 		return err
 	}
 	c, err := mk()
@@ -196,7 +195,7 @@ func oneLine(s string, max int) string {
 func runRun(e *env, args []string) error {
 	fs := e.flags("run", "run N [--server URL] [--json]")
 	mk := e.clientFlags(fs)
-	run, err := parseRun(fs, args)
+	run, err := e.parseRun(fs, args)
 	if err != nil {
 		return err
 	}
@@ -259,15 +258,14 @@ func override(action pcl.OverrideAction) func(e *env, args []string) error {
 		reason := fs.String("reason", "", "why (required; recorded in the audit log)")
 		workflow := fs.String("workflow", "", "the workflow (accept; or clear an accept)")
 		mk := e.clientFlags(fs)
-		run, err := parseRun(fs, args)
+		run, err := e.parseRun(fs, args)
 		if err != nil {
 			return err
 		}
 		if strings.TrimSpace(*reason) == "" {
-			if action != pcl.OverrideClear {
-				return errors.New("--reason is required")
-			}
-			*reason = "cleared"
+			// Every override is audited with its reason, an undo as much as the action it undoes: the
+			// next shift must be able to read why a hold was lifted.
+			return fmt.Errorf("--reason is required: say why you %s run %d (it is kept in the audit log)", action, run)
 		}
 		c, err := mk()
 		if err != nil {
@@ -293,8 +291,13 @@ func override(action pcl.OverrideAction) func(e *env, args []string) error {
 
 // runToken makes an API token directly in a store (the server need not run).
 func runToken(e *env, args []string) error {
+	const syn = "Usage: spyagency token create --store DSN --name NAME --scope read|steer|operate [--expires DURATION]"
+	if len(args) > 0 && isHelp(args[0]) {
+		fmt.Fprintln(e.stdout, syn)
+		return errHelp
+	}
 	if len(args) == 0 || args[0] != "create" {
-		fmt.Fprintln(e.stderr, "Usage: spyagency token create --store DSN --name NAME --scope read|steer|operate [--expires DURATION]")
+		fmt.Fprintln(e.stderr, syn)
 		return errUsage
 	}
 	fs := e.flags("token create", "token create --store DSN --name NAME --scope read|steer|operate [--expires DURATION]")
@@ -302,7 +305,7 @@ func runToken(e *env, args []string) error {
 	name := fs.String("name", "", "who or what the token is for")
 	scope := fs.String("scope", "", "read, steer or operate")
 	expires := fs.Duration("expires", 0, "lifetime, e.g. 720h (default: no expiry)")
-	if err := parse(fs, args[1:]); err != nil {
+	if err := e.parse(fs, args[1:]); err != nil {
 		return err
 	}
 	if *dsn == "" || *name == "" || *scope == "" {

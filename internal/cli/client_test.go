@@ -76,7 +76,7 @@ func TestClientCommands(t *testing.T) {
 	if code != 0 || !strings.Contains(out, "held") {
 		t.Fatalf("hold: %d %q %q", code, out, errs)
 	}
-	code, out, errs = run(t, "clear", "392680", "--server", base, "--token-file", tokenFile)
+	code, out, errs = run(t, "clear", "392680", "--reason", "alignment checked, fine", "--server", base, "--token-file", tokenFile)
 	if code != 0 || !strings.Contains(out, "waiting") {
 		t.Errorf("clear: %d %q %q", code, out, errs)
 	}

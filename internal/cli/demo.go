@@ -17,7 +17,7 @@ func runDemo(e *env, args []string) error {
 	data := fs.String("data", "", "data directory (default: spyagency-demo in the user's cache directory)")
 	dsn := fs.String("store", "", "store DSN (default: a fresh sqlite store under --data)")
 	sf := addSimFlags(fs)
-	if err := parse(fs, args); err != nil {
+	if err := e.parse(fs, args); err != nil {
 		return err
 	}
 	if err := sf.check(); err != nil {

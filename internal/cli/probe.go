@@ -27,7 +27,7 @@ func runProbe(e *env, args []string) error {
 	timeout := fs.Duration("timeout", 60*time.Second, "deadline of the poll")
 	level := fs.String("log-level", "warn", "debug, info, warn or error")
 	// Flags may come before or after the source name.
-	positional, err := parseInterleaved(fs, args)
+	positional, err := e.parseInterleaved(fs, args)
 	if err != nil {
 		return err
 	}

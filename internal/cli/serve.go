@@ -14,7 +14,7 @@ func runServe(e *env, args []string) error {
 	addr := fs.String("addr", "", "listen address, overriding server.addr")
 	dsn := fs.String("store", "", "store DSN (sqlite:PATH), overriding store.dsn")
 	level := fs.String("log-level", "info", "debug, info, warn or error")
-	if err := parse(fs, args); err != nil {
+	if err := e.parse(fs, args); err != nil {
 		return err
 	}
 	log, err := logger(e.stderr, *level)
@@ -26,6 +26,9 @@ func runServe(e *env, args []string) error {
 		if cfg, err = config.Load(*file); err != nil {
 			return err
 		}
+		for _, w := range cfg.Warnings {
+			log.Warn("configuration: "+w.Message, "file", w.File, "line", w.Line, "field", w.Field)
+		}
 	}
 	if *addr != "" {
 		cfg.Server.Addr = *addr
@@ -36,7 +39,8 @@ func runServe(e *env, args []string) error {
 	if err := cfg.Validate(); err != nil {
 		return err
 	}
-	a, err := app.New(e.ctx, app.Options{Config: cfg, Logger: log, Version: Version})
+	version, _ := versionInfo()
+	a, err := app.New(e.ctx, app.Options{Config: cfg, Logger: log, Version: version})
 	if err != nil {
 		return err
 	}
@@ -54,9 +58,14 @@ func runServe(e *env, args []string) error {
 }
 
 func runConfig(e *env, args []string) error {
+	const syn = "Usage: spyagency config check FILE | spyagency config example"
 	if len(args) == 0 {
-		fmt.Fprintln(e.stderr, "Usage: spyagency config check FILE | spyagency config example")
+		fmt.Fprintln(e.stderr, syn)
 		return errUsage
+	}
+	if isHelp(args[0]) {
+		fmt.Fprintln(e.stdout, syn)
+		return errHelp
 	}
 	switch args[0] {
 	case "example":
@@ -64,7 +73,7 @@ func runConfig(e *env, args []string) error {
 		return err
 	case "check":
 		fs := e.flags("config check", "config check FILE")
-		if err := parse(fs, args[1:]); err != nil {
+		if err := e.parse(fs, args[1:]); err != nil {
 			return err
 		}
 		file, err := oneArg(fs, "configuration file")
@@ -79,8 +88,13 @@ func runConfig(e *env, args []string) error {
 		for _, p := range problems {
 			fmt.Fprintln(e.stderr, p.String())
 		}
-		if len(problems) > 0 {
-			return fmt.Errorf("%s: %d problem(s)", file, len(problems))
+		errs := config.Errors(problems)
+		if errs > 0 {
+			return fmt.Errorf("%s: %d problem(s)", file, errs)
+		}
+		if warnings := len(problems) - errs; warnings > 0 {
+			fmt.Fprintf(e.stdout, "%s: ok, with %d warning(s)\n", file, warnings)
+			return nil
 		}
 		fmt.Fprintf(e.stdout, "%s: ok\n", file)
 		return nil

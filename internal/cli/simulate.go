@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"path/filepath"
+	"strconv"
 	"time"
 
 	"github.com/cms-pcl/spyagency/internal/clock"
@@ -21,7 +22,7 @@ func runSimulate(e *env, args []string) error {
 	sf := addSimFlags(fs)
 	agencyURL := fs.String("agency", "http://127.0.0.1:8080", "the agency whose pull API the simulated Tier-0 follows (unreachable: Tier-0's fixed 48 h delay)")
 	printConfig := fs.Bool("print-config", false, "first write to stdout a serve configuration that points at these services")
-	if err := parse(fs, args); err != nil {
+	if err := e.parse(fs, args); err != nil {
 		return err
 	}
 	if err := sf.check(); err != nil {
@@ -50,7 +51,7 @@ func runSimulate(e *env, args []string) error {
 		return err
 	}
 	defer s.Close()
-	base := "http://" + ln.Addr().String()
+	base := "http://" + dialable(ln.Addr())
 	if *printConfig {
 		if _, err := e.stdout.Write(simConfig(s, base, clk)); err != nil {
 			return err
@@ -84,4 +85,14 @@ func simConfig(s *sim.Sim, base string, clk *clock.Scaled) []byte {
 	out := s.ServeConfig(base)
 	return append(out, fmt.Sprintf("clock:\n  speed: %g\n  epoch: %s\n  wall_start: %s\n",
 		clk.Speed(), clk.Epoch().UTC().Format(time.RFC3339Nano), clk.WallStart().UTC().Format(time.RFC3339Nano))...)
+}
+
+// dialable is the address a serve on this machine reaches a listener at: a listener on every interface
+// (0.0.0.0, ::) is reached on loopback, which is also what a serve with the simulator's clock accepts.
+func dialable(a net.Addr) string {
+	tcp, ok := a.(*net.TCPAddr)
+	if !ok || !tcp.IP.IsUnspecified() {
+		return a.String()
+	}
+	return net.JoinHostPort("127.0.0.1", strconv.Itoa(tcp.Port))
 }

@@ -3,7 +3,9 @@ package cli
 import (
 	"context"
 	"encoding/json"
+	"net"
 	"net/http"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -32,6 +34,14 @@ func TestSimulateAndServe(t *testing.T) {
 		}
 		time.Sleep(20 * time.Millisecond) // waiting for the other goroutine's output
 		yaml = out.String()
+	}
+	// config check accepts it as it is: its simulated clock watches sources on loopback only.
+	file := filepath.Join(t.TempDir(), "simulate.yaml")
+	if err := os.WriteFile(file, []byte(yaml), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if code, out, errs := run(t, "config", "check", file); code != 0 || !strings.HasSuffix(out, ": ok\n") || errs != "" {
+		t.Fatalf("config check of the printed configuration: %d %q %q\n%s", code, out, errs, yaml)
 	}
 	cfg, err := config.Parse("simulate.yaml", []byte(yaml))
 	if err != nil {
@@ -82,5 +92,18 @@ func TestSimulateAndServe(t *testing.T) {
 	}
 	if code := <-done; code != 0 {
 		t.Errorf("simulate exited %d: %s", code, errb.String())
+	}
+}
+
+func TestDialable(t *testing.T) {
+	t.Parallel()
+	for in, want := range map[string]string{"0.0.0.0:8081": "127.0.0.1:8081", "[::]:8081": "127.0.0.1:8081", "127.0.0.1:8081": "127.0.0.1:8081", "10.1.2.3:80": "10.1.2.3:80"} {
+		a, err := net.ResolveTCPAddr("tcp", in)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := dialable(a); got != want {
+			t.Errorf("dialable(%s) = %s, want %s", in, got, want)
+		}
 	}
 }

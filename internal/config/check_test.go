@@ -5,6 +5,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 // want is one expected problem: its exact place and field, and a piece of its message.
@@ -175,8 +176,8 @@ func FuzzCheck(f *testing.F) {
 	f.Fuzz(func(t *testing.T, data []byte) {
 		problems := Check("fuzz.yaml", data)
 		c, err := Parse("fuzz.yaml", data)
-		if (len(problems) == 0) != (err == nil) {
-			t.Fatalf("Check found %d problems but Parse said %v", len(problems), err)
+		if (Errors(problems) == 0) != (err == nil) {
+			t.Fatalf("Check found %d errors but Parse said %v", Errors(problems), err)
 		}
 		for _, p := range problems {
 			if p.File != "fuzz.yaml" || p.Message == "" || p.Line < 0 {
@@ -197,4 +198,76 @@ func FuzzCheck(f *testing.F) {
 			t.Fatalf("printed configuration does not parse: %v\n%s", err, c.String())
 		}
 	})
+}
+
+// TestDeprecatedMaxWakeDelay: the old name of agency.resync_interval is read as it, with a warning that
+// does not refuse the file; both names at once are an error, whichever comes first.
+func TestDeprecatedMaxWakeDelay(t *testing.T) {
+	t.Parallel()
+	old := "agency:\n  reconcile_batch: 50\n  max_wake_delay: 45s\n"
+	problems := Check("old.yaml", []byte(old))
+	if len(problems) != 1 || !problems[0].Warning || problems[0].Line != 3 || problems[0].Field != "agency.max_wake_delay" ||
+		!strings.Contains(problems[0].Message, "deprecated: read as agency.resync_interval") || Errors(problems) != 0 {
+		t.Fatalf("problems %v, want one warning on line 3", problems)
+	}
+	if got := problems[0].String(); got != "old.yaml:3:3: agency.max_wake_delay: warning: deprecated: read as agency.resync_interval; rename the key" {
+		t.Errorf("warning reads %q", got)
+	}
+	c, err := Parse("old.yaml", []byte(old))
+	if err != nil {
+		t.Fatalf("a deprecated key refused the file: %v", err)
+	}
+	if c.Agency.ResyncInterval != 45*time.Second || len(c.Warnings) != 1 || !c.Warnings[0].Warning {
+		t.Errorf("resync_interval %s, warnings %v", c.Agency.ResyncInterval, c.Warnings)
+	}
+	for _, src := range []string{
+		"agency:\n  resync_interval: 1m\n  max_wake_delay: 45s\n",
+		"agency:\n  max_wake_delay: 45s\n  resync_interval: 1m\n",
+	} {
+		problems := Check("both.yaml", []byte(src))
+		if Errors(problems) != 1 {
+			t.Errorf("%q: problems %v, want one error", src, problems)
+			continue
+		}
+		for _, p := range problems {
+			if !p.Warning && (p.Line != 3 || !strings.Contains(p.Message, "set twice") || !strings.Contains(p.Message, "keep only resync_interval")) {
+				t.Errorf("%q: error %s", src, p)
+			}
+		}
+		if _, err := Parse("both.yaml", []byte(src)); err == nil {
+			t.Errorf("%q: both names accepted", src)
+		}
+	}
+	// A bad value under the old name is reported where it is written.
+	problems = Check("bad.yaml", []byte("agency:\n  max_wake_delay: -1m\n"))
+	if Errors(problems) != 1 || problems[len(problems)-1].Line != 2 || !strings.Contains(problems[len(problems)-1].Message, "must be positive") {
+		t.Errorf("a negative old value: %v", problems)
+	}
+}
+
+// TestUnbuiltStoreAndSimulatedClock: a PostgreSQL store DSN is refused as not built yet, and a simulated
+// clock is refused unless every enabled source is on this machine, each at its line.
+func TestUnbuiltStoreAndSimulatedClock(t *testing.T) {
+	t.Parallel()
+	problems := Check("pg.yaml", []byte("data_dir: /tmp/x\nstore:\n  dsn: postgres://spy@db.cern.ch:6600/spy\n"))
+	if len(problems) != 1 || problems[0].Line != 3 || problems[0].Field != "store.dsn" || !strings.Contains(problems[0].Message, "not built yet") {
+		t.Errorf("a postgres store: %v", problems)
+	}
+	clock := "clock:\n  speed: 600\n  epoch: 2026-05-04T06:00:00Z\n  wall_start: 2026-11-26T20:00:00Z\n"
+	far := "sources:\n  oms:\n    url: https://cmsoms.cern.ch/agg/api/v1\n  tier0:\n    url: http://127.0.0.1:8081/t0wmadatasvc/prod\n" + clock
+	problems = Check("far.yaml", []byte(far))
+	if len(problems) != 1 || problems[0].Line != 7 || problems[0].Field != "clock.speed" ||
+		!strings.Contains(problems[0].Message, "sources.oms.url https://cmsoms.cern.ch") || strings.Contains(problems[0].Message, "tier0") {
+		t.Errorf("a simulated clock on CERN's OMS: %v", problems)
+	}
+	near := "sources:\n  oms:\n    url: http://127.0.0.1:8081/agg/api/v1\n  tier0:\n    url: http://localhost:8081/t0wmadatasvc/prod\n" +
+		"  dqm:\n    url: http://[::1]:8081/dqm/offline\n  harvest:\n    dir: /tmp/sim/harvest\n  conddb:\n    dsn: sqlite:/tmp/sim/conddb.db\n" +
+		"  dropbox:\n    enabled: false\n    url: https://cms-conddb.cern.ch/logs/dropBox/\n" + clock
+	if problems := Check("near.yaml", []byte(near)); len(problems) != 0 {
+		t.Errorf("a simulated clock on loopback sources (and a disabled far one): %v", problems)
+	}
+	// The production example passes as it is.
+	if problems := Check("full.yaml", ExampleYAML()); len(problems) != 0 {
+		t.Errorf("the example: %v", problems)
+	}
 }

@@ -43,6 +43,9 @@ type Config struct {
 	Clock Clock `yaml:"clock"`
 	// Steering says where decisions are pushed (Tier-0 can also pull them: see docs/tier0-integration.md).
 	Steering Steering `yaml:"steering"`
+
+	// Warnings are what Parse accepted but a person should change (a deprecated key), for serve to log.
+	Warnings []Problem `yaml:"-"`
 }
 
 // Clock lets serve share the time of a simulated CMS: simulated time was Epoch at wall time WallStart

@@ -32,19 +32,29 @@ type decoder struct {
 	problems []Problem
 	seen     map[string]pos      // key path -> where its key (or sequence element) is
 	merged   map[string]bool     // key paths set through a merge key, which an explicit key may override
+	oldName  map[string]pos      // key paths set under their deprecated name, and where
 	inMerge  map[*yaml.Node]bool // mappings being merged, against merge cycles
 	visited  int
 	tooBig   bool
 }
 
 func newDecoder(file string) *decoder {
-	return &decoder{file: file, seen: map[string]pos{}, merged: map[string]bool{}, inMerge: map[*yaml.Node]bool{}}
+	return &decoder{file: file, seen: map[string]pos{}, merged: map[string]bool{}, oldName: map[string]pos{}, inMerge: map[*yaml.Node]bool{}}
 }
 
 // maxProblems bounds the report; past it, more problems say nothing new.
 const maxProblems = 1000
 
 func (d *decoder) addf(p pos, field, format string, args ...any) {
+	d.add(p, field, false, format, args...)
+}
+
+// warnf reports what does not refuse the file.
+func (d *decoder) warnf(p pos, field, format string, args ...any) {
+	d.add(p, field, true, format, args...)
+}
+
+func (d *decoder) add(p pos, field string, warning bool, format string, args ...any) {
 	if len(d.problems) > maxProblems {
 		return
 	}
@@ -52,7 +62,7 @@ func (d *decoder) addf(p pos, field, format string, args ...any) {
 		format, field, args = "too many problems; stopping here", "", nil
 	}
 	d.problems = append(d.problems, Problem{
-		File: d.file, Line: p.line, Column: p.col, Field: field, Message: fmt.Sprintf(format, args...),
+		File: d.file, Line: p.line, Column: p.col, Field: field, Message: fmt.Sprintf(format, args...), Warning: warning,
 	})
 }
 
@@ -272,6 +282,14 @@ func (d *decoder) decodeMapping(path string, n *yaml.Node, v reflect.Value, merg
 		key := kn.Value
 		kpath := joinPath(path, key)
 		fi, known := fields[key]
+		if newKey, ok := renamed[kpath]; ok && !known {
+			d.decodeRenamed(path, key, newKey, kn, vn, v.Field(fields[newKey]))
+			continue
+		}
+		if old, ok := d.oldName[kpath]; ok {
+			d.addf(posOf(kn), kpath, "set twice: here and on line %d under its deprecated name; keep only %s", old.line, key)
+			continue
+		}
 		switch {
 		case !known && looksSecret(key):
 			d.addf(posOf(kn), kpath, "looks like an inline secret: secrets are never read from the configuration file; %s", secretHint(key, fields))
@@ -287,6 +305,27 @@ func (d *decoder) decodeMapping(path string, n *yaml.Node, v reflect.Value, merg
 			d.decode(kpath, vn, v.Field(fi))
 		}
 	}
+}
+
+// renamed are keys read again under their new name, with a warning, so that a file written for an
+// older version keeps working: the old key path → the new key in the same mapping.
+var renamed = map[string]string{
+	"agency.max_wake_delay": "resync_interval", // renamed for what it is (issue 10)
+}
+
+// decodeRenamed reads a deprecated key into its new field. Both names in one file are an error: which
+// one was meant cannot be known.
+func (d *decoder) decodeRenamed(path, oldKey, newKey string, kn, vn *yaml.Node, field reflect.Value) {
+	kpath, npath := joinPath(path, oldKey), joinPath(path, newKey)
+	if first, dup := d.seen[npath]; dup {
+		d.addf(posOf(kn), kpath, "set twice: here under its deprecated name and as %s on line %d; keep only %s", newKey, first.line, newKey)
+		return
+	}
+	d.warnf(posOf(kn), kpath, "deprecated: read as %s; rename the key", npath)
+	// Later checks of the new key point at this line, where the value the file gives is.
+	d.seen[npath] = posOf(kn)
+	d.oldName[npath] = posOf(kn)
+	d.decode(kpath, vn, field)
 }
 
 // decodeMerge applies a YAML merge key ("<<: *defaults"): the merged mappings' keys, then the rest.

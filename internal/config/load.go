@@ -23,6 +23,9 @@ type Problem struct {
 	Column  int    // 1-based; 0 when unknown
 	Field   string // the key path, e.g. "policy.classes[0].workflow_deadline"; "" for syntax errors
 	Message string
+	// Warning marks a problem that does not refuse the file (a deprecated key read under its new name):
+	// Check reports it, Parse accepts the file and keeps it in Config.Warnings.
+	Warning bool
 }
 
 // String is "file:line:col: field: message", leaving out what is unknown.
@@ -38,6 +41,9 @@ func (p Problem) String() string {
 	b.WriteString(": ")
 	if p.Field != "" {
 		b.WriteString(p.Field + ": ")
+	}
+	if p.Warning {
+		b.WriteString("warning: ")
 	}
 	b.WriteString(p.Message)
 	return b.String()
@@ -65,16 +71,38 @@ func Load(path string) (*Config, error) {
 	return Parse(path, data)
 }
 
-// Parse is Load for a file already read; name is used in problems. Any problem refuses the file.
+// Parse is Load for a file already read; name is used in problems. Any problem that is not a warning
+// refuses the file; the warnings are kept in the configuration's Warnings.
 func Parse(name string, data []byte) (*Config, error) {
 	c, problems := parse(name, data)
-	if len(problems) > 0 {
-		return nil, &Error{Problems: problems}
+	var errs, warnings []Problem
+	for _, p := range problems {
+		if p.Warning {
+			warnings = append(warnings, p)
+		} else {
+			errs = append(errs, p)
+		}
 	}
+	if len(errs) > 0 {
+		return nil, &Error{Problems: errs}
+	}
+	c.Warnings = warnings
 	return c, nil
 }
 
-// Check returns every problem of a configuration file, in file order; none means Parse accepts it.
+// Errors counts the problems that refuse a file (those that are not warnings).
+func Errors(problems []Problem) int {
+	n := 0
+	for _, p := range problems {
+		if !p.Warning {
+			n++
+		}
+	}
+	return n
+}
+
+// Check returns every problem of a configuration file, warnings included, in file order; Parse accepts
+// the file when none of them is an error (see Errors).
 func Check(name string, data []byte) []Problem {
 	_, problems := parse(name, data)
 	return problems

@@ -18,7 +18,13 @@ import (
 // the nearest enclosing key when the value is a default).
 func (d *decoder) validate(c *Config) {
 	d.checkServer(c.Server)
+	before := len(d.problems)
 	d.checkDSN("store.dsn", c.Store.DSN)
+	if isPostgres(c.Store.DSN) && len(d.problems) == before {
+		// Accepting it here would only move the refusal to the start of serve, after the operator was
+		// told the file is fine.
+		d.addf(d.at("store.dsn"), "store.dsn", "the PostgreSQL store is not built yet: use sqlite:PATH (the default, sqlite:<data_dir>/spyagency.db)")
+	}
 	if (c.Store.PasswordFile != "" || c.Store.PasswordEnv != "") && !isPostgres(c.Store.DSN) {
 		d.addf(d.at("store.password_file"), "store.password_file", "a database password only applies to a postgres:// DSN")
 	}
@@ -40,6 +46,7 @@ func (d *decoder) validate(c *Config) {
 	d.checkAgency(c.Agency)
 	d.checkSteering(c.Steering)
 	d.checkClock(c.Clock)
+	d.checkSimulatedClock(c)
 	if c.DataDir == "" {
 		d.addf(d.at("data_dir"), "data_dir", "must not be empty")
 	}
@@ -396,4 +403,52 @@ func (d *decoder) checkClock(c Clock) {
 	if c.WallStart.IsZero() {
 		d.addf(d.at("clock.wall_start"), "clock.wall_start", "a simulated clock needs the wall time it started at (RFC 3339)")
 	}
+}
+
+// checkSimulatedClock refuses a simulated clock with sources that are not on this machine: a scaled
+// clock is for watching the simulator (spyagency simulate --print-config writes one), and against real
+// CMS systems it would stamp decisions, deadlines and token expiries in a time that is not theirs.
+func (d *decoder) checkSimulatedClock(c *Config) {
+	if c.Clock.Speed <= 0 {
+		return
+	}
+	var far []string
+	for _, s := range c.Sources.list() {
+		if !s.src.Enabled {
+			continue
+		}
+		field := "sources." + string(s.name)
+		switch {
+		case s.src.URL != "" && !loopbackURL(s.src.URL):
+			far = append(far, fmt.Sprintf("%s.url %s", field, s.src.URL))
+		case isPostgres(s.src.DSN) && !loopbackURL(s.src.DSN):
+			far = append(far, fmt.Sprintf("%s.dsn %s", field, redactedDSN(s.src.DSN)))
+		}
+	}
+	if len(far) > 0 {
+		d.addf(d.at("clock.speed"), "clock.speed", "a simulated clock (speed %g) is only for a simulated CMS on this machine, but %s %s not on loopback; leave the clock block out to use the wall clock",
+			c.Clock.Speed, strings.Join(far, ", "), map[bool]string{true: "is", false: "are"}[len(far) == 1])
+	}
+}
+
+// loopbackURL says whether a URL's host is this machine: localhost or a loopback address.
+func loopbackURL(raw string) bool {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return false
+	}
+	host := u.Hostname()
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+// redactedDSN is a DSN fit for a message: no password.
+func redactedDSN(dsn string) string {
+	if u, err := url.Parse(dsn); err == nil {
+		return u.Redacted()
+	}
+	return "(unparsable DSN)"
 }

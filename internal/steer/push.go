@@ -22,6 +22,9 @@ type Outbox interface {
 	MarkDelivered(ctx context.Context, id int64, at time.Time) error
 	MarkFailed(ctx context.Context, id int64, at, next time.Time, errText string, dead bool) error
 	AppendAudit(ctx context.Context, e store.AuditEntry) error
+	// Decisions returns a run's decisions, oldest first: whether a refused version takes back an
+	// earlier releasable one depends on the version before it.
+	Decisions(ctx context.Context, run uint32) ([]pcl.Decision, error)
 }
 
 // Delivery is one decision to deliver to one target.
@@ -244,7 +247,11 @@ func (p *Pusher) attempt(ctx context.Context, e store.OutboxEntry) (retryAt time
 		return time.Time{}, ctx.Err()
 	}
 	if isPermanent(derr) || e.Attempts+1 >= p.o.MaxAttempts {
-		if withdraws(d, decoded) {
+		withdrawal, err := p.withdraws(ctx, d, decoded)
+		if err != nil {
+			return time.Time{}, err
+		}
+		if withdrawal {
 			// Giving this up would leave the receiver with the run's earlier version, which may say
 			// ready: Tier-0 would release a run whose calibrations are no longer there. Keep it at the
 			// head of the queue, retried at the longest backoff, and say so loudly.
@@ -266,11 +273,31 @@ func (p *Pusher) attempt(ctx context.Context, e store.OutboxEntry) (retryAt time
 	return retryAt, nil
 }
 
-// withdraws says whether a decision may take back an earlier "ready" (a later version that is not
-// releasable). The first version of a run withdraws nothing: without it the receiver has no row, and
-// Tier-0 waits for its fixed delay.
-func withdraws(d Delivery, decoded bool) bool {
-	return decoded && !d.Decision.Releasable && d.Decision.Version > 1
+// withdraws says whether a decision takes back an earlier releasable one: it is not releasable and the
+// run's version before it was. Only such a version must never be given up. The first version of a run
+// withdraws nothing (without it the receiver has no row, and Tier-0 waits for its fixed delay), and
+// neither does a not-releasable version after another (a new reason for waiting): giving one of those up
+// leaves the receiver with a not-releasable version too, so the queue may move on.
+//
+// The version before is enough, whatever happened to it: the queue goes in version order, and a
+// not-releasable version after a releasable one is itself a withdrawal, never given up; so when version
+// v-1 was not releasable, the receiver's newest version is not releasable either (or it has none).
+func (p *Pusher) withdraws(ctx context.Context, d Delivery, decoded bool) (bool, error) {
+	if !decoded || d.Decision.Releasable || d.Decision.Version <= 1 {
+		return false, nil
+	}
+	ds, err := p.o.Outbox.Decisions(ctx, d.Decision.Run)
+	if err != nil {
+		return false, fmt.Errorf("steer: read decisions of run %d: %w", d.Decision.Run, err)
+	}
+	for _, prev := range ds {
+		if prev.Version == d.Decision.Version-1 {
+			return prev.Releasable, nil
+		}
+	}
+	// The version before is not in the store: it cannot be shown that no "ready" is being taken back,
+	// so keep trying rather than risk it.
+	return true, nil
 }
 
 // deadLetter gives an entry up. The audit entry is written first: a crash in between then costs one more

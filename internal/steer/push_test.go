@@ -503,3 +503,88 @@ func TestPushNeverGivesUpAWithdrawal(t *testing.T) {
 		t.Errorf("accepted %v, want 100:1, the withdrawal 100:2, then 101:1", accepted)
 	}
 }
+
+// TestPushGivesUpARefusalThatWithdrawsNothing: a later version that is not releasable, after one that was
+// not releasable either (a new reason for waiting), takes back no "ready". Refused for good, it is a dead
+// letter like any other, audited, and the queue goes on; only a withdrawal holds it.
+func TestPushGivesUpARefusalThatWithdrawsNothing(t *testing.T) {
+	t.Parallel()
+	s := newPushSetup(t)
+	s.rcv.setRespond(func(key string) (int, http.Header) {
+		if key == "100:2" {
+			return http.StatusUnprocessableEntity, nil
+		}
+		return http.StatusOK, nil
+	})
+	var dead []store.OutboxEntry
+	p := s.pusher(t, PusherOptions{MaxAttempts: 3, OnDeadLetter: func(e store.OutboxEntry, err error) { dead = append(dead, e) }})
+	decide(t, s.st, t0, 100, pcl.ReadinessWaiting, false, "tier0")
+	if _, err := p.Tick(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	decide(t, s.st, s.clk.Now(), 100, pcl.ReadinessBlocked, false, "tier0") // waiting → blocked: still not releasable
+	decide(t, s.st, s.clk.Now(), 101, pcl.ReadinessReady, true, "tier0")
+	for range 3 {
+		if _, err := p.Tick(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		s.clk.Advance(time.Hour)
+	}
+	requests, accepted := s.rcv.snapshot()
+	if n := count(requests, "100:2"); n != 1 {
+		t.Errorf("the refused version was tried %d times, want once", n)
+	}
+	if !slices.Equal(accepted, []string{"100:1", "101:1"}) {
+		t.Errorf("accepted %v, want 100:1 then 101:1, not held behind the refused 100:2", accepted)
+	}
+	if len(dead) != 1 || dead[0].Run != 100 || dead[0].Version != 2 {
+		t.Errorf("dead letters %+v, want run 100 v2", dead)
+	}
+	audit, err := s.st.Audit(context.Background(), store.AuditQuery{Run: 100})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(audit) == 0 || audit[0].Action != "dead-letter" || !strings.Contains(audit[0].Detail, "version 2") {
+		t.Errorf("newest audit entry of run 100: %+v, want the dead letter of version 2", audit)
+	}
+}
+
+// TestPushNeverGivesUpAWithdrawalAfterExhaustedRetries: the same holds when a withdrawal fails for long
+// enough to run out of attempts, and after a dead letter of another version of the run before it.
+func TestPushNeverGivesUpAWithdrawalAfterExhaustedRetries(t *testing.T) {
+	t.Parallel()
+	s := newPushSetup(t)
+	var down atomic.Bool
+	s.rcv.setRespond(func(key string) (int, http.Header) {
+		switch {
+		case key == "100:2":
+			return http.StatusUnprocessableEntity, nil // a ready version, refused for good
+		case key == "100:3" && down.Load():
+			return http.StatusBadGateway, nil
+		}
+		return http.StatusOK, nil
+	})
+	var dead []store.OutboxEntry
+	p := s.pusher(t, PusherOptions{MaxAttempts: 2, OnDeadLetter: func(e store.OutboxEntry, err error) { dead = append(dead, e) }})
+	decide(t, s.st, t0, 100, pcl.ReadinessWaiting, false, "tier0")
+	decide(t, s.st, t0, 100, pcl.ReadinessReady, true, "tier0")
+	decide(t, s.st, t0, 100, pcl.ReadinessWaiting, false, "tier0") // takes the ready v2 back
+	down.Store(true)
+	for range 10 {
+		if _, err := p.Tick(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		s.clk.Advance(time.Hour)
+	}
+	if len(dead) != 1 || dead[0].Version != 2 {
+		t.Fatalf("dead letters %+v, want only the refused ready v2", dead)
+	}
+	down.Store(false)
+	s.clk.Advance(time.Hour)
+	if _, err := p.Tick(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if _, accepted := s.rcv.snapshot(); !slices.Equal(accepted, []string{"100:1", "100:3"}) {
+		t.Errorf("accepted %v, want 100:1 and the withdrawal 100:3", accepted)
+	}
+}

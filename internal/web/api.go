@@ -3,6 +3,7 @@ package web
 import (
 	"net/http"
 	"path"
+	"strings"
 	"time"
 
 	"github.com/cms-pcl/spyagency/internal/apperr"
@@ -177,6 +178,12 @@ func (s *Server) override(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, apperr.Errorf(apperr.Invalid, "action must be release, hold, clear or accept, not %q", req.Action))
 		return
 	}
+	if strings.TrimSpace(req.Reason) == "" {
+		// Checked here, not left to whoever applies the override: no action is taken without a reason
+		// for the audit log, whatever Overrider is behind this server.
+		s.fail(w, r, apperr.Errorf(apperr.Invalid, "a reason is required: it is kept in the audit log"))
+		return
+	}
 	if len(req.Reason) > 2000 {
 		s.fail(w, r, apperr.Errorf(apperr.Invalid, "reason over 2000 characters"))
 		return
@@ -275,7 +282,7 @@ func (s *Server) alertsAPI(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]any{"alerts": []Alert{}, "configured": false})
 		return
 	}
-	list, err := s.o.Alerts(r.Context())
+	list, err := s.o.Alerts.Firing(r.Context())
 	if err != nil {
 		s.fail(w, r, err)
 		return

@@ -16,7 +16,6 @@ import (
 	"github.com/cms-pcl/spyagency/internal/agency"
 	"github.com/cms-pcl/spyagency/internal/apperr"
 	"github.com/cms-pcl/spyagency/internal/pcl"
-	"github.com/cms-pcl/spyagency/internal/spy"
 	"github.com/cms-pcl/spyagency/internal/store"
 )
 
@@ -162,11 +161,11 @@ func cellsHTML(cells []boardCell, hidden map[string]bool) template.HTML {
 	return template.HTML(b.String())
 }
 
-// needsAttention: the run waits, is held or timed out, or one of its workflows is at risk or failed,
-// while the run is not yet released (a released run needs nothing more from anyone).
+// needsAttention: the run is blocked, waits, is held or timed out, or one of its workflows is at risk or
+// failed, while the run is not yet released (a released run needs nothing more from anyone).
 func needsAttention(rs pcl.RunState) bool {
 	switch rs.Decision.State {
-	case pcl.ReadinessWaiting, pcl.ReadinessHeld, pcl.ReadinessTimedOut:
+	case pcl.ReadinessBlocked, pcl.ReadinessWaiting, pcl.ReadinessHeld, pcl.ReadinessTimedOut:
 		return true
 	case pcl.ReadinessReleased:
 		return false
@@ -262,10 +261,25 @@ func (s *Server) runsFor(ctx context.Context, f boardFilter) ([]pcl.RunState, ui
 	// "Needs attention" is not a column of the store, but it is mostly readiness, which is indexed: the
 	// newest page of each readiness that can need attention, merged, holds the newest page of all.
 	// Released runs never need attention, so the bulk of a year of runs is never read.
+	//
+	// Blocked runs come first: nothing changes for them without a person. With no readiness chosen, the
+	// first page starts with every blocked run (newest first, up to boardMax), and the pages below it
+	// hold the other runs that need attention.
+	var blocked []pcl.RunState
+	readinesses := []pcl.Readiness{pcl.ReadinessBlocked, pcl.ReadinessWaiting, pcl.ReadinessHeld, pcl.ReadinessTimedOut,
+		pcl.ReadinessOngoing, pcl.ReadinessReady, pcl.ReadinessForced}
+	if f.Readiness == "" {
+		readinesses = readinesses[1:]
+		if f.Before == 0 {
+			var err error
+			if blocked, err = s.o.Store.RunStates(ctx, store.RunQuery{Class: f.Class, Readiness: pcl.ReadinessBlocked, Limit: boardMax}); err != nil {
+				return nil, 0, err
+			}
+		}
+	}
 	var out []pcl.RunState
 	floor := uint32(0) // below this run, some readiness was not looked through
-	for _, rd := range []pcl.Readiness{pcl.ReadinessWaiting, pcl.ReadinessHeld, pcl.ReadinessTimedOut,
-		pcl.ReadinessOngoing, pcl.ReadinessReady, pcl.ReadinessForced} {
+	for _, rd := range readinesses {
 		if f.Readiness != "" && f.Readiness != rd {
 			continue
 		}
@@ -283,11 +297,11 @@ func (s *Server) runsFor(ctx context.Context, f boardFilter) ([]pcl.RunState, ui
 	}
 	switch {
 	case !more:
-		return out, 0, nil
+		return append(blocked, out...), 0, nil
 	case len(out) == 0:
-		return out, floor, nil
+		return blocked, floor, nil
 	}
-	return out, out[len(out)-1].Run, nil
+	return append(blocked, out...), out[len(out)-1].Run, nil
 }
 
 // attentionOf returns the newest runs of one readiness that need attention, up to the page size, and
@@ -336,16 +350,6 @@ type legendItem struct {
 	Symbol string
 }
 
-type headerStrip struct {
-	FirstUnready    uint32
-	HasFirstUnready bool
-	FirstUnreadyErr string
-	Sources         []spy.Health
-	HasAlerts       bool // alerts are configured
-	Alerts          []Alert
-	AlertsErr       string
-}
-
 func (s *Server) board(w http.ResponseWriter, r *http.Request) {
 	f, err := parseBoardFilter(r.URL.Query())
 	if err != nil {
@@ -383,30 +387,4 @@ func (s *Server) board(w http.ResponseWriter, r *http.Request) {
 		d.Legend = append(d.Legend, legendItem{State: st, Symbol: stateSymbol(st)})
 	}
 	s.render(w, r, http.StatusOK, "board", page{Title: "Run board", Nav: "board", Live: s.o.Events != nil, Position: pos, Data: d})
-}
-
-// header gathers the board's header strip; a part that fails says so instead of failing the page.
-func (s *Server) header(ctx context.Context) headerStrip {
-	var h headerStrip
-	if s.o.FirstUnready != nil {
-		n, err := s.o.FirstUnready(ctx)
-		if err != nil {
-			s.log.Warn("first unready run", "err", err)
-			h.FirstUnreadyErr = "not available: " + err.Error()
-		} else {
-			h.FirstUnready, h.HasFirstUnready = n, true
-		}
-	}
-	if s.o.Sources != nil {
-		h.Sources = s.o.Sources()
-	}
-	if s.o.Alerts != nil {
-		h.HasAlerts = true
-		a, err := s.o.Alerts(ctx)
-		if err != nil {
-			h.AlertsErr = err.Error()
-		}
-		h.Alerts = a
-	}
-	return h
 }

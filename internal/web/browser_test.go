@@ -2,6 +2,7 @@ package web
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"os"
 	"os/exec"
@@ -15,7 +16,9 @@ import (
 	"github.com/chromedp/cdproto/runtime"
 	"github.com/chromedp/chromedp"
 
+	"github.com/cms-pcl/spyagency/internal/agency"
 	"github.com/cms-pcl/spyagency/internal/pcl"
+	"github.com/cms-pcl/spyagency/internal/spy"
 )
 
 // The browser tests drive Debian's Chromium with chromedp against a real server over a real SQLite
@@ -257,5 +260,122 @@ func TestBrowserOperatorHoldFromThePage(t *testing.T) {
 	if err != nil || rs.Decision.State != pcl.ReadinessHeld {
 		t.Errorf("stored readiness after the hold: %+v %v", rs.Decision, err)
 	}
+	b.clean()
+}
+
+// manyAlerts are n firing alerts as the rules would word them.
+func manyAlerts(n int) []Alert {
+	var out []Alert
+	for i := range n {
+		out = append(out, Alert{Name: "push-undeliverable", Severity: "critical", Run: uint32(392600 + i), Since: worldNow.Add(-time.Duration(i) * time.Minute),
+			Summary: fmt.Sprintf("tier0-webhook: decision v2 of run %d undeliverable", 392600+i),
+			Details: "given up after 100 attempt(s); last error: webhook tier0-webhook: POST https://cmsweb.cern.ch/t0/spyagency/decisions: 503 Service Unavailable " + hostileInfo})
+	}
+	return out
+}
+
+// TestBrowserHeaderLiveAndAlertsFold: the header's first unready run, sources and alerts change on the
+// page without a reload; 30 alerts fold into one line each and leave the run board on the first screen
+// of a shift-room screen (1400×1000) and of a phone (390×844).
+func TestBrowserHeaderLiveAndAlertsFold(t *testing.T) {
+	w := queueWorld(t)
+	src := &changing{first: 392640, alerts: manyAlerts(30)}
+	for _, s := range pcl.Sources {
+		src.sources = append(src.sources, spy.Health{Name: s, Healthy: true, LastSuccess: worldNow.Add(-time.Minute)})
+	}
+	hs, srv := w.serve(t, func(o *Options) {
+		o.FirstUnready, o.Alerts, o.Sources, o.HeaderEvery = src.firstUnready, src, src.health, 100*time.Millisecond
+		o.Banner = "Demo: operator actions are open to loopback clients."
+	})
+	b := newBrowser(t)
+	onFirstScreen := func(where string) {
+		t.Helper()
+		t.Logf("%s: the board's first row ends at %s px of %s", where, b.eval(`document.querySelector('#board tbody tr').getBoundingClientRect().bottom`), b.eval(`window.innerHeight`))
+		if got := b.eval(`document.querySelector('#board tbody tr').getBoundingClientRect().bottom <= window.innerHeight`); got != "true" {
+			t.Errorf("%s: the run board's first row is below the first screen (its bottom at %s px of %s)", where,
+				b.eval(`document.querySelector('#board tbody tr').getBoundingClientRect().bottom`), b.eval(`window.innerHeight`))
+		}
+		if got := b.eval(`document.documentElement.scrollWidth <= window.innerWidth + 1`); got != "true" {
+			t.Errorf("%s: the page overflows sideways", where)
+		}
+	}
+	for _, vp := range []struct {
+		name          string
+		width, height int64
+		opts          []chromedp.EmulateViewportOption
+	}{
+		{"screen", 1400, 1000, nil},
+		{"phone", 390, 844, []chromedp.EmulateViewportOption{chromedp.EmulatePortrait}},
+	} {
+		b.do("viewport", chromedp.EmulateViewport(vp.width, vp.height, vp.opts...))
+		b.open(hs.URL + "/")
+		b.waitFor("the live stream", `document.getElementById('live').textContent.includes('connected')`)
+		if got := b.eval(`document.querySelectorAll('#alerts li').length + ' ' + document.querySelector('#alerts .count').textContent`); got != "30 30" {
+			t.Errorf("%s: alerts shown and counted: %s", vp.name, got)
+		}
+		onFirstScreen(vp.name + " with 30 alerts")
+		// Unfolding one alert shows its details and still leaves the board on the first screen.
+		b.do("unfold an alert", chromedp.Click(chromedp.CSS(`#alerts li:first-child summary`)))
+		b.waitFor("the details", `document.querySelector('#alerts li:first-child details').open`)
+		if got := b.eval(`document.querySelector('#alerts li:first-child details p').textContent`); !strings.Contains(got, `503 Service Unavailable "><img src=x`) {
+			t.Errorf("%s: the unfolded details read %q", vp.name, got)
+		}
+		onFirstScreen(vp.name + " with an alert unfolded")
+		b.screenshot("board-alerts-" + vp.name + ".png")
+	}
+	if got := b.eval(`document.querySelector('#first-unready .holdup').textContent`); got != "run 392640 holds 7 newer runs for 14 h 20 m: blocked, SiStripGains upload-failed" {
+		t.Errorf("first unready run: %q", got)
+	}
+
+	// Everything in the header changes while the page stays open.
+	b.eval(`window.notReloaded = 1`)
+	src.set(func(c *changing) {
+		c.alerts = c.alerts[:2]
+		c.sources[1] = spy.Health{Name: c.sources[1].Name, Stale: true, Failures: 10, Error: "no answer"}
+		c.first = 392648
+	})
+	b.waitFor("the alerts to shrink", `document.querySelector('#alerts .count').textContent === '2'`)
+	if got := b.eval(`document.querySelectorAll('#alerts li').length + ' ' + document.querySelector('#alerts li:first-child details').open`); got != "2 true" {
+		t.Errorf("after the change: %s alerts, the unfolded one open: want 2 true", got)
+	}
+	b.waitFor("the stale source", `document.querySelector('#sources li.src-stale') !== null`)
+	if got := b.eval(`document.querySelector('#sources li.src-stale').title + '|' + document.querySelector('#sources li.src-stale .sr').textContent`); got != "no answer|stale" {
+		t.Errorf("stale source: %q", got)
+	}
+	// The first unready run is read again after a decision (or at the periodic refresh).
+	w.decided(392648, worldNow.Add(time.Minute), pcl.ReadinessWaiting, false, []string{"SiPixelAli", "SiStripGains"})
+	w.ag.Ingest(w.ctx, pcl.SourceOMS, []pcl.Observation{runObs(392650, "Collisions25", worldNow, nil)}) // a run event, to wake the header
+	w.ag.Pass(w.ctx)
+	b.waitFor("the new first unready run", `document.querySelector('#first-unready .big a').textContent === '392648'`)
+	if got := b.eval(`document.querySelector('#first-unready .holdup').textContent`); got != "run 392648 holds no newer run: waiting, SiPixelAli, SiStripGains" {
+		t.Errorf("first unready run after the change: %q", got)
+	}
+	src.set(func(c *changing) { c.alerts = nil })
+	b.waitFor("no alert", `document.querySelector('#alerts .ok') !== null && document.querySelector('#alerts .count').textContent === '0'`)
+	if b.eval(`window.notReloaded`) != "1" {
+		t.Error("the page reloaded instead of updating its header in place")
+	}
+
+	// "Needs attention" keeps blocked runs first as they change live: a run that becomes blocked moves up
+	// into them, a new waiting run goes below them. (This branch's reconcile makes no blocked run, so
+	// the events are sent as the agency's would be.)
+	b.open(hs.URL + "/?attention=1")
+	b.waitFor("the live stream", `document.getElementById('live').textContent.includes('connected')`)
+	rows := `Array.from(document.querySelectorAll('#board tbody tr')).map(r => r.dataset.run + (r.classList.contains('blocked') ? 'b' : '')).join(',')`
+	if got := b.eval(rows); got != "392640b,392648" {
+		t.Fatalf("attention rows: %s", got)
+	}
+	live := func(run uint32, rd pcl.Readiness) {
+		st := pcl.RunState{Run: run, Class: "Collisions25", Decision: pcl.Decision{Run: run, State: rd, Version: 3, Reason: string(rd) + " (test)", Blocking: []string{"SiPixelAli"}}}
+		body, err := json.Marshal(liveRowOf(agency.Event{Run: run, DecisionChanged: true, State: st}, w.clk.Now()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		srv.hub.broadcast("run", body)
+	}
+	live(392648, pcl.ReadinessBlocked)
+	b.waitFor("the blocked run to move up", rows+` === '392648b,392640b'`)
+	live(392650, pcl.ReadinessWaiting)
+	b.waitFor("the new run below the blocked ones", rows+` === '392648b,392640b,392650'`)
 	b.clean()
 }

@@ -1,6 +1,7 @@
 package web
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -30,6 +31,8 @@ const (
 type sseMsg struct {
 	seq  uint64
 	data []byte // the whole SSE frame: id, event, data lines
+	// state: a state event (the header's parts): no id, never replayed, always sent.
+	state bool
 }
 
 type sseClient struct {
@@ -44,19 +47,29 @@ type hub struct {
 	log   *slog.Logger
 	epoch string // tells a reconnecting browser whether its Last-Event-ID is from this process
 
+	// watch, when set, keeps the state events current (the header); it runs from the first client until
+	// close, and decided tells it a decision changed.
+	watch   func(stop <-chan struct{}, decided <-chan struct{})
+	decided chan struct{}
+	watched sync.WaitGroup
+
 	mu      sync.Mutex
 	clients map[*sseClient]bool
 	ring    []sseMsg
 	seq     uint64
+	states  map[string][]byte // state event name → its current frame
 	started bool
 	cancel  func()
 	done    chan struct{}
 	closed  bool
 }
 
+// stateEvents are the state events, in the order a (re)connecting page gets them.
+var stateEvents = []string{"first-unready", "sources", "alerts"}
+
 func newHub(src func(int) (<-chan agency.Event, func()), clk clock.Clock, log *slog.Logger) *hub {
 	return &hub{src: src, clock: clk, log: log, clients: map[*sseClient]bool{}, done: make(chan struct{}),
-		epoch: strconv.FormatInt(time.Now().UnixNano(), 36)}
+		decided: make(chan struct{}, 1), states: map[string][]byte{}, epoch: strconv.FormatInt(time.Now().UnixNano(), 36)}
 }
 
 // join adds a client and starts the subscription with the first one; nil once the hub is closed.
@@ -73,6 +86,9 @@ func (h *hub) join() *sseClient {
 		ch, cancel := h.src(sourceBuffer)
 		h.cancel = cancel
 		go h.pump(ch)
+		if h.watch != nil {
+			h.watched.Go(func() { h.watch(h.done, h.decided) })
+		}
 	}
 	return c
 }
@@ -83,11 +99,12 @@ func (h *hub) leave(c *sseClient) {
 	h.mu.Unlock()
 }
 
-// close ends every stream and the subscription.
+// close ends every stream, the subscription and the watch (waiting for it: it reads the store, which
+// the caller may close next).
 func (h *hub) close() {
 	h.mu.Lock()
-	defer h.mu.Unlock()
 	if h.closed {
+		h.mu.Unlock()
 		return
 	}
 	h.closed = true
@@ -95,6 +112,8 @@ func (h *hub) close() {
 	if h.cancel != nil {
 		h.cancel()
 	}
+	h.mu.Unlock()
+	h.watched.Wait()
 }
 
 // pump turns agency events into SSE frames until the subscription ends. The subscription lives as long
@@ -107,7 +126,44 @@ func (h *hub) pump(ch <-chan agency.Event) {
 			continue
 		}
 		h.broadcast("run", body)
+		if e.DecisionChanged {
+			select {
+			case h.decided <- struct{}{}:
+			default: // one pending signal says it all
+			}
+		}
 	}
+}
+
+// setState makes body the current value of a state event and sends it to every page, unless it is the
+// value they have already.
+func (h *hub) setState(event string, body []byte) {
+	f := fmt.Appendf(nil, "event: %s\ndata: %s\n\n", event, body)
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if bytes.Equal(h.states[event], f) {
+		return
+	}
+	h.states[event] = f
+	h.send(sseMsg{data: f, state: true})
+}
+
+// viewed says whether a page is connected.
+func (h *hub) viewed() bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return len(h.clients) > 0
+}
+
+// stateFrames are the current state events, for a page that (re)connects.
+func (h *hub) stateFrames() []byte {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	var out []byte
+	for _, e := range stateEvents {
+		out = append(out, h.states[e]...)
+	}
+	return out
 }
 
 func (h *hub) broadcast(event string, body []byte) {
@@ -120,6 +176,11 @@ func (h *hub) broadcast(event string, body []byte) {
 		h.ring = h.ring[:replaySize-1]
 	}
 	h.ring = append(h.ring, m)
+	h.send(m)
+}
+
+// send queues m for every client, and tells one that cannot take it to go. Called with h.mu held.
+func (h *hub) send(m sseMsg) {
 	for c := range h.clients {
 		select {
 		case c.ch <- m:
@@ -172,8 +233,9 @@ func frame(id, event string, data []byte) []byte {
 }
 
 // events serves GET /events: text/event-stream, one "run" event per stored run state, "tick" events
-// with the agency's clock as heartbeats, until the client goes, the server shuts down, or the client
-// falls behind.
+// with the agency's clock as heartbeats, and the header's state events ("first-unready", "sources",
+// "alerts") whenever one changes, until the client goes, the server shuts down, or the client falls
+// behind.
 func (s *Server) events(w http.ResponseWriter, r *http.Request) {
 	rc := http.NewResponseController(w)
 	// The server's write timeout would cut a stream that is meant to stay open; each write below sets
@@ -210,6 +272,9 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request) {
 		hello = append(hello, frame(s.hub.position(), "resync", []byte(`{}`))...)
 	}
 	hello = append(hello, s.tick()...)
+	// The header as it is now: whatever the page missed of it, this replaces. Read after join, so a
+	// change after this read also reaches the client's queue, and is sent after it.
+	hello = append(hello, s.hub.stateFrames()...)
 	for _, m := range replay {
 		hello = append(hello, m.data...)
 	}
@@ -231,7 +296,7 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request) {
 		case <-c.kick:
 			return // too slow: the browser reconnects and replays from its last id
 		case m := <-c.ch:
-			if m.seq <= seen {
+			if !m.state && m.seq <= seen {
 				continue // already sent in the replay
 			}
 			if !write(m.data) {

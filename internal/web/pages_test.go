@@ -119,12 +119,13 @@ func TestBoardHeaderWithFirstUnreadyAndAlerts(t *testing.T) {
 	t.Parallel()
 	_, base := seeded(t, func(o *Options) {
 		o.FirstUnready = func(ctx context.Context) (uint32, error) { return runFailed, nil }
-		o.Alerts = func(ctx context.Context) ([]Alert, error) {
-			return []Alert{{Name: "WorkflowLate", Severity: "warning", Summary: "SiPixelAli late: " + hostileTag, Run: runFailed}}, nil
-		}
+		o.Alerts = AlertsFunc(func(ctx context.Context) ([]Alert, error) {
+			return []Alert{{Name: "WorkflowLate", Severity: "warning", Summary: "SiPixelAli late: " + hostileTag, Details: hostileInfo, Run: runFailed}}, nil
+		})
 	})
 	_, page, _ := fetch(t, base+"/")
-	if !strings.Contains(page, `<a href="/runs/392675">392675</a></p>`) || !strings.Contains(page, "WorkflowLate") {
+	if !strings.Contains(page, `<p class="big"><a href="/runs/392675">392675</a>`) || !strings.Contains(page, "WorkflowLate") ||
+		!strings.Contains(page, `SiPixelAli late: &lt;script&gt;`) {
 		t.Errorf("header strip lacks the first unready run or the alert")
 	}
 	noHostileMarkup(t, "board header", page)

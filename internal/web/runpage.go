@@ -39,7 +39,13 @@ type runWorkflow struct {
 type milestoneAt struct {
 	Name string
 	At   time.Time
+	// Observed: the time is when the agency saw the step (bounded by the evidence around it), not a
+	// time the source reported.
+	Observed bool
 }
+
+// observedNote is what the page says of an observed time, in the table's and the timeline's hover text.
+const observedNote = "observed by the agency: the source gives no time of its own, so this is when a spy saw it, bounded by the evidence around it"
 
 type uploadRow struct {
 	Kind, File, Tag, Status, Info string
@@ -140,7 +146,7 @@ func (s *Server) runWorkflow(ws pcl.WorkflowStatus, obs []pcl.Observation) runWo
 	rw := runWorkflow{Status: ws, Symbol: stateSymbol(ws.State)}
 	for _, m := range pcl.AllMilestones {
 		if t := ws.Milestones.Get(m); !t.IsZero() {
-			rw.Milestones = append(rw.Milestones, milestoneAt{string(m), t})
+			rw.Milestones = append(rw.Milestones, milestoneAt{Name: string(m), At: t, Observed: ws.Milestones.Observed.Has(m)})
 		}
 	}
 	// The destination tags: from the harvested files' metadata, else the catalogue's.
@@ -211,6 +217,7 @@ func (s *Server) timeline(rs pcl.RunState, audit []store.AuditEntry) template.HT
 	}
 	tl.Lanes = append(tl.Lanes, runLane)
 	wfDeadline := time.Time{}
+	observed := 0
 	for _, ws := range rs.Workflows {
 		if ws.State == pcl.StateNotExpected {
 			continue
@@ -226,7 +233,13 @@ func (s *Server) timeline(rs pcl.RunState, audit []store.AuditEntry) template.HT
 			if !prev.IsZero() {
 				lane.Bars = append(lane.Bars, plot.Bar{From: prev, To: t, Class: "seg", Title: fmt.Sprintf("%s: %s to %s", ws.Name, plot.Hours(t.Sub(prev)), m)})
 			}
-			lane.Points = append(lane.Points, plot.Point{At: t, Class: "ms ms-" + string(m), Title: fmt.Sprintf("%s %s at %s", ws.Name, m, when(t))})
+			p := plot.Point{At: t, Class: "ms ms-" + string(m), Title: fmt.Sprintf("%s %s at %s, reported by the source", ws.Name, m, when(t))}
+			if ws.Milestones.Observed.Has(m) {
+				p.Class += " observed"
+				p.Title = fmt.Sprintf("%s %s at %s, %s", ws.Name, m, when(t), observedNote)
+				observed++
+			}
+			lane.Points = append(lane.Points, p)
 			prev = t
 		}
 		if !ws.Deadline.IsZero() && (wfDeadline.IsZero() || ws.Deadline.Before(wfDeadline)) {
@@ -254,7 +267,7 @@ func (s *Server) timeline(rs pcl.RunState, audit []store.AuditEntry) template.HT
 		tl.Lines = append(tl.Lines, plot.VLine{At: wfDeadline, Class: "deadline wf-deadline", Label: "workflow deadline"})
 	}
 	tl.From, tl.To = from, to.Add(to.Sub(from)/40)
-	tl.Desc = fmt.Sprintf("From %s to %s: the run, %d workflows with their milestones (stop, express done, harvested, upload sent, uploaded, in DB), deadlines and %d operator actions. The table below lists the same times.",
-		when(from), when(to), len(tl.Lanes)-1, len(tl.Actions))
+	tl.Desc = fmt.Sprintf("From %s to %s: the run, %d workflows with their milestones (stop, express done, harvested, upload sent, uploaded, in DB; %d of the times observed by the agency rather than reported by the source), deadlines and %d operator actions. The table below lists the same times.",
+		when(from), when(to), len(tl.Lanes)-1, observed, len(tl.Actions))
 	return tl.Draw()
 }

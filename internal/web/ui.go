@@ -59,6 +59,10 @@ func newUI() (*ui, error) {
 		"rowArgs": func(row boardRow, hidden map[string]bool, now time.Time) rowArgs {
 			return rowArgs{Row: row, Hidden: hidden, Now: now}
 		},
+		"holdupArgs":   func(h holdupView, now time.Time) holdupArgs { return holdupArgs{H: h, Now: now} },
+		"holdFor":      func(now time.Time, since *time.Time) string { return holdFor(now.Sub(*since)) },
+		"heldText":     heldText,
+		"observedNote": func() string { return observedNote },
 	}
 	base, err := template.New("layout.html").Funcs(funcs).ParseFS(assetsFS, "assets/templates/layout.html")
 	if err != nil {
@@ -79,6 +83,12 @@ type rowArgs struct {
 	Row    boardRow
 	Hidden map[string]bool
 	Now    time.Time
+}
+
+// holdupArgs is what the header's first-unready part needs.
+type holdupArgs struct {
+	H   holdupView
+	Now time.Time
 }
 
 // page is what every page template sees; Data is the page's own.
@@ -175,7 +185,7 @@ func stateSymbol(s pcl.State) string {
 }
 
 var readinessSymbols = map[pcl.Readiness]string{
-	pcl.ReadinessOngoing: "▶", pcl.ReadinessWaiting: "◷", pcl.ReadinessReady: "✓", pcl.ReadinessTimedOut: "⊗",
+	pcl.ReadinessOngoing: "▶", pcl.ReadinessWaiting: "◷", pcl.ReadinessBlocked: "⊘", pcl.ReadinessReady: "✓", pcl.ReadinessTimedOut: "⊗",
 	pcl.ReadinessHeld: "‖", pcl.ReadinessForced: "»", pcl.ReadinessReleased: "✔",
 }
 

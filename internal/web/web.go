@@ -57,20 +57,14 @@ type Options struct {
 	FirstUnready func(ctx context.Context) (uint32, error)
 	// Links are the base URLs of the CMS pages the run page links to; "" hides that kind of link.
 	Links config.Links
-	// Alerts lists the firing alerts for the board's header; nil: the header says alerts are not
-	// configured.
-	Alerts func(ctx context.Context) ([]Alert, error)
+	// Alerts lists the firing alerts for the board's header and the API; nil: the header says alerts
+	// are not configured.
+	Alerts AlertSource
 	// Heartbeat is how often an idle event stream sends a tick (default 15s of wall time).
 	Heartbeat time.Duration
-}
-
-// Alert is a firing alert as the board's header shows it.
-type Alert struct {
-	Name     string    `json:"name"`
-	Severity string    `json:"severity"`
-	Summary  string    `json:"summary"`
-	Run      uint32    `json:"run,omitempty"`
-	Since    time.Time `json:"since"`
+	// HeaderEvery is how often the header's sources and alerts are looked at for the live page
+	// (default 2s of wall time); a part is sent only when it changed.
+	HeaderEvery time.Duration
 }
 
 // Server is the HTTP handler.
@@ -97,6 +91,9 @@ func New(o Options) (*Server, error) {
 	if o.Heartbeat <= 0 {
 		o.Heartbeat = 15 * time.Second
 	}
+	if o.HeaderEvery <= 0 {
+		o.HeaderEvery = 2 * time.Second
+	}
 	u, err := newUI()
 	if err != nil {
 		return nil, err
@@ -107,6 +104,9 @@ func New(o Options) (*Server, error) {
 	}
 	s := &Server{o: o, mux: http.NewServeMux(), log: o.Logger, ui: u, csrf: token}
 	s.hub = newHub(o.Events, o.Clock, o.Logger)
+	if o.FirstUnready != nil || o.Sources != nil || o.Alerts != nil {
+		s.hub.watch = s.watchHeader
+	}
 	s.routes()
 	return s, nil
 }
@@ -226,9 +226,36 @@ func (s *Server) version(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, map[string]string{"version": s.o.Version})
 }
 
+// Timeouts bound how long one client may hold a connection (config.Server's read_timeout and
+// write_timeout). Without them a client that sends its headers and never its body holds a connection,
+// and a goroutine, for good.
+type Timeouts struct {
+	// Read bounds reading a whole request, body included; 0 for no bound. ReadHeader bounds the headers
+	// alone: default 10 s, and never longer than Read.
+	Read, ReadHeader time.Duration
+	// Write bounds writing a response; 0 for no bound. The event stream lifts it (and Read) for itself.
+	Write time.Duration
+	// Idle bounds a kept-alive connection waiting for its next request; default 2 min.
+	Idle time.Duration
+}
+
+// newHTTPServer is the http.Server ListenAndServe runs, with the timeouts applied.
+func newHTTPServer(h http.Handler, t Timeouts) *http.Server {
+	if t.ReadHeader <= 0 {
+		t.ReadHeader = 10 * time.Second
+	}
+	if t.Read > 0 && t.ReadHeader > t.Read {
+		t.ReadHeader = t.Read
+	}
+	if t.Idle <= 0 {
+		t.Idle = 2 * time.Minute
+	}
+	return &http.Server{Handler: h, ReadHeaderTimeout: t.ReadHeader, ReadTimeout: t.Read, WriteTimeout: t.Write, IdleTimeout: t.Idle}
+}
+
 // ListenAndServe serves h on addr until ctx ends, then shuts down within grace. It reports the bound
 // address through bound (useful with port 0).
-func ListenAndServe(ctx context.Context, addr string, h http.Handler, grace time.Duration, bound func(net.Addr)) error {
+func ListenAndServe(ctx context.Context, addr string, h http.Handler, grace time.Duration, t Timeouts, bound func(net.Addr)) error {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", addr, err)
@@ -236,7 +263,7 @@ func ListenAndServe(ctx context.Context, addr string, h http.Handler, grace time
 	if bound != nil {
 		bound(ln.Addr())
 	}
-	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute}
+	srv := newHTTPServer(h, t)
 	if c, ok := h.(interface{ Close() }); ok {
 		srv.RegisterOnShutdown(c.Close) // event streams never go idle by themselves
 	}

@@ -211,7 +211,10 @@ func (w *world) serve(t testing.TB, mod func(*Options)) (*httptest.Server, *Serv
 		t.Fatal(err)
 	}
 	hs := httptest.NewUnstartedServer(srv)
-	hs.Config.WriteTimeout = 2 * time.Second // shorter than the tests' streams: they must lift it
+	// Shorter than the tests' streams, which must outlive them, as ListenAndServe sets them from the
+	// configuration (the stream lifts the write deadline; net/http lifts the read deadline itself once
+	// a body-less request is read).
+	hs.Config.ReadTimeout, hs.Config.WriteTimeout = 2*time.Second, 2*time.Second
 	hs.Start()
 	t.Cleanup(func() {
 		srv.Close()
