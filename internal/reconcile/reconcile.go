@@ -3,7 +3,6 @@ package reconcile
 import (
 	"cmp"
 	"slices"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -162,42 +161,39 @@ func (f *facts) prune(head int32, l *latestName) int32 {
 	return out
 }
 
-// latestName is the name of an input's latest file, and its stem once needed.
+// latestName is the name of an input's latest file, and its parsed form once needed.
 type latestName struct {
-	file, stem string
-	stemmed    bool
+	file   string
+	name   pcl.HarvestName
+	ok     bool // name parsed
+	parsed bool // parsing was tried
 }
 
 // names says whether a marker or upload record names the latest file: a name of the same upload (same
-// stem). The spies report the .db's own name for all three kinds, so the stems need computing only for
-// names that differ.
+// stem). The spies report the .db's own name for all three kinds, so names need parsing only where they
+// differ; a name that is no harvest file name only names itself.
 func (l *latestName) names(file string) bool {
 	if file == l.file {
 		return true
 	}
-	if !l.stemmed {
-		l.stem, l.stemmed = stem(l.file), true
+	if !l.parsed {
+		l.name, l.ok = harvestName(l.file)
+		l.parsed = true
 	}
-	// The stem followed by suffixes (its .txt, its .txt.uploaded marker) has that stem, without a
-	// search of the whole name: with no '/' or '@' after it, the stem's end is the name's first dot
-	// (a stem without a dot) or its first dot after the last '@' (a stem's part after its last '@' has
-	// no dot).
-	if st := l.stem; len(file) > len(st) && file[len(st)] == '.' && file[:len(st)] == st &&
-		plainSuffix(file[len(st):]) {
-		return true
+	if !l.ok {
+		return false
 	}
-	return stem(file) == l.stem
+	n, ok := harvestName(file)
+	return ok && n.SameUpload(l.name)
 }
 
-// plainSuffix says whether a name's suffixes hold no '/' or '@'. A loop: they are a few bytes, and
-// strings.ContainsAny builds its byte set on every call.
-func plainSuffix(s string) bool {
-	for i := 0; i < len(s); i++ {
-		if s[i] == '/' || s[i] == '@' {
-			return false
-		}
+// harvestName reads a file name of the harvest area with pcl's one reader, after any directory.
+func harvestName(file string) (pcl.HarvestName, bool) {
+	if i := strings.LastIndexByte(file, '/'); i >= 0 {
+		file = file[i+1:]
 	}
-	return true
+	n, err := pcl.ParseHarvestName(file)
+	return n, err == nil
 }
 
 // marker returns the first upload marker of the input's latest file.
@@ -248,19 +244,14 @@ func (f *facts) stream(name string) *streamFacts {
 // later says whether a is after b in the canonical order.
 func later(a, b *pcl.Observation) bool { return b == nil || compare(a, b) > 0 }
 
-// inputTagOf is the input tag an upload record or marker is about: its own field, or the middle of its
-// file's stem, Run<run>@<inputTag>@<uuid>.
+// inputTagOf is the input tag an upload record or marker is about: its own field, or the one its file
+// name, Run<run>@<inputTag>@<uuid>.<ext>, gives.
 func inputTagOf(o *pcl.Observation) string {
 	if o.InputTag != "" {
 		return o.InputTag
 	}
-	name := stem(o.File)
-	i := strings.IndexByte(name, '@')
-	j := strings.LastIndexByte(name, '@')
-	if i < 0 || j <= i {
-		return ""
-	}
-	return name[i+1 : j]
+	n, _ := harvestName(o.File)
+	return n.InputTag
 }
 
 // index files each valid observation of the run under what it tells.
@@ -303,7 +294,7 @@ func index(in Input) *facts {
 				continue
 			}
 			// Another run's record needs no catalogue lookup.
-			if o.Run != in.Run && (o.Run != 0 || !runOfStem(stem(o.File), in.Run)) {
+			if o.Run != in.Run && (o.Run != 0 || !runOfFile(o.File, in.Run)) {
 				continue
 			}
 			if k, ok := cat.InputIndex(inputTagOf(o)); ok {
@@ -440,18 +431,11 @@ func earlierSeen(a, b *pcl.Observation) bool {
 	return compare(a, b) < 0
 }
 
-// runOfStem says whether a harvest file stem belongs to the run (Run<run>@...); names of another form
-// are taken as the run's, since the record was selected for it.
-func runOfStem(name string, run uint32) bool {
-	if !strings.HasPrefix(name, "Run") {
-		return true
-	}
-	i := strings.IndexByte(name, '@')
-	if i < 0 {
-		return true
-	}
-	n, err := strconv.ParseUint(name[3:i], 10, 32)
-	return err != nil || uint32(n) == run
+// runOfFile says whether a harvest file name belongs to the run; a name of another form is taken as the
+// run's, since the record was selected for it (and without an input tag it is dropped anyway).
+func runOfFile(file string, run uint32) bool {
+	n, ok := harvestName(file)
+	return !ok || n.Run == run
 }
 
 // winners keeps, of one tag's IOVs, the row inserted last at each since, ordered by since: several rows
@@ -565,29 +549,6 @@ func seenAt(o *pcl.Observation) time.Time {
 		return o.At
 	}
 	return o.Seen
-}
-
-// stem is the upload's name without directory and suffixes, so that a .db, its .txt, its
-// .txt.uploaded marker and the upload log's file name all name the same upload. Harvest names are
-// Run<run>@<inputTag>@<uuid>.<ext> and a uuid has no dot, so the stem ends at the first dot after the
-// last '@'; other names lose everything from their first dot. The common case (a base name whose first
-// dot follows its last '@') takes two fast byte searches.
-func stem(name string) string {
-	if strings.IndexByte(name, '/') >= 0 {
-		name = name[strings.LastIndexByte(name, '/')+1:]
-	}
-	dot := strings.IndexByte(name, '.')
-	if dot < 0 {
-		return name
-	}
-	if strings.IndexByte(name[dot:], '@') < 0 {
-		return name[:dot]
-	}
-	at := strings.LastIndexByte(name, '@')
-	if j := strings.IndexByte(name[at:], '.'); j >= 0 {
-		return name[:at+j]
-	}
-	return name
 }
 
 func clock(t time.Time) string {
