@@ -59,3 +59,12 @@ func FuzzParseHarvestName(f *testing.F) {
 		}
 	})
 }
+
+func BenchmarkParseHarvestName(b *testing.B) {
+	name := "Run392680@SiPixelQualityFromDbRcd_stuckTBM@0b1d6e5a-1111-2222-3333-444455556666.db"
+	for b.Loop() {
+		if _, err := ParseHarvestName(name); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

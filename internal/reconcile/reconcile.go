@@ -161,39 +161,57 @@ func (f *facts) prune(head int32, l *latestName) int32 {
 	return out
 }
 
-// latestName is the name of an input's latest file, and its parsed form once needed.
+// latestName is the name of an input's latest file, and its stem once known.
 type latestName struct {
 	file   string
-	name   pcl.HarvestName
-	ok     bool // name parsed
-	parsed bool // parsing was tried
+	stem   string // the stem of file's base name; "" when it is no harvest file name
+	parsed bool   // file was read
 }
 
 // names says whether a marker or upload record names the latest file: a name of the same upload (same
-// stem). The spies report the .db's own name for all three kinds, so names need parsing only where they
-// differ; a name that is no harvest file name only names itself.
+// stem). The spies report the .db's own name for all three kinds, so names need reading only where they
+// differ; a name that is no harvest file name only names itself. A harvest name's stem is canonical (a
+// run has no leading zero, the parts hold no '@' or '.'), so another name is of the same upload exactly
+// when, after its directory, it is that stem and a harvest file's ending: what pcl.ParseHarvestName
+// would say, without reading the whole name again.
 func (l *latestName) names(file string) bool {
 	if file == l.file {
 		return true
 	}
 	if !l.parsed {
-		l.name, l.ok = harvestName(l.file)
+		if n, ok := harvestName(l.file); ok {
+			base := baseName(l.file)
+			l.stem = base[:len(base)-len(n.Ext)]
+		}
 		l.parsed = true
 	}
-	if !l.ok {
+	if l.stem == "" {
 		return false
 	}
-	n, ok := harvestName(file)
-	return ok && n.SameUpload(l.name)
+	base := baseName(file)
+	if len(base) <= len(l.stem) || base[len(l.stem)] != '.' || base[:len(l.stem)] != l.stem {
+		return false
+	}
+	switch pcl.HarvestExt(base[len(l.stem):]) {
+	case pcl.HarvestDB, pcl.HarvestMetadata, pcl.HarvestUploaded:
+		return true
+	}
+	return false
 }
 
 // harvestName reads a file name of the harvest area with pcl's one reader, after any directory.
 func harvestName(file string) (pcl.HarvestName, bool) {
-	if i := strings.LastIndexByte(file, '/'); i >= 0 {
-		file = file[i+1:]
-	}
-	n, err := pcl.ParseHarvestName(file)
+	n, err := pcl.ParseHarvestName(baseName(file))
 	return n, err == nil
+}
+
+// baseName is a name after its last '/'. The spies report base names: the forward byte search finds
+// that out fast, where the backward one would walk the whole name byte by byte.
+func baseName(file string) string {
+	if strings.IndexByte(file, '/') < 0 {
+		return file
+	}
+	return file[strings.LastIndexByte(file, '/')+1:]
 }
 
 // marker returns the first upload marker of the input's latest file.

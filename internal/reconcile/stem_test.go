@@ -1,6 +1,9 @@
 package reconcile
 
-import "testing"
+import (
+	"math/rand/v2"
+	"testing"
+)
 
 // TestNamesLatest: a marker or upload record names the latest harvest file when pcl's reader gives both
 // names the same stem, whatever directory or ending they carry; a name that is no harvest name only
@@ -29,6 +32,28 @@ func TestNamesLatest(t *testing.T) {
 		l := latestName{file: tc.latest}
 		if got := l.names(tc.other); got != tc.want {
 			t.Errorf("names(%q) of latest %q = %v, want %v", tc.other, tc.latest, got, tc.want)
+		}
+	}
+}
+
+// TestNamesLatestIsParsedStemEquality: names' shortcut answers what comparing the names' parsed stems
+// answers, for names drawn from the pieces that matter to pcl.ParseHarvestName.
+func TestNamesLatestIsParsedStemEquality(t *testing.T) {
+	t.Parallel()
+	r := rand.New(rand.NewPCG(1, 2))
+	pick := func(xs ...string) string { return xs[r.IntN(len(xs))] }
+	draw := func() string {
+		return pick("", "d/", "a/b/") + pick("Run", "run", "") + pick("7", "07", "392680", "") + pick("@", "") +
+			pick("T", "T_1", "T.x", "") + pick("@", "@@", "") + pick("u", "u-1", "") + pick(".db", ".txt", ".txt.uploaded", ".root", "", ".db.x")
+	}
+	for range 50000 {
+		a, b := draw(), draw()
+		l := latestName{file: a}
+		na, oka := harvestName(a)
+		nb, okb := harvestName(b)
+		want := a == b || (oka && okb && na.SameUpload(nb))
+		if got := l.names(b); got != want {
+			t.Fatalf("names(%q) of latest %q = %v, parsing says %v", b, a, got, want)
 		}
 	}
 }
