@@ -135,6 +135,21 @@ func TestPolicy(t *testing.T) {
 	}
 }
 
+// TestDefaultRunDeadlineIsTier0Lock: by default a run times out when Tier-0 alone would lock it, 48 h
+// after stop less the 30 min lock offset (cms-interfaces.md §1.7), so that Spy Agency never releases a
+// run later than Tier-0 would without it.
+func TestDefaultRunDeadlineIsTier0Lock(t *testing.T) {
+	t.Parallel()
+	for _, c := range DefaultPolicy().Classes {
+		if c.RunDeadline != 47*time.Hour+30*time.Minute {
+			t.Errorf("class %s: run deadline %s, want 47h30m", c.Pattern, c.RunDeadline)
+		}
+	}
+	if got := DefaultPolicy().For("no class matches this").RunDeadline; got != 47*time.Hour+30*time.Minute {
+		t.Errorf("last resort class: run deadline %s", got)
+	}
+}
+
 func TestStreamDoneFalseIsWritten(t *testing.T) {
 	t.Parallel()
 	o := Observation{Source: SourceTier0, Kind: KindStreamDone, Run: 392680, At: time.Unix(0, 0).UTC(), Stream: "Express"}

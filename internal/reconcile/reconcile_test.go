@@ -408,7 +408,7 @@ func TestNextWake(t *testing.T) {
 		t.Errorf("next wake %s, want the at-risk threshold %s", rs.NextWake, want)
 	}
 	rs = Reconcile(Input{Run: testRun, Observations: base, Catalogue: catalog, Policy: onlyGains(pcl.OnTimeoutRelease), Now: at(21 * time.Hour)})
-	if want := at(48 * time.Hour); !rs.NextWake.Equal(want) {
+	if want := at(47*time.Hour + 30*time.Minute); !rs.NextWake.Equal(want) {
 		t.Errorf("next wake %s, want the run deadline %s", rs.NextWake, want)
 	}
 	rs = Reconcile(Input{Run: testRun, Observations: concat(base, gainsInDB(h1)), Catalogue: catalog, Policy: onlyGains(pcl.OnTimeoutRelease), Now: at(2 * time.Hour)})
