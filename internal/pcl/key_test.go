@@ -26,7 +26,7 @@ func keyCases() []Observation {
 		{Source: SourceDropbox, Kind: KindUploadStatus, Run: 392001, At: at, FileHash: "5f0b2d6e", File: "Run392001@x.db",
 			Tag: "SiStripApvGain_PCL_v0_prompt", Status: UploadOK},
 		{Source: SourceCondDB, Kind: KindIOV, Run: 392001, At: at, Tag: "BeamSpotObjects_PCL_byLumi_v0_prompt",
-			Since: 392001<<32 | 17, Inserted: at, Payload: "d1e5c0ffee"},
+			Since: 392001<<32 | 17, Inserted: at, Payload: "d1e5c0ffee", Synchronization: "pcl"},
 		{Source: SourceDQM, Kind: KindDQMQuality, Run: 392001, At: at, Workflow: "SiStripGains", Dataset: "/StreamExpress/x/ALCAPROMPT", Quality: QualityGood},
 		{Source: SourceOperator, Kind: KindOverride, Run: 392001, At: at, Action: OverrideHold, Workflow: "SiPixelAli", Actor: "alice", Reason: "looks odd"},
 	}

@@ -133,6 +133,9 @@ type Observation struct {
 	Inserted time.Time    `json:"inserted,omitzero"`   // KindIOV: INSERTION_TIME
 	Payload  string       `json:"payload,omitempty"`   // KindIOV: PAYLOAD_HASH
 	Previous string       `json:"previous,omitempty"`  // KindIOV: the payload of the IOV just below this since, if any
+	// Synchronization is the tag's TAG.SYNCHRONIZATION (cms-interfaces.md §3.3) as the spy read it with
+	// the row: whether a tag gates PromptReco follows from it (design.md, "Matching"). KindIOV.
+	Synchronization string `json:"synchronization,omitempty"`
 
 	Quality Quality `json:"quality,omitempty"` // KindDQMQuality
 
@@ -201,6 +204,9 @@ func (o *Observation) KeySum() [16]byte {
 		w(string(o.Status))
 		ts(o.At)
 	case KindIOV:
+		// An IOV row's identity is its primary key and payload. The synchronization is the tag's, not
+		// the row's: a row read again after its tag changed synchronization is the same row, so the
+		// first reading stays (and a store that held rows before the field existed stores none twice).
 		w(o.Tag)
 		u(o.Since)
 		ts(o.Inserted)

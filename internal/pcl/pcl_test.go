@@ -42,6 +42,11 @@ func TestKeyIdentifiesFacts(t *testing.T) {
 	if a.Key() == c.Key() {
 		t.Error("two IOV rows share a key")
 	}
+	s := a
+	s.Synchronization, s.Seen = "pcl", at.Add(time.Hour) // the same row, read with its tag's synchronization
+	if a.Key() != s.Key() {
+		t.Error("an IOV row read with and without its tag's synchronization has two keys")
+	}
 	q := Observation{Source: SourceDQM, Kind: KindDQMQuality, Run: 392671, At: at, Workflow: "SiStripGains", Quality: QualityGood}
 	q2 := q
 	q2.At = at.Add(10 * time.Minute) // the next poll of the DQM GUI, same verdict
@@ -167,5 +172,45 @@ func TestStreamDoneFalseIsWritten(t *testing.T) {
 	iov, _ := json.Marshal(Observation{Source: SourceCondDB, Kind: KindIOV, Tag: "T", At: time.Unix(0, 0).UTC()})
 	if strings.Contains(string(iov), "done") {
 		t.Errorf("an IOV carries done: %s", iov)
+	}
+}
+
+func TestCatalogueGates(t *testing.T) {
+	t.Parallel()
+	wf := func(name, tag string, gates map[string]bool, dests ...string) Workflow {
+		return Workflow{Name: name, Producer: "P" + name, Streams: []string{"Express"},
+			Inputs: []Input{{Tag: tag, TimeType: TimeRun, Destinations: dests, Gates: gates}}}
+	}
+	c, err := NewCatalogue([]Workflow{wf("A", "a_pcl", map[string]bool{"A_hlt": true, "A_prompt": false}, "A_hlt", "A_prompt", "A_express")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for tag, want := range map[string][2]bool{"A_hlt": {true, true}, "A_prompt": {false, true}, "A_express": {false, false}} {
+		i, _ := c.DestinationIndex(tag)
+		if g, set := c.GatesOf(i); g != want[0] || set != want[1] {
+			t.Errorf("%s: gates %v set %v, want %v", tag, g, set, want)
+		}
+	}
+	for name, ws := range map[string][]Workflow{
+		"not one of its destinations": {wf("A", "a_pcl", map[string]bool{"B_prompt": true}, "A_prompt")},
+		"the opposite":                {wf("A", "a_pcl", map[string]bool{"T": true}, "T"), wf("B", "b_pcl", map[string]bool{"T": false}, "T")},
+	} {
+		if _, err := NewCatalogue(ws); err == nil || !strings.Contains(err.Error(), name) {
+			t.Errorf("%s: %v", name, err)
+		}
+	}
+	// The same say twice is no conflict.
+	if _, err := NewCatalogue([]Workflow{wf("A", "a_pcl", map[string]bool{"T": true}, "T"), wf("B", "b_pcl", map[string]bool{"T": true}, "T")}); err != nil {
+		t.Error(err)
+	}
+}
+
+func TestTagGates(t *testing.T) {
+	t.Parallel()
+	for sync, want := range map[string]bool{"pcl": true, "prompt": true, "": true, "PCL": true, "something new": true,
+		"hlt": false, "express": false, "any": false, "validation": false, "mc": false, "runmc": false, "offline": false} {
+		if got := TagGates(sync); got != want {
+			t.Errorf("TagGates(%q) = %v, want %v", sync, got, want)
+		}
 	}
 }

@@ -501,7 +501,7 @@ func compare(a, b *pcl.Observation) int {
 		{string(a.Status), string(b.Status)}, {a.Workflow, b.Workflow}, {a.InputTag, b.InputTag}, {a.Dataset, b.Dataset},
 		{string(a.Quality), string(b.Quality)}, {string(a.Action), string(b.Action)}, {a.Actor, b.Actor},
 		{a.Reason, b.Reason}, {a.FileHash, b.FileHash}, {a.Info, b.Info}, {a.Previous, b.Previous},
-		{string(a.Source), string(b.Source)}} {
+		{a.Synchronization, b.Synchronization}, {string(a.Source), string(b.Source)}} {
 		if p[0] != p[1] {
 			return strings.Compare(p[0], p[1])
 		}
