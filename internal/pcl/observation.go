@@ -212,12 +212,14 @@ func (o *Observation) KeySum() [16]byte {
 		ts(o.Inserted)
 		w(o.Payload)
 	case KindDQMQuality:
-		// The DQM GUI gives no time: the spy stamps its poll. The fact is the verdict, so polls that
-		// see the same verdict are one fact. (A verdict that changes back to an earlier one is not
-		// stored again; the reconcile then keeps the later verdict. DQM re-harvests rarely flip.)
+		// The DQM GUI gives no time: the spy stamps the poll at which it saw the verdict change, and
+		// sends a verdict only then. The time is part of the fact, so that a verdict that flips good →
+		// bad → good is three facts and the newest one counts; without it the second "good" would be
+		// the first one again, never stored, and the run would stay bad.
 		w(o.Workflow)
 		w(o.Dataset)
 		w(string(o.Quality))
+		ts(o.At)
 	case KindOverride:
 		w(string(o.Action))
 		w(o.Workflow)

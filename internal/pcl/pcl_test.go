@@ -47,15 +47,20 @@ func TestKeyIdentifiesFacts(t *testing.T) {
 	if a.Key() != s.Key() {
 		t.Error("an IOV row read with and without its tag's synchronization has two keys")
 	}
-	q := Observation{Source: SourceDQM, Kind: KindDQMQuality, Run: 392671, At: at, Workflow: "SiStripGains", Quality: QualityGood}
-	q2 := q
-	q2.At = at.Add(10 * time.Minute) // the next poll of the DQM GUI, same verdict
-	if q.Key() != q2.Key() {
-		t.Error("the same DQM verdict seen at two polls has two keys")
+	// A verdict that flips good → bad → good is three facts: the spy sends a verdict when it changes,
+	// stamped with that poll, and the last "good" must be stored to count.
+	good := Observation{Source: SourceDQM, Kind: KindDQMQuality, Run: 392671, At: at, Workflow: "SiStripGains", Quality: QualityGood}
+	bad := good
+	bad.At, bad.Quality = at.Add(10*time.Minute), QualityBad
+	goodAgain := good
+	goodAgain.At = at.Add(20 * time.Minute)
+	if good.Key() == bad.Key() || good.Key() == goodAgain.Key() || bad.Key() == goodAgain.Key() {
+		t.Error("a DQM verdict that flips back shares a key with an earlier verdict")
 	}
-	q2.Quality = QualityBad
-	if q.Key() == q2.Key() {
-		t.Error("a changed DQM verdict has the same key")
+	seenLater := good
+	seenLater.Seen = at.Add(time.Hour)
+	if good.Key() != seenLater.Key() {
+		t.Error("the same DQM verdict seen twice has two keys")
 	}
 	d := Observation{Source: SourceTier0, Kind: KindStreamDone, Run: 392671, At: at, Stream: "Express", Done: true}
 	e := d
