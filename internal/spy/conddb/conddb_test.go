@@ -65,8 +65,9 @@ func TestFixtureThenIncremental(t *testing.T) {
 		if err := o.Validate(); err != nil {
 			t.Fatal(err)
 		}
+		// The CMSSW-written fixture's one tag is of synchronization "any" (TAG.SYNCHRONIZATION).
 		if o.Kind != pcl.KindIOV || o.Tag != fixtureTag || o.TimeType != pcl.TimeRun || !o.At.Equal(o.Inserted) ||
-			o.Run != uint32(o.Since) || !o.Seen.Equal(now) {
+			o.Run != uint32(o.Since) || !o.Seen.Equal(now) || o.Synchronization != "any" {
 			t.Fatalf("observation %d = %+v", i, o)
 		}
 		sinces[o.Since] = true
