@@ -62,8 +62,13 @@ func Reconcile(in Input) pcl.RunState {
 	for i := range ws {
 		d.workflow(i, &ws[i], &rs.Workflows[i])
 	}
-	rs.Decision = d.decide(&rs)
+	var ev evRange
+	rs.Decision, ev = d.decide(&rs)
+	d.fileEvidence(&rs, ev)
 	rs.NextWake = d.nextWake(&rs)
+	if d.waitsHarvest && rs.Decision.State != pcl.ReadinessReleased {
+		rs.WaitsFor = []pcl.Source{pcl.SourceHarvest}
+	}
 	f.recycle()
 	return rs
 }
@@ -88,7 +93,15 @@ type facts struct {
 	// (no pointer written for each IOV filed, and nothing to clear for the GC's sake in recycle).
 	iovs      [][]int32
 	otherIOVs map[string][]int32
-	overrides []*pcl.Observation
+	// syncs holds, by catalogue destination index, 1 + the index into obs of the tag's newest IOV that
+	// names its synchronization (0 for none); otherSyncs the same for tags outside the catalogue.
+	syncs      []int32
+	otherSyncs map[string]int32
+	overrides  []*pcl.Observation
+	// ev is scratch for the sequence numbers the workflows' states and the decision rest on, copied
+	// into the result once all are known (one allocation per run); wfEv is each workflow's range of it.
+	ev   []int64
+	wfEv []evRange
 	// nFiles and nHashes count the inputs with a file and their latest files' payloads: what the
 	// workflows' Files and Hashes lists hold at most.
 	nFiles, nHashes int
@@ -282,6 +295,9 @@ func index(in Input) *facts {
 	f.links = resize(f.links, len(in.Observations))
 	f.quality = resize(f.quality, nw)
 	f.wfStreams = resize(f.wfStreams, nw)
+	f.wfEv = resize(f.wfEv, nw)
+	f.syncs = resize(f.syncs, cat.NumDestinations())
+	f.ev = f.ev[:0]
 	for i := range f.inputs {
 		f.inputs[i].markers, f.inputs[i].statuses = -1, -1
 	}
@@ -299,11 +315,17 @@ func index(in Input) *facts {
 		case pcl.KindIOV:
 			if k, ok := cat.DestinationIndex(o.Tag); ok {
 				f.iovs[k] = append(f.iovs[k], int32(i))
+				if o.Synchronization != "" && later(o, f.at(f.syncs[k])) {
+					f.syncs[k] = int32(i + 1)
+				}
 			} else {
 				if f.otherIOVs == nil {
-					f.otherIOVs = map[string][]int32{}
+					f.otherIOVs, f.otherSyncs = map[string][]int32{}, map[string]int32{}
 				}
 				f.otherIOVs[o.Tag] = append(f.otherIOVs[o.Tag], int32(i))
+				if o.Synchronization != "" && later(o, f.at(f.otherSyncs[o.Tag])) {
+					f.otherSyncs[o.Tag] = int32(i + 1)
+				}
 			}
 			continue
 		case pcl.KindUploadStatus:
@@ -424,10 +446,13 @@ func (f *facts) recycle() {
 	clear(f.links)
 	clear(f.quality)
 	clear(f.wfStreams)
+	clear(f.wfEv)
+	clear(f.syncs)
 	clear(f.streams[:cap(f.streams)]) // index may cut the list short
 	clear(f.overrides)
 	*f = facts{inputs: f.inputs[:0], links: f.links[:0], quality: f.quality[:0], wfStreams: f.wfStreams[:0],
-		iovs: f.iovs, streams: f.streams[:0], overrides: f.overrides[:0]}
+		iovs: f.iovs, streams: f.streams[:0], overrides: f.overrides[:0], syncs: f.syncs[:0], ev: f.ev[:0],
+		wfEv: f.wfEv[:0]}
 	factsPool.Put(f)
 }
 

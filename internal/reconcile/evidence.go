@@ -1,0 +1,106 @@
+package reconcile
+
+import (
+	"slices"
+
+	"github.com/cms-pcl/spyagency/internal/pcl"
+)
+
+// evRange is a range [from, to) of the deriver's evidence scratch (facts.ev).
+type evRange struct{ from, to int32 }
+
+func (r evRange) len() int { return int(r.to - r.from) }
+
+// cite records that what is being derived rests on o. An observation that did not come from a store
+// (Seq 0: a test, a probe) has no number to cite.
+func (d *deriver) cite(o *pcl.Observation) {
+	if o != nil && o.Seq > 0 {
+		d.f.ev = append(d.f.ev, o.Seq)
+	}
+}
+
+// mark is where the next citation goes; cut drops everything cited from it on.
+func (d *deriver) mark() int    { return len(d.f.ev) }
+func (d *deriver) cut(from int) { d.f.ev = d.f.ev[:from] }
+func (d *deriver) since(from int) evRange {
+	return evRange{int32(from), int32(len(d.f.ev))}
+}
+
+// keep moves a range cited earlier to from and drops everything else cited since from: of a workflow's
+// several inputs, only the one that decided a failure is its evidence.
+func (d *deriver) keep(from int, r evRange) {
+	n := copy(d.f.ev[from:], d.f.ev[r.from:r.to])
+	d.cut(from + n)
+}
+
+// settle sorts a range and drops repeats, returning the shorter range.
+func (d *deriver) settle(r evRange) evRange {
+	s := d.f.ev[r.from:r.to]
+	if len(s) > 1 {
+		// Citations mostly come in the order the store numbered the facts: then no sort is needed.
+		if !slices.IsSorted(s) {
+			slices.Sort(s)
+		}
+		s = slices.Compact(s)
+	}
+	return evRange{r.from, r.from + int32(len(s))}
+}
+
+// workflowEvidence keeps of what a workflow's derivation cited (from from on) what its final state rests
+// on: the IOVs of in-db, the verdict of upload-failed and too-late, the stream's end of no-payload, the
+// express configuration (or the run's length) of not-expected, the run's stop that a timed-out deadline
+// counts from, the operator's accept. States on the way rest on nothing final.
+func (d *deriver) workflowEvidence(wi, from int, ws *pcl.WorkflowStatus, accept *pcl.Observation) {
+	switch ws.State {
+	case pcl.StateAccepted:
+		d.cut(from)
+		d.cite(accept)
+	case pcl.StateTimedOut:
+		d.cut(from)
+		d.cite(d.f.infoObs)
+	case pcl.StateInDB, pcl.StateUploadFailed, pcl.StateTooLate, pcl.StateNoPayload, pcl.StateNotExpected:
+	default:
+		d.cut(from)
+	}
+	d.f.wfEv[wi] = d.settle(d.since(from))
+}
+
+// decisionEvidence cites, for the decision, the union of the given workflows' evidence, or the one
+// observation o.
+func (d *deriver) decisionEvidence(rs *pcl.RunState, o *pcl.Observation, use func(ws *pcl.WorkflowStatus) bool) evRange {
+	from := d.mark()
+	d.cite(o)
+	if use != nil {
+		for i := range rs.Workflows {
+			if r := d.f.wfEv[i]; r.len() > 0 && use(&rs.Workflows[i]) {
+				d.f.ev = append(d.f.ev, d.f.ev[r.from:r.to]...)
+			}
+		}
+	}
+	return d.settle(d.since(from))
+}
+
+// fileEvidence copies every workflow's evidence and the decision's into one array of the result: the
+// scratch is pooled, and one allocation per run is what the evidence costs.
+func (d *deriver) fileEvidence(rs *pcl.RunState, dec evRange) {
+	n := dec.len()
+	for i := range rs.Workflows {
+		n += d.f.wfEv[i].len()
+	}
+	if n == 0 {
+		return
+	}
+	out := make([]int64, 0, n)
+	take := func(r evRange) []int64 {
+		if r.len() == 0 {
+			return nil
+		}
+		from := len(out)
+		out = append(out, d.f.ev[r.from:r.to]...)
+		return out[from:len(out):len(out)]
+	}
+	for i := range rs.Workflows {
+		rs.Workflows[i].Evidence = take(d.f.wfEv[i])
+	}
+	rs.Decision.Evidence = take(dec)
+}
