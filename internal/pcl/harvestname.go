@@ -94,9 +94,18 @@ func parseHarvestName(base string) (HarvestName, string) {
 	return HarvestName{}, "has an extension that is not .db, .txt or .txt.uploaded"
 }
 
-// span is the longest run of bytes of the class from i, and the index after it.
+// span is the longest run of bytes of the class from i, and the index after it. It steps eight bytes at
+// a time while all eight are of the class, then byte by byte to the one that ends the part: a tag and a
+// uuid are most of a name, and one test for eight bytes takes half the instructions of eight.
 func span(s string, i int, class uint8) (string, int) {
 	j := i
+	for ; j+8 <= len(s); j += 8 {
+		b := s[j : j+8]
+		if nameChars[b[0]]&nameChars[b[1]]&nameChars[b[2]]&nameChars[b[3]]&
+			nameChars[b[4]]&nameChars[b[5]]&nameChars[b[6]]&nameChars[b[7]]&class == 0 {
+			break
+		}
+	}
 	for j < len(s) && nameChars[s[j]]&class != 0 {
 		j++
 	}

@@ -95,18 +95,18 @@ func (d *deriver) decide(rs *pcl.RunState) (pcl.Decision, evRange) {
 		r := f.release
 		dec.State, dec.Releasable = pcl.ReadinessReleased, true
 		dec.Reason = fmt.Sprintf("Tier-0 released PromptReco (%s) %s", r.Dataset, clock(r.At))
-		return dec, d.decisionEvidence(rs, r, nil)
+		return dec, d.citeOne(r)
 	}
 	if o, ok := d.runOverride(); ok {
 		switch o.Action {
 		case pcl.OverrideHold:
 			dec.State = pcl.ReadinessHeld
 			dec.Reason = fmt.Sprintf("held by %s: %s", o.Actor, o.Reason)
-			return dec, d.decisionEvidence(rs, o, nil)
+			return dec, d.citeOne(o)
 		case pcl.OverrideRelease:
 			dec.State, dec.Releasable = pcl.ReadinessForced, true
 			dec.Reason = fmt.Sprintf("forced by %s: %s", o.Actor, o.Reason)
-			return dec, d.decisionEvidence(rs, o, nil)
+			return dec, d.citeOne(o)
 		}
 	}
 	switch {
@@ -127,7 +127,7 @@ func (d *deriver) decide(rs *pcl.RunState) (pcl.Decision, evRange) {
 	if len(dec.Blocking) == 0 {
 		dec.State, dec.Releasable = pcl.ReadinessReady, true
 		dec.Reason = "every required workflow is in an ok final state"
-		return dec, d.decisionEvidence(rs, nil, func(ws *pcl.WorkflowStatus) bool { return ws.Required })
+		return dec, d.unionOf(rs, func(ws *pcl.WorkflowStatus) bool { return ws.Required })
 	}
 	if !d.in.Now.Before(rs.Deadline) {
 		return d.timedOut(dec, rs)
@@ -139,7 +139,7 @@ func (d *deriver) decide(rs *pcl.RunState) (pcl.Decision, evRange) {
 		if ws := &rs.Workflows[i]; bad(ws) {
 			dec.State = pcl.ReadinessBlocked
 			dec.Reason = blockedReason(ws, len(dec.Blocking))
-			return dec, d.decisionEvidence(rs, nil, bad)
+			return dec, d.unionOf(rs, bad)
 		}
 	}
 	dec.State = pcl.ReadinessWaiting
@@ -160,7 +160,7 @@ func (d *deriver) timedOut(dec pcl.Decision, rs *pcl.RunState) (pcl.Decision, ev
 	}
 	dec.Reason = fmt.Sprintf("deadline %s after stop passed waiting for %s: %s", d.cp.RunDeadline, what, action)
 	// The deadline counts from the stop OMS reported.
-	return dec, d.decisionEvidence(rs, d.f.infoObs, nil)
+	return dec, d.citeOne(d.f.infoObs)
 }
 
 // blockedReason names a workflow in a bad final state, its state, why, and what unblocks the run.

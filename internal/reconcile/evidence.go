@@ -62,42 +62,72 @@ func (d *deriver) workflowEvidence(wi, from int, ws *pcl.WorkflowStatus, accept 
 	default:
 		d.cut(from)
 	}
-	d.f.wfEv[wi] = d.settle(d.since(from))
+	r := d.settle(d.since(from))
+	d.cut(int(r.to)) // the workflows' evidence lies end to end, for fileEvidence to copy at once
+	d.f.wfEv[wi] = r
 }
 
-// decisionEvidence cites, for the decision, the union of the given workflows' evidence, or the one
-// observation o.
-func (d *deriver) decisionEvidence(rs *pcl.RunState, o *pcl.Observation, use func(ws *pcl.WorkflowStatus) bool) evRange {
+// citeOne cites, for the decision, one observation.
+func (d *deriver) citeOne(o *pcl.Observation) evRange {
 	from := d.mark()
 	d.cite(o)
-	if use != nil {
-		for i := range rs.Workflows {
-			if r := d.f.wfEv[i]; r.len() > 0 && use(&rs.Workflows[i]) {
-				d.f.ev = append(d.f.ev, d.f.ev[r.from:r.to]...)
-			}
+	return d.since(from)
+}
+
+// unionOf cites, for the decision, the union of the evidence of the workflows use selects. Each
+// workflow's evidence is sorted, and they lie end to end; when the selected ones follow one another
+// without a gap and in order (the common case: every workflow required, its facts numbered by the store
+// as they came), the union is that stretch of them, shared, and costs nothing.
+func (d *deriver) unionOf(rs *pcl.RunState, use func(ws *pcl.WorkflowStatus) bool) evRange {
+	whole, first := true, true
+	var span evRange
+	for i := range rs.Workflows {
+		r := d.f.wfEv[i]
+		if r.len() == 0 {
+			continue
+		}
+		if !use(&rs.Workflows[i]) {
+			whole = whole && first // a workflow left out before the selected ones is no gap
+			continue
+		}
+		switch {
+		case first:
+			span, first = r, false
+		case r.from == span.to && d.f.ev[r.from] > d.f.ev[span.to-1] && whole:
+			span.to = r.to
+		default:
+			whole = false
+		}
+	}
+	if whole {
+		return span
+	}
+	from := d.mark()
+	for i := range rs.Workflows {
+		if r := d.f.wfEv[i]; r.len() > 0 && use(&rs.Workflows[i]) {
+			d.f.ev = append(d.f.ev, d.f.ev[r.from:r.to]...)
 		}
 	}
 	return d.settle(d.since(from))
 }
 
 // fileEvidence copies every workflow's evidence and the decision's into one array of the result: the
-// scratch is pooled, and one allocation per run is what the evidence costs.
+// scratch is pooled, and one allocation per run is what the evidence costs. The workflows' ranges lie
+// end to end and the decision's follows them (or is a stretch of them), so one copy does it. The
+// decision's evidence may thus share its array with the workflows'; each slice is capped, so an append
+// to one never writes into another.
 func (d *deriver) fileEvidence(rs *pcl.RunState, dec evRange) {
-	n := dec.len()
-	for i := range rs.Workflows {
-		n += d.f.wfEv[i].len()
-	}
+	n := len(d.f.ev)
 	if n == 0 {
 		return
 	}
-	out := make([]int64, 0, n)
+	out := make([]int64, n)
+	copy(out, d.f.ev[:n])
 	take := func(r evRange) []int64 {
 		if r.len() == 0 {
 			return nil
 		}
-		from := len(out)
-		out = append(out, d.f.ev[r.from:r.to]...)
-		return out[from:len(out):len(out)]
+		return out[r.from:r.to:r.to]
 	}
 	for i := range rs.Workflows {
 		rs.Workflows[i].Evidence = take(d.f.wfEv[i])

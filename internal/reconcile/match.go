@@ -2,7 +2,6 @@ package reconcile
 
 import (
 	"fmt"
-	"slices"
 	"strings"
 	"time"
 
@@ -71,20 +70,21 @@ func (d *deriver) gates(tag string, k int32, known bool) bool {
 }
 
 // winnerAt is the winning IOV at exactly since among a tag's winners (sorted by since), nil for none.
+// A tag holds a few rows for a run, a lumi-based one a few hundred: a search halves them.
 func (d *deriver) winnerAt(iovs []int32, since uint64) *pcl.Observation {
-	i, ok := slices.BinarySearchFunc(iovs, since, func(e int32, s uint64) int {
-		switch a := d.f.obs[e].Since; {
-		case a < s:
-			return -1
-		case a > s:
-			return 1
+	lo, hi := 0, len(iovs)
+	for lo < hi {
+		mid := int(uint(lo+hi) >> 1)
+		if d.f.obs[iovs[mid]].Since < since {
+			lo = mid + 1
+		} else {
+			hi = mid
 		}
-		return 0
-	})
-	if !ok {
-		return nil
 	}
-	return &d.f.obs[iovs[i]]
+	if lo < len(iovs) && d.f.obs[iovs[lo]].Since == since {
+		return &d.f.obs[iovs[lo]]
+	}
+	return nil
 }
 
 // checkedSince calls fn for each since at which a gating tag must carry the run's payload: every since
@@ -106,29 +106,34 @@ func (d *deriver) checkedSince(tt pcl.TimeType, payloads []pcl.IOV, fn func(sinc
 }
 
 // inEffect says whether, in a gating tag, the IOVs in effect at the run carry the run's payload: at each
-// checked since the winning IOV carries one of the run's payloads and was inserted after the harvest. It
-// cites those IOVs, and returns the newest insertion among them and whether the one at the run's first
-// checked since repeats the payload before it (an unchanged payload).
+// since checkedSince names, the winning IOV carries one of the run's payloads and was inserted after the
+// harvest. It cites those IOVs, and returns the newest insertion among them and whether the one at the
+// run's first checked since repeats the payload before it (an unchanged payload). A plain loop rather
+// than checkedSince's callback: this runs for every gating tag of every file.
 func (d *deriver) inEffect(iovs []int32, tt pcl.TimeType, payloads []pcl.IOV, harvested time.Time) (ok bool, inserted time.Time, unchanged bool) {
 	from := d.mark()
-	ok = true
 	var first *pcl.Observation
-	d.checkedSince(tt, payloads, func(since uint64) bool {
+	inRun := false
+	for i := 0; i <= len(payloads); i++ {
+		var since uint64
+		switch {
+		case i < len(payloads) && pcl.RunOfSince(tt, payloads[i].Since) == d.f.run:
+			since, inRun = payloads[i].Since, true
+		case i < len(payloads) || inRun:
+			continue
+		default: // the file gives no since within the run
+			since = pcl.SinceOfRun(tt, d.f.run)
+		}
 		w := d.winnerAt(iovs, since)
 		if w == nil || !carries(payloads, w.Payload) || w.Inserted.Before(harvested) {
-			ok = false
-			return false
+			d.cut(from)
+			return false, time.Time{}, false
 		}
 		d.cite(w)
 		inserted = maxTime(inserted, w.Inserted)
 		if first == nil || w.Since < first.Since {
 			first = w
 		}
-		return true
-	})
-	if !ok {
-		d.cut(from)
-		return false, time.Time{}, false
 	}
 	return true, inserted, first.Previous != "" && first.Previous == first.Payload
 }

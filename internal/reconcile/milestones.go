@@ -20,41 +20,57 @@ func orderMilestones(m *pcl.Milestones) {
 	if m.ExpressDone.IsZero() && m.Harvested.IsZero() {
 		return // nothing after the stop: the later milestones all come with a harvest file
 	}
-	steps := [...]*time.Time{&m.ExpressDone, &m.Harvested, &m.UploadSent, &m.Uploaded, &m.InDB}
-	if !m.ExpressDone.IsZero() {
+	at := [...]stamp{stampOf(m.Stop), stampOf(m.ExpressDone), stampOf(m.Harvested), stampOf(m.UploadSent),
+		stampOf(m.Uploaded), stampOf(m.InDB)}
+	if at[1] != zeroStamp {
 		m.Observed |= stepBits[0]
 	}
-	// Most workflows' sources agree: one comparison per milestone says so.
-	prev, ordered := m.Stop, true
-	for _, t := range steps {
-		if !t.IsZero() {
-			if t.Compare(prev) < 0 {
-				ordered = false
-				break
-			}
-			prev = *t
-		}
-	}
-	if ordered {
-		return
-	}
-	var bound time.Time // the next later milestone passed, zero for none
-	for i := len(steps) - 1; i >= 0; i-- {
-		t := steps[i]
-		if t.IsZero() {
+	next := 0 // the next later milestone passed, 0 for none
+	for i := len(at) - 1; i >= 1; i-- {
+		if at[i] == zeroStamp {
 			continue
 		}
-		if !bound.IsZero() && t.After(bound) {
-			*t = bound
-			m.Observed |= stepBits[i]
+		if next > 0 && at[next].before(at[i]) {
+			*milestoneAt(m, i), at[i] = *milestoneAt(m, next), at[next]
+			m.Observed |= stepBits[i-1]
 		}
-		if t.Before(m.Stop) {
-			*t = m.Stop
-			m.Observed |= stepBits[i]
+		if at[i].before(at[0]) {
+			*milestoneAt(m, i), at[i] = m.Stop, at[0]
+			m.Observed |= stepBits[i-1]
 		}
-		bound = *t
+		next = i
 	}
 }
+
+// milestoneAt is the milestone at position i of the loop (0 the stop).
+func milestoneAt(m *pcl.Milestones, i int) *time.Time {
+	switch i {
+	case 1:
+		return &m.ExpressDone
+	case 2:
+		return &m.Harvested
+	case 3:
+		return &m.UploadSent
+	case 4:
+		return &m.Uploaded
+	case 5:
+		return &m.InDB
+	}
+	return &m.Stop
+}
+
+// stamp is a time as seconds and nanoseconds, read once: the milestones are compared many times per
+// run, and time.Time's own comparisons decode both times every time.
+type stamp struct {
+	sec  int64
+	nsec int32
+}
+
+func stampOf(t time.Time) stamp { return stamp{t.Unix(), int32(t.Nanosecond())} }
+
+var zeroStamp = stampOf(time.Time{})
+
+func (a stamp) before(b stamp) bool { return a.sec < b.sec || (a.sec == b.sec && a.nsec < b.nsec) }
 
 // stepBits are the milestones after the stop as sets of one, in loop order: MilestoneSet.Add looks a
 // milestone up by name, which this runs too often for.

@@ -192,8 +192,8 @@ func (l *latestName) names(file string) bool {
 		return true
 	}
 	if !l.parsed {
-		if n, ok := harvestName(l.file); ok {
-			base := baseName(l.file)
+		base := baseName(l.file)
+		if n, err := pcl.ParseHarvestName(base); err == nil {
 			l.stem = base[:len(base)-len(n.Ext)]
 		}
 		l.parsed = true
