@@ -166,7 +166,7 @@ func cellsHTML(cells []boardCell, hidden map[string]bool) template.HTML {
 // while the run is not yet released (a released run needs nothing more from anyone).
 func needsAttention(rs pcl.RunState) bool {
 	switch rs.Decision.State {
-	case pcl.ReadinessWaiting, pcl.ReadinessHeld, pcl.ReadinessTimedOut:
+	case pcl.ReadinessBlocked, pcl.ReadinessWaiting, pcl.ReadinessHeld, pcl.ReadinessTimedOut:
 		return true
 	case pcl.ReadinessReleased:
 		return false
@@ -264,7 +264,7 @@ func (s *Server) runsFor(ctx context.Context, f boardFilter) ([]pcl.RunState, ui
 	// Released runs never need attention, so the bulk of a year of runs is never read.
 	var out []pcl.RunState
 	floor := uint32(0) // below this run, some readiness was not looked through
-	for _, rd := range []pcl.Readiness{pcl.ReadinessWaiting, pcl.ReadinessHeld, pcl.ReadinessTimedOut,
+	for _, rd := range []pcl.Readiness{pcl.ReadinessBlocked, pcl.ReadinessWaiting, pcl.ReadinessHeld, pcl.ReadinessTimedOut,
 		pcl.ReadinessOngoing, pcl.ReadinessReady, pcl.ReadinessForced} {
 		if f.Readiness != "" && f.Readiness != rd {
 			continue
