@@ -451,23 +451,25 @@ func (d *deriver) file(in *pcl.Input, ii int, hv *inputFacts, ws *pcl.WorkflowSt
 			}
 		}
 	}
+	// Where the payload is in a gating tag but not in effect at the run (it landed at a later run's
+	// since, another row wins), the reason says so whatever the upload log says yet.
+	var why string
+	for j, tag := range dests {
+		if t := &tags[j]; t.required && t.gating && len(h.Payloads) > 0 && slices.Contains(notIn, tag) {
+			why += d.notInEffect(tag, d.iovsOf(tag, t.k, t.known), in.TimeType, h.Payloads, harvested)
+		}
+	}
 	if allVerdicts && anyVerdict {
 		setLatest(ws, &ws.Milestones.Uploaded, lastStatus)
-		reason := "uploaded " + clock(lastStatus) + ", not yet in " + strings.Join(notIn, ", ")
-		for j, tag := range dests {
-			if t := &tags[j]; t.required && t.gating && len(h.Payloads) > 0 && slices.Contains(notIn, tag) {
-				reason += d.notInEffect(tag, d.iovsOf(tag, t.k, t.known), in.TimeType, h.Payloads, harvested)
-			}
-		}
-		return fileState{state: pcl.StateUploaded, reason: reason}
+		return fileState{state: pcl.StateUploaded, reason: "uploaded " + clock(lastStatus) + ", not yet in " + strings.Join(notIn, ", ") + why}
 	}
 	if marker != nil {
-		return fileState{state: pcl.StateUploading, reason: "sent to the dropBox " + clock(marker.At) + ", no upload result yet"}
+		return fileState{state: pcl.StateUploading, reason: "sent to the dropBox " + clock(marker.At) + ", no upload result yet" + why}
 	}
 	if anyVerdict {
-		return fileState{state: pcl.StateUploading, reason: "upload results for some destination tags only"}
+		return fileState{state: pcl.StateUploading, reason: "upload results for some destination tags only" + why}
 	}
-	return fileState{state: pcl.StateHarvested, reason: "harvested " + clock(harvested) + ", not uploaded yet"}
+	return fileState{state: pcl.StateHarvested, reason: "harvested " + clock(harvested) + ", not uploaded yet" + why}
 }
 
 // catalogueSay is the catalogue's say on whether a known destination tag gates.
