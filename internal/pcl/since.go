@@ -76,6 +76,8 @@ func SinceOfRun(tt TimeType, run uint32) uint64 {
 // released on a guess.
 func TagGates(synchronization string) bool {
 	switch synchronization {
+	case "pcl", "prompt": // first: PCL destination tags mostly are
+		return true
 	case "hlt", "express", "any", "validation", "mc", "runmc", "offline":
 		return false
 	}

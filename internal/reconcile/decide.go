@@ -127,19 +127,18 @@ func (d *deriver) decide(rs *pcl.RunState) (pcl.Decision, evRange) {
 	if len(dec.Blocking) == 0 {
 		dec.State, dec.Releasable = pcl.ReadinessReady, true
 		dec.Reason = "every required workflow is in an ok final state"
-		return dec, d.unionOf(rs, func(ws *pcl.WorkflowStatus) bool { return ws.Required })
+		return dec, d.unionOf(rs, ofRequired)
 	}
 	if !d.in.Now.Before(rs.Deadline) {
 		return d.timedOut(dec, rs)
 	}
 	// A required workflow in a bad final state can never become ok by itself: the run needs a person,
 	// whatever the others still do.
-	bad := func(ws *pcl.WorkflowStatus) bool { return ws.Required && ws.State.Bad(d.cp.AllowsNoPayload(ws.Name)) }
 	for i := range rs.Workflows {
-		if ws := &rs.Workflows[i]; bad(ws) {
+		if ws := &rs.Workflows[i]; ofBad.takes(d, ws) {
 			dec.State = pcl.ReadinessBlocked
 			dec.Reason = blockedReason(ws, len(dec.Blocking))
-			return dec, d.unionOf(rs, bad)
+			return dec, d.unionOf(rs, ofBad)
 		}
 	}
 	dec.State = pcl.ReadinessWaiting

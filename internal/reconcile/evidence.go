@@ -74,11 +74,26 @@ func (d *deriver) citeOne(o *pcl.Observation) evRange {
 	return d.since(from)
 }
 
-// unionOf cites, for the decision, the union of the evidence of the workflows use selects. Each
-// workflow's evidence is sorted, and they lie end to end; when the selected ones follow one another
-// without a gap and in order (the common case: every workflow required, its facts numbered by the store
-// as they came), the union is that stretch of them, shared, and costs nothing.
-func (d *deriver) unionOf(rs *pcl.RunState, use func(ws *pcl.WorkflowStatus) bool) evRange {
+// union says which workflows' evidence a decision rests on.
+type union int
+
+const (
+	ofRequired union = iota // a ready run: every required workflow's
+	ofBad                   // a blocked run: the required workflows in a bad final state
+)
+
+func (u union) takes(d *deriver, ws *pcl.WorkflowStatus) bool {
+	if u == ofBad {
+		return ws.Required && ws.State.Bad(d.cp.AllowsNoPayload(ws.Name))
+	}
+	return ws.Required
+}
+
+// unionOf cites, for the decision, the union of the evidence of the workflows u takes. Each workflow's
+// evidence is sorted, and they lie end to end; when the ones taken follow one another without a gap and
+// in order (the common case: every workflow required, its facts numbered by the store as they came), the
+// union is that stretch of them, shared, and costs nothing.
+func (d *deriver) unionOf(rs *pcl.RunState, u union) evRange {
 	whole, first := true, true
 	var span evRange
 	for i := range rs.Workflows {
@@ -86,8 +101,8 @@ func (d *deriver) unionOf(rs *pcl.RunState, use func(ws *pcl.WorkflowStatus) boo
 		if r.len() == 0 {
 			continue
 		}
-		if !use(&rs.Workflows[i]) {
-			whole = whole && first // a workflow left out before the selected ones is no gap
+		if !u.takes(d, &rs.Workflows[i]) {
+			whole = whole && first // a workflow left out before the ones taken is no gap
 			continue
 		}
 		switch {
@@ -104,7 +119,7 @@ func (d *deriver) unionOf(rs *pcl.RunState, use func(ws *pcl.WorkflowStatus) boo
 	}
 	from := d.mark()
 	for i := range rs.Workflows {
-		if r := d.f.wfEv[i]; r.len() > 0 && use(&rs.Workflows[i]) {
+		if r := d.f.wfEv[i]; r.len() > 0 && u.takes(d, &rs.Workflows[i]) {
 			d.f.ev = append(d.f.ev, d.f.ev[r.from:r.to]...)
 		}
 	}
