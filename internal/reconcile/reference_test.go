@@ -341,9 +341,9 @@ func (r *refRun) refFileState(in *pcl.Input, h *pcl.Observation) refFile {
 		}
 		verdict[tag] = refNewest(mine)
 	}
-	anyGating := false
+	anyGating := false // among the tags that took the upload
 	for _, tag := range dests {
-		anyGating = anyGating || r.gates(tag)
+		anyGating = anyGating || (r.gates(tag) && (verdict[tag] == nil || verdict[tag].Status != pcl.UploadSkip))
 	}
 	// The tags the file waits for: the gating ones, or all where none gates; a skipped one needs nothing.
 	var required []string

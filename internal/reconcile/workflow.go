@@ -338,8 +338,9 @@ type destTag struct {
 // Which destination tags a file's state waits for: those that gate PromptReco, the IOV in effect at the
 // run carrying the run's payload. Where none gates (SiStripQuality's one hlt tag, SiPixelAli's offline
 // ones), in-db would otherwise need nothing at all, so then every tag must have the payload delivered,
-// wherever it landed. A tag whose upload was skipped (its synchronization took nothing) needs nothing. A
-// failed upload to a tag that does not gate fails nothing: the reason of an in-db file mentions it.
+// wherever it landed. A tag whose upload was skipped (its synchronization took nothing) needs nothing,
+// and counts for neither. A failed upload to a tag that does not gate fails nothing: the reason of an
+// in-db file mentions it.
 func (d *deriver) file(in *pcl.Input, ii int, hv *inputFacts, ws *pcl.WorkflowStatus) fileState {
 	h := d.f.latest(hv)
 	// Room is certain: index counted every input's latest file and its payloads, and each input belongs
@@ -369,12 +370,12 @@ func (d *deriver) file(in *pcl.Input, ii int, hv *inputFacts, ws *pcl.WorkflowSt
 			tags[j].verdict = o
 		}
 	})
-	anyGating := false
+	anyGating := false // among the tags that took the upload
 	for j, tag := range dests {
 		t := &tags[j]
 		t.k, t.known = d.destIndex(tag, j, destIdx)
 		t.gating = d.gates(tag, t.k, t.known)
-		anyGating = anyGating || t.gating
+		anyGating = anyGating || (t.gating && (t.verdict == nil || t.verdict.Status != pcl.UploadSkip))
 	}
 	var inDB, lastStatus time.Time
 	var notIn []string
