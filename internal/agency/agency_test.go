@@ -110,10 +110,12 @@ func harvestFile() pcl.Observation {
 		Payloads:     []pcl.IOV{{Since: run, Payload: hash}}}
 }
 
-// iovAt is an IOV of the run's payload; its since may be moved up by the upload service.
+// iovAt is an IOV of the run's payload; its since may be moved up by the upload service. Its tag is of
+// a synchronization under which the service does that (hlt), so the payload counts wherever it landed:
+// in a pcl or prompt tag only the IOV at the run's own since would (reconcile, "Matching").
 func iovAt(tag string, since uint64, d time.Duration) pcl.Observation {
 	return pcl.Observation{Source: pcl.SourceCondDB, Kind: pcl.KindIOV, Run: uint32(since), At: t0.Add(d), Tag: tag,
-		Since: since, TimeType: pcl.TimeRun, Inserted: t0.Add(d), Payload: hash}
+		Since: since, TimeType: pcl.TimeRun, Inserted: t0.Add(d), Payload: hash, Synchronization: "hlt"}
 }
 
 func TestLoopDecidesVersionsAndOutbox(t *testing.T) {

@@ -45,8 +45,8 @@ func TestBrokenFiles(t *testing.T) {
 			{13, 7, "policy.classes[1].at_risk_fraction", "between 0 and 1"},
 			{14, 7, "policy.classes[1].min_run_length", "must not be negative"},
 			{15, 7, "policy.classes[2].pattern", `bad pattern "HI[*"`},
-			// run_deadline is the default 48h here, so the line to fix is the workflow_deadline's.
-			{16, 7, "policy.classes[2].workflow_deadline", "run_deadline 48h0m0s is before workflow_deadline 60h0m0s"},
+			// run_deadline is the default 47h30m here, so the line to fix is the workflow_deadline's.
+			{16, 7, "policy.classes[2].workflow_deadline", "run_deadline 47h30m0s is before workflow_deadline 60h0m0s"},
 			{17, 7, "policy.classes[3].pattern", "every class needs a pattern"},
 		}},
 		{"broken_catalogue.yaml", []want{

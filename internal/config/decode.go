@@ -131,6 +131,8 @@ func (d *decoder) decode(path string, n *yaml.Node, v reflect.Value) {
 		d.decodeStruct(path, n, v)
 	case v.Kind() == reflect.Slice:
 		d.decodeSlice(path, n, v)
+	case v.Kind() == reflect.Map && v.Type().Key().Kind() == reflect.String:
+		d.decodeMap(path, n, v)
 	case v.Kind() == reflect.Pointer:
 		elem := reflect.New(v.Type().Elem())
 		before := len(d.problems)
@@ -372,6 +374,39 @@ func (d *decoder) decodeSlice(path string, n *yaml.Node, v reflect.Value) {
 	}
 	if out.Len() == 0 {
 		out = reflect.Zero(v.Type()) // "[]" means the same as no list at all
+	}
+	v.Set(out)
+}
+
+// decodeMap reads a mapping of names to values (a catalogue input's gates: destination tag → bool).
+// Each key is recorded as a path of its own, so that checks can point at its line.
+func (d *decoder) decodeMap(path string, n *yaml.Node, v reflect.Value) {
+	if n.Kind != yaml.MappingNode {
+		d.addf(posOf(n), path, "want a mapping, got %s", kindName(n))
+		return
+	}
+	out := reflect.MakeMap(v.Type())
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		kn, vn := d.resolveOr(n.Content[i]), n.Content[i+1]
+		if kn.Kind != yaml.ScalarNode || isMergeKey(kn) {
+			d.addf(posOf(kn), path, "a key must be a plain name, got %s", kindName(kn))
+			continue
+		}
+		kpath := joinPath(path, kn.Value)
+		if first, dup := d.seen[kpath]; dup {
+			d.addf(posOf(kn), kpath, "given twice (first on line %d)", first.line)
+			continue
+		}
+		d.seen[kpath] = posOf(kn)
+		elem := reflect.New(v.Type().Elem()).Elem()
+		before := len(d.problems)
+		d.decode(kpath, vn, elem)
+		if len(d.problems) == before {
+			out.SetMapIndex(reflect.ValueOf(kn.Value).Convert(v.Type().Key()), elem)
+		}
+	}
+	if out.Len() == 0 {
+		out = reflect.Zero(v.Type()) // "{}" means the same as no mapping at all
 	}
 	v.Set(out)
 }

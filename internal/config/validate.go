@@ -2,11 +2,13 @@ package config
 
 import (
 	"fmt"
+	"maps"
 	"math"
 	"net"
 	"net/url"
 	"path"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -265,6 +267,12 @@ func (d *decoder) checkCatalogue(c *Config) map[string]bool {
 				d.addf(d.at(ifield+".time_type"), ifield+".time_type", "%v", err)
 			} else {
 				in.TimeType = tt
+			}
+			for _, tag := range slices.Sorted(maps.Keys(in.Gates)) {
+				if !slices.Contains(in.Destinations, tag) {
+					f := ifield + ".gates." + tag
+					d.addf(d.at(f), f, "%q is not one of this input's destinations %v", tag, in.Destinations)
+				}
 			}
 		}
 	}

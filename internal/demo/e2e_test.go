@@ -117,8 +117,14 @@ func checkRelease(t *testing.T, truth sim.RunTruth, rel sim.Release, policy pcl.
 			t.Errorf("SAFETY: run %d (%s) released at %s while %s never delivered", truth.Number, truth.Class, decided.Format("Jan 2 15:04"), w.Workflow)
 		case sim.OutcomePayload:
 			for _, f := range w.Files {
+				// PromptReco reads the tags that gate it (design.md, "Matching"): those, or every tag
+				// where none gates, must hold the payload.
+				anyGating := false
 				for _, tag := range f.Tags {
-					if tag.Status == "skip" {
+					anyGating = anyGating || pcl.TagGates(sim.Synchronization(tag.Tag))
+				}
+				for _, tag := range f.Tags {
+					if tag.Status == "skip" || (anyGating && !pcl.TagGates(sim.Synchronization(tag.Tag))) {
 						continue
 					}
 					if tag.InDB.IsZero() || tag.InDB.After(decided) {

@@ -2,6 +2,7 @@ package pcl
 
 import (
 	"fmt"
+	"maps"
 	"slices"
 	"sort"
 )
@@ -12,6 +13,11 @@ type Input struct {
 	Tag          string   `yaml:"tag" json:"tag"`
 	Destinations []string `yaml:"destinations" json:"destinations"`
 	TimeType     TimeType `yaml:"time_type" json:"time_type"`
+	// Gates says of some destination tags whether they gate PromptReco, whatever their synchronization
+	// says (see TagGates): true for a tag the prompt global tag reads although its synchronization is
+	// hlt or express, false for one it does not read although it is a pcl tag. Keys are destinations
+	// of this input.
+	Gates map[string]bool `yaml:"gates" json:"gates,omitempty"`
 }
 
 // Workflow is one PCL workflow of the catalogue (cms-interfaces.md §5).
@@ -30,6 +36,7 @@ type Catalogue struct {
 	byInput   map[string]int // input tag → workflow
 	inputBase []int          // workflow → dense index of its first input
 	inDests   [][]int        // input index → dense indices of its destinations
+	destGates []int8         // destination index → the catalogue's say on gating: 0 none, 1 gates, -1 does not
 	inputTags tagTable       // input tag → dense input index
 	destTags  tagTable       // destination tag → dense index
 	prodTags  tagTable       // AlCaReco producer → index into prodWfs
@@ -129,10 +136,24 @@ func NewCatalogue(ws []Workflow) (*Catalogue, error) {
 			for _, d := range in.Destinations {
 				if _, ok := destIdx[d]; !ok {
 					destIdx[d] = len(destIdx)
+					c.destGates = append(c.destGates, 0)
 				}
 				di = append(di, destIdx[d])
 			}
 			c.inDests = append(c.inDests, di)
+			for _, d := range slices.Sorted(maps.Keys(in.Gates)) {
+				if !slices.Contains(in.Destinations, d) {
+					return nil, fmt.Errorf("workflow %s input %s: gates names %s, which is not one of its destinations", w.Name, in.Tag, d)
+				}
+				say := int8(-1)
+				if in.Gates[d] {
+					say = 1
+				}
+				if prev := c.destGates[destIdx[d]]; prev != 0 && prev != say {
+					return nil, fmt.Errorf("workflow %s input %s: gates says %v of %s, another input says the opposite", w.Name, in.Tag, in.Gates[d], d)
+				}
+				c.destGates[destIdx[d]] = say
+			}
 		}
 		c.inputBase = append(c.inputBase, len(inputIdx)-len(w.Inputs))
 		p, ok := prodIdx[w.Producer]
@@ -176,6 +197,13 @@ func (c *Catalogue) WorkflowsOfProducer(producer string) []int {
 		return c.prodWfs[i]
 	}
 	return nil
+}
+
+// GatesOf is the catalogue's say on whether a destination tag (by dense index) gates PromptReco: set
+// is false where the catalogue leaves it to the tag's synchronization.
+func (c *Catalogue) GatesOf(dest int) (gates, set bool) {
+	say := c.destGates[dest]
+	return say > 0, say != 0
 }
 
 // NumDestinations is the number of distinct destination tags.

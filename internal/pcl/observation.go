@@ -133,6 +133,9 @@ type Observation struct {
 	Inserted time.Time    `json:"inserted,omitzero"`   // KindIOV: INSERTION_TIME
 	Payload  string       `json:"payload,omitempty"`   // KindIOV: PAYLOAD_HASH
 	Previous string       `json:"previous,omitempty"`  // KindIOV: the payload of the IOV just below this since, if any
+	// Synchronization is the tag's TAG.SYNCHRONIZATION (cms-interfaces.md §3.3) as the spy read it with
+	// the row: whether a tag gates PromptReco follows from it (design.md, "Matching"). KindIOV.
+	Synchronization string `json:"synchronization,omitempty"`
 
 	Quality Quality `json:"quality,omitempty"` // KindDQMQuality
 
@@ -201,17 +204,22 @@ func (o *Observation) KeySum() [16]byte {
 		w(string(o.Status))
 		ts(o.At)
 	case KindIOV:
+		// An IOV row's identity is its primary key and payload. The synchronization is the tag's, not
+		// the row's: a row read again after its tag changed synchronization is the same row, so the
+		// first reading stays (and a store that held rows before the field existed stores none twice).
 		w(o.Tag)
 		u(o.Since)
 		ts(o.Inserted)
 		w(o.Payload)
 	case KindDQMQuality:
-		// The DQM GUI gives no time: the spy stamps its poll. The fact is the verdict, so polls that
-		// see the same verdict are one fact. (A verdict that changes back to an earlier one is not
-		// stored again; the reconcile then keeps the later verdict. DQM re-harvests rarely flip.)
+		// The DQM GUI gives no time: the spy stamps the poll at which it saw the verdict change, and
+		// sends a verdict only then. The time is part of the fact, so that a verdict that flips good →
+		// bad → good is three facts and the newest one counts; without it the second "good" would be
+		// the first one again, never stored, and the run would stay bad.
 		w(o.Workflow)
 		w(o.Dataset)
 		w(string(o.Quality))
+		ts(o.At)
 	case KindOverride:
 		w(string(o.Action))
 		w(o.Workflow)

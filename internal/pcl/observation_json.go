@@ -95,6 +95,7 @@ func (o *Observation) AppendJSON(dst []byte) ([]byte, error) {
 	}
 	b = appendOptString(b, `,"payload":`, o.Payload)
 	b = appendOptString(b, `,"previous":`, o.Previous)
+	b = appendOptString(b, `,"synchronization":`, o.Synchronization)
 	b = appendOptString(b, `,"quality":`, string(o.Quality))
 	b = appendOptString(b, `,"action":`, string(o.Action))
 	b = appendOptString(b, `,"actor":`, o.Actor)

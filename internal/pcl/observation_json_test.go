@@ -126,6 +126,7 @@ func normalized(o Observation) Observation {
 	}
 	o.Tag, o.Status, o.Info = s(o.Tag), UploadStatus(s(string(o.Status))), s(o.Info)
 	o.TimeType, o.Inserted, o.Payload, o.Previous = TimeType(s(string(o.TimeType))), tmz(o.Inserted), s(o.Payload), s(o.Previous)
+	o.Synchronization = s(o.Synchronization)
 	o.Quality, o.Action, o.Actor, o.Reason = Quality(s(string(o.Quality))), OverrideAction(s(string(o.Action))), s(o.Actor), s(o.Reason)
 	return o
 }
@@ -289,7 +290,7 @@ func randObservation(r *rand.Rand) Observation {
 		Dataset: randString(r), Workflow: randString(r), InputTag: randString(r), File: randString(r),
 		FileHash: randString(r), Destinations: randStrings(r), Prep: r.IntN(2) == 0, Tag: randString(r),
 		Status: UploadStatus(maybe(string(UploadTooLate))), Info: randString(r), TimeType: TimeType(maybe(string(TimeLumi))),
-		Inserted: randTime(r), Payload: randString(r), Previous: randString(r), Quality: Quality(maybe(string(QualityBad))),
+		Inserted: randTime(r), Payload: randString(r), Previous: randString(r), Synchronization: randString(r), Quality: Quality(maybe(string(QualityBad))),
 		Action: OverrideAction(maybe(string(OverrideAccept))), Actor: randString(r), Reason: randString(r)}
 	if r.IntN(5) == 0 {
 		o.Source = Source(randString(r))
@@ -538,7 +539,7 @@ func FuzzAppendJSON(f *testing.F) {
 			Producers: []string{s1, s2}[:int(k)%3], Dataset: str(3), Workflow: str(4), InputTag: str(5), File: str(6),
 			FileHash: str(7), Destinations: []string{s2, s1}[:int(k>>2)%3], Prep: bit(8), Tag: str(9),
 			Status: UploadStatus(str(10)), Info: str(11), Since: n, TimeType: TimeType(str(12)), Payload: str(13),
-			Previous: str(14), Quality: Quality(str(15)), Action: OverrideAction(str(0)), Actor: str(1), Reason: str(2)}
+			Previous: str(14), Synchronization: str(13), Quality: Quality(str(15)), Action: OverrideAction(str(0)), Actor: str(1), Reason: str(2)}
 		if bit(3) {
 			o.Seen = at
 		}

@@ -42,15 +42,25 @@ func TestKeyIdentifiesFacts(t *testing.T) {
 	if a.Key() == c.Key() {
 		t.Error("two IOV rows share a key")
 	}
-	q := Observation{Source: SourceDQM, Kind: KindDQMQuality, Run: 392671, At: at, Workflow: "SiStripGains", Quality: QualityGood}
-	q2 := q
-	q2.At = at.Add(10 * time.Minute) // the next poll of the DQM GUI, same verdict
-	if q.Key() != q2.Key() {
-		t.Error("the same DQM verdict seen at two polls has two keys")
+	s := a
+	s.Synchronization, s.Seen = "pcl", at.Add(time.Hour) // the same row, read with its tag's synchronization
+	if a.Key() != s.Key() {
+		t.Error("an IOV row read with and without its tag's synchronization has two keys")
 	}
-	q2.Quality = QualityBad
-	if q.Key() == q2.Key() {
-		t.Error("a changed DQM verdict has the same key")
+	// A verdict that flips good → bad → good is three facts: the spy sends a verdict when it changes,
+	// stamped with that poll, and the last "good" must be stored to count.
+	good := Observation{Source: SourceDQM, Kind: KindDQMQuality, Run: 392671, At: at, Workflow: "SiStripGains", Quality: QualityGood}
+	bad := good
+	bad.At, bad.Quality = at.Add(10*time.Minute), QualityBad
+	goodAgain := good
+	goodAgain.At = at.Add(20 * time.Minute)
+	if good.Key() == bad.Key() || good.Key() == goodAgain.Key() || bad.Key() == goodAgain.Key() {
+		t.Error("a DQM verdict that flips back shares a key with an earlier verdict")
+	}
+	seenLater := good
+	seenLater.Seen = at.Add(time.Hour)
+	if good.Key() != seenLater.Key() {
+		t.Error("the same DQM verdict seen twice has two keys")
 	}
 	d := Observation{Source: SourceTier0, Kind: KindStreamDone, Run: 392671, At: at, Stream: "Express", Done: true}
 	e := d
@@ -135,6 +145,21 @@ func TestPolicy(t *testing.T) {
 	}
 }
 
+// TestDefaultRunDeadlineIsTier0Lock: by default a run times out when Tier-0 alone would lock it, 48 h
+// after stop less the 30 min lock offset (cms-interfaces.md §1.7), so that Spy Agency never releases a
+// run later than Tier-0 would without it.
+func TestDefaultRunDeadlineIsTier0Lock(t *testing.T) {
+	t.Parallel()
+	for _, c := range DefaultPolicy().Classes {
+		if c.RunDeadline != 47*time.Hour+30*time.Minute {
+			t.Errorf("class %s: run deadline %s, want 47h30m", c.Pattern, c.RunDeadline)
+		}
+	}
+	if got := DefaultPolicy().For("no class matches this").RunDeadline; got != 47*time.Hour+30*time.Minute {
+		t.Errorf("last resort class: run deadline %s", got)
+	}
+}
+
 func TestStreamDoneFalseIsWritten(t *testing.T) {
 	t.Parallel()
 	o := Observation{Source: SourceTier0, Kind: KindStreamDone, Run: 392680, At: time.Unix(0, 0).UTC(), Stream: "Express"}
@@ -152,5 +177,45 @@ func TestStreamDoneFalseIsWritten(t *testing.T) {
 	iov, _ := json.Marshal(Observation{Source: SourceCondDB, Kind: KindIOV, Tag: "T", At: time.Unix(0, 0).UTC()})
 	if strings.Contains(string(iov), "done") {
 		t.Errorf("an IOV carries done: %s", iov)
+	}
+}
+
+func TestCatalogueGates(t *testing.T) {
+	t.Parallel()
+	wf := func(name, tag string, gates map[string]bool, dests ...string) Workflow {
+		return Workflow{Name: name, Producer: "P" + name, Streams: []string{"Express"},
+			Inputs: []Input{{Tag: tag, TimeType: TimeRun, Destinations: dests, Gates: gates}}}
+	}
+	c, err := NewCatalogue([]Workflow{wf("A", "a_pcl", map[string]bool{"A_hlt": true, "A_prompt": false}, "A_hlt", "A_prompt", "A_express")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for tag, want := range map[string][2]bool{"A_hlt": {true, true}, "A_prompt": {false, true}, "A_express": {false, false}} {
+		i, _ := c.DestinationIndex(tag)
+		if g, set := c.GatesOf(i); g != want[0] || set != want[1] {
+			t.Errorf("%s: gates %v set %v, want %v", tag, g, set, want)
+		}
+	}
+	for name, ws := range map[string][]Workflow{
+		"not one of its destinations": {wf("A", "a_pcl", map[string]bool{"B_prompt": true}, "A_prompt")},
+		"the opposite":                {wf("A", "a_pcl", map[string]bool{"T": true}, "T"), wf("B", "b_pcl", map[string]bool{"T": false}, "T")},
+	} {
+		if _, err := NewCatalogue(ws); err == nil || !strings.Contains(err.Error(), name) {
+			t.Errorf("%s: %v", name, err)
+		}
+	}
+	// The same say twice is no conflict.
+	if _, err := NewCatalogue([]Workflow{wf("A", "a_pcl", map[string]bool{"T": true}, "T"), wf("B", "b_pcl", map[string]bool{"T": true}, "T")}); err != nil {
+		t.Error(err)
+	}
+}
+
+func TestTagGates(t *testing.T) {
+	t.Parallel()
+	for sync, want := range map[string]bool{"pcl": true, "prompt": true, "": true, "PCL": true, "something new": true,
+		"hlt": false, "express": false, "any": false, "validation": false, "mc": false, "runmc": false, "offline": false} {
+		if got := TagGates(sync); got != want {
+			t.Errorf("TagGates(%q) = %v, want %v", sync, got, want)
+		}
 	}
 }

@@ -41,13 +41,25 @@ type Policy struct {
 	Classes []ClassPolicy `yaml:"classes" json:"classes"`
 }
 
+// Tier-0 releases PromptReco of a run a fixed delay after its stop and locks the run's settings a while
+// before (cms-interfaces.md §1.7; dmwm/T0's defaultRecoTimeout and defaultRecoLockTimeout).
+const (
+	Tier0RecoTimeout     = 48 * time.Hour   // defaultRecoTimeout: PromptReco released this long after stop
+	Tier0RecoLockTimeout = 30 * time.Minute // defaultRecoLockTimeout: settings locked this long before that
+	// DefaultRunDeadline is the moment Tier-0 alone would lock the run. A run that times out then is
+	// released by Spy Agency no later than Tier-0 would release it without Spy Agency; a deadline of the
+	// full delay would time out only after Tier-0's lock, and the release would follow a poll later.
+	DefaultRunDeadline = Tier0RecoTimeout - Tier0RecoLockTimeout
+)
+
 // DefaultPolicy mirrors Tier-0's timings (cms-interfaces.md §1): AlcaHarvest by 12 h after stop at the
-// latest, uploads waited for until 18 h, PromptReco 48 h after stop. A workflow gets until the upload
-// timeout plus a margin; the run, Tier-0's blind delay, so Spy Agency never releases later than today.
+// latest, uploads waited for until 18 h, PromptReco locked 47.5 h after stop. A workflow gets until the
+// upload timeout plus a margin; the run, until Tier-0's own lock, so Spy Agency never releases later than
+// Tier-0 alone would.
 func DefaultPolicy() Policy {
 	base := ClassPolicy{
 		WorkflowDeadline: 20 * time.Hour,
-		RunDeadline:      48 * time.Hour,
+		RunDeadline:      DefaultRunDeadline,
 		OnTimeout:        OnTimeoutRelease,
 		MinRunLength:     5 * time.Minute,
 		InOrder:          true,

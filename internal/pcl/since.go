@@ -65,3 +65,21 @@ func SinceOfRun(tt TimeType, run uint32) uint64 {
 	}
 	return uint64(run)
 }
+
+// TagGates says whether a condition DB tag of the given synchronization (TAG.SYNCHRONIZATION,
+// cms-interfaces.md §3.3) gates PromptReco: whether the IOV in effect at a run must carry the run's own
+// payload before the run may go (design.md, "Matching"). pcl and prompt tags do: Tier-0's first
+// condition-safe run governs them, and they are what the prompt global tag reads. In hlt and express
+// tags the upload service moves a since up to the next run HLT or Express will process, and the other
+// kinds (any, validation, mc, runmc, offline) are not Tier-0's: a payload there counts wherever it
+// landed. Anything else, the empty string of a tag not seen yet included, gates, so that nothing is
+// released on a guess.
+func TagGates(synchronization string) bool {
+	switch synchronization {
+	case "pcl", "prompt": // first: PCL destination tags mostly are
+		return true
+	case "hlt", "express", "any", "validation", "mc", "runmc", "offline":
+		return false
+	}
+	return true
+}

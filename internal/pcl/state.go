@@ -112,8 +112,10 @@ type Milestones struct {
 	UploadSent  time.Time `json:"upload_sent,omitzero"`
 	Uploaded    time.Time `json:"uploaded,omitzero"`
 	InDB        time.Time `json:"in_db,omitzero"`
-	// Observed marks the milestones whose time is when the agency saw the step (bounded by the
-	// evidence around it) rather than a time the source itself reported.
+	// Observed marks the milestones whose time is not one a source reported: express-done, which is
+	// when the agency saw Tier-0 say the stream was done (Tier-0 gives no time), and any milestone
+	// moved to keep the loop's order where clocks disagree: bounded by the next later milestone, or
+	// raised to the stop. A latency ending at an observed milestone is an upper bound.
 	Observed MilestoneSet `json:"observed,omitzero"`
 }
 

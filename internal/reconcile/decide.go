@@ -80,12 +80,13 @@ func (d *deriver) riskAt(ws *pcl.WorkflowStatus) time.Time {
 	return d.f.info.Stop.Add(time.Duration(window))
 }
 
-// decide derives the run's readiness from its workflows, the overrides and Tier-0's releases.
-func (d *deriver) decide(rs *pcl.RunState) pcl.Decision {
+// decide derives the run's readiness from its workflows, the overrides and Tier-0's releases, and the
+// observations it rests on (ev, a range of the deriver's citations).
+func (d *deriver) decide(rs *pcl.RunState) (pcl.Decision, evRange) {
 	f := d.f
 	dec := pcl.Decision{Run: f.run, Blocking: []string{}}
 	for i := range rs.Workflows {
-		ws := &rs.Workflows[i] // a range value would copy each 336-byte status
+		ws := &rs.Workflows[i] // a range value would copy each status
 		if ws.Required && !ws.State.OK(d.cp.AllowsNoPayload(ws.Name)) {
 			dec.Blocking = append(dec.Blocking, ws.Name)
 		}
@@ -94,49 +95,58 @@ func (d *deriver) decide(rs *pcl.RunState) pcl.Decision {
 		r := f.release
 		dec.State, dec.Releasable = pcl.ReadinessReleased, true
 		dec.Reason = fmt.Sprintf("Tier-0 released PromptReco (%s) %s", r.Dataset, clock(r.At))
-		return dec
+		return dec, d.citeOne(r)
 	}
 	if o, ok := d.runOverride(); ok {
 		switch o.Action {
 		case pcl.OverrideHold:
 			dec.State = pcl.ReadinessHeld
 			dec.Reason = fmt.Sprintf("held by %s: %s", o.Actor, o.Reason)
-			return dec
+			return dec, d.citeOne(o)
 		case pcl.OverrideRelease:
 			dec.State, dec.Releasable = pcl.ReadinessForced, true
 			dec.Reason = fmt.Sprintf("forced by %s: %s", o.Actor, o.Reason)
-			return dec
+			return dec, d.citeOne(o)
 		}
 	}
 	switch {
 	case f.info == nil:
 		dec.State, dec.Reason = pcl.ReadinessWaiting, "OMS has not reported the run yet"
-		return dec
+		return dec, evRange{}
 	case f.info.Stop == nil:
 		// Nothing can be final while the run records: listing every workflow as blocking says nothing.
 		dec.State, dec.Reason, dec.Blocking = pcl.ReadinessOngoing, "run ongoing", []string{}
-		return dec
+		return dec, evRange{}
 	case !f.configured() && f.info.Duration() >= d.cp.MinRunLength:
 		dec.State, dec.Reason = pcl.ReadinessWaiting, "Tier-0 express configuration not seen yet"
 		if !d.in.Now.Before(rs.Deadline) {
 			return d.timedOut(dec, rs)
 		}
-		return dec
+		return dec, evRange{}
 	}
 	if len(dec.Blocking) == 0 {
 		dec.State, dec.Releasable = pcl.ReadinessReady, true
 		dec.Reason = "every required workflow is in an ok final state"
-		return dec
+		return dec, d.unionOf(rs, ofRequired)
 	}
 	if !d.in.Now.Before(rs.Deadline) {
 		return d.timedOut(dec, rs)
 	}
+	// A required workflow in a bad final state can never become ok by itself: the run needs a person,
+	// whatever the others still do.
+	for i := range rs.Workflows {
+		if ws := &rs.Workflows[i]; ofBad.takes(d, ws) {
+			dec.State = pcl.ReadinessBlocked
+			dec.Reason = blockedReason(ws, len(dec.Blocking))
+			return dec, d.unionOf(rs, ofBad)
+		}
+	}
 	dec.State = pcl.ReadinessWaiting
 	dec.Reason = waitingReason(rs, dec.Blocking)
-	return dec
+	return dec, evRange{}
 }
 
-func (d *deriver) timedOut(dec pcl.Decision, rs *pcl.RunState) pcl.Decision {
+func (d *deriver) timedOut(dec pcl.Decision, rs *pcl.RunState) (pcl.Decision, evRange) {
 	dec.State = pcl.ReadinessTimedOut
 	dec.Releasable = d.cp.OnTimeout == pcl.OnTimeoutRelease
 	action := "held until an operator acts"
@@ -148,7 +158,17 @@ func (d *deriver) timedOut(dec pcl.Decision, rs *pcl.RunState) pcl.Decision {
 		what = strings.Join(dec.Blocking, ", ")
 	}
 	dec.Reason = fmt.Sprintf("deadline %s after stop passed waiting for %s: %s", d.cp.RunDeadline, what, action)
-	return dec
+	// The deadline counts from the stop OMS reported.
+	return dec, d.citeOne(d.f.infoObs)
+}
+
+// blockedReason names a workflow in a bad final state, its state, why, and what unblocks the run.
+func blockedReason(ws *pcl.WorkflowStatus, blocking int) string {
+	r := fmt.Sprintf("%s %s (%s): accept it, release the run, or fix and re-upload", ws.Name, ws.State, ws.Reason)
+	if blocking > 1 {
+		r += fmt.Sprintf(" (and %d more)", blocking-1)
+	}
+	return r
 }
 
 // waitingReason says in words what the run waits for: the first blocking workflow's story, and how
@@ -198,7 +218,8 @@ func (d *deriver) nextWake(rs *pcl.RunState) time.Time {
 		consider(ws.Deadline)
 		consider(d.riskAt(ws))
 	}
-	if !rs.Deadline.IsZero() && rs.Decision.State == pcl.ReadinessWaiting {
+	// A waiting or blocked run times out at its deadline; nothing else wakes a blocked one.
+	if !rs.Deadline.IsZero() && (rs.Decision.State == pcl.ReadinessWaiting || rs.Decision.State == pcl.ReadinessBlocked) {
 		consider(rs.Deadline)
 	}
 	return next

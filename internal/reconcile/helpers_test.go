@@ -83,10 +83,30 @@ func upload(tag, dest string, st pcl.UploadStatus, d time.Duration) pcl.Observat
 		InputTag: tag, File: fileName(tag), FileHash: "9f3c0d1e2a", Tag: dest, Status: st, Info: "log text"}
 }
 
+// iov is an IOV row as the conddb spy reports it, with the synchronization the simulator gives the tag.
 func iov(tag string, since uint64, hash string, d time.Duration) pcl.Observation {
+	return iovSync(tag, syncOf(tag), since, hash, d)
+}
+
+func iovSync(tag, sync string, since uint64, hash string, d time.Duration) pcl.Observation {
 	tt, _ := catalog.TimeTypeOf(tag)
 	return pcl.Observation{Source: pcl.SourceCondDB, Kind: pcl.KindIOV, Run: pcl.RunOfSince(tt, since), At: at(d),
-		Tag: tag, Since: since, TimeType: tt, Inserted: at(d), Payload: hash}
+		Tag: tag, Since: since, TimeType: tt, Inserted: at(d), Payload: hash, Synchronization: sync}
+}
+
+// syncOf is the synchronization of a destination tag by its name, as the simulator (and, for the
+// catalogue's tags, the condition DB) has it: _hlt and _express tags of those kinds, _off tags offline,
+// the other PCL tags pcl.
+func syncOf(tag string) string {
+	switch {
+	case strings.HasSuffix(tag, "_off"):
+		return "offline"
+	case strings.HasSuffix(tag, "_hlt"):
+		return "hlt"
+	case strings.HasSuffix(tag, "_express"):
+		return "express"
+	}
+	return "pcl"
 }
 
 func override(action pcl.OverrideAction, workflow string, d time.Duration) pcl.Observation {

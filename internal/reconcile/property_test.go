@@ -16,6 +16,14 @@ import (
 func randomWorld(r *rand.Rand) ([]pcl.Observation, pcl.Policy, time.Duration, map[pcl.Source]SourceView, uint32) {
 	var obs []pcl.Observation
 	dur := func(max time.Duration) time.Duration { return time.Duration(r.Int64N(int64(max))) }
+	// Sources keep their own clocks: now and then a file or a log line is dated a little before the
+	// stop OMS reported.
+	skewed := func(max time.Duration) time.Duration {
+		if r.IntN(8) == 0 {
+			return -dur(time.Hour)
+		}
+		return dur(max)
+	}
 	hashes := []string{h1, h2, "c2f56b2dca1e8257d19233e5380d79317030b957"}
 	hash := func() string { return hashes[r.IntN(len(hashes))] }
 	if r.IntN(10) > 0 {
@@ -41,6 +49,9 @@ func randomWorld(r *rand.Rand) ([]pcl.Observation, pcl.Policy, time.Duration, ma
 	for _, s := range []string{"Express", "ExpressAlignment"} {
 		if r.IntN(3) == 0 {
 			obs = append(obs, streamDone(s, dur(30*time.Hour)))
+			if r.IntN(4) == 0 { // seen done again at a later poll
+				obs = append(obs, streamDone(s, dur(30*time.Hour)))
+			}
 		}
 	}
 	for _, w := range catalog.Workflows() {
@@ -52,21 +63,28 @@ func randomWorld(r *rand.Rand) ([]pcl.Observation, pcl.Policy, time.Duration, ma
 			if r.IntN(5) > 0 {
 				hs = append(hs, hash())
 			}
-			obs = append(obs, harvest(in.Tag, dur(30*time.Hour), hs...))
+			obs = append(obs, harvest(in.Tag, skewed(30*time.Hour), hs...))
 			if r.IntN(2) == 0 {
-				obs = append(obs, marker(in.Tag, dur(30*time.Hour)))
+				obs = append(obs, marker(in.Tag, skewed(30*time.Hour)))
 			}
 			for _, dest := range in.Destinations {
 				if r.IntN(2) == 0 {
 					st := []pcl.UploadStatus{pcl.UploadOK, pcl.UploadOK, pcl.UploadSkip, pcl.UploadFail, pcl.UploadTooLate}[r.IntN(5)]
-					obs = append(obs, upload(in.Tag, dest, st, dur(30*time.Hour)))
+					obs = append(obs, upload(in.Tag, dest, st, skewed(30*time.Hour)))
 				}
-				if r.IntN(2) == 0 {
+				for range r.IntN(3) { // none, one, or two rows (another run's, a re-upload)
 					since := uint64(testRun + r.IntN(3) - 1)
 					if in.TimeType == pcl.TimeLumi {
 						since = pcl.PackLumi(uint32(since), uint32(1+r.IntN(50)))
 					}
-					obs = append(obs, iov(dest, since, hash(), dur(30*time.Hour)-2*time.Hour))
+					o := iov(dest, since, hash(), dur(30*time.Hour)-2*time.Hour)
+					switch r.IntN(10) {
+					case 0:
+						o.Synchronization = "" // read before the spy gave it, or a tag not known yet
+					case 1:
+						o.Synchronization = []string{"pcl", "hlt", "prompt", "express", "any"}[r.IntN(5)]
+					}
+					obs = append(obs, o)
 				}
 			}
 		}
@@ -148,6 +166,35 @@ func TestPropertyMonotoneInTime(t *testing.T) {
 	}
 }
 
+// TestPropertyMilestonesOrdered: in every world, every workflow's milestones follow the loop, stop ≤
+// express-done ≤ harvested ≤ upload-sent ≤ uploaded ≤ in-db (those passed), whatever the sources'
+// clocks said, and express-done, which no source dates, is always marked observed.
+func TestPropertyMilestonesOrdered(t *testing.T) {
+	t.Parallel()
+	for seed := range 3000 {
+		r := rand.New(rand.NewPCG(uint64(seed), 0x0dde))
+		obs, p, now, sources, fcsr := randomWorld(r)
+		rs := Reconcile(Input{Run: testRun, Observations: obs, Catalogue: catalog, Policy: p, Sources: sources, FCSR: fcsr, Now: at(now)})
+		for _, ws := range rs.Workflows {
+			m := ws.Milestones
+			prev, prevName := m.Stop, pcl.MilestoneStop
+			for _, k := range pcl.AllMilestones[1:] {
+				tm := m.Get(k)
+				if tm.IsZero() {
+					continue
+				}
+				if tm.Before(prev) {
+					t.Fatalf("seed %d: %s %s at %s, before %s at %s", seed, ws.Name, k, tm, prevName, prev)
+				}
+				prev, prevName = tm, k
+			}
+			if !m.ExpressDone.IsZero() && !m.Observed.Has(pcl.MilestoneExpressDone) {
+				t.Fatalf("seed %d: %s express-done not marked observed", seed, ws.Name)
+			}
+		}
+	}
+}
+
 func mustJSON(t *testing.T, v any) string {
 	t.Helper()
 	b, err := json.Marshal(v)
@@ -197,9 +244,14 @@ func benchWorld() (*pcl.Catalogue, []pcl.Observation) {
 				obs = append(obs, pcl.Observation{Source: pcl.SourceDropbox, Kind: pcl.KindUploadStatus, Run: testRun, At: at(70 * time.Minute),
 					Workflow: w.Name, InputTag: in.Tag, File: h.File, FileHash: hash, Tag: d, Status: pcl.UploadOK, Info: "Upload finished"},
 					pcl.Observation{Source: pcl.SourceCondDB, Kind: pcl.KindIOV, Run: testRun, At: at(71 * time.Minute), Tag: d,
-						Since: pcl.SinceOfRun(in.TimeType, testRun), Inserted: at(71 * time.Minute), Payload: hash, TimeType: in.TimeType})
+						Since: pcl.SinceOfRun(in.TimeType, testRun), Inserted: at(71 * time.Minute), Payload: hash, TimeType: in.TimeType,
+						Synchronization: syncOf(d)})
 			}
 		}
+	}
+	// As read from the store: every fact has its sequence number, which the states and the decision cite.
+	for i := range obs {
+		obs[i].Seq = int64(1000 + i)
 	}
 	return cat, obs
 }
@@ -216,6 +268,9 @@ func TestBenchWorldIsComplete(t *testing.T) {
 	}
 	if rs.Decision.State != pcl.ReadinessReady || len(obs) < 90 || len(obs) > 130 {
 		t.Errorf("%s with %d observations", rs.Decision.State, len(obs))
+	}
+	if len(rs.Decision.Evidence) < 20 {
+		t.Errorf("a ready run cites %d observations", len(rs.Decision.Evidence))
 	}
 }
 

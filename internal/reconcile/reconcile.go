@@ -3,7 +3,6 @@ package reconcile
 import (
 	"cmp"
 	"slices"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -63,8 +62,13 @@ func Reconcile(in Input) pcl.RunState {
 	for i := range ws {
 		d.workflow(i, &ws[i], &rs.Workflows[i])
 	}
-	rs.Decision = d.decide(&rs)
+	var ev evRange
+	rs.Decision, ev = d.decide(&rs)
+	d.fileEvidence(&rs, ev)
 	rs.NextWake = d.nextWake(&rs)
+	if d.waitsHarvest && rs.Decision.State != pcl.ReadinessReleased {
+		rs.WaitsFor = []pcl.Source{pcl.SourceHarvest}
+	}
 	f.recycle()
 	return rs
 }
@@ -89,7 +93,15 @@ type facts struct {
 	// (no pointer written for each IOV filed, and nothing to clear for the GC's sake in recycle).
 	iovs      [][]int32
 	otherIOVs map[string][]int32
-	overrides []*pcl.Observation
+	// syncs holds, by catalogue destination index, 1 + the index into obs of the tag's newest IOV that
+	// names its synchronization (0 for none); otherSyncs the same for tags outside the catalogue.
+	syncs      []int32
+	otherSyncs map[string]int32
+	overrides  []*pcl.Observation
+	// ev is scratch for the sequence numbers the workflows' states and the decision rest on, copied
+	// into the result once all are known (one allocation per run); wfEv is each workflow's range of it.
+	ev   []int64
+	wfEv []evRange
 	// nFiles and nHashes count the inputs with a file and their latest files' payloads: what the
 	// workflows' Files and Hashes lists hold at most.
 	nFiles, nHashes int
@@ -162,42 +174,57 @@ func (f *facts) prune(head int32, l *latestName) int32 {
 	return out
 }
 
-// latestName is the name of an input's latest file, and its stem once needed.
+// latestName is the name of an input's latest file, and its stem once known.
 type latestName struct {
-	file, stem string
-	stemmed    bool
+	file   string
+	stem   string // the stem of file's base name; "" when it is no harvest file name
+	parsed bool   // file was read
 }
 
 // names says whether a marker or upload record names the latest file: a name of the same upload (same
-// stem). The spies report the .db's own name for all three kinds, so the stems need computing only for
-// names that differ.
+// stem). The spies report the .db's own name for all three kinds, so names need reading only where they
+// differ; a name that is no harvest file name only names itself. A harvest name's stem is canonical (a
+// run has no leading zero, the parts hold no '@' or '.'), so another name is of the same upload exactly
+// when, after its directory, it is that stem and a harvest file's ending: what pcl.ParseHarvestName
+// would say, without reading the whole name again.
 func (l *latestName) names(file string) bool {
 	if file == l.file {
 		return true
 	}
-	if !l.stemmed {
-		l.stem, l.stemmed = stem(l.file), true
+	if !l.parsed {
+		base := baseName(l.file)
+		if n, err := pcl.ParseHarvestName(base); err == nil {
+			l.stem = base[:len(base)-len(n.Ext)]
+		}
+		l.parsed = true
 	}
-	// The stem followed by suffixes (its .txt, its .txt.uploaded marker) has that stem, without a
-	// search of the whole name: with no '/' or '@' after it, the stem's end is the name's first dot
-	// (a stem without a dot) or its first dot after the last '@' (a stem's part after its last '@' has
-	// no dot).
-	if st := l.stem; len(file) > len(st) && file[len(st)] == '.' && file[:len(st)] == st &&
-		plainSuffix(file[len(st):]) {
+	if l.stem == "" {
+		return false
+	}
+	base := baseName(file)
+	if len(base) <= len(l.stem) || base[len(l.stem)] != '.' || base[:len(l.stem)] != l.stem {
+		return false
+	}
+	switch pcl.HarvestExt(base[len(l.stem):]) {
+	case pcl.HarvestDB, pcl.HarvestMetadata, pcl.HarvestUploaded:
 		return true
 	}
-	return stem(file) == l.stem
+	return false
 }
 
-// plainSuffix says whether a name's suffixes hold no '/' or '@'. A loop: they are a few bytes, and
-// strings.ContainsAny builds its byte set on every call.
-func plainSuffix(s string) bool {
-	for i := 0; i < len(s); i++ {
-		if s[i] == '/' || s[i] == '@' {
-			return false
-		}
+// harvestName reads a file name of the harvest area with pcl's one reader, after any directory.
+func harvestName(file string) (pcl.HarvestName, bool) {
+	n, err := pcl.ParseHarvestName(baseName(file))
+	return n, err == nil
+}
+
+// baseName is a name after its last '/'. The spies report base names: the forward byte search finds
+// that out fast, where the backward one would walk the whole name byte by byte.
+func baseName(file string) string {
+	if strings.IndexByte(file, '/') < 0 {
+		return file
 	}
-	return true
+	return file[strings.LastIndexByte(file, '/')+1:]
 }
 
 // marker returns the first upload marker of the input's latest file.
@@ -248,19 +275,14 @@ func (f *facts) stream(name string) *streamFacts {
 // later says whether a is after b in the canonical order.
 func later(a, b *pcl.Observation) bool { return b == nil || compare(a, b) > 0 }
 
-// inputTagOf is the input tag an upload record or marker is about: its own field, or the middle of its
-// file's stem, Run<run>@<inputTag>@<uuid>.
+// inputTagOf is the input tag an upload record or marker is about: its own field, or the one its file
+// name, Run<run>@<inputTag>@<uuid>.<ext>, gives.
 func inputTagOf(o *pcl.Observation) string {
 	if o.InputTag != "" {
 		return o.InputTag
 	}
-	name := stem(o.File)
-	i := strings.IndexByte(name, '@')
-	j := strings.LastIndexByte(name, '@')
-	if i < 0 || j <= i {
-		return ""
-	}
-	return name[i+1 : j]
+	n, _ := harvestName(o.File)
+	return n.InputTag
 }
 
 // index files each valid observation of the run under what it tells.
@@ -273,6 +295,9 @@ func index(in Input) *facts {
 	f.links = resize(f.links, len(in.Observations))
 	f.quality = resize(f.quality, nw)
 	f.wfStreams = resize(f.wfStreams, nw)
+	f.wfEv = resize(f.wfEv, nw)
+	f.syncs = resize(f.syncs, cat.NumDestinations())
+	f.ev = f.ev[:0]
 	for i := range f.inputs {
 		f.inputs[i].markers, f.inputs[i].statuses = -1, -1
 	}
@@ -290,11 +315,17 @@ func index(in Input) *facts {
 		case pcl.KindIOV:
 			if k, ok := cat.DestinationIndex(o.Tag); ok {
 				f.iovs[k] = append(f.iovs[k], int32(i))
+				if o.Synchronization != "" && later(o, f.at(f.syncs[k])) {
+					f.syncs[k] = int32(i + 1)
+				}
 			} else {
 				if f.otherIOVs == nil {
-					f.otherIOVs = map[string][]int32{}
+					f.otherIOVs, f.otherSyncs = map[string][]int32{}, map[string]int32{}
 				}
 				f.otherIOVs[o.Tag] = append(f.otherIOVs[o.Tag], int32(i))
+				if o.Synchronization != "" && later(o, f.at(f.otherSyncs[o.Tag])) {
+					f.otherSyncs[o.Tag] = int32(i + 1)
+				}
 			}
 			continue
 		case pcl.KindUploadStatus:
@@ -303,7 +334,7 @@ func index(in Input) *facts {
 				continue
 			}
 			// Another run's record needs no catalogue lookup.
-			if o.Run != in.Run && (o.Run != 0 || !runOfStem(stem(o.File), in.Run)) {
+			if o.Run != in.Run && (o.Run != 0 || !runOfFile(o.File, in.Run)) {
 				continue
 			}
 			if k, ok := cat.InputIndex(inputTagOf(o)); ok {
@@ -415,10 +446,13 @@ func (f *facts) recycle() {
 	clear(f.links)
 	clear(f.quality)
 	clear(f.wfStreams)
+	clear(f.wfEv)
+	clear(f.syncs)
 	clear(f.streams[:cap(f.streams)]) // index may cut the list short
 	clear(f.overrides)
 	*f = facts{inputs: f.inputs[:0], links: f.links[:0], quality: f.quality[:0], wfStreams: f.wfStreams[:0],
-		iovs: f.iovs, streams: f.streams[:0], overrides: f.overrides[:0]}
+		iovs: f.iovs, streams: f.streams[:0], overrides: f.overrides[:0], syncs: f.syncs[:0], ev: f.ev[:0],
+		wfEv: f.wfEv[:0]}
 	factsPool.Put(f)
 }
 
@@ -440,18 +474,11 @@ func earlierSeen(a, b *pcl.Observation) bool {
 	return compare(a, b) < 0
 }
 
-// runOfStem says whether a harvest file stem belongs to the run (Run<run>@...); names of another form
-// are taken as the run's, since the record was selected for it.
-func runOfStem(name string, run uint32) bool {
-	if !strings.HasPrefix(name, "Run") {
-		return true
-	}
-	i := strings.IndexByte(name, '@')
-	if i < 0 {
-		return true
-	}
-	n, err := strconv.ParseUint(name[3:i], 10, 32)
-	return err != nil || uint32(n) == run
+// runOfFile says whether a harvest file name belongs to the run; a name of another form is taken as the
+// run's, since the record was selected for it (and without an input tag it is dropped anyway).
+func runOfFile(file string, run uint32) bool {
+	n, ok := harvestName(file)
+	return !ok || n.Run == run
 }
 
 // winners keeps, of one tag's IOVs, the row inserted last at each since, ordered by since: several rows
@@ -499,7 +526,7 @@ func compare(a, b *pcl.Observation) int {
 		{string(a.Status), string(b.Status)}, {a.Workflow, b.Workflow}, {a.InputTag, b.InputTag}, {a.Dataset, b.Dataset},
 		{string(a.Quality), string(b.Quality)}, {string(a.Action), string(b.Action)}, {a.Actor, b.Actor},
 		{a.Reason, b.Reason}, {a.FileHash, b.FileHash}, {a.Info, b.Info}, {a.Previous, b.Previous},
-		{string(a.Source), string(b.Source)}} {
+		{a.Synchronization, b.Synchronization}, {string(a.Source), string(b.Source)}} {
 		if p[0] != p[1] {
 			return strings.Compare(p[0], p[1])
 		}
@@ -565,29 +592,6 @@ func seenAt(o *pcl.Observation) time.Time {
 		return o.At
 	}
 	return o.Seen
-}
-
-// stem is the upload's name without directory and suffixes, so that a .db, its .txt, its
-// .txt.uploaded marker and the upload log's file name all name the same upload. Harvest names are
-// Run<run>@<inputTag>@<uuid>.<ext> and a uuid has no dot, so the stem ends at the first dot after the
-// last '@'; other names lose everything from their first dot. The common case (a base name whose first
-// dot follows its last '@') takes two fast byte searches.
-func stem(name string) string {
-	if strings.IndexByte(name, '/') >= 0 {
-		name = name[strings.LastIndexByte(name, '/')+1:]
-	}
-	dot := strings.IndexByte(name, '.')
-	if dot < 0 {
-		return name
-	}
-	if strings.IndexByte(name[dot:], '@') < 0 {
-		return name[:dot]
-	}
-	at := strings.LastIndexByte(name, '@')
-	if j := strings.IndexByte(name[at:], '.'); j >= 0 {
-		return name[:at+j]
-	}
-	return name
 }
 
 func clock(t time.Time) string {

@@ -82,11 +82,19 @@ func TestWorkflowStates(t *testing.T) {
 		{name: "in-db without the upload log (the IOVs are the proof)",
 			obs: concat(one(stopped(), gainsInDB(h1)[0], gainsInDB(h1)[4], gainsInDB(h1)[5]), collisionsConfig()),
 			now: 2 * time.Hour, workflow: "SiStripGains", want: pcl.StateInDB},
-		{name: "since moved up to the first condition-safe run still matches by hash",
+		{name: "in an hlt tag a since moved up to the next run counts as delivered",
 			obs: concat(one(stopped(), harvest("SiStripApvGain_pcl", time.Hour, h1),
 				iov("SiStripApvGain_PCL_v0_hlt", testRun+5, h1, 71*time.Minute),
-				iov("SiStripApvGain_PCL_v0_prompt", testRun+5, h1, 71*time.Minute)), collisionsConfig()),
+				iov("SiStripApvGain_PCL_v0_prompt", testRun, h1, 71*time.Minute)), collisionsConfig()),
 			now: 2 * time.Hour, workflow: "SiStripGains", want: pcl.StateInDB},
+		{name: "in a pcl tag the payload only at a later run's since is not in the DB for this run",
+			obs: concat(one(stopped(), harvest("SiStripApvGain_pcl", time.Hour, h1),
+				upload("SiStripApvGain_pcl", "SiStripApvGain_PCL_v0_hlt", pcl.UploadOK, 70*time.Minute),
+				upload("SiStripApvGain_pcl", "SiStripApvGain_PCL_v0_prompt", pcl.UploadOK, 70*time.Minute),
+				iov("SiStripApvGain_PCL_v0_hlt", testRun+5, h1, 71*time.Minute),
+				iov("SiStripApvGain_PCL_v0_prompt", testRun+5, h1, 71*time.Minute)), collisionsConfig()),
+			now: 2 * time.Hour, workflow: "SiStripGains", want: pcl.StateUploaded,
+			reason: "not yet in SiStripApvGain_PCL_v0_prompt (SiStripApvGain_PCL_v0_prompt: the run's payload landed at since 392685 (run 392685), which PromptReco of run 392680 does not read)"},
 		{name: "another payload at the run's since is not ours",
 			obs: concat(one(stopped(), harvest("SiStripApvGain_pcl", time.Hour, h1),
 				iov("SiStripApvGain_PCL_v0_hlt", testRun, h2, 71*time.Minute),
@@ -259,6 +267,7 @@ func TestReadiness(t *testing.T) {
 		releasable bool
 		blocking   []string
 		reason     string
+		sources    map[pcl.Source]SourceView // default: every source seen at now
 	}{
 		{name: "ongoing", obs: one(runObs("Collisions25", nil)), now: -time.Hour, want: pcl.ReadinessOngoing},
 		{name: "unknown to OMS", obs: one(harvest("SiStripApvGain_pcl", time.Hour, h1)), now: 2 * time.Hour,
@@ -270,7 +279,18 @@ func TestReadiness(t *testing.T) {
 		{name: "ready", obs: concat(base, gainsInDB(h1)), now: 2 * time.Hour, want: pcl.ReadinessReady, releasable: true, blocking: []string{}},
 		{name: "every expected workflow is required by default", obs: concat(base, gainsInDB(h1)), now: 2 * time.Hour,
 			policy: pcl.DefaultPolicy(), want: pcl.ReadinessWaiting, reason: "(and 9 more)"},
-		{name: "a bad final state blocks", obs: failed, now: 3 * time.Hour, want: pcl.ReadinessWaiting, blocking: []string{"SiStripGains"}},
+		{name: "a bad final state blocks", obs: failed, now: 3 * time.Hour, want: pcl.ReadinessBlocked, blocking: []string{"SiStripGains"},
+			reason: "SiStripGains upload-failed (upload of SiStripApvGain_pcl to SiStripApvGain_PCL_v0_hlt: fail log text"},
+		{name: "a blocked run says what unblocks it", obs: failed, now: 3 * time.Hour, want: pcl.ReadinessBlocked,
+			reason: "): accept it, release the run, or fix and re-upload"},
+		{name: "a bad final state blocks while other workflows still run", obs: failed, now: 3 * time.Hour, policy: pcl.DefaultPolicy(),
+			want: pcl.ReadinessBlocked, reason: "SiStripGains upload-failed"},
+		{name: "a workflow timed out before the run's deadline blocks", obs: concat(base, one(harvest("SiStripApvGain_pcl", time.Hour, h1))),
+			now: 21 * time.Hour, want: pcl.ReadinessBlocked, blocking: []string{"SiStripGains"}, reason: "SiStripGains timed-out (no final state 20h0m0s after stop"},
+		{name: "a blocked run times out at the run's deadline", obs: failed, now: 47*time.Hour + 30*time.Minute, want: pcl.ReadinessTimedOut,
+			releasable: true, reason: "released by policy"},
+		{name: "a hold beats blocked", obs: concat(failed, one(override(pcl.OverrideHold, "", 3*time.Hour))), now: 4 * time.Hour,
+			want: pcl.ReadinessHeld},
 		{name: "timed out, released by policy", obs: failed, now: 49 * time.Hour, want: pcl.ReadinessTimedOut, releasable: true,
 			blocking: []string{"SiStripGains"}, reason: "released by policy"},
 		{name: "timed out, held by policy", obs: failed, now: 49 * time.Hour, policy: onlyGains(pcl.OnTimeoutHold),
@@ -286,7 +306,9 @@ func TestReadiness(t *testing.T) {
 		{name: "released by Tier-0 whatever else", obs: concat(failed, one(override(pcl.OverrideHold, "", 3*time.Hour), release(50*time.Hour))),
 			now: 51 * time.Hour, want: pcl.ReadinessReleased, releasable: true, reason: "JetMET0"},
 		{name: "no payload blocks a collisions run", obs: concat(base, one(streamDone("Express", 2*time.Hour))), now: 3 * time.Hour,
-			want: pcl.ReadinessWaiting, blocking: []string{"SiStripGains"}},
+			want: pcl.ReadinessBlocked, blocking: []string{"SiStripGains"}, reason: "SiStripGains no-payload (Express done at"},
+		{name: "no payload not yet concluded waits", obs: concat(base, one(streamDone("Express", 2*time.Hour))), now: 3 * time.Hour,
+			sources: freshSources(time.Hour), want: pcl.ReadinessWaiting, blocking: []string{"SiStripGains"}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -295,8 +317,12 @@ func TestReadiness(t *testing.T) {
 			if p.Classes == nil {
 				p = onlyGains(pcl.OnTimeoutRelease)
 			}
+			sources := tc.sources
+			if sources == nil {
+				sources = freshSources(tc.now)
+			}
 			rs := Reconcile(Input{Run: testRun, Observations: tc.obs, Catalogue: catalog, Policy: p,
-				Sources: freshSources(tc.now), Now: at(tc.now)})
+				Sources: sources, Now: at(tc.now)})
 			d := rs.Decision
 			if d.State != tc.want || d.Releasable != tc.releasable {
 				t.Fatalf("readiness %s releasable=%v (%s), want %s releasable=%v", d.State, d.Releasable, d.Reason, tc.want, tc.releasable)
@@ -387,13 +413,18 @@ func TestQualityAndMilestones(t *testing.T) {
 	if ws.Quality != pcl.QualityWarning {
 		t.Errorf("quality %s, want warning", ws.Quality)
 	}
-	want := map[pcl.Milestone]time.Time{pcl.MilestoneStop: t0, pcl.MilestoneExpressDone: at(3 * time.Hour),
+	// The stream was seen done at +3h, after the harvest file was written at +1h: express processing
+	// cannot end after its harvest, so express-done is bounded by it, and marked as observed.
+	want := map[pcl.Milestone]time.Time{pcl.MilestoneStop: t0, pcl.MilestoneExpressDone: at(time.Hour),
 		pcl.MilestoneHarvested: at(time.Hour), pcl.MilestoneUploadSent: at(61 * time.Minute),
 		pcl.MilestoneUploaded: at(70 * time.Minute), pcl.MilestoneInDB: at(72 * time.Minute)}
 	for m, w := range want {
 		if got := ws.Milestones.Get(m); !got.Equal(w) {
 			t.Errorf("milestone %s = %s, want %s", m, got, w)
 		}
+	}
+	if got := ws.Milestones.Observed.List(); !slices.Equal(got, []pcl.Milestone{pcl.MilestoneExpressDone}) {
+		t.Errorf("observed milestones %v, want express-done only", got)
 	}
 	if !slices.Equal(ws.Hashes, []string{h1}) {
 		t.Errorf("hashes %v", ws.Hashes)
@@ -408,8 +439,14 @@ func TestNextWake(t *testing.T) {
 		t.Errorf("next wake %s, want the at-risk threshold %s", rs.NextWake, want)
 	}
 	rs = Reconcile(Input{Run: testRun, Observations: base, Catalogue: catalog, Policy: onlyGains(pcl.OnTimeoutRelease), Now: at(21 * time.Hour)})
-	if want := at(48 * time.Hour); !rs.NextWake.Equal(want) {
+	if want := at(47*time.Hour + 30*time.Minute); !rs.NextWake.Equal(want) {
 		t.Errorf("next wake %s, want the run deadline %s", rs.NextWake, want)
+	}
+	// A blocked run changes by time alone at its deadline too: it times out.
+	failed := concat(base, one(harvest("SiStripApvGain_pcl", time.Hour, h1), upload("SiStripApvGain_pcl", "SiStripApvGain_PCL_v0_prompt", pcl.UploadFail, 70*time.Minute)))
+	rs = Reconcile(Input{Run: testRun, Observations: failed, Catalogue: catalog, Policy: onlyGains(pcl.OnTimeoutRelease), Now: at(21 * time.Hour)})
+	if want := at(47*time.Hour + 30*time.Minute); rs.Decision.State != pcl.ReadinessBlocked || !rs.NextWake.Equal(want) {
+		t.Errorf("%s run: next wake %s, want the run deadline %s", rs.Decision.State, rs.NextWake, want)
 	}
 	rs = Reconcile(Input{Run: testRun, Observations: concat(base, gainsInDB(h1)), Catalogue: catalog, Policy: onlyGains(pcl.OnTimeoutRelease), Now: at(2 * time.Hour)})
 	if !rs.NextWake.IsZero() && rs.Decision.State == pcl.ReadinessReady {
@@ -450,6 +487,35 @@ func checkInvariant(t *testing.T, rs pcl.RunState, p pcl.Policy) {
 	for _, ws := range rs.Workflows {
 		if ws.Required && !ws.State.OK(cp.AllowsNoPayload(ws.Name)) {
 			t.Errorf("SAFETY: run %d ready while required %s is %s", rs.Run, ws.Name, ws.State)
+		}
+	}
+}
+
+// TestWaitsFor: a run whose workflow waits for a harvest-area view taken after its stream's end names
+// the harvest area, so that the agency looks at it again as soon as that view comes.
+func TestWaitsFor(t *testing.T) {
+	t.Parallel()
+	base := concat(one(stopped()), collisionsConfig())
+	done := streamDone("Express", 3*time.Hour)
+	pixelPartial := one(harvest(pxPrompt, time.Hour, h1), iov("SiPixelQuality_byPCL_prompt_v2", pcl.PackLumi(testRun, 1), h1, 80*time.Minute))
+	harvest := []pcl.Source{pcl.SourceHarvest}
+	for _, tc := range []struct {
+		name string
+		obs  []pcl.Observation
+		view time.Duration // of every source
+		want []pcl.Source
+	}{
+		{"stream done, harvest area seen before it", concat(base, one(done)), 2 * time.Hour, harvest},
+		{"stream done, harvest area seen at that instant", concat(base, one(done)), 3 * time.Hour, harvest},
+		{"stream done, harvest area seen after it: concluded", concat(base, one(done)), 4 * time.Hour, nil},
+		{"stream not done: nothing to conclude from absence", base, 4 * time.Hour, nil},
+		{"an input still missing after the stream's end", concat(base, one(done), pixelPartial), 2 * time.Hour, harvest},
+		{"released: waits for nothing", concat(base, one(done, release(3*time.Hour+time.Minute))), 2 * time.Hour, nil},
+	} {
+		rs := Reconcile(Input{Run: testRun, Observations: tc.obs, Catalogue: catalog, Policy: pcl.DefaultPolicy(),
+			Sources: freshSources(tc.view), Now: at(5 * time.Hour)})
+		if !slices.Equal(rs.WaitsFor, tc.want) || (tc.want == nil && rs.WaitsFor != nil) {
+			t.Errorf("%s: waits for %v, want %v", tc.name, rs.WaitsFor, tc.want)
 		}
 	}
 }

@@ -17,9 +17,12 @@ type deriver struct {
 	wfDeadline     time.Time     // stop + the class's workflow deadline; zero while ongoing
 	// unchanged is set while deriving a workflow when a matched IOV repeats the previous payload.
 	unchanged bool
-	in        Input
-	f         *facts
-	cp        pcl.ClassPolicy
+	// waitsHarvest is set when a workflow's state waits for a harvest-area view taken after its
+	// stream's end (RunState.WaitsFor).
+	waitsHarvest bool
+	in           Input
+	f            *facts
+	cp           pcl.ClassPolicy
 	// files and hashes are the backing arrays of every workflow's Files and Hashes, filled up to nf and
 	// nh. Filling them by index and setting each workflow's lists once keeps slice headers from being
 	// written into the result for every element.
@@ -59,7 +62,7 @@ func (d *deriver) required(w *pcl.Workflow, expected bool) bool {
 
 // workflow derives one workflow's status for the run.
 func (d *deriver) workflow(wi int, w *pcl.Workflow, ws *pcl.WorkflowStatus) {
-	nf, nh := d.nf, d.nh
+	nf, nh, ev := d.nf, d.nh, d.mark()
 	d.derive(wi, w, ws)
 	if d.nf > nf {
 		ws.Files = d.files[nf:d.nf:d.nf]
@@ -67,7 +70,7 @@ func (d *deriver) workflow(wi int, w *pcl.Workflow, ws *pcl.WorkflowStatus) {
 	if d.nh > nh {
 		ws.Hashes = d.hashes[nh:d.nh:d.nh]
 	}
-	d.finish(wi, w, ws)
+	d.finish(wi, w, ws, ev)
 }
 
 // derive sets a fresh status's name, quality, requirement, state and milestones.
@@ -91,6 +94,9 @@ func (d *deriver) derive(wi int, w *pcl.Workflow, ws *pcl.WorkflowStatus) {
 	switch {
 	case known && !expected:
 		ws.State, ws.Reason, ws.Required = pcl.StateNotExpected, why, d.required(w, false)
+		for i := range f.streams {
+			d.cite(f.streams[i].config) // none of them lists the workflow's producer
+		}
 		return
 	case f.info == nil:
 		ws.State, ws.Reason = pcl.StatePending, "OMS has not reported the run yet"
@@ -103,6 +109,7 @@ func (d *deriver) derive(wi int, w *pcl.Workflow, ws *pcl.WorkflowStatus) {
 		ws.State = pcl.StateNotExpected
 		ws.Reason = fmt.Sprintf("run lasted %s, shorter than the %s minimum", d.runLength.Round(time.Second), d.cp.MinRunLength)
 		ws.Required = false
+		d.cite(f.infoObs)
 		return
 	}
 	ws.Deadline = d.wfDeadline
@@ -117,17 +124,22 @@ func (d *deriver) derive(wi int, w *pcl.Workflow, ws *pcl.WorkflowStatus) {
 	}
 }
 
-// finish applies what comes after the state: accepted overrides, flags.
-func (d *deriver) finish(wi int, w *pcl.Workflow, ws *pcl.WorkflowStatus) {
+// finish applies what comes after the state: accepted overrides, evidence, flags, the milestones' order.
+// ev is where the workflow's citations start.
+func (d *deriver) finish(wi int, w *pcl.Workflow, ws *pcl.WorkflowStatus, ev int) {
 	noPayloadOK := d.cp.AllowsNoPayload(w.Name)
+	var accept *pcl.Observation
 	if ws.State.Bad(noPayloadOK) {
 		if o, ok := d.accepted(w.Name); ok {
 			ws.Reason = fmt.Sprintf("%s accepted by %s: %s (was %s)", w.Name, o.Actor, o.Reason, ws.State)
 			ws.State = pcl.StateAccepted
 			ws.Updated = maxTime(ws.Updated, o.At)
+			accept = o
 		}
 	}
+	d.workflowEvidence(wi, ev, ws, accept)
 	d.flags(wi, w, ws)
+	orderMilestones(&ws.Milestones)
 	if len(ws.Hashes) > 1 { // most workflows have one hash: skip the calls
 		slices.Sort(ws.Hashes)
 		ws.Hashes = slices.Compact(ws.Hashes)
@@ -149,26 +161,29 @@ func (d *deriver) accepted(workflow string) (*pcl.Observation, bool) {
 	return last, true
 }
 
-// fileState is where one harvested input file stands.
+// fileState is where one harvested input file stands, and the evidence it cited.
 type fileState struct {
 	state  pcl.State
 	reason string
+	ev     evRange
 }
 
 // progress derives the state of an expected workflow of a stopped run from its harvest files onwards.
 func (d *deriver) progress(wi int, w *pcl.Workflow, ws *pcl.WorkflowStatus) {
 	f := d.f
 	var doneAt time.Time
+	var done *pcl.Observation // the stream-done seen first
 	// Visit only the streams that run the workflow, by their bits: a run has several express streams,
 	// a workflow runs in one or two.
 	for m := f.wfStreams[wi]; m != 0; m &= m - 1 {
-		if s := &f.streams[bits.TrailingZeros32(m)]; s.done != nil && (doneAt.IsZero() || seenAt(s.done).Before(doneAt)) {
-			doneAt = seenAt(s.done)
+		if s := &f.streams[bits.TrailingZeros32(m)]; s.done != nil && (done == nil || earlierSeen(s.done, done)) {
+			doneAt, done = seenAt(s.done), s.done
 		}
 	}
 	if !doneAt.IsZero() {
 		setLatest(ws, &ws.Milestones.ExpressDone, doneAt)
 	}
+	from := d.mark()
 	var buf [4]fileState
 	states := buf[:0]
 	var missing []string
@@ -183,11 +198,20 @@ func (d *deriver) progress(wi int, w *pcl.Workflow, ws *pcl.WorkflowStatus) {
 		states = append(states, d.file(in, f.cat.InputIndexOf(wi, i), hv, ws))
 	}
 	harvestFresh := !doneAt.IsZero() && d.harvestScan.After(doneAt)
+	if (len(states) == 0 || len(missing) > 0) && !doneAt.IsZero() && !harvestFresh {
+		// Absence after the stream's end is concluded from a harvest-area view taken after it: the next
+		// such view changes this workflow by itself.
+		d.waitsHarvest = true
+	}
+	noPayload := func(reason string) {
+		ws.State, ws.Reason = pcl.StateNoPayload, reason
+		d.cut(from)
+		d.cite(done)
+	}
 	if len(states) == 0 {
 		switch {
 		case harvestFresh:
-			ws.State = pcl.StateNoPayload
-			ws.Reason = fmt.Sprintf("%s done at %s and no file of %s in the harvest area", strings.Join(d.workflowStreams(wi), ", "), clock(doneAt), w.Name)
+			noPayload(fmt.Sprintf("%s done at %s and no file of %s in the harvest area", strings.Join(d.workflowStreams(wi), ", "), clock(doneAt), w.Name))
 		case !doneAt.IsZero():
 			ws.State = pcl.StateAwaitingHarvest
 			ws.Reason = "stream done, waiting for a harvest-area scan after it"
@@ -197,7 +221,11 @@ func (d *deriver) progress(wi int, w *pcl.Workflow, ws *pcl.WorkflowStatus) {
 		}
 		return
 	}
-	ws.State, ws.Reason = combine(states)
+	var failed int
+	ws.State, ws.Reason, failed = combine(states)
+	if failed >= 0 {
+		d.keep(from, states[failed].ev) // the failing input's verdict, not the others' IOVs
+	}
 	if len(missing) == 0 {
 		return
 	}
@@ -216,9 +244,8 @@ func (d *deriver) progress(wi int, w *pcl.Workflow, ws *pcl.WorkflowStatus) {
 		// Each input feeds its own destination tags, which PromptReco reads: an input that never came
 		// leaves those tags without the run's payload, just as a workflow with no file at all does. So
 		// it is no-payload, which this class's policy does not accept; an operator can.
-		ws.State = pcl.StateNoPayload
-		ws.Reason = fmt.Sprintf("%s done at %s and no file of %s in the harvest area (the other inputs: %s)",
-			strings.Join(d.workflowStreams(wi), ", "), clock(doneAt), strings.Join(missing, ", "), ws.Reason)
+		noPayload(fmt.Sprintf("%s done at %s and no file of %s in the harvest area (the other inputs: %s)",
+			strings.Join(d.workflowStreams(wi), ", "), clock(doneAt), strings.Join(missing, ", "), ws.Reason))
 	}
 }
 
@@ -239,8 +266,12 @@ func stateRank(s pcl.State) int {
 }
 
 // inDBReason is a file's reason once in the DB, and inDBReasons[n] what combine makes of n of them: a
-// multi-input workflow in the DB, the common case, then takes no allocation.
-const inDBReason = "payload in every destination tag"
+// multi-input workflow in the DB, the common case, then takes no allocation. deliveredReason is the
+// reason of a file none of whose tags gates PromptReco.
+const (
+	inDBReason      = "payload in effect at the run in every tag that gates PromptReco"
+	deliveredReason = "payload in every destination tag (none gates PromptReco)"
+)
 
 var inDBReasons = func() (r [5]string) {
 	for n := 1; n < len(r); n++ {
@@ -249,15 +280,21 @@ var inDBReasons = func() (r [5]string) {
 	return r
 }()
 
-// combine folds the inputs' states: a failure anywhere is the workflow's failure, else the least advanced.
-func combine(states []fileState) (pcl.State, string) {
+// combine folds the inputs' states: a failure anywhere is the workflow's failure, else the least
+// advanced. failed is the index of the failing input, -1 for none.
+func combine(states []fileState) (st pcl.State, reason string, failed int) {
 	if len(states) == 1 {
-		return states[0].state, states[0].reason
+		if states[0].state == pcl.StateUploadFailed || states[0].state == pcl.StateTooLate {
+			failed = 0
+		} else {
+			failed = -1
+		}
+		return states[0].state, states[0].reason, failed
 	}
 	for _, bad := range []pcl.State{pcl.StateUploadFailed, pcl.StateTooLate} {
-		for _, s := range states {
+		for i, s := range states {
 			if s.state == bad {
-				return s.state, s.reason
+				return s.state, s.reason, i
 			}
 		}
 	}
@@ -277,16 +314,33 @@ func combine(states []fileState) (pcl.State, string) {
 		}
 	}
 	if allInDB && len(reasons) < len(inDBReasons) {
-		return least.state, inDBReasons[len(reasons)]
+		return least.state, inDBReasons[len(reasons)], -1
 	}
-	return least.state, strings.Join(reasons, "; ")
+	return least.state, strings.Join(reasons, "; "), -1
 }
 
 // maxDests bounds the destination tags of one upload that the reconcile follows; PCL inputs have one to
 // three, and metadata naming more is garbage.
 const maxDests = 8
 
+// destTag is what one destination tag of a harvested file needs and shows. It is small: file keeps one
+// for each tag on its stack.
+type destTag struct {
+	verdict  *pcl.Observation // the newest upload-log verdict of the file for the tag
+	k        int32            // its dense index, when known
+	known    bool             // the catalogue has the tag
+	gating   bool             // it gates PromptReco
+	required bool             // the file's state waits for it (see file)
+}
+
 // file derives one harvested file's state and records its milestones. ii is the input's dense index.
+//
+// Which destination tags a file's state waits for: those that gate PromptReco, the IOV in effect at the
+// run carrying the run's payload. Where none gates (SiStripQuality's one hlt tag, SiPixelAli's offline
+// ones), in-db would otherwise need nothing at all, so then every tag must have the payload delivered,
+// wherever it landed. A tag whose upload was skipped (its synchronization took nothing) needs nothing,
+// and counts for neither. A failed upload to a tag that does not gate fails nothing: the reason of an
+// in-db file mentions it.
 func (d *deriver) file(in *pcl.Input, ii int, hv *inputFacts, ws *pcl.WorkflowStatus) fileState {
 	h := d.f.latest(hv)
 	// Room is certain: index counted every input's latest file and its payloads, and each input belongs
@@ -307,38 +361,47 @@ func (d *deriver) file(in *pcl.Input, ii int, hv *inputFacts, ws *pcl.WorkflowSt
 	if len(dests) > maxDests {
 		// Never conclude in-db from part of the tags: such metadata is garbage or a new kind of upload
 		// that someone must look at.
-		return fileState{pcl.StateHarvested, fmt.Sprintf("the metadata of %s names %d destination tags; at most %d are followed", in.Tag, len(dests), maxDests)}
+		return fileState{state: pcl.StateHarvested, reason: fmt.Sprintf("the metadata of %s names %d destination tags; at most %d are followed", in.Tag, len(dests), maxDests)}
 	}
 	// The newest verdict per destination tag counts: a retried upload may succeed after a failure.
-	var verdicts [maxDests]*pcl.Observation
+	var tags [maxDests]destTag
 	d.f.fileStatuses(hv, func(o *pcl.Observation) {
-		if j := slices.Index(dests, o.Tag); j >= 0 && later(o, verdicts[j]) {
-			verdicts[j] = o
+		if j := slices.Index(dests, o.Tag); j >= 0 && later(o, tags[j].verdict) {
+			tags[j].verdict = o
 		}
 	})
+	anyGating := false // among the tags that took the upload
+	for j, tag := range dests {
+		t := &tags[j]
+		t.k, t.known = d.destIndex(tag, j, destIdx)
+		t.gating = d.gates(tag, t.k, t.known)
+		anyGating = anyGating || (t.gating && (t.verdict == nil || t.verdict.Status != pcl.UploadSkip))
+	}
 	var inDB, lastStatus time.Time
 	var notIn []string
-	allVerdicts, anyVerdict := len(dests) > 0, false
+	allVerdicts, anyVerdict := true, false
+	from := d.mark()
 	for j, tag := range dests {
-		v := verdicts[j]
-		if v == nil {
-			allVerdicts = false
-		} else {
+		t := &tags[j]
+		skipped := t.verdict != nil && t.verdict.Status == pcl.UploadSkip
+		t.required = !skipped && (t.gating || !anyGating)
+		if v := t.verdict; v != nil && (t.required || skipped) {
 			anyVerdict = true
 			lastStatus = maxTime(lastStatus, v.At)
-			if v.Status == pcl.UploadSkip {
-				continue // the tag's synchronization took nothing: nothing to find there
+		}
+		if !t.required {
+			continue // a skipped tag took nothing: nothing to find there
+		}
+		allVerdicts = allVerdicts && t.verdict != nil
+		iovs := d.iovsOf(tag, t.k, t.known)
+		if t.gating && len(h.Payloads) > 0 {
+			if ok, ins, unchanged := d.inEffect(iovs, in.TimeType, h.Payloads, harvested); ok {
+				inDB = maxTime(inDB, ins)
+				d.unchanged = d.unchanged || unchanged
+				continue
 			}
-		}
-		var iovs []int32
-		if destIdx != nil {
-			iovs = d.f.iovs[destIdx[j]]
-		} else if k, ok := d.f.cat.DestinationIndex(tag); ok {
-			iovs = d.f.iovs[k] // the metadata names the catalogue's tags in another order, or some of them
-		} else {
-			iovs = d.f.otherIOVs[tag]
-		}
-		if m := d.matchIOV(iovs, in.TimeType, h.Payloads, harvested); m != nil {
+		} else if m := d.delivered(iovs, in.TimeType, h.Payloads, harvested); m != nil {
+			d.cite(m)
 			inDB = maxTime(inDB, m.Inserted)
 			d.unchanged = d.unchanged || (m.Previous != "" && m.Previous == m.Payload)
 			continue
@@ -353,66 +416,69 @@ func (d *deriver) file(in *pcl.Input, ii int, hv *inputFacts, ws *pcl.WorkflowSt
 		if !inDB.IsZero() {
 			setLatest(ws, &ws.Milestones.InDB, inDB)
 		}
-		if allVerdicts {
+		if allVerdicts && anyVerdict {
 			setLatest(ws, &ws.Milestones.Uploaded, lastStatus)
 		}
 		// A constant: a finished workflow needs no story, and this is the hot path.
-		return fileState{pcl.StateInDB, inDBReason}
+		reason := inDBReason
+		if !anyGating {
+			reason = deliveredReason
+		}
+		for j, tag := range dests {
+			if v := tags[j].verdict; !tags[j].required && v != nil && (v.Status == pcl.UploadFail || v.Status == pcl.UploadTooLate) {
+				reason += fmt.Sprintf("; the upload to %s, which does not gate PromptReco, says %s %s", tag, v.Status, v.Info)
+			}
+		}
+		return fileState{state: pcl.StateInDB, reason: reason, ev: d.since(from)}
 	}
+	d.cut(from)
 	for _, bad := range [...]pcl.UploadStatus{pcl.UploadFail, pcl.UploadTooLate} {
 		for j, tag := range dests {
-			if v := verdicts[j]; v != nil && v.Status == bad {
+			t := &tags[j]
+			if v := t.verdict; t.required && v != nil && v.Status == bad {
 				st := pcl.StateUploadFailed
 				if bad == pcl.UploadTooLate {
 					st = pcl.StateTooLate
 				}
-				return fileState{st, fmt.Sprintf("upload of %s to %s: %s %s", in.Tag, tag, bad, v.Info)}
+				reason := fmt.Sprintf("upload of %s to %s: %s %s", in.Tag, tag, bad, v.Info)
+				if _, set := d.catalogueSay(t.k, t.known); !set && t.gating && d.synchronization(tag, t.k, t.known) == "" {
+					reason += fmt.Sprintf(" (no IOV of %s seen for this run: its synchronization is unknown, so it counts as gating PromptReco)", tag)
+				}
+				if t.gating && len(h.Payloads) > 0 {
+					reason += d.notInEffect(tag, d.iovsOf(tag, t.k, t.known), in.TimeType, h.Payloads, harvested)
+				}
+				d.cite(v)
+				return fileState{state: st, reason: reason, ev: d.since(from)}
 			}
 		}
 	}
-	if allVerdicts {
+	// Where the payload is in a gating tag but not in effect at the run (it landed at a later run's
+	// since, another row wins), the reason says so whatever the upload log says yet.
+	var why string
+	for j, tag := range dests {
+		if t := &tags[j]; t.required && t.gating && len(h.Payloads) > 0 && slices.Contains(notIn, tag) {
+			why += d.notInEffect(tag, d.iovsOf(tag, t.k, t.known), in.TimeType, h.Payloads, harvested)
+		}
+	}
+	if allVerdicts && anyVerdict {
 		setLatest(ws, &ws.Milestones.Uploaded, lastStatus)
-		return fileState{pcl.StateUploaded, "uploaded " + clock(lastStatus) + ", not yet in " + strings.Join(notIn, ", ")}
+		return fileState{state: pcl.StateUploaded, reason: "uploaded " + clock(lastStatus) + ", not yet in " + strings.Join(notIn, ", ") + why}
 	}
 	if marker != nil {
-		return fileState{pcl.StateUploading, "sent to the dropBox " + clock(marker.At) + ", no upload result yet"}
+		return fileState{state: pcl.StateUploading, reason: "sent to the dropBox " + clock(marker.At) + ", no upload result yet" + why}
 	}
 	if anyVerdict {
-		return fileState{pcl.StateUploading, "upload results for some destination tags only"}
+		return fileState{state: pcl.StateUploading, reason: "upload results for some destination tags only" + why}
 	}
-	return fileState{pcl.StateHarvested, "harvested " + clock(harvested) + ", not uploaded yet"}
+	return fileState{state: pcl.StateHarvested, reason: "harvested " + clock(harvested) + ", not uploaded yet" + why}
 }
 
-// matchIOV finds, among a destination tag's winning IOVs, one that carries one of the run's payloads and
-// was inserted after the harvest. Without payload hashes (no access to the file), the since must point
-// into the run and the IOV be inserted after the run stopped.
-func (d *deriver) matchIOV(iovs []int32, tt pcl.TimeType, payloads []pcl.IOV, harvested time.Time) *pcl.Observation {
-	for _, i := range iovs {
-		o := &d.f.obs[i]
-		if len(payloads) > 0 {
-			if carries(payloads, o.Payload) && !o.Inserted.Before(harvested) {
-				return o
-			}
-			continue
-		}
-		if o.TimeType != "" {
-			tt = o.TimeType
-		}
-		if pcl.RunOfSince(tt, o.Since) == d.f.run && o.Inserted.After(*d.f.info.Stop) {
-			return o
-		}
+// catalogueSay is the catalogue's say on whether a known destination tag gates.
+func (d *deriver) catalogueSay(k int32, known bool) (gates, set bool) {
+	if !known {
+		return false, false
 	}
-	return nil
-}
-
-// carries says whether a harvested file holds the payload.
-func carries(payloads []pcl.IOV, hash string) bool {
-	for _, p := range payloads {
-		if p.Payload == hash {
-			return true
-		}
-	}
-	return false
+	return d.f.cat.GatesOf(int(k))
 }
 
 // setEarliest and setLatest record a milestone (m is one of ws.Milestones' fields) and keep Updated as

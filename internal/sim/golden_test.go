@@ -199,7 +199,7 @@ func TestUploadLogDecodesAndPages(t *testing.T) {
 			t.Fatal("records not in logged order")
 		}
 		for _, r := range p.Records {
-			if _, err := harvest.ParseName(r.FileName); err != nil {
+			if _, err := pcl.ParseHarvestName(r.FileName); err != nil {
 				t.Errorf("record file name: %v", err)
 			}
 			seen[r.FileHash+"/"+r.DestinationTag] = true
@@ -284,7 +284,7 @@ func TestHarvestAreaParses(t *testing.T) {
 		if err != nil || d.IsDir() {
 			return err
 		}
-		n, err := harvest.ParseName(d.Name())
+		n, err := pcl.ParseHarvestName(d.Name())
 		if err != nil {
 			t.Errorf("harvest area: %v", err)
 			return nil
@@ -298,13 +298,13 @@ func TestHarvestAreaParses(t *testing.T) {
 			t.Errorf("%s: not in a <year> folder", p)
 		}
 		switch n.Ext {
-		case harvest.ExtMetadata:
+		case pcl.HarvestMetadata:
 			body, _ := os.ReadFile(p)
 			md, err := harvest.ParseMetadata(body)
 			if err != nil || md.Prod == nil || md.Prep == nil || md.Prod.InputTag != n.InputTag || md.Prod.Since != nil {
 				t.Errorf("%s: metadata %+v %v", d.Name(), md, err)
 			}
-		case harvest.ExtDB:
+		case pcl.HarvestDB:
 			found++
 			db, err := conddb.OpenFile(ctx, p, conddb.Options{Immutable: true})
 			if err != nil {
@@ -320,7 +320,7 @@ func TestHarvestAreaParses(t *testing.T) {
 			if !info.ModTime().Equal(f.Harvested) {
 				t.Errorf("%s: mtime %v, harvested at %v", d.Name(), info.ModTime(), f.Harvested)
 			}
-		case harvest.ExtUploaded:
+		case pcl.HarvestUploaded:
 			if f.Uploaded.IsZero() {
 				t.Errorf("%s: marker of a file not uploaded", d.Name())
 			}

@@ -85,10 +85,11 @@ type DecisionWrite struct {
 // NotFound for a missing run, Conflict for a stale decision version, Invalid for bad arguments.
 type Store interface {
 	// AppendObservations stores the observations that are not stored yet (by pcl.Observation.Key) and
-	// returns those, in input order. The same fact twice, in one batch or across batches, is one row.
+	// returns those, in input order, with their Seq set: the store's sequence number of the fact,
+	// positive, larger for every fact appended later, and the same on every read. The same fact twice, in one batch or across batches, is one row.
 	// Observations that fail Validate make the whole batch fail with apperr.Invalid; nothing is written.
 	AppendObservations(ctx context.Context, obs []pcl.Observation) ([]pcl.Observation, error)
-	// Observations returns the matching observations ordered by At, then Key.
+	// Observations returns the matching observations ordered by At, then Key, with their Seq set.
 	Observations(ctx context.Context, q ObservationQuery) ([]pcl.Observation, error)
 
 	// PutRunState stores the derived state of a run without a new decision (the decision did not change).

@@ -140,7 +140,8 @@ func TestBoardFiltersAndPaging(t *testing.T) {
 	}{
 		{"readiness=held", []uint32{runHeld}},
 		{"class=" + url.QueryEscape("Cosmics*"), []uint32{runReleased}},
-		{"class=Collisions25&readiness=waiting", []uint32{runUploading, runFailed}},
+		{"class=Collisions25&readiness=waiting", []uint32{runUploading}},
+		{"class=Collisions25&readiness=blocked", []uint32{runFailed}},
 		{"attention=1", []uint32{runHeld, runUploading, runFailed, runTimedOut}},
 		{"before=392675", []uint32{runReady, runReleased, runTimedOut}},
 		{"attention=1&limit=2", []uint32{runHeld, runUploading}},

@@ -236,7 +236,7 @@ func TestSeededWorldStates(t *testing.T) {
 	w := newWorld(t)
 	w.seed()
 	want := map[uint32]pcl.Readiness{runTimedOut: pcl.ReadinessTimedOut, runReleased: pcl.ReadinessReleased, runReady: pcl.ReadinessReady,
-		runFailed: pcl.ReadinessWaiting, runUploading: pcl.ReadinessWaiting, runHeld: pcl.ReadinessHeld, runOngoing: pcl.ReadinessOngoing}
+		runFailed: pcl.ReadinessBlocked, runUploading: pcl.ReadinessWaiting, runHeld: pcl.ReadinessHeld, runOngoing: pcl.ReadinessOngoing}
 	for run, rd := range want {
 		rs, err := w.st.RunState(w.ctx, run)
 		if err != nil {

@@ -270,6 +270,9 @@ func (s *Spy) observe(ctx context.Context, db *cdb.DB, info cdb.TagInfo, r cdb.I
 		TimeType: info.TimeType,
 		Inserted: r.Inserted,
 		Payload:  r.Payload,
+		// Whether the tag gates PromptReco follows from its synchronization; each row carries it, so
+		// that the reconcile of a run learns it from the IOVs it already reads.
+		Synchronization: info.Synchronization,
 	}
 	// The IOV valid just below, as the DB stood when this row went in: an unchanged payload there means
 	// the upload changed nothing.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -14,6 +15,7 @@ import (
 	cdb "github.com/cms-pcl/spyagency/internal/conddb"
 	"github.com/cms-pcl/spyagency/internal/fixtures"
 	"github.com/cms-pcl/spyagency/internal/pcl"
+	"github.com/cms-pcl/spyagency/internal/reconcile"
 	"github.com/cms-pcl/spyagency/internal/spy"
 	"github.com/cms-pcl/spyagency/internal/spy/fetch"
 )
@@ -65,8 +67,9 @@ func TestFixtureThenIncremental(t *testing.T) {
 		if err := o.Validate(); err != nil {
 			t.Fatal(err)
 		}
+		// The CMSSW-written fixture's one tag is of synchronization "any" (TAG.SYNCHRONIZATION).
 		if o.Kind != pcl.KindIOV || o.Tag != fixtureTag || o.TimeType != pcl.TimeRun || !o.At.Equal(o.Inserted) ||
-			o.Run != uint32(o.Since) || !o.Seen.Equal(now) {
+			o.Run != uint32(o.Since) || !o.Seen.Equal(now) || o.Synchronization != "any" {
 			t.Fatalf("observation %d = %+v", i, o)
 		}
 		sinces[o.Since] = true
@@ -242,5 +245,69 @@ func BenchmarkPollFixture(b *testing.B) {
 		if err != nil || len(res.Observations) != 107 {
 			b.Fatalf("%d, %v", len(res.Observations), err)
 		}
+	}
+}
+
+// TestFixtureThroughTheReconcile reads the CMSSW-written fixture's IOVs and asks the reconcile whether a
+// run's payload is in the DB. The fixture's one tag is of synchronization "any": it does not gate
+// PromptReco, so a payload counts wherever it landed; once the catalogue says the tag gates, only the IOV
+// in effect at the run counts.
+func TestFixtureThroughTheReconcile(t *testing.T) {
+	t.Parallel()
+	s := newSpy(t, Config{DSN: "sqlite:" + fixtureCopy(t), Tags: []string{fixtureTag}})
+	res, err := s.Poll(context.Background(), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A payload found at exactly one since, above the first one.
+	sinces := map[string][]uint64{}
+	for _, o := range res.Observations {
+		sinces[o.Payload] = append(sinces[o.Payload], o.Since)
+	}
+	var iov pcl.Observation
+	for _, o := range res.Observations {
+		if len(sinces[o.Payload]) == 1 && o.Since > 2 && o.Inserted.After(iov.Inserted) {
+			iov = o
+		}
+	}
+	if iov.Payload == "" {
+		t.Fatal("no payload of the fixture is at one since only")
+	}
+	catalogue := func(gates map[string]bool) *pcl.Catalogue {
+		c, err := pcl.NewCatalogue([]pcl.Workflow{{Name: "HLTBits", Producer: "PromptCalibProdHLTBits", Streams: []string{"Express"},
+			Inputs: []pcl.Input{{Tag: "AlCaRecoHLTpaths_pcl", TimeType: pcl.TimeRun, Destinations: []string{fixtureTag}, Gates: gates}}}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c
+	}
+	stateOf := func(run uint32, cat *pcl.Catalogue) pcl.WorkflowStatus {
+		t.Helper()
+		stop := iov.Inserted.Add(-2 * time.Hour)
+		obs := append([]pcl.Observation{
+			{Source: pcl.SourceOMS, Kind: pcl.KindRun, Run: run, At: stop,
+				RunInfo: &pcl.RunInfo{Start: stop.Add(-time.Hour), Stop: &stop, Class: "Collisions19", BField: 3.8, LastUpdate: stop}},
+			{Source: pcl.SourceTier0, Kind: pcl.KindExpressConfig, Run: run, At: stop, Stream: "Express", Producers: []string{"PromptCalibProdHLTBits"}},
+			{Source: pcl.SourceHarvest, Kind: pcl.KindHarvestFile, Run: run, At: stop.Add(time.Hour), InputTag: "AlCaRecoHLTpaths_pcl",
+				File: fmt.Sprintf("Run%d@AlCaRecoHLTpaths_pcl@0b1d.db", run), Payloads: []pcl.IOV{{Since: uint64(run), Payload: iov.Payload}}},
+		}, res.Observations...)
+		rs := reconcile.Reconcile(reconcile.Input{Run: run, Observations: obs, Catalogue: cat, Policy: pcl.DefaultPolicy(),
+			Now: iov.Inserted.Add(time.Hour)})
+		ws, _ := rs.Workflow("HLTBits")
+		return *ws
+	}
+	own, earlier := uint32(iov.Since), uint32(iov.Since-1)
+	if ws := stateOf(own, catalogue(nil)); ws.State != pcl.StateInDB {
+		t.Errorf("run %d, its payload at its own since: %s (%s)", own, ws.State, ws.Reason)
+	}
+	if ws := stateOf(earlier, catalogue(nil)); ws.State != pcl.StateInDB || !strings.Contains(ws.Reason, "none gates") {
+		t.Errorf("run %d, its payload at the next run's since of a tag of synchronization any: %s (%s)", earlier, ws.State, ws.Reason)
+	}
+	gating := catalogue(map[string]bool{fixtureTag: true})
+	if ws := stateOf(own, gating); ws.State != pcl.StateInDB {
+		t.Errorf("run %d in a gating tag, its payload in effect: %s (%s)", own, ws.State, ws.Reason)
+	}
+	if ws := stateOf(earlier, gating); ws.State == pcl.StateInDB || !strings.Contains(ws.Reason, fmt.Sprintf("landed at since %d (run %d)", iov.Since, iov.Since)) {
+		t.Errorf("run %d in a gating tag, its payload only at the next run's since: %s (%s)", earlier, ws.State, ws.Reason)
 	}
 }

@@ -1,5 +1,6 @@
 // Package conddb is the condition DB spy: it follows the IOVs appended to the watched tags of a CondDB v2
-// database (read through internal/conddb) and reports each as a KindIOV observation.
+// database (read through internal/conddb) and reports each as a KindIOV observation, with the tag's time
+// type and synchronization (whether the tag gates PromptReco depends on it).
 //
 // It reads incrementally by INSERTION_TIME, per tag. The cursor remembers, per tag, the newest insertion
 // time seen and the rows seen within a short look-back window before it, so that rows sharing a

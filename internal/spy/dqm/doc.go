@@ -6,5 +6,7 @@
 // elements into good, warning, bad or unknown (the worst result wins). It speaks both the classic GUI
 // (/data/json/samples, /data/json/archive/...) and the new GUI (api/v1/samples, api/v1/archive/...).
 // Which folder belongs to which workflow is configuration (Config.Folders); the default is
-// AlCaReco/<workflow name>.
+// AlCaReco/<workflow name>. A verdict is reported when it changes (the cursor remembers the last one of
+// each open run and workflow), stamped with the poll that saw it, so that a verdict that flips back is
+// a new fact.
 package dqm

@@ -6,9 +6,11 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net/http"
 	"net/url"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -89,18 +91,25 @@ func New(cfg Config) (*Spy, error) {
 
 func (s *Spy) Source() pcl.Source { return pcl.SourceDQM }
 
-// Poll reads the quality of each workflow's harvesting output for every open, stopped run. The cursor is
-// unused: quality results are states, re-read while the run is open.
-func (s *Spy) Poll(ctx context.Context, cursor string) (spy.Result, error) {
+// Poll reads the quality of each workflow's harvesting output for every open, stopped run, and reports
+// the verdicts that changed since the ones it last reported. The GUI gives no time: a verdict is a state,
+// re-read while the run is open, and stamped with the poll that saw it change. So the fact "verdict v
+// from time t" is one observation, and a verdict that flips back (good, bad, good) is three, of which the
+// newest counts. The cursor holds the verdicts last reported for the open runs; a lost cursor only
+// reports the current verdicts again, at a later time, which changes no state.
+func (s *Spy) Poll(ctx context.Context, raw string) (spy.Result, error) {
 	if s.cfg.Hints == nil {
-		return spy.Result{Cursor: cursor}, nil
+		return spy.Result{Cursor: raw}, nil
 	}
 	runs, err := s.cfg.Hints.OpenRuns(ctx)
 	if err != nil {
 		return spy.Result{}, fmt.Errorf("dqm: open runs: %w", err)
 	}
+	cur := s.parseCursor(raw)
+	open := map[uint32]bool{}
 	var out []pcl.Observation
 	for _, r := range runs {
+		open[r.Run] = true
 		if !r.Stopped || r.Run == 0 || r.Run > 9_999_999 {
 			continue
 		}
@@ -108,9 +117,77 @@ func (s *Spy) Poll(ctx context.Context, cursor string) (spy.Result, error) {
 		if err != nil {
 			return spy.Result{}, err
 		}
-		out = append(out, obs...)
+		for _, o := range obs {
+			if cur.changed(o) {
+				out = append(out, o)
+			}
+		}
 	}
-	return spy.Result{Observations: out, Cursor: cursor}, nil
+	cur.keep(open)
+	b, err := json.Marshal(cur)
+	if err != nil {
+		return spy.Result{}, fmt.Errorf("dqm: encoding cursor: %w", err)
+	}
+	return spy.Result{Observations: out, Cursor: string(b)}, nil
+}
+
+// cursor is what the spy last reported, per open run and workflow.
+type cursor struct {
+	Runs map[uint32]map[string]verdict `json:"runs"`
+}
+
+// verdict is one workflow's reported quality and the dataset it was read from: a new dataset version
+// (a re-harvest) is news even with the same quality.
+type verdict struct {
+	Dataset string      `json:"dataset"`
+	Quality pcl.Quality `json:"quality"`
+}
+
+// maxCursorRuns bounds the cursor: the agency's open runs are a few hundred at most, and hints naming
+// more are garbage that must not grow the stored cursor without end.
+const maxCursorRuns = 2000
+
+func (s *Spy) parseCursor(raw string) *cursor {
+	c := &cursor{Runs: map[uint32]map[string]verdict{}}
+	if raw == "" {
+		return c
+	}
+	if err := json.Unmarshal([]byte(raw), c); err != nil || c.Runs == nil {
+		s.cfg.Logger.Warn("dqm cursor unreadable, reporting the current verdicts again", "err", err)
+		return &cursor{Runs: map[uint32]map[string]verdict{}}
+	}
+	return c
+}
+
+// changed says whether o differs from what was last reported for its run and workflow, and records it.
+func (c *cursor) changed(o pcl.Observation) bool {
+	v := verdict{Dataset: o.Dataset, Quality: o.Quality}
+	byWorkflow := c.Runs[o.Run]
+	if last, ok := byWorkflow[o.Workflow]; ok && last == v {
+		return false
+	}
+	if byWorkflow == nil {
+		byWorkflow = map[string]verdict{}
+		c.Runs[o.Run] = byWorkflow
+	}
+	byWorkflow[o.Workflow] = v
+	return true
+}
+
+// keep forgets the runs that are no longer open, and the oldest ones beyond the bound.
+func (c *cursor) keep(open map[uint32]bool) {
+	for run := range c.Runs {
+		if !open[run] {
+			delete(c.Runs, run)
+		}
+	}
+	if len(c.Runs) <= maxCursorRuns {
+		return
+	}
+	runs := slices.Sorted(maps.Keys(c.Runs))
+	for _, run := range runs[:len(runs)-maxCursorRuns] {
+		delete(c.Runs, run)
+	}
 }
 
 // pcaDatasetRE matches a PCL harvesting dataset and captures the AlCaReco producer:

@@ -17,7 +17,6 @@ import (
 	"github.com/cms-pcl/spyagency/internal/pcl"
 	"github.com/cms-pcl/spyagency/internal/spy"
 	"github.com/cms-pcl/spyagency/internal/spy/fetch"
-	"github.com/cms-pcl/spyagency/internal/spy/harvest"
 )
 
 // LogPath is where the feed lives under the service's root (docs/upload-log.md).
@@ -171,8 +170,8 @@ func (s *Spy) fetch(ctx context.Context, u string) (Page, error) {
 
 // observe turns a record into an observation; records of other users' uploads are skipped.
 func (s *Spy) observe(r Record) (pcl.Observation, bool) {
-	n, err := harvest.ParseName(path.Base(r.FileName))
-	if err != nil || n.Ext != harvest.ExtDB {
+	n, err := pcl.ParseHarvestName(path.Base(r.FileName))
+	if err != nil || n.Ext != pcl.HarvestDB {
 		s.log.Debug("upload log: not a PCL harvest file; skipped", "file", r.FileName, "tag", r.DestinationTag)
 		return pcl.Observation{}, false
 	}

@@ -116,7 +116,7 @@ func (s *Spy) Degraded() error {
 
 // found is one upload's files as a scan met them.
 type found struct {
-	name            Name
+	name            pcl.HarvestName
 	db, txt, marker string // paths, "" when absent
 	dbInfo, txtInfo fs.FileInfo
 	markerInfo      fs.FileInfo
@@ -151,7 +151,7 @@ func (s *Spy) Poll(ctx context.Context, cursor string) (spy.Result, error) {
 			})
 		}
 		if u.marker != "" {
-			name := u.name.Stem() + string(ExtUploaded)
+			name := u.name.Stem() + string(pcl.HarvestUploaded)
 			live[name] = true
 			out = s.collect(out, name, stampOf(u.markerInfo), acked, func() (*pcl.Observation, error) {
 				return s.readMarker(u)
@@ -243,7 +243,7 @@ func (s *Spy) scan(ctx context.Context) ([]*found, error) {
 		if d.IsDir() || !d.Type().IsRegular() {
 			return nil
 		}
-		n, perr := ParseName(d.Name())
+		n, perr := pcl.ParseHarvestName(d.Name())
 		if perr != nil {
 			s.noteIgnored(path, perr)
 			return nil
@@ -258,11 +258,11 @@ func (s *Spy) scan(ctx context.Context) ([]*found, error) {
 			byStem[n.Stem()] = f
 		}
 		switch n.Ext {
-		case ExtDB:
+		case pcl.HarvestDB:
 			f.db, f.dbInfo = path, info
-		case ExtMetadata:
+		case pcl.HarvestMetadata:
 			f.txt, f.txtInfo = path, info
-		case ExtUploaded:
+		case pcl.HarvestUploaded:
 			f.marker, f.markerInfo = path, info
 		}
 		return nil

@@ -7,43 +7,6 @@ import (
 	"testing"
 )
 
-func TestParseName(t *testing.T) {
-	t.Parallel()
-	good := map[string]Name{
-		"Run390001@SiStripApvGain_pcl@8a1b2c3d-0e0f-4a4b-9c9d-112233445566.db": {390001, "SiStripApvGain_pcl", "8a1b2c3d-0e0f-4a4b-9c9d-112233445566", ExtDB},
-		"Run1@BeamSpotObject_ByLumi@abc.txt":                                   {1, "BeamSpotObject_ByLumi", "abc", ExtMetadata},
-		"Run4294967295@T@0.txt.uploaded":                                       {4294967295, "T", "0", ExtUploaded},
-	}
-	for in, want := range good {
-		got, err := ParseName(in)
-		if err != nil || got != want || got.String() != in {
-			t.Errorf("ParseName(%q) = %+v, %v", in, got, err)
-		}
-	}
-	for _, in := range []string{"", "README", "Run@T@u.db", "Run0@T@u.db", "Run01@T@u.db", "Run4294967296@T@u.db",
-		"Run12@T.db", "Run12@@u.db", "Run12@T@.db", "Run12@T@u", "Run12@T@u.root", "Run12@T@u.txt.uploaded.bak",
-		"Run12@T@u@v.db", "Run-1@T@u.db", "run12@T@u.db", "Run12@T x@u.db", "Run12@T@u.DB"} {
-		if n, err := ParseName(in); err == nil {
-			t.Errorf("ParseName(%q) accepted as %+v", in, n)
-		}
-	}
-}
-
-func FuzzParseName(f *testing.F) {
-	for _, s := range []string{"Run390001@SiStripApvGain_pcl@8a1b2c3d-0e0f.db", "Run1@T@u.txt", "Run7@T@u.txt.uploaded", "x"} {
-		f.Add(s)
-	}
-	f.Fuzz(func(t *testing.T, s string) {
-		n, err := ParseName(s)
-		if err != nil {
-			return
-		}
-		if n.String() != s || n.Run == 0 || n.InputTag == "" || n.UUID == "" {
-			t.Fatalf("ParseName(%q) = %+v, which does not print back", s, n)
-		}
-	})
-}
-
 func TestParseMetadataFixtures(t *testing.T) {
 	t.Parallel()
 	fx := metadataFixtures(t)

@@ -21,7 +21,11 @@ const insertObservation = `INSERT INTO observations (run, key, source, kind, at,
 	VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (run, key) DO NOTHING`
 
 // AppendObservations validates the whole batch, encodes it, and then, in one transaction, inserts each
-// fact the store does not hold yet and returns those, in input order.
+// fact the store does not hold yet and returns those, in input order, each with its Seq.
+//
+// A fact's Seq is its row's rowid. SQLite gives a new row the largest rowid plus one, and observations
+// are never deleted, so Seqs grow in append order; the table has no INTEGER PRIMARY KEY, so a VACUUM
+// could renumber them, and nothing here runs one.
 func (s *Store) AppendObservations(ctx context.Context, obs []pcl.Observation) ([]pcl.Observation, error) {
 	if err := s.usable(); err != nil {
 		return nil, err
@@ -63,9 +67,12 @@ func (s *Store) AppendObservations(ctx context.Context, obs []pcl.Observation) (
 		first = append(first, i)
 		ends = append(ends, len(bodies))
 	}
-	var fresh []int // indices into keys of the facts inserted
+	var (
+		fresh []int   // indices into keys of the facts inserted
+		seqs  []int64 // their rowids
+	)
 	err := s.write(ctx, "append observations", func(tx *sql.Tx) error {
-		fresh = fresh[:0]
+		fresh, seqs = fresh[:0], seqs[:0]
 		stmt, err := tx.PrepareContext(ctx, insertObservation)
 		if err != nil {
 			return err
@@ -89,7 +96,11 @@ func (s *Store) AppendObservations(ctx context.Context, obs []pcl.Observation) (
 				return err
 			}
 			if n == 1 {
-				fresh = append(fresh, j)
+				seq, err := res.LastInsertId()
+				if err != nil {
+					return err
+				}
+				fresh, seqs = append(fresh, j), append(seqs, seq)
 			}
 		}
 		return nil
@@ -98,13 +109,15 @@ func (s *Store) AppendObservations(ctx context.Context, obs []pcl.Observation) (
 		return nil, err
 	}
 	added := make([]pcl.Observation, 0, len(fresh))
-	for _, j := range fresh {
-		added = append(added, obs[first[j]])
+	for i, j := range fresh {
+		o := obs[first[j]]
+		o.Seq = seqs[i]
+		added = append(added, o)
 	}
 	return added, nil
 }
 
-// Observations returns the matching observations ordered by At, then Key.
+// Observations returns the matching observations ordered by At, then Key, each with its Seq.
 func (s *Store) Observations(ctx context.Context, q store.ObservationQuery) ([]pcl.Observation, error) {
 	if err := s.usable(); err != nil {
 		return nil, err
@@ -117,14 +130,18 @@ func (s *Store) Observations(ctx context.Context, q store.ObservationQuery) ([]p
 	defer rows.Close()
 	var out []pcl.Observation
 	for rows.Next() {
-		var body []byte
-		if err := rows.Scan(&body); err != nil {
+		var (
+			seq  int64
+			body []byte
+		)
+		if err := rows.Scan(&seq, &body); err != nil {
 			return nil, s.wrap("query observations", err)
 		}
 		var o pcl.Observation
 		if err := json.Unmarshal(body, &o); err != nil {
 			return nil, s.wrap("query observations", fmt.Errorf("decode stored observation: %w", err))
 		}
+		o.Seq = seq
 		out = append(out, o)
 	}
 	if err := rows.Err(); err != nil {
@@ -171,7 +188,7 @@ func observationsQuery(q store.ObservationQuery) (string, []any) {
 		where = append(where, "seen < ?")
 		args = append(args, q.SeenTo.UnixNano())
 	}
-	query := "SELECT body FROM observations"
+	query := "SELECT rowid, body FROM observations"
 	if len(where) > 0 {
 		query += " WHERE " + strings.Join(where, " AND ")
 	}

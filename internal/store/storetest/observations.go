@@ -24,6 +24,7 @@ func observationTests() []subtest {
 		{"ObservationsFilters", testObservationsFilters},
 		{"ObservationsOrder", testObservationsOrder},
 		{"AppendConcurrent", testAppendConcurrent},
+		{"SequenceNumbers", testSequenceNumbers},
 	}
 }
 
@@ -307,5 +308,59 @@ func testAppendConcurrent(t *testing.T, s store.Store) {
 	must(t, "query", err)
 	if len(stored) != len(pool) || len(added) != len(pool) {
 		t.Fatalf("after concurrent appends: %d stored, %d reported new, want %d", len(stored), len(added), len(pool))
+	}
+}
+
+// testSequenceNumbers: every fact gets a sequence number (Observation.Seq) when it is appended: positive,
+// larger for each fact appended later (within a batch, in input order), returned by the append and the
+// same on every read, whatever the query. Decisions cite them as their evidence.
+func testSequenceNumbers(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	world := fixtureWorld()
+	half := len(world) / 2
+	var appended []pcl.Observation
+	for _, batch := range [][]pcl.Observation{world[:half], world[half:]} {
+		added, err := s.AppendObservations(ctx, batch)
+		must(t, "append", err)
+		appended = append(appended, added...)
+	}
+	if len(appended) != len(world) {
+		t.Fatalf("appended %d of %d", len(appended), len(world))
+	}
+	bySeq := map[string]int64{}
+	for i, o := range appended {
+		if o.Seq <= 0 {
+			t.Fatalf("appended %s %s of run %d has Seq %d", o.Source, o.Kind, o.Run, o.Seq)
+		}
+		if i > 0 && o.Seq <= appended[i-1].Seq {
+			t.Fatalf("Seq %d after %d: not increasing in append order", o.Seq, appended[i-1].Seq)
+		}
+		bySeq[o.Key()] = o.Seq
+	}
+	// Appending the same facts again adds nothing and changes no Seq.
+	again, err := s.AppendObservations(ctx, world)
+	must(t, "append again", err)
+	if len(again) != 0 {
+		t.Fatalf("append of known facts returned %d", len(again))
+	}
+	later, err := s.AppendObservations(ctx, []pcl.Observation{dqmObs(fixtureRuns()[0], "SiPixelAli", pcl.QualityBad, runStart(0).Add(5*time.Hour))})
+	must(t, "append one more", err)
+	if len(later) != 1 || later[0].Seq <= appended[len(appended)-1].Seq {
+		t.Fatalf("a later fact has Seq %v, not above %d", later, appended[len(appended)-1].Seq)
+	}
+	bySeq[later[0].Key()] = later[0].Seq
+	for _, q := range []store.ObservationQuery{{}, {Runs: []uint32{fixtureRuns()[0]}}, {Kinds: []pcl.Kind{pcl.KindIOV}}} {
+		for pass := range 2 {
+			got, err := s.Observations(ctx, q)
+			must(t, "query", err)
+			if len(got) == 0 {
+				t.Fatalf("query %+v returned nothing", q)
+			}
+			for _, o := range got {
+				if want, ok := bySeq[o.Key()]; !ok || o.Seq != want {
+					t.Fatalf("read %d of %+v: %s %s of run %d has Seq %d, appended with %d", pass+1, q, o.Source, o.Kind, o.Run, o.Seq, want)
+				}
+			}
+		}
 	}
 }
