@@ -120,11 +120,12 @@ func TestAttentionPutsBlockedRunsFirst(t *testing.T) {
 		query string
 		want  []uint32
 	}{
-		{"attention=1", []uint32{392645, 392640, runHeld, runUploading, runFailed, runTimedOut}},
-		{"attention=1&limit=2", []uint32{392645, 392640, runHeld, runUploading}},
-		{"attention=1&limit=2&before=392680", []uint32{runFailed, runTimedOut}}, // the blocked runs were on page 1
-		{"readiness=blocked", []uint32{392645, 392640}},
-		{"attention=1&readiness=blocked", []uint32{392645, 392640}},
+		// runFailed's upload failed: the reconcile makes it blocked too.
+		{"attention=1", []uint32{runFailed, 392645, 392640, runHeld, runUploading, runTimedOut}},
+		{"attention=1&limit=2", []uint32{runFailed, 392645, 392640, runHeld, runUploading}},
+		{"attention=1&limit=2&before=392680", []uint32{runTimedOut}}, // the blocked runs were on page 1
+		{"readiness=blocked", []uint32{runFailed, 392645, 392640}},
+		{"attention=1&readiness=blocked", []uint32{runFailed, 392645, 392640}},
 		{"", []uint32{runOngoing, runHeld, runUploading, runFailed, runReady, runReleased, runTimedOut, 392645, 392640}},
 	} {
 		_, page, _ := fetch(t, hs.URL+"/?"+c.query)

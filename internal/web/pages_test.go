@@ -142,10 +142,11 @@ func TestBoardFiltersAndPaging(t *testing.T) {
 		{"class=" + url.QueryEscape("Cosmics*"), []uint32{runReleased}},
 		{"class=Collisions25&readiness=waiting", []uint32{runUploading}},
 		{"class=Collisions25&readiness=blocked", []uint32{runFailed}},
-		{"attention=1", []uint32{runHeld, runUploading, runFailed, runTimedOut}},
+		// runFailed is blocked: the first page of "needs attention" starts with it.
+		{"attention=1", []uint32{runFailed, runHeld, runUploading, runTimedOut}},
 		{"before=392675", []uint32{runReady, runReleased, runTimedOut}},
-		{"attention=1&limit=2", []uint32{runHeld, runUploading}},
-		{"attention=1&limit=2&before=392680", []uint32{runFailed, runTimedOut}},
+		{"attention=1&limit=2", []uint32{runFailed, runHeld, runUploading}},
+		{"attention=1&limit=2&before=392680", []uint32{runTimedOut}},
 	}
 	for _, c := range cases {
 		code, page, _ := fetch(t, base+"/?"+c.query)
