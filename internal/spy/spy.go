@@ -33,6 +33,10 @@ type Result struct {
 	// stream was done") may rest on it, and on nothing later: a file written while the poll read other
 	// files counts as unseen. Zero lets the runner take the attempt's start, which is never later.
 	View time.Time
+	// Partial says the poll read only part of what the source held at View (a page limit; the rest
+	// comes with the next poll). Its observations and cursor are kept, but it is no view of the source:
+	// the source's view time does not advance.
+	Partial bool
 }
 
 // OpenRun is a run the agency still needs facts about.

@@ -290,7 +290,7 @@ func (r *Runner) pollOnce(ctx context.Context) error {
 	r.mu.Lock()
 	view := r.view
 	r.mu.Unlock()
-	advanced := res.View.After(view)
+	advanced := !res.Partial && res.View.After(view)
 	if advanced {
 		view = res.View
 	}
@@ -362,7 +362,7 @@ func (r *Runner) backoff(ctx context.Context, d time.Duration, due time.Time) (b
 
 // attempt calls the spy once under the per-poll deadline, measured on the wall clock: a source answers
 // in real time. The result's view is the spy's own (the start of its listing or query), else the
-// attempt's start; either way it lies within the attempt, on the schedule's clock.
+// attempt's start, and never after the attempt's end, on the schedule's clock.
 func (r *Runner) attempt(ctx context.Context, cursor string) (spy.Result, error) {
 	actx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
@@ -385,13 +385,11 @@ func (r *Runner) attempt(ctx context.Context, cursor string) (spy.Result, error)
 	if err != nil {
 		return spy.Result{}, fmt.Errorf("%s: %w", r.name, err)
 	}
-	// A view before the attempt began would claim what an earlier poll saw; one after it ended, what
-	// nobody has seen yet.
-	end := r.opts.Clock.Now()
-	switch {
-	case res.View.IsZero() || res.View.Before(start):
+	// A view after the attempt ended would claim what nobody has seen yet. One before it began is kept:
+	// it concludes less (a spy answering from a cache it filled earlier says so).
+	if end := r.opts.Clock.Now(); res.View.IsZero() {
 		res.View = start
-	case res.View.After(end):
+	} else if res.View.After(end) {
 		res.View = end
 	}
 	return res, nil

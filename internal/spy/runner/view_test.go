@@ -26,8 +26,8 @@ func slowPoll(clk *clock.Fake, d time.Duration, view func(start time.Time) time.
 
 // TestViewIsWhenTheListingBegan: a poll's view is the instant its listing began, not when the poll
 // ended: whatever was written while the spy read other files is not in it. The spy's own view is kept
-// when it lies within the attempt, the attempt's start stands in for none, and a view outside the
-// attempt is brought back into it.
+// unless it is after the attempt's end (then the end: nobody saw later), and the attempt's start stands
+// in for none.
 func TestViewIsWhenTheListingBegan(t *testing.T) {
 	t.Parallel()
 	for _, c := range []struct {
@@ -37,7 +37,7 @@ func TestViewIsWhenTheListingBegan(t *testing.T) {
 	}{
 		{"spy's own", func(s time.Time) time.Time { return s.Add(2 * time.Second) }, 2 * time.Second},
 		{"none", func(time.Time) time.Time { return time.Time{} }, 0},
-		{"before the attempt", func(s time.Time) time.Time { return s.Add(-time.Hour) }, 0},
+		{"before the attempt (a cached answer)", func(s time.Time) time.Time { return s.Add(-time.Hour) }, -time.Hour},
 		{"after the attempt", func(s time.Time) time.Time { return s.Add(time.Hour) }, 40 * time.Second},
 	} {
 		t.Run(c.name, func(t *testing.T) {
@@ -200,4 +200,31 @@ func TestRetryOnlyWhileTheNextPollIsNotDue(t *testing.T) {
 			t.Errorf("%d attempts in all, want 3", n)
 		}
 	})
+}
+
+// TestPartialPollKeepsTheView: a poll that read only part of its source (a page limit) stores its
+// observations and cursor, but its view does not advance the source's.
+func TestPartialPollKeepsTheView(t *testing.T) {
+	t.Parallel()
+	clk := clock.NewFake(t0)
+	partial := func(context.Context, string) (spy.Result, error) {
+		return spy.Result{Observations: []pcl.Observation{fcsr(392701)}, Cursor: "p", View: clk.Now(), Partial: true}, nil
+	}
+	sp := &fakeSpy{clk: clk, script: []func(context.Context, string) (spy.Result, error){ok("a"), partial}}
+	sink := &recordingSink{}
+	cur := &memCursors{m: map[string]store.Cursor{}}
+	r := New(sp, Options{Clock: clk, Wall: clk, Sink: sink.sink, Cursors: cur})
+	if err := r.PollOnce(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	clk.Advance(time.Minute)
+	if err := r.PollOnce(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if c, _ := cur.Cursor(t.Context(), "tier0"); c.Value != "p" || !c.View.Equal(t0) {
+		t.Errorf("cursor %+v, want the partial poll's value with the earlier view", c)
+	}
+	if h := r.Health(); !h.View.Equal(t0) || len(sink.got) != 1 {
+		t.Errorf("view %s, %d batches stored; want %s and the partial poll's batch", h.View, len(sink.got), t0)
+	}
 }
