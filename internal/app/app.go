@@ -191,6 +191,10 @@ func (a *App) health() map[pcl.Source]spy.Health {
 	return out
 }
 
+// SourceHealth is every spy's health, in the order of the configuration (what GET /api/v1/sources
+// shows).
+func (a *App) SourceHealth() []spy.Health { return a.healthList() }
+
 func (a *App) healthList() []spy.Health {
 	out := make([]spy.Health, 0, len(a.runners))
 	for _, r := range a.runners {
