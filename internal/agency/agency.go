@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -34,9 +35,10 @@ type Options struct {
 	Sources func() map[pcl.Source]spy.Health
 	// Targets are the push targets: each changed decision gets one outbox entry per target.
 	Targets []string
-	// Tick is how often due wake-ups are looked for (clock time); Resync how often every open run is
-	// reconciled anyway, so that source health changes (a harvest scan) are taken into account.
-	Tick, Resync time.Duration
+	// Resync is how often every open run is reconciled even when nothing woke it (default 5 min): the
+	// safety net for a missed wake-up. Between resyncs the loop sleeps until the earliest of the next
+	// stored wake-up, the next resync and a kick (a stored batch, a source's view advancing).
+	Resync time.Duration
 	// Batch is the most runs one pass reconciles (default 200); the rest wait for the next pass.
 	Batch int
 	// Lookback: a run that started longer ago is no longer watched (default 14 days): it leaves the open
@@ -44,6 +46,10 @@ type Options struct {
 	// are still reconciled.
 	Lookback time.Duration
 }
+
+// retryAfterError is how long the loop waits after a failed pass before the next one (clock time), so
+// that a store that keeps failing is not asked in a tight loop; the failed runs stay queued.
+const retryAfterError = 5 * time.Second
 
 // Event tells subscribers that a run's state was stored; DecisionChanged when its readiness changed.
 type Event struct {
@@ -57,9 +63,17 @@ type Agency struct {
 	o   Options
 	log *slog.Logger
 
-	mu          sync.Mutex
-	touched     map[uint32]bool
-	open        map[uint32]bool     // runs whose readiness is not final (not released)
+	mu      sync.Mutex
+	touched map[uint32]bool
+	// open are the runs still watched: not released, or released with workflows that are not terminal
+	// yet (a state taken while a source was stale must still be corrected), and not older than the
+	// lookback.
+	open map[uint32]bool
+	// waiting indexes the open runs by the sources whose next fresh view can change their state
+	// (RunState.WaitsFor), so that a source's view advancing reconciles exactly those; waitsFor is the
+	// reverse, to keep it up to date. Both hold open runs only.
+	waiting     map[pcl.Source]map[uint32]bool
+	waitsFor    map[uint32][]pcl.Source
 	runHints    map[uint32]*runHint // what the spies need of each known run: stopped, streams
 	known       map[uint32]bool     // runs with a stored state (a placeholder at least)
 	harvested   map[string]bool     // destination tags named by harvested metadata
@@ -70,6 +84,8 @@ type Agency struct {
 	kick        chan struct{}
 	reconcileMu sync.Mutex // one reconcile pass at a time, so versions are assigned in order
 	overrideMu  sync.Mutex // overrides of the same instant keep the order they were made in
+
+	reconcile func(reconcile.Input) pcl.RunState // reconcile.Reconcile; tests wrap it
 }
 
 // New makes an Agency and loads what it must remember from the store.
@@ -86,9 +102,6 @@ func New(ctx context.Context, o Options) (*Agency, error) {
 	if err := o.Policy.Validate(o.Catalogue); err != nil {
 		return nil, fmt.Errorf("agency: %w", err)
 	}
-	if o.Tick <= 0 {
-		o.Tick = 30 * time.Second
-	}
 	if o.Resync <= 0 {
 		o.Resync = 5 * time.Minute
 	}
@@ -99,8 +112,10 @@ func New(ctx context.Context, o Options) (*Agency, error) {
 		o.Lookback = 14 * 24 * time.Hour
 	}
 	a := &Agency{o: o, log: o.Logger, touched: map[uint32]bool{}, open: map[uint32]bool{},
+		waiting: map[pcl.Source]map[uint32]bool{}, waitsFor: map[uint32][]pcl.Source{},
 		runHints: map[uint32]*runHint{}, harvested: map[string]bool{}, known: map[uint32]bool{},
-		payloadRuns: map[string][]uint32{}, runPayloads: map[uint32][]string{}, subs: map[chan Event]bool{}, kick: make(chan struct{}, 1)}
+		payloadRuns: map[string][]uint32{}, runPayloads: map[uint32][]string{}, subs: map[chan Event]bool{}, kick: make(chan struct{}, 1),
+		reconcile: reconcile.Reconcile}
 	if err := a.load(ctx); err != nil {
 		return nil, err
 	}
@@ -115,6 +130,7 @@ func (a *Agency) load(ctx context.Context) error {
 		n, _ := strconv.ParseUint(v, 10, 32)
 		a.fcsr = uint32(n)
 	}
+	now := a.o.Clock.Now()
 	for before := uint32(0); ; {
 		states, err := a.o.Store.RunStates(ctx, store.RunQuery{Before: before, Limit: 1000})
 		if err != nil {
@@ -122,8 +138,9 @@ func (a *Agency) load(ctx context.Context) error {
 		}
 		for _, rs := range states {
 			a.known[rs.Run] = true
-			if rs.Decision.State != pcl.ReadinessReleased {
+			if a.watched(&rs, now) {
 				a.open[rs.Run] = true
+				a.noteWaits(rs.Run, rs.WaitsFor)
 			}
 		}
 		if len(states) < 1000 {
@@ -198,6 +215,62 @@ func (a *Agency) forgetPayloads(run uint32) {
 		}
 	}
 	delete(a.runPayloads, run)
+}
+
+// watched says whether a run's state still needs watching: a run Tier-0 released keeps being reconciled
+// until each of its workflows is terminal, so that a state taken while a source was stale (awaiting a
+// harvest scan that could not come) is corrected rather than frozen on its page and in the latency
+// plots. Workflows are terminal by their deadline at the latest, so this ends; the lookback ends it too.
+func (a *Agency) watched(rs *pcl.RunState, now time.Time) bool {
+	if rs.Info != nil && now.Sub(rs.Info.Start) > a.o.Lookback {
+		return false
+	}
+	if rs.Decision.State != pcl.ReadinessReleased {
+		return true
+	}
+	for i := range rs.Workflows {
+		if !rs.Workflows[i].State.Terminal() {
+			return true
+		}
+	}
+	return false
+}
+
+// noteWaits files the run under the sources its state waits for, and out of those it no longer waits
+// for. Called with a.mu held, or before the agency is shared.
+func (a *Agency) noteWaits(run uint32, srcs []pcl.Source) {
+	for _, s := range a.waitsFor[run] {
+		if !slices.Contains(srcs, s) {
+			delete(a.waiting[s], run)
+		}
+	}
+	if len(srcs) == 0 {
+		delete(a.waitsFor, run)
+		return
+	}
+	for _, s := range srcs {
+		if a.waiting[s] == nil {
+			a.waiting[s] = map[uint32]bool{}
+		}
+		a.waiting[s][run] = true
+	}
+	a.waitsFor[run] = slices.Clone(srcs)
+}
+
+// SourceViewed is the runners' report that a source's view advanced: a poll taken later than the
+// previous one has its observations stored. The open runs whose last state waits for a fresh view of
+// that source are reconciled at once instead of at the next resync: a no-payload verdict follows the
+// harvest scan that allows it within the pass.
+func (a *Agency) SourceViewed(src pcl.Source, _ time.Time) {
+	a.mu.Lock()
+	n := len(a.waiting[src])
+	for r := range a.waiting[src] {
+		a.touched[r] = true
+	}
+	a.mu.Unlock()
+	if n > 0 {
+		a.poke()
+	}
 }
 
 // Ingest stores a spy's batch and schedules the runs it touches. It is the spies' sink: when it
@@ -352,16 +425,21 @@ func (a *Agency) OpenRuns() []uint32 {
 	return out
 }
 
-// Run is the loop: it reconciles touched runs as batches arrive, due runs on every tick, and every open
-// run on every resync, until ctx ends.
+// Run is the loop, until ctx ends: every open run at once and on every resync, touched runs as batches
+// arrive and as the views of the sources they wait for advance, and each run when its wake-up comes.
+// Between passes it sleeps until the earliest of those, so a wake-up is on time and the resync
+// interval is honoured exactly, whatever they are.
 func (a *Agency) Run(ctx context.Context) error {
-	lastResync := a.o.Clock.Now()
-	a.resyncAll()
+	nextResync := a.o.Clock.Now().Add(a.o.Resync)
+	a.Resync()
 	for {
-		if err := a.Pass(ctx); err != nil && ctx.Err() == nil {
+		passed := a.o.Clock.Now()
+		err := a.Pass(ctx)
+		if err != nil && ctx.Err() == nil {
 			a.log.Error("reconcile pass failed", "err", err)
 		}
-		t := a.o.Clock.NewTimer(a.o.Tick)
+		wait := a.untilNext(ctx, passed, nextResync, err != nil)
+		t := a.o.Clock.NewTimer(wait)
 		select {
 		case <-ctx.Done():
 			t.Stop()
@@ -370,14 +448,35 @@ func (a *Agency) Run(ctx context.Context) error {
 			t.Stop()
 		case <-t.C():
 		}
-		if now := a.o.Clock.Now(); now.Sub(lastResync) >= a.o.Resync {
-			lastResync = now
-			a.resyncAll()
+		if now := a.o.Clock.Now(); !now.Before(nextResync) {
+			nextResync = now.Add(a.o.Resync)
+			a.Resync()
 		}
 	}
 }
 
-func (a *Agency) resyncAll() {
+// untilNext is how long the loop may sleep after a pass that began at passed: until the earliest stored
+// wake-up or the next resync. A wake-up the pass should have handled and did not (its run could not be
+// reconciled) waits for the resync rather than spinning; after a failed pass the loop waits a little.
+func (a *Agency) untilNext(ctx context.Context, passed, nextResync time.Time, failed bool) time.Duration {
+	next := nextResync
+	if wake, err := a.o.Store.NextWake(ctx); err != nil {
+		if ctx.Err() == nil {
+			a.log.Error("reading the next wake-up failed", "err", err)
+		}
+		failed = true
+	} else if wake.After(passed) && wake.Before(next) {
+		next = wake
+	}
+	wait := next.Sub(a.o.Clock.Now())
+	if failed {
+		wait = max(wait, min(retryAfterError, a.o.Resync))
+	}
+	return max(wait, 0)
+}
+
+// Resync marks every open run for the next pass: what Run does at start and every resync interval.
+func (a *Agency) Resync() {
 	a.mu.Lock()
 	for r := range a.open {
 		a.touched[r] = true
@@ -425,7 +524,7 @@ func (a *Agency) Pass(ctx context.Context) error {
 			a.mu.Unlock()
 			return ctx.Err()
 		}
-		if _, err := a.reconcileRun(ctx, r, now); err != nil {
+		if _, err := a.reconcileRun(ctx, r); err != nil {
 			errs = append(errs, err)
 			a.mu.Lock()
 			a.touched[r] = true // try again on the next pass
@@ -439,7 +538,7 @@ func (a *Agency) Pass(ctx context.Context) error {
 func (a *Agency) Reconcile(ctx context.Context, run uint32) (bool, error) {
 	a.reconcileMu.Lock()
 	defer a.reconcileMu.Unlock()
-	return a.reconcileRun(ctx, run, a.o.Clock.Now())
+	return a.reconcileRun(ctx, run)
 }
 
 func (a *Agency) sources() map[pcl.Source]reconcile.SourceView {
@@ -478,7 +577,13 @@ func (a *Agency) gather(ctx context.Context, run uint32) ([]pcl.Observation, err
 	return obs, nil
 }
 
-func (a *Agency) reconcileRun(ctx context.Context, run uint32, now time.Time) (bool, error) {
+// reconcileRun derives a run's state and stores it, with a new decision version when the readiness
+// changed. The sources' views are read before the run's observations: every poll a view vouches for had
+// its observations stored before the view was published, so they are all in what is gathered next, and
+// an absence concluded from the view is true of the gathered facts. The decision's time is taken after
+// the gathering, so that it is never before the evidence it rests on was seen.
+func (a *Agency) reconcileRun(ctx context.Context, run uint32) (bool, error) {
+	sources := a.sources()
 	obs, err := a.gather(ctx, run)
 	if err != nil {
 		return false, fmt.Errorf("agency: run %d: %w", run, err)
@@ -486,8 +591,9 @@ func (a *Agency) reconcileRun(ctx context.Context, run uint32, now time.Time) (b
 	if !anchored(obs) {
 		return false, nil
 	}
-	rs := reconcile.Reconcile(reconcile.Input{Run: run, Observations: obs, Catalogue: a.o.Catalogue,
-		Policy: a.o.Policy, Sources: a.sources(), FCSR: a.FCSR(), Now: now})
+	now := a.o.Clock.Now()
+	rs := a.reconcile(reconcile.Input{Run: run, Observations: obs, Catalogue: a.o.Catalogue,
+		Policy: a.o.Policy, Sources: sources, FCSR: a.FCSR(), Now: now})
 	prev, err := a.o.Store.RunState(ctx, run)
 	switch {
 	case apperr.Is(err, apperr.NotFound):
@@ -496,16 +602,17 @@ func (a *Agency) reconcileRun(ctx context.Context, run uint32, now time.Time) (b
 	}
 	a.mu.Lock()
 	a.known[run] = true
-	tooOld := rs.Info != nil && now.Sub(rs.Info.Start) > a.o.Lookback
-	if rs.Decision.State == pcl.ReadinessReleased || tooOld {
+	if a.watched(&rs, now) {
+		a.open[run] = true
+		a.noteWaits(run, rs.WaitsFor)
+	} else {
 		delete(a.open, run)
 		delete(a.runHints, run)
+		a.noteWaits(run, nil)
 		a.forgetPayloads(run)
-	} else {
-		a.open[run] = true
 	}
 	a.mu.Unlock()
-	if err == nil && prev.Decision.Version > 0 && rs.Decision.Same(prev.Decision) {
+	if err == nil && prev.Decision.Version > 0 && sameDecision(rs.Decision, prev.Decision) {
 		rs.Decision.Version, rs.Decision.Decided = prev.Decision.Version, prev.Decision.Decided
 		if sameJSON(rs, prev) {
 			return false, nil
@@ -520,8 +627,7 @@ func (a *Agency) reconcileRun(ctx context.Context, run uint32, now time.Time) (b
 	d.Version = prev.Decision.Version + 1
 	d.Decided = now
 	w := store.DecisionWrite{Decision: d, State: rs,
-		Audit: []store.AuditEntry{{At: now, Run: run, Actor: "agency", Action: "decision",
-			Detail: fmt.Sprintf("v%d %s: %s", d.Version, d.State, d.Reason)}}}
+		Audit: []store.AuditEntry{{At: now, Run: run, Actor: "agency", Action: "decision", Detail: auditDetail(d)}}}
 	body, err := json.Marshal(d)
 	if err != nil {
 		return false, fmt.Errorf("agency: run %d: %w", run, err)
@@ -537,6 +643,31 @@ func (a *Agency) reconcileRun(ctx context.Context, run uint32, now time.Time) (b
 	a.log.Info("decision", "run", run, "version", saved.Version, "state", saved.State, "releasable", saved.Releasable, "reason", saved.Reason)
 	a.publish(Event{Run: run, DecisionChanged: true, State: rs})
 	return true, nil
+}
+
+// sameDecision says whether d tells Tier-0 nothing new after prev. A released run stays watched while
+// its workflows settle (see watched), and their states may change what blocks it; but Tier-0 has
+// released it, so no new version is made for that.
+func sameDecision(d, prev pcl.Decision) bool {
+	if d.State == pcl.ReadinessReleased && prev.State == pcl.ReadinessReleased && d.Releasable == prev.Releasable {
+		return true
+	}
+	return d.Same(prev)
+}
+
+// auditDetail is a decision's audit text: its version, readiness and reason, and the store's sequence
+// numbers of the observations it rests on, so that the audit log alone shows which facts, seen when,
+// let a run be reported ready.
+func auditDetail(d pcl.Decision) string {
+	detail := fmt.Sprintf("v%d %s: %s", d.Version, d.State, d.Reason)
+	if len(d.Evidence) == 0 {
+		return detail
+	}
+	seqs := make([]string, len(d.Evidence))
+	for i, n := range d.Evidence {
+		seqs[i] = strconv.FormatInt(n, 10)
+	}
+	return detail + " (evidence: observations " + strings.Join(seqs, ", ") + ")"
 }
 
 // anchored says whether the observations make a run: IOVs and upload records point at runs by their
@@ -571,6 +702,18 @@ func (a *Agency) Override(ctx context.Context, run uint32, action pcl.OverrideAc
 	}
 	if _, err := a.o.Store.RunState(ctx, run); err != nil {
 		return pcl.RunState{}, err
+	}
+	if action == pcl.OverrideHold || action == pcl.OverrideRelease {
+		// Tier-0 already started PromptReco: holding or releasing the run changes nothing, and an
+		// audited hold that did nothing would mislead whoever reads the log.
+		released, err := a.o.Store.Observations(ctx, store.ObservationQuery{Runs: []uint32{run}, Kinds: []pcl.Kind{pcl.KindRelease}, Limit: 1})
+		if err != nil {
+			return pcl.RunState{}, err
+		}
+		if len(released) > 0 {
+			return pcl.RunState{}, apperr.Errorf(apperr.Conflict, "run %d was released by Tier-0 at %s (PromptReco started); a %s changes nothing now",
+				run, released[0].At.UTC().Format(time.RFC3339), action)
+		}
 	}
 	a.overrideMu.Lock()
 	defer a.overrideMu.Unlock()

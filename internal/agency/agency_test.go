@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"path/filepath"
 	"slices"
+	"sync"
 	"testing"
 	"time"
 
@@ -27,7 +28,13 @@ type harness struct {
 	st    *sqlite.Store
 	ag    *Agency
 	path  string
-	fresh time.Time // every source's last successful poll
+	mu    sync.Mutex
+	fresh time.Time // every source's view (its last successful poll's); setFresh moves it
+	// health, when set, replaces the sources' health made from fresh (a real runner's, say).
+	health func() map[pcl.Source]spy.Health
+	// store, when set, wraps the store the agency is given (to act while the agency reads).
+	store  func(store.Store) store.Store
+	resync time.Duration
 }
 
 func newHarness(t *testing.T) *harness {
@@ -45,12 +52,22 @@ func (h *harness) open() {
 	}
 	h.t.Cleanup(func() { st.Close() })
 	h.st = st
-	ag, err := New(h.ctx, Options{Store: st, Catalogue: pcl.DefaultCatalogue(), Policy: onlyGains(), Clock: h.clk,
-		Logger: slog.New(slog.DiscardHandler), Targets: []string{"tier0-webhook"},
+	var agStore store.Store = st
+	if h.store != nil {
+		agStore = h.store(st)
+	}
+	ag, err := New(h.ctx, Options{Store: agStore, Catalogue: pcl.DefaultCatalogue(), Policy: onlyGains(), Clock: h.clk,
+		Logger: slog.New(slog.DiscardHandler), Targets: []string{"tier0-webhook"}, Resync: h.resync,
 		Sources: func() map[pcl.Source]spy.Health {
+			if h.health != nil {
+				return h.health()
+			}
+			h.mu.Lock()
+			fresh := h.fresh
+			h.mu.Unlock()
 			m := map[pcl.Source]spy.Health{}
 			for _, s := range pcl.Sources {
-				m[s] = spy.Health{Name: s, Healthy: true, LastSuccess: h.fresh}
+				m[s] = spy.Health{Name: s, Healthy: true, LastSuccess: fresh, View: fresh}
 			}
 			return m
 		}})
@@ -58,6 +75,13 @@ func (h *harness) open() {
 		h.t.Fatal(err)
 	}
 	h.ag = ag
+}
+
+// setFresh moves every source's view to t.
+func (h *harness) setFresh(t time.Time) {
+	h.mu.Lock()
+	h.fresh = t
+	h.mu.Unlock()
 }
 
 func onlyGains() pcl.Policy {
@@ -329,7 +353,7 @@ func TestRunNotForgottenAfterCrash(t *testing.T) {
 	if open := h.ag.OpenRuns(); len(open) != 1 || open[0] != run {
 		t.Fatalf("after restart the run is not open: %v", open)
 	}
-	h.ag.resyncAll() // what Run does first
+	h.ag.Resync() // what Run does first
 	if err := h.ag.Pass(h.ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -377,7 +401,7 @@ func TestLookbackAndBatch(t *testing.T) {
 	h := newHarness(t)
 	h.ingest(pcl.SourceOMS, stoppedRun())
 	h.clk.Advance(15 * 24 * time.Hour)
-	h.ag.resyncAll()
+	h.ag.Resync()
 	if err := h.ag.Pass(h.ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -429,7 +453,8 @@ func TestLookbackAndBatch(t *testing.T) {
 }
 
 // TestReleasedRunLeavesPayloadIndex: the index that routes IOVs to runs by payload hash forgets a run
-// once Tier-0 released it, so that it does not grow with every run of the agency's life.
+// once Tier-0 released it and its workflows are all terminal, so that it does not grow with every run of
+// the agency's life.
 func TestReleasedRunLeavesPayloadIndex(t *testing.T) {
 	t.Parallel()
 	h := newHarness(t)
@@ -454,7 +479,22 @@ func TestReleasedRunLeavesPayloadIndex(t *testing.T) {
 	if d := h.state().Decision; d.State != pcl.ReadinessReleased {
 		t.Fatalf("after the release: %s (%s)", d.State, d.Reason)
 	}
-	if byHash, byRun := indexed(); byHash != 0 || byRun != 0 {
-		t.Errorf("after the release: %d hashes, %d runs still indexed", byHash, byRun)
+	// Its other workflows still wait: the run is still watched, its payloads still routed.
+	if byHash, byRun := indexed(); byHash != 1 || byRun != 1 || len(h.ag.OpenRuns()) != 1 {
+		t.Fatalf("after the release, with workflows not terminal: %d hashes, %d runs indexed, open %v", byHash, byRun, h.ag.OpenRuns())
+	}
+	h.clk.Advance(21 * time.Hour) // past the workflow deadline: every workflow is terminal
+	h.ag.Resync()
+	if err := h.ag.Pass(h.ctx); err != nil {
+		t.Fatal(err)
+	}
+	rs := h.state()
+	for _, w := range rs.Workflows {
+		if !w.State.Terminal() {
+			t.Errorf("workflow %s is %s after its deadline", w.Name, w.State)
+		}
+	}
+	if byHash, byRun := indexed(); byHash != 0 || byRun != 0 || len(h.ag.OpenRuns()) != 0 {
+		t.Errorf("released and settled: %d hashes, %d runs still indexed, open %v", byHash, byRun, h.ag.OpenRuns())
 	}
 }

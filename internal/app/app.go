@@ -60,6 +60,8 @@ type App struct {
 	mu   sync.Mutex
 	addr net.Addr
 	up   chan struct{}
+
+	nextResync time.Time // Step's resync schedule; zero before the first step
 }
 
 // New opens the store and builds every part; nothing runs until Run.
@@ -97,6 +99,14 @@ func New(ctx context.Context, o Options) (*App, error) {
 	if a.runners, err = buildRunners(cfg, cat, o.Clock, o.Logger, st, ag, o.Stepped); err != nil {
 		st.Close()
 		return nil, err
+	}
+	// Each source's view as persisted before the agency's first pass, so that a restart concludes what
+	// the process concluded before it: no-payload verdicts and the readiness resting on them stand.
+	for _, r := range a.runners {
+		if err := r.Restore(ctx); err != nil {
+			st.Close()
+			return nil, err
+		}
 	}
 	if a.pushers, a.closers, err = buildPushers(ctx, cfg, st, o.Clock, o.Logger.With("part", "steer")); err != nil {
 		st.Close()
@@ -181,6 +191,10 @@ func (a *App) health() map[pcl.Source]spy.Health {
 	return out
 }
 
+// SourceHealth is every spy's health, in the order of the configuration (what GET /api/v1/sources
+// shows).
+func (a *App) SourceHealth() []spy.Health { return a.healthList() }
+
 func (a *App) healthList() []spy.Health {
 	out := make([]spy.Health, 0, len(a.runners))
 	for _, r := range a.runners {
@@ -200,11 +214,17 @@ func (a *App) ready(ctx context.Context) error {
 }
 
 // Step polls every spy whose interval has passed and runs one reconcile pass: the agency's work for one
-// tick of simulated time, done synchronously. Spies that fail are counted in their health as in Run;
-// Step fails only when the pass does.
+// tick of simulated time, done synchronously. As in Run, every open run is reconciled on the first step
+// and once per resync interval after it, and a source's view advancing reconciles the runs waiting for
+// it in the same step. Spies that fail are counted in their health as in Run; Step fails only when the
+// pass does.
 func (a *App) Step(ctx context.Context) error {
 	for _, r := range a.runners {
 		_, _ = r.PollIfDue(ctx)
+	}
+	if now := a.o.Clock.Now(); !now.Before(a.nextResync) {
+		a.nextResync = now.Add(a.o.Config.Agency.ResyncInterval)
+		a.Agency.Resync()
 	}
 	return a.Agency.Pass(ctx)
 }

@@ -72,8 +72,11 @@ func buildRunners(cfg *config.Config, cat *pcl.Catalogue, clk clock.Clock, log *
 		if stepped {
 			retries = -1
 		}
+		// Clock schedules the polls; their deadlines and backoff are the runner's wall clock (its
+		// default), so that simulated time never shortens a source's time to answer.
 		out = append(out, runner.New(sp, runner.Options{Clock: clk, Interval: sc.Interval, Jitter: sc.Jitter, Timeout: sc.Timeout,
-			StaleAfter: sc.StaleAfter, Retries: retries, Cursors: st, Sink: ag.Ingest, Logger: log.With("spy", string(src))}))
+			StaleAfter: sc.StaleAfter, Retries: retries, Cursors: st, Sink: ag.Ingest, Viewed: ag.SourceViewed,
+			Logger: log.With("spy", string(src))}))
 	}
 	return out, nil
 }

@@ -19,7 +19,6 @@ import (
 	"github.com/cms-pcl/spyagency/internal/app"
 	"github.com/cms-pcl/spyagency/internal/clock"
 	"github.com/cms-pcl/spyagency/internal/config"
-	"github.com/cms-pcl/spyagency/internal/pcl"
 	"github.com/cms-pcl/spyagency/internal/sim"
 )
 
@@ -47,6 +46,8 @@ type Demo struct {
 	simLn  net.Listener
 	o      Options
 	client *agencyClient
+	// wrapSim, when set before ServeSim, wraps the simulator's handler (a test's view of each request).
+	wrapSim func(http.Handler) http.Handler
 }
 
 // agencyClient is the Tier-0 stub's view of the agency: its pull API over HTTP, at the address the
@@ -145,8 +146,9 @@ func New(ctx context.Context, o Options) (*Demo, error) {
 	return d, nil
 }
 
-// Config is the agency's configuration for a simulator at simURL: its sources, and poll deadlines long
-// enough in simulated time for a real HTTP round trip at the demo's speed.
+// Config is the agency's configuration for a simulator at simURL: its sources with their default
+// intervals and deadlines. The intervals are simulated time; the deadlines are real time whatever the
+// speed (the runner's wall clock), so they need no scaling.
 func Config(s *sim.Sim, simURL string, o Options) (*config.Config, error) {
 	cfg, err := config.Parse("simulator", s.ServeConfig(simURL))
 	if err != nil {
@@ -166,13 +168,6 @@ func Config(s *sim.Sim, simURL string, o Options) (*config.Config, error) {
 		}
 		cfg.Store.DSN = "sqlite:" + path
 	}
-	deadline := time.Duration(o.Speed * float64(3*time.Second)) // 3 s of real time, in simulated time
-	for _, src := range pcl.Sources {
-		if sc, ok := cfg.Sources.ByName(src); ok {
-			sc.Timeout = max(sc.Timeout, deadline)
-			cfg.Sources.Set(src, sc)
-		}
-	}
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
@@ -184,7 +179,11 @@ func (d *Demo) SetAgencyURL(base string) { d.client.set(base) }
 
 // ServeSim serves the simulator's services on their listener until ctx ends.
 func (d *Demo) ServeSim(ctx context.Context) error {
-	srv := &http.Server{Handler: d.Sim.Handler(), ReadHeaderTimeout: 10 * time.Second}
+	h := d.Sim.Handler()
+	if d.wrapSim != nil {
+		h = d.wrapSim(h)
+	}
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(d.simLn) }()
 	select {

@@ -2,6 +2,7 @@ package demo
 
 import (
 	"context"
+	"net/http"
 	"net/http/httptest"
 	"slices"
 	"testing"
@@ -16,11 +17,20 @@ import (
 // loopback, the agency reaching the simulator only through its spies.
 func stepped(t *testing.T, faults string, seed uint64) *Demo {
 	t.Helper()
+	return steppedWith(t, faults, seed, nil)
+}
+
+// steppedWith is stepped with the simulator's handler wrapped (nil: as it is).
+func steppedWith(t *testing.T, faults string, seed uint64, wrap func(clk *clock.Fake, h http.Handler) http.Handler) *Demo {
+	t.Helper()
 	ctx, cancel := context.WithCancel(t.Context())
 	clk := clock.NewFake(sim.DefaultStart)
 	d, err := New(ctx, Options{DataDir: t.TempDir(), Seed: seed, Faults: faults, Clock: clk, Stepped: true, Addr: "127.0.0.1:0"})
 	if err != nil {
 		t.Fatal(err)
+	}
+	if wrap != nil {
+		d.wrapSim = func(h http.Handler) http.Handler { return wrap(clk, h) }
 	}
 	served := make(chan error, 1)
 	go func() { served <- d.ServeSim(ctx) }()
@@ -48,11 +58,26 @@ func TestEndToEndSafety(t *testing.T) {
 	ctx := t.Context()
 	start := sim.DefaultStart
 	end := start.Add(72 * time.Hour)
+	failures := map[pcl.Source]int{}
+	injected := 0
 	for now := start.Add(5 * time.Minute); !now.After(end); now = now.Add(5 * time.Minute) {
 		if err := d.Step(ctx, now); err != nil {
 			t.Fatalf("step at %s: %v", now, err)
 		}
+		// A source fails only while the simulator injects a fault into it: every other failure is
+		// of the agency's own making (a deadline too short, a spy that chokes).
+		for _, h := range d.App.SourceHealth() {
+			if h.Failures > failures[h.Name] {
+				if fault := d.Sim.Fault(string(h.Name), now); fault == "" {
+					t.Errorf("%s: %s failed outside any injected fault: %s", now.Format("Jan 2 15:04"), h.Name, h.Error)
+				} else {
+					injected++
+				}
+			}
+			failures[h.Name] = h.Failures
+		}
 	}
+	t.Logf("%d failed polls, all during injected outages", injected)
 	policy := pcl.DefaultPolicy()
 	checked := 0
 	for _, r := range d.Sim.Runs() {
@@ -135,4 +160,47 @@ func checkRelease(t *testing.T, truth sim.RunTruth, rel sim.Release, policy pcl.
 			}
 		}
 	}
+}
+
+// TestDemoSourcesStayFresh: with no fault injected, no source is ever stale, and no poll fails, even
+// though simulated time runs on while each request is served, as it does at 600x on a busy machine (a
+// request served in 100 ms of real time costs a minute of simulated time). Deadlines are real time:
+// on the simulated clock, they passed during the request.
+func TestDemoSourcesStayFresh(t *testing.T) {
+	if testing.Short() {
+		t.Skip("twelve simulated hours")
+	}
+	t.Parallel()
+	d := steppedWith(t, "none", 11, func(clk *clock.Fake, h http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			clk.Advance(time.Minute)
+			h.ServeHTTP(w, r)
+		})
+	})
+	ctx := t.Context()
+	clk := d.Clock.(*clock.Fake)
+	end := sim.DefaultStart.Add(12 * time.Hour)
+	steps, polls := 0, 0
+	for clk.Now().Before(end) {
+		if err := d.Step(ctx, clk.Now().Add(5*time.Minute)); err != nil {
+			t.Fatalf("step at %s: %v", clk.Now(), err)
+		}
+		steps++
+		for _, h := range d.App.SourceHealth() {
+			if h.Stale || h.Failures > 0 {
+				t.Fatalf("%s: %s stale=%v after %d failed polls with no fault injected: %s",
+					clk.Now().Format("Jan 2 15:04"), h.Name, h.Stale, h.Failures, h.Error)
+			}
+		}
+	}
+	for _, h := range d.App.SourceHealth() {
+		if h.LastSuccess.IsZero() {
+			t.Errorf("%s never polled", h.Name)
+		}
+		polls++
+	}
+	if len(d.Sim.Runs()) == 0 {
+		t.Fatal("no run in twelve hours")
+	}
+	t.Logf("%d steps, %d sources healthy throughout", steps, polls)
 }

@@ -134,3 +134,20 @@ func writeFault(rw http.ResponseWriter, win window) bool {
 	}
 	return false
 }
+
+// Fault names the fault an HTTP source (oms, tier0, dropbox, dqm) is in at t: "down", "garbage",
+// "slow", or "" for none. Tests use it to tell the injected outages from failures of the agency's own
+// making.
+func (s *Sim) Fault(source string, t time.Time) string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	switch s.w.faultAt(source, t).kind {
+	case faultDown503, faultDownHTML:
+		return "down"
+	case faultGarbage:
+		return "garbage"
+	case faultSlow:
+		return "slow"
+	}
+	return ""
+}

@@ -49,6 +49,8 @@ type Sim struct {
 	mu  sync.Mutex
 	w   *world
 	dir string
+
+	askMu sync.Mutex // one question to the agency at a time, so answers arrive in order
 }
 
 // New builds the world and its files. Nothing happens until time advances.
@@ -103,13 +105,33 @@ func (s *Sim) Close() error {
 	return s.w.disk.close()
 }
 
-// AdvanceTo runs the world up to t (never backwards). It returns the first I/O error the world met, if
-// any; the world goes on regardless.
+// AdvanceTo runs the world up to t (never backwards). In agency mode Tier-0 asks the agency once
+// first, and every feeder cycle up to t acts on that answer. It returns the first I/O error the world
+// met, if any; the world goes on regardless.
 func (s *Sim) AdvanceTo(t time.Time) error {
+	s.askAgency(context.Background())
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.w.advance(context.Background(), t)
 	return s.w.err
+}
+
+// askAgency asks the agency for its first unready run, in agency mode, and keeps the answer for the
+// feeder cycles to come. It holds no lock of the world while it waits: the agency may be slow to
+// answer (its store busy), and meanwhile the simulated services must go on answering its spies,
+// which otherwise timed out waiting for the world.
+func (s *Sim) askAgency(ctx context.Context) {
+	if s.cfg.Tier0Mode != Tier0Agency {
+		return
+	}
+	s.askMu.Lock()
+	defer s.askMu.Unlock()
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second) // real time: an HTTP round trip
+	defer cancel()
+	n, err := s.cfg.Agency.FirstUnreadyRun(ctx)
+	s.mu.Lock()
+	s.w.t0.setAnswer(n, err)
+	s.mu.Unlock()
 }
 
 // sync advances the world to the clock and returns the world's time; callers hold mu.
@@ -129,6 +151,7 @@ func (s *Sim) Run(ctx context.Context) error {
 			return nil
 		case <-t.C():
 		}
+		s.askAgency(ctx)
 		s.mu.Lock()
 		s.w.advance(ctx, s.clk.Now())
 		err := s.w.err

@@ -92,6 +92,12 @@ type t0stub struct {
 	lockNext, releaseNext int // indices into the world's runs
 	fcsrCache             uint32
 	fcsrValid             bool
+
+	// The agency's latest answer, asked for outside the world's lock (see Sim.askAgency): a feeder
+	// cycle acts on it. asked is false until the first answer, which counts as unreachable.
+	answer    uint32
+	answerErr error
+	asked     bool
 }
 
 func newTier0(mode Tier0Mode, agency AgencyClient, p Params, log *slog.Logger) (*t0stub, error) {
@@ -176,14 +182,22 @@ func (t *t0stub) cycle(w *world) {
 	}
 }
 
-// poll asks the agency, in agency mode; a failure means the fixed delay applies this cycle.
+// setAnswer keeps what the agency answered last.
+func (t *t0stub) setAnswer(n uint32, err error) {
+	t.answer, t.answerErr, t.asked = n, err, true
+}
+
+// poll is the agency's latest answer, in agency mode; a failure (or no answer yet) means the fixed
+// delay applies this cycle. The question itself is asked before the world advances, without its lock:
+// the simulated services must keep answering the agency's spies while the agency answers Tier-0.
 func (t *t0stub) poll(w *world) (uint32, bool) {
 	if t.mode != Tier0Agency {
 		return 0, false
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	n, err := t.agency.FirstUnreadyRun(ctx)
+	n, err := t.answer, t.answerErr
+	if !t.asked {
+		err = errors.New("agency not asked yet")
+	}
 	up := err == nil
 	if t.agencyUp == nil || *t.agencyUp != up {
 		if up {

@@ -27,6 +27,16 @@ type Spy interface {
 type Result struct {
 	Observations []pcl.Observation
 	Cursor       string
+	// View is the instant the poll's view of the source was taken: when its listing or query began,
+	// read from the spy's clock before the first request. Whatever the source held then is in
+	// Observations (or was sent before), so a conclusion from absence ("no harvest file after the
+	// stream was done") may rest on it, and on nothing later: a file written while the poll read other
+	// files counts as unseen. Zero lets the runner take the attempt's start, which is never later.
+	View time.Time
+	// Partial says the poll read only part of what the source held at View (a page limit; the rest
+	// comes with the next poll). Its observations and cursor are kept, but it is no view of the source:
+	// the source's view time does not advance.
+	Partial bool
 }
 
 // OpenRun is a run the agency still needs facts about.

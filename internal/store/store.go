@@ -71,6 +71,16 @@ type AuditQuery struct {
 	Limit    int       // 0: the store's default (100)
 }
 
+// Cursor is what a spy persists of its last successful poll: where it is in its source, and when the
+// view of the source that poll read was taken (the start of its listing or query). The view is what a
+// conclusion from absence rests on ("no harvest file after the stream was done"), so it is kept with
+// the cursor: after a restart the source's freshness is what it was, not "never read".
+type Cursor struct {
+	Value string
+	// View is zero when no poll whose observations are stored recorded one.
+	View time.Time
+}
+
 // DecisionWrite is one decision with everything that must be written in its transaction.
 type DecisionWrite struct {
 	// Decision.Version must be the run's current version + 1 (1 for a first decision); otherwise
@@ -100,6 +110,9 @@ type Store interface {
 	RunStates(ctx context.Context, q RunQuery) ([]pcl.RunState, error)
 	// DueRuns returns the runs whose NextWake is set and not after now, oldest wake first.
 	DueRuns(ctx context.Context, now time.Time, limit int) ([]uint32, error)
+	// NextWake returns the earliest NextWake of any run, zero when no run has one: when the agency must
+	// look again if nothing is observed. It reads an index, so its cost does not grow with history.
+	NextWake(ctx context.Context) (time.Time, error)
 
 	// SaveDecision writes a new decision version, the run's state, the outbox entries and the audit
 	// entries in one transaction, and returns the decision as stored.
@@ -122,10 +135,10 @@ type Store interface {
 	// Audit returns matching audit entries, newest first.
 	Audit(ctx context.Context, q AuditQuery) ([]AuditEntry, error)
 
-	// Cursor returns a spy's persisted cursor, "" if it has none.
-	Cursor(ctx context.Context, name string) (string, error)
-	// SetCursor persists a spy's cursor.
-	SetCursor(ctx context.Context, name, value string) error
+	// Cursor returns a spy's persisted cursor, the zero Cursor if it has none.
+	Cursor(ctx context.Context, name string) (Cursor, error)
+	// SetCursor persists a spy's cursor and its view time in one write.
+	SetCursor(ctx context.Context, name string, c Cursor) error
 
 	// Setting returns a key-value setting and whether it exists.
 	Setting(ctx context.Context, key string) (string, bool, error)

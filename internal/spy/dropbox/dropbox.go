@@ -98,6 +98,7 @@ func (c *cursor) has(r Record) bool {
 
 // Poll reads the records logged since the cursor, page by page.
 func (s *Spy) Poll(ctx context.Context, raw string) (spy.Result, error) {
+	view := s.clk.Now() // before the first page is asked for
 	cur := cursor{Since: s.cfg.Start.UTC()}
 	if raw != "" {
 		if err := json.Unmarshal([]byte(raw), &cur); err != nil {
@@ -108,6 +109,7 @@ func (s *Spy) Poll(ctx context.Context, raw string) (spy.Result, error) {
 		}
 	}
 	var out []pcl.Observation
+	partial := true // until a reply says there is no more
 	for range s.cfg.MaxPages {
 		limit := s.cfg.PageSize + len(cur.Seen)
 		u := s.pageURL(cur.Since, limit)
@@ -130,6 +132,7 @@ func (s *Spy) Poll(ctx context.Context, raw string) (spy.Result, error) {
 			}
 		}
 		if page.Next == nil {
+			partial = false
 			break
 		}
 		if fresh == 0 {
@@ -141,7 +144,7 @@ func (s *Spy) Poll(ctx context.Context, raw string) (spy.Result, error) {
 	if err != nil {
 		return spy.Result{}, fmt.Errorf("dropbox spy: encoding cursor: %w", err)
 	}
-	return spy.Result{Observations: out, Cursor: string(b)}, nil
+	return spy.Result{Observations: out, Cursor: string(b), View: view, Partial: partial}, nil
 }
 
 func (s *Spy) pageURL(since time.Time, limit int) string {

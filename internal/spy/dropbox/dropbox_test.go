@@ -169,6 +169,7 @@ func TestManyTies(t *testing.T) {
 	s := newSpy(t, srv.URL, 2)
 	s.cfg.MaxPages = 2
 	cursor, runs := "", map[uint32]int{}
+	var partial []bool
 	for range 6 {
 		res, err := s.Poll(context.Background(), cursor)
 		if err != nil {
@@ -178,6 +179,14 @@ func TestManyTies(t *testing.T) {
 			runs[o.Run]++
 		}
 		cursor = res.Cursor
+		partial = append(partial, res.Partial)
+		if !res.View.Equal(t0.Add(time.Hour)) {
+			t.Errorf("view %s, want the clock before the first page", res.View)
+		}
+	}
+	// A poll cut by MaxPages read only part of the log: it is no view of the log.
+	if !partial[0] || partial[len(partial)-1] {
+		t.Errorf("partial polls %v: the first must be partial, the last (all read) not", partial)
 	}
 	if len(runs) != 9 {
 		t.Errorf("saw %d of 9 records sharing an instant", len(runs))

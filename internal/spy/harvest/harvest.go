@@ -123,8 +123,11 @@ type found struct {
 }
 
 // Poll scans the harvest area. The cursor is "<instance>:<generation>" of the last poll whose result
-// the runner kept: what was sent after it is sent again.
+// the runner kept: what was sent after it is sent again. The poll's view is taken before the walk
+// starts: a file written while the walk or the reading of the .db files goes on may be missed by this
+// poll, so nothing may conclude that it is absent from a later instant.
 func (s *Spy) Poll(ctx context.Context, cursor string) (spy.Result, error) {
+	view := s.clk.Now()
 	uploads, err := s.scan(ctx)
 	if err != nil {
 		// The area itself failing (EOS unmounted, a network hiccup) may pass within the interval.
@@ -165,7 +168,7 @@ func (s *Spy) Poll(ctx context.Context, cursor string) (spy.Result, error) {
 			delete(s.problems, name)
 		}
 	}
-	return spy.Result{Observations: out, Cursor: s.instance + ":" + strconv.FormatUint(s.gen, 10)}, nil
+	return spy.Result{Observations: out, Cursor: s.instance + ":" + strconv.FormatUint(s.gen, 10), View: view}, nil
 }
 
 // acked is the generation the cursor acknowledges; a cursor of another process acknowledges nothing.

@@ -344,3 +344,69 @@ func TestWatchNotifies(t *testing.T) {
 		t.Errorf("Watch returned %v after cancel", err)
 	}
 }
+
+// writingClock is the spy's clock in TestViewBeforeTheWalk: each reading moves time on by a second, and
+// the second reading (taken once the walk is over, to stamp the first file seen) writes a new harvest
+// file, as AlcaHarvest would while the spy is busy reading .db files.
+type writingClock struct {
+	clock.Fake
+	reads   int
+	write   func()
+	written time.Time
+}
+
+func (c *writingClock) Now() time.Time {
+	c.reads++
+	c.Fake.Advance(time.Second)
+	t := c.Fake.Now()
+	if c.reads == 2 {
+		c.write()
+		c.written = t
+	}
+	return t
+}
+
+// TestViewBeforeTheWalk: the poll's view is when the walk began, so that a file written after the
+// listing passed it, while the poll went on, is neither in the poll nor counted absent after the view.
+func TestViewBeforeTheWalk(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	tr := newTree(t)
+	first := "Run390001@SiStripApvGain_pcl@11111111-aaaa.db"
+	tr.db(first, "SiStripApvGain_pcl", 390001, hash('a'), now)
+	tr.txt(strings.TrimSuffix(first, ".db")+".txt", "prodMetaData SiStripApvGainRcd_prod.json")
+	late := "Run390001@SiPixelAli_pcl@33333333-cccc.db"
+	clk := &writingClock{Fake: *clock.NewFake(now)}
+	clk.write = func() {
+		tr.db(late, "SiPixelAli_pcl", 390001, hash('c'), now)
+		tr.txt(strings.TrimSuffix(late, ".db")+".txt", "prodMetaData SiPixelAliRcd_prod.json")
+	}
+	s, err := New(Config{Dir: tr.root, Clock: clk})
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := s.Poll(ctx, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if clk.written.IsZero() {
+		t.Fatal("the late file was never written: the test did not run as planned")
+	}
+	if len(res.Observations) != 1 || res.Observations[0].File != first {
+		t.Fatalf("observations %+v, want only the file that was there when the walk began", res.Observations)
+	}
+	if !res.View.Before(clk.written) {
+		t.Errorf("view %s is not before the late file was written (%s): its absence would count", res.View, clk.written)
+	}
+	if !res.View.Equal(now.Add(time.Second)) {
+		t.Errorf("view %s, want the clock's first reading %s, before the walk", res.View, now.Add(time.Second))
+	}
+	// The next poll sees the late file, with a view after it was written.
+	res, err = s.Poll(ctx, res.Cursor)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := byFile(res.Observations)["harvest-file "+late]; !ok || !res.View.After(clk.written) {
+		t.Errorf("the next poll: %d observations, view %s", len(res.Observations), res.View)
+	}
+}

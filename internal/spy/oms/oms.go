@@ -105,7 +105,8 @@ func (s *Spy) Poll(ctx context.Context, cursor string) (spy.Result, error) {
 			settled = false
 		}
 	}
-	return spy.Result{Observations: out, Cursor: formatCursor(next)}, nil
+	// The view is the instant before the first page was asked for.
+	return spy.Result{Observations: out, Cursor: formatCursor(next), View: now}, nil
 }
 
 func (s *Spy) final(info pcl.RunInfo, now time.Time) bool {

@@ -192,6 +192,9 @@ func TestPollReadsAllPagesRebasingNext(t *testing.T) {
 	if res.Cursor != "392702" {
 		t.Errorf("cursor %q, want the last settled run", res.Cursor)
 	}
+	if !res.View.Equal(later) || res.Partial {
+		t.Errorf("view %s (partial %v), want %s, the clock before the first page", res.View, res.Partial, later)
+	}
 }
 
 func TestNoCursorReadsNewestPageOnly(t *testing.T) {

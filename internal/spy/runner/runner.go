@@ -13,12 +13,13 @@ import (
 	"github.com/cms-pcl/spyagency/internal/pcl"
 	"github.com/cms-pcl/spyagency/internal/spy"
 	"github.com/cms-pcl/spyagency/internal/spy/fetch"
+	"github.com/cms-pcl/spyagency/internal/store"
 )
 
-// Cursors persist each spy's cursor (the store implements it).
+// Cursors persist each spy's cursor with its view time (the store implements it).
 type Cursors interface {
-	Cursor(ctx context.Context, name string) (string, error)
-	SetCursor(ctx context.Context, name, value string) error
+	Cursor(ctx context.Context, name string) (store.Cursor, error)
+	SetCursor(ctx context.Context, name string, c store.Cursor) error
 }
 
 // Sink accepts a poll's observations (the store appends them idempotently).
@@ -26,22 +27,32 @@ type Sink func(ctx context.Context, src pcl.Source, obs []pcl.Observation) error
 
 // Options configure a Runner. Zero values take the defaults noted.
 type Options struct {
+	// Clock schedules: the interval, the jitter, the health's times and the view. In the demo it is
+	// simulated time.
 	Clock    clock.Clock   // default the wall clock
 	Interval time.Duration // between poll starts; default 1 min
 	Jitter   float64       // fraction of Interval added or removed at random, 0..0.5; default 0.1
-	// Timeout is the deadline of one attempt of a poll (default Interval/2). It is measured on Clock, so
-	// that in simulated time a poll's deadline scales with everything else.
+	// Wall measures what is I/O: an attempt's deadline and the backoff before a retry. A source answers
+	// in real time whatever Clock says, so these are real durations even when Clock is simulated (at
+	// 600×, a deadline on Clock of 30 s was 50 ms of the machine's time). Default the wall clock; tests
+	// pass a fake.
+	Wall clock.Clock
+	// Timeout is the deadline of one attempt of a poll, on Wall (default Interval/2).
 	Timeout    time.Duration
 	StaleAfter int           // consecutive failed polls before the spy is stale; default 3
-	Retries    int           // extra attempts after a retryable failure, within the interval; default 2, negative for none
-	Backoff    time.Duration // first wait before a retry, doubled each time; default Interval/20
+	Retries    int           // extra attempts after a retryable failure, while the next poll is not due; default 2, negative for none
+	Backoff    time.Duration // first wait before a retry, on Wall, doubled each time; default Interval/20
 	MaxBackoff time.Duration // default Interval/4
 	// Retryable decides whether an error is worth another attempt; default fetch.Retryable.
 	Retryable func(error) bool
-	Cursors   Cursors // default an in-memory map (the cursor is then lost on restart)
+	Cursors   Cursors // default an in-memory map (the cursor and view are then lost on restart)
 	Sink      Sink    // required
-	Logger    *slog.Logger
-	Rand      *rand.Rand // for jitter; seed it for reproducible tests; default seeded from the clock
+	// Viewed, if set, is told after every successful poll whose view of the source was taken later
+	// than the previous one, once the poll's observations are stored and its view persisted: the
+	// agency then reconciles the runs that wait for a fresh view of this source.
+	Viewed func(src pcl.Source, view time.Time)
+	Logger *slog.Logger
+	Rand   *rand.Rand // for jitter; seed it for reproducible tests; default seeded from the clock
 }
 
 // Runner polls one spy.
@@ -58,6 +69,7 @@ type Runner struct {
 	lastPoll    time.Time // start of the last poll (PollIfDue)
 	started     time.Time
 	lastSuccess time.Time
+	view        time.Time // the view of the newest successful poll, as persisted with the cursor
 	failures    int
 	lastErr     string
 	polls       int
@@ -67,6 +79,9 @@ type Runner struct {
 func New(sp spy.Spy, opts Options) *Runner {
 	if opts.Clock == nil {
 		opts.Clock = clock.Real{}
+	}
+	if opts.Wall == nil {
+		opts.Wall = clock.Real{}
 	}
 	if opts.Interval <= 0 {
 		opts.Interval = time.Minute
@@ -100,7 +115,7 @@ func New(sp spy.Spy, opts Options) *Runner {
 		opts.Retryable = fetch.Retryable
 	}
 	if opts.Cursors == nil {
-		opts.Cursors = &memCursors{m: map[string]string{}}
+		opts.Cursors = &memCursors{m: map[string]store.Cursor{}}
 	}
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
@@ -115,6 +130,23 @@ func New(sp spy.Spy, opts Options) *Runner {
 
 // Name is the spy's source name, which is also its cursor's name.
 func (r *Runner) Name() string { return r.name }
+
+// Restore reads the persisted view of the source, so that Health reports the source's freshness as it
+// was before a restart rather than "never read" until the first poll ends: conclusions from absence
+// that rested on it (a no-payload workflow, a ready run) must not be withdrawn by a restart. Call it
+// before anything reads Health.
+func (r *Runner) Restore(ctx context.Context) error {
+	c, err := r.opts.Cursors.Cursor(ctx, r.name)
+	if err != nil {
+		return fmt.Errorf("%s: reading cursor: %w", r.name, err)
+	}
+	r.mu.Lock()
+	if c.View.After(r.view) {
+		r.view = c.View
+	}
+	r.mu.Unlock()
+	return nil
+}
 
 // Wake asks for a poll now instead of at the end of the interval: a spy whose source notifies changes
 // (the harvest area through file-system events) uses it, and keeps the interval as the safety net.
@@ -180,7 +212,7 @@ func (r *Runner) nextDelay() time.Duration {
 	return time.Duration(float64(r.opts.Interval) * f)
 }
 
-// sleep waits d on the clock, or returns ctx's error as soon as it is done.
+// sleep waits d on the schedule's clock (or until woken), or returns ctx's error as soon as it is done.
 func (r *Runner) sleep(ctx context.Context, d time.Duration) error {
 	if err := ctx.Err(); err != nil {
 		return err
@@ -235,11 +267,11 @@ func (r *Runner) pollOnce(ctx context.Context) error {
 	if r.opts.Sink == nil {
 		return fmt.Errorf("%s runner: no sink configured", r.name)
 	}
-	cursor, err := r.opts.Cursors.Cursor(ctx, r.name)
+	prev, err := r.opts.Cursors.Cursor(ctx, r.name)
 	if err != nil {
 		return fmt.Errorf("%s: reading cursor: %w", r.name, err)
 	}
-	res, err := r.pollWithRetries(ctx, cursor)
+	res, err := r.pollWithRetries(ctx, prev.Value)
 	if err != nil {
 		return err
 	}
@@ -251,50 +283,90 @@ func (r *Runner) pollOnce(ctx context.Context) error {
 			return fmt.Errorf("%s: storing %d observations: %w", r.name, len(res.Observations), err)
 		}
 	}
-	if res.Cursor != cursor {
-		if err := r.opts.Cursors.SetCursor(ctx, r.name, res.Cursor); err != nil {
+	// The view is persisted with the cursor, after the observations it vouches for are stored: a crash
+	// in between leaves the older view, which concludes less. It is written on every poll, also when
+	// the cursor did not move, because a poll that found nothing new is exactly what a conclusion from
+	// absence rests on.
+	r.mu.Lock()
+	view := r.view
+	r.mu.Unlock()
+	advanced := !res.Partial && res.View.After(view)
+	if advanced {
+		view = res.View
+	}
+	if res.Cursor != prev.Value || !view.Equal(prev.View) {
+		if err := r.opts.Cursors.SetCursor(ctx, r.name, store.Cursor{Value: res.Cursor, View: view}); err != nil {
 			return fmt.Errorf("%s: saving cursor: %w", r.name, err)
+		}
+	}
+	if advanced {
+		r.mu.Lock()
+		if view.After(r.view) {
+			r.view = view
+		}
+		r.mu.Unlock()
+		if r.opts.Viewed != nil {
+			r.opts.Viewed(r.sp.Source(), view)
 		}
 	}
 	return nil
 }
 
 // pollWithRetries calls the spy until it succeeds, fails permanently, runs out of retries, or the next
-// attempt would not fit in the interval.
+// poll comes due. Attempts and backoff are timed on the wall clock, the interval on the schedule's:
+// a retry is made only while the next poll is not due yet, since that poll is a retry too.
 func (r *Runner) pollWithRetries(ctx context.Context, cursor string) (spy.Result, error) {
-	start := r.opts.Clock.Now()
+	due := r.opts.Clock.Now().Add(r.opts.Interval)
 	backoff := r.opts.Backoff
 	for attempt := 0; ; attempt++ {
-		// An attempt may not outlive the interval, so that retries never push the next poll back.
-		timeout := min(r.opts.Timeout, r.opts.Interval-r.opts.Clock.Now().Sub(start))
-		res, err := r.attempt(ctx, cursor, timeout)
+		res, err := r.attempt(ctx, cursor)
 		if err == nil {
 			return res, nil
 		}
 		if ctx.Err() != nil {
 			return spy.Result{}, fmt.Errorf("%s: %w", r.name, ctx.Err())
 		}
-		if attempt >= r.opts.Retries || !r.opts.Retryable(err) {
+		if attempt >= r.opts.Retries || !r.opts.Retryable(err) || !r.opts.Clock.Now().Before(due) {
 			return spy.Result{}, err
 		}
 		wait := max(backoff, fetch.RetryAfter(err))
 		wait = min(wait, r.opts.MaxBackoff)
-		if r.opts.Clock.Now().Sub(start)+wait >= r.opts.Interval {
-			return spy.Result{}, err
-		}
 		r.opts.Logger.Debug("retrying poll", "source", r.name, "attempt", attempt+1, "wait", wait, "err", err)
-		if serr := r.sleep(ctx, wait); serr != nil {
+		retry, serr := r.backoff(ctx, wait, due)
+		if serr != nil {
 			return spy.Result{}, fmt.Errorf("%s: %w (after: %v)", r.name, serr, err)
+		}
+		if !retry {
+			return spy.Result{}, err
 		}
 		backoff = min(2*backoff, r.opts.MaxBackoff)
 	}
 }
 
-// attempt calls the spy once under the per-poll deadline, measured on the clock.
-func (r *Runner) attempt(ctx context.Context, cursor string, timeout time.Duration) (spy.Result, error) {
+// backoff waits d on the wall clock before a retry. It reports false when the next poll came due on
+// the schedule's clock first (then that poll is the retry), and ctx's error when it is done.
+func (r *Runner) backoff(ctx context.Context, d time.Duration, due time.Time) (bool, error) {
+	wall := r.opts.Wall.NewTimer(d)
+	defer wall.Stop()
+	next := r.opts.Clock.NewTimer(due.Sub(r.opts.Clock.Now()))
+	defer next.Stop()
+	select {
+	case <-ctx.Done():
+		return false, ctx.Err()
+	case <-wall.C():
+		return r.opts.Clock.Now().Before(due), nil
+	case <-next.C():
+		return false, nil
+	}
+}
+
+// attempt calls the spy once under the per-poll deadline, measured on the wall clock: a source answers
+// in real time. The result's view is the spy's own (the start of its listing or query), else the
+// attempt's start, and never after the attempt's end, on the schedule's clock.
+func (r *Runner) attempt(ctx context.Context, cursor string) (spy.Result, error) {
 	actx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
-	t := r.opts.Clock.NewTimer(timeout)
+	t := r.opts.Wall.NewTimer(r.opts.Timeout)
 	defer t.Stop()
 	go func() {
 		select {
@@ -303,14 +375,22 @@ func (r *Runner) attempt(ctx context.Context, cursor string, timeout time.Durati
 		case <-actx.Done():
 		}
 	}()
+	start := r.opts.Clock.Now()
 	res, err := r.sp.Poll(actx, cursor)
 	if context.Cause(actx) == errPollDeadline {
 		// Whatever the spy returned after its deadline is not trusted; the deadline may pass again on a
 		// retry, but a slow source deserves another chance within the interval.
-		return spy.Result{}, fetch.MarkRetryable(fmt.Errorf("%s: no answer within the poll deadline of %s: %w", r.name, timeout, errOr(err, errPollDeadline)))
+		return spy.Result{}, fetch.MarkRetryable(fmt.Errorf("%s: no answer within the poll deadline of %s: %w", r.name, r.opts.Timeout, errOr(err, errPollDeadline)))
 	}
 	if err != nil {
 		return spy.Result{}, fmt.Errorf("%s: %w", r.name, err)
+	}
+	// A view after the attempt ended would claim what nobody has seen yet. One before it began is kept:
+	// it concludes less (a spy answering from a cache it filled earlier says so).
+	if end := r.opts.Clock.Now(); res.View.IsZero() {
+		res.View = start
+	} else if res.View.After(end) {
+		res.View = end
 	}
 	return res, nil
 }
@@ -374,7 +454,7 @@ func (r *Runner) Health() spy.Health {
 		Healthy:     r.polls > 0 && r.failures == 0,
 		Stale:       r.failures >= r.opts.StaleAfter,
 		LastSuccess: r.lastSuccess,
-		View:        r.lastSuccess, // TODO(issue 10): the poll's view time, persisted with the cursor
+		View:        r.view,
 		LagSeconds:  max(0, now.Sub(since).Seconds()),
 		Error:       r.lastErr,
 		Failures:    r.failures,
@@ -387,18 +467,18 @@ func (r *Runner) Health() spy.Health {
 
 type memCursors struct {
 	mu sync.Mutex
-	m  map[string]string
+	m  map[string]store.Cursor
 }
 
-func (c *memCursors) Cursor(_ context.Context, name string) (string, error) {
+func (c *memCursors) Cursor(_ context.Context, name string) (store.Cursor, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.m[name], nil
 }
 
-func (c *memCursors) SetCursor(_ context.Context, name, value string) error {
+func (c *memCursors) SetCursor(_ context.Context, name string, v store.Cursor) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	c.m[name] = value
+	c.m[name] = v
 	return nil
 }

@@ -15,6 +15,7 @@ import (
 	"github.com/cms-pcl/spyagency/internal/pcl"
 	"github.com/cms-pcl/spyagency/internal/spy"
 	"github.com/cms-pcl/spyagency/internal/spy/fetch"
+	"github.com/cms-pcl/spyagency/internal/store"
 )
 
 var t0 = time.Date(2025, 5, 29, 12, 0, 0, 0, time.UTC)
@@ -133,7 +134,7 @@ func TestRetriesBackOffExponentially(t *testing.T) {
 		sp := &fakeSpy{clk: clk, script: []func(context.Context, string) (spy.Result, error){
 			fail(errRetry), fail(errRetry), fail(errRetry), ok("c2", fcsr(392700))}}
 		sink := &recordingSink{}
-		r := New(sp, Options{Clock: clk, Interval: time.Minute, Retries: 3, Backoff: time.Second,
+		r := New(sp, Options{Clock: clk, Wall: clk, Interval: time.Minute, Retries: 3, Backoff: time.Second,
 			MaxBackoff: 10 * time.Second, Sink: sink.sink})
 		errc := make(chan error, 1)
 		go func() { errc <- r.PollOnce(t.Context()) }()
@@ -215,20 +216,23 @@ func TestCursorSavedOnlyAfterSinkAccepts(t *testing.T) {
 		clk := clock.NewFake(t0)
 		sp := &fakeSpy{clk: clk, script: []func(context.Context, string) (spy.Result, error){ok("next", fcsr(392700))}}
 		sink := &recordingSink{err: errors.New("disk full")}
-		cur := &memCursors{m: map[string]string{"tier0": "prev"}}
+		cur := &memCursors{m: map[string]store.Cursor{"tier0": {Value: "prev"}}}
 		r := New(sp, Options{Clock: clk, Sink: sink.sink, Cursors: cur})
 		if err := r.PollOnce(t.Context()); err == nil || !strings.Contains(err.Error(), "disk full") {
 			t.Fatalf("got %v", err)
 		}
-		if c, _ := cur.Cursor(t.Context(), "tier0"); c != "prev" {
-			t.Errorf("cursor moved to %q although the sink refused", c)
+		if c, _ := cur.Cursor(t.Context(), "tier0"); c.Value != "prev" || !c.View.IsZero() {
+			t.Errorf("cursor moved to %+v although the sink refused", c)
+		}
+		if h := r.Health(); !h.View.IsZero() {
+			t.Errorf("the view advanced to %s although the sink refused the poll's observations", h.View)
 		}
 		sink.err = nil
 		if err := r.PollOnce(t.Context()); err != nil {
 			t.Fatal(err)
 		}
-		if c, _ := cur.Cursor(t.Context(), "tier0"); c != "next" {
-			t.Errorf("cursor %q, want next", c)
+		if c, _ := cur.Cursor(t.Context(), "tier0"); c.Value != "next" || !c.View.Equal(t0) {
+			t.Errorf("cursor %+v, want next with the view of the poll", c)
 		}
 		if sp.cursor[0] != "prev" || sp.cursor[1] != "prev" {
 			t.Errorf("spy was given cursors %v", sp.cursor)
@@ -260,7 +264,7 @@ func TestHangingSpyHitsDeadline(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		clk := clock.NewFake(t0)
 		sp := &fakeSpy{clk: clk, script: []func(context.Context, string) (spy.Result, error){hang}}
-		r := New(sp, Options{Clock: clk, Interval: time.Minute, Timeout: 20 * time.Second, Retries: 1,
+		r := New(sp, Options{Clock: clk, Wall: clk, Interval: time.Minute, Timeout: 20 * time.Second, Retries: 1,
 			Backoff: 5 * time.Second, Sink: (&recordingSink{}).sink})
 		errc := make(chan error, 1)
 		go func() { errc <- r.PollOnce(t.Context()) }()

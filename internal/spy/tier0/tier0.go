@@ -39,6 +39,7 @@ type Spy struct {
 	mu         sync.Mutex
 	cache      map[string]cached // URL → reply still fresh by its Expires
 	promptReco *bool
+	view       time.Time // the poll's view: the oldest moment any answer it used was fetched
 }
 
 // state is what the spy knows of the open runs. It travels in the cursor, which the runner saves only
@@ -96,8 +97,9 @@ func (st *state) encode() string {
 }
 
 type cached struct {
-	until time.Time
-	obs   []pcl.Observation
+	fetched time.Time // the poll that asked the service; the answer is its view, not a later poll's
+	until   time.Time
+	obs     []pcl.Observation
 }
 
 // New makes the spy.
@@ -137,6 +139,7 @@ func (s *Spy) Poll(ctx context.Context, cursor string) (spy.Result, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	now := s.cfg.Clock.Now()
+	s.view = now // before the first question; an answer from the cache moves it back (see get)
 	s.prune(now)
 	st, err := parseState(cursor)
 	if err != nil {
@@ -172,7 +175,7 @@ func (s *Spy) Poll(ctx context.Context, cursor string) (spy.Result, error) {
 		out = append(out, obs...)
 	}
 	st.update(out, open)
-	return spy.Result{Observations: out, Cursor: st.encode()}, nil
+	return spy.Result{Observations: out, Cursor: st.encode(), View: s.view}, nil
 }
 
 // pollRun asks what the agency does not know yet about one open run.
@@ -250,6 +253,9 @@ func (s *Spy) endpoint(name string, q url.Values) string {
 // Cached observations are given again, so that a poll that failed elsewhere loses nothing.
 func (s *Spy) get(ctx context.Context, now time.Time, u string, decode func([]byte, time.Time) ([]pcl.Observation, error)) ([]pcl.Observation, error) {
 	if c, ok := s.cache[u]; ok && now.Before(c.until) {
+		if c.fetched.Before(s.view) {
+			s.view = c.fetched
+		}
 		return c.obs, nil
 	}
 	var raw json.RawMessage
@@ -262,7 +268,7 @@ func (s *Spy) get(ctx context.Context, now time.Time, u string, decode func([]by
 		return nil, fmt.Errorf("tier0: GET %s: %w", u, err)
 	}
 	if meta.MaxAge > 0 {
-		s.cache[u] = cached{until: now.Add(meta.MaxAge), obs: obs}
+		s.cache[u] = cached{fetched: now, until: now.Add(meta.MaxAge), obs: obs}
 	}
 	return obs, nil
 }

@@ -175,12 +175,18 @@ func TestCacheAndCursorAvoidPointlessQuestions(t *testing.T) {
 	if fake.total() != n {
 		t.Errorf("%d requests within the 5 minute cache", fake.total()-n)
 	}
+	// Answers from the cache are what the service said a minute ago: that is the poll's view.
+	if !first.View.Equal(t0) || !second.View.Equal(t0) {
+		t.Errorf("views %s and %s, want both %s (the second poll answered from the cache)", first.View, second.View, t0)
+	}
 	if len(second.Observations) == 0 {
 		t.Error("a cached poll must repeat what it knows, so a failed earlier poll loses nothing")
 	}
 	clk.Advance(5 * time.Minute)
-	if _, err := s.Poll(context.Background(), first.Cursor); err != nil {
+	if third, err := s.Poll(context.Background(), first.Cursor); err != nil {
 		t.Fatal(err)
+	} else if !third.View.Equal(t0.Add(6 * time.Minute)) {
+		t.Errorf("view after the cache expired %s, want the poll's start %s", third.View, t0.Add(6*time.Minute))
 	}
 	if fake.hits["express_config?run=392700"] != 1 || fake.hits["run_stream_done?run=392700&stream=Express"] != 1 {
 		t.Errorf("asked again about what the cursor says is known: %v", fake.hits)

@@ -122,6 +122,12 @@ func TestMigrateObservationIdentity(t *testing.T) {
 func wantPlan(t *testing.T, s *Store, q store.ObservationQuery, index string) {
 	t.Helper()
 	query, args := observationsQuery(q)
+	wantQueryPlan(t, s, query, args, index)
+}
+
+// wantQueryPlan fails unless SQLite's plan for query uses the named index.
+func wantQueryPlan(t *testing.T, s *Store, query string, args []any, index string) {
+	t.Helper()
 	rows, err := s.reader.QueryContext(context.Background(), "EXPLAIN QUERY PLAN "+query, args...)
 	if err != nil {
 		t.Fatal(err)
@@ -153,6 +159,8 @@ func TestObservationQueriesUseIndexes(t *testing.T) {
 	wantPlan(t, s, store.ObservationQuery{Runs: []uint32{380001, 380002}, Kinds: []pcl.Kind{pcl.KindOverride}}, "sqlite_autoindex_observations_1")
 	wantPlan(t, s, store.ObservationQuery{Kinds: []pcl.Kind{pcl.KindIOV}, Payloads: []string{"a", "b"}}, "observations_payload")
 	wantPlan(t, s, store.ObservationQuery{Payloads: []string{"a"}}, "observations_payload")
+	// The agency's loop asks for the next wake-up after every pass: it reads the wake index.
+	wantQueryPlan(t, s, nextWakeQuery, nil, "run_states_wake")
 }
 
 // TestMigrateRefusesDamagedKey: a key that is not hexadecimal stops the migration with the file's name,
@@ -185,5 +193,38 @@ func TestMigrateRefusesDamagedKey(t *testing.T) {
 	}
 	if version != 3 || n != len(obs) {
 		t.Fatalf("after the refused migration: version %d with %d observations, want 3 with %d", version, n, len(obs))
+	}
+}
+
+// TestMigrateCursorView: cursors written before the view column keep their values and read back with
+// no view (the conservative answer: freshness comes with the next poll); new ones keep their view.
+func TestMigrateCursorView(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "spyagency.db")
+	db := storeAtVersion(t, path, 4)
+	if _, err := db.Exec(`INSERT INTO cursors (name, value, updated) VALUES ('harvest', 'a1b2c3:17', 1), ('oms', '392671', 2)`); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s, err := Open(ctx, path, Options{})
+	if err != nil {
+		t.Fatalf("open a version 4 store: %v", err)
+	}
+	defer s.Close()
+	for name, want := range map[string]string{"harvest": "a1b2c3:17", "oms": "392671"} {
+		c, err := s.Cursor(ctx, name)
+		if err != nil || c.Value != want || !c.View.IsZero() {
+			t.Errorf("cursor %s after the migration: %+v (err %v), want %q with no view", name, c, err, want)
+		}
+	}
+	view := time.Date(2026, 5, 4, 6, 0, 0, 123, time.UTC)
+	if err := s.SetCursor(ctx, "harvest", store.Cursor{Value: "a1b2c3:18", View: view}); err != nil {
+		t.Fatal(err)
+	}
+	if c, err := s.Cursor(ctx, "harvest"); err != nil || c.Value != "a1b2c3:18" || !c.View.Equal(view) {
+		t.Errorf("cursor after the migration and a write: %+v (err %v)", c, err)
 	}
 }

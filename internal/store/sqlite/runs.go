@@ -218,3 +218,19 @@ func (s *Store) DueRuns(ctx context.Context, now time.Time, limit int) ([]uint32
 	}
 	return out, nil
 }
+
+const nextWakeQuery = `SELECT min(next_wake) FROM run_states WHERE next_wake IS NOT NULL`
+
+// NextWake returns the earliest NextWake of any run, zero when none has one. SQLite answers min() over
+// the first column of run_states_wake from the index's first entry, so the cost does not grow with the
+// number of runs stored.
+func (s *Store) NextWake(ctx context.Context) (time.Time, error) {
+	if err := s.usable(); err != nil {
+		return time.Time{}, err
+	}
+	var next sql.NullInt64
+	if err := s.reader.QueryRowContext(ctx, nextWakeQuery).Scan(&next); err != nil {
+		return time.Time{}, s.wrap("query next wake", err)
+	}
+	return fromNanos(next), nil
+}

@@ -141,7 +141,7 @@ func TestOpenReadOnly(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := s.SetCursor(context.Background(), "oms", "392671"); err != nil {
+	if err := s.SetCursor(context.Background(), "oms", store.Cursor{Value: "392671"}); err != nil {
 		t.Fatal(err)
 	}
 	if err := s.Close(); err != nil {
@@ -240,7 +240,7 @@ func TestPathWithURISyntax(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer s.Close()
-	if err := s.SetCursor(context.Background(), "oms", "1"); err != nil {
+	if err := s.SetCursor(context.Background(), "oms", store.Cursor{Value: "1"}); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := os.Stat(path); err != nil {

@@ -226,25 +226,6 @@ func kvTests() []subtest {
 	return []subtest{{"Cursors", testCursors}, {"Settings", testSettings}}
 }
 
-func testCursors(t *testing.T, s store.Store) {
-	ctx := context.Background()
-	v, err := s.Cursor(ctx, "conddb")
-	must(t, "missing cursor", err)
-	if v != "" {
-		t.Fatalf("missing cursor = %q, want empty", v)
-	}
-	must(t, "set", s.SetCursor(ctx, "conddb", "2025-06-14T09:40:00.123456Z"))
-	must(t, "set other", s.SetCursor(ctx, "tier0", "392671"))
-	must(t, "overwrite", s.SetCursor(ctx, "conddb", "2025-06-14T10:02:17.5Z"))
-	for name, want := range map[string]string{"conddb": "2025-06-14T10:02:17.5Z", "tier0": "392671", "dqm": ""} {
-		got, err := s.Cursor(ctx, name)
-		must(t, "cursor "+name, err)
-		if got != want {
-			t.Errorf("cursor %s = %q, want %q", name, got, want)
-		}
-	}
-}
-
 func testSettings(t *testing.T, s store.Store) {
 	ctx := context.Background()
 	if _, ok, err := s.Setting(ctx, "release.paused"); err != nil || ok {

@@ -39,7 +39,7 @@ func testReopen(t *testing.T, open func(t *testing.T, dir string) store.Store) {
 	}
 	must(t, "mark failed", s.MarkFailed(ctx, pending[0].ID, t0, t0.Add(time.Minute), "connection refused", false))
 	must(t, "audit", s.AppendAudit(ctx, store.AuditEntry{At: t0, Run: 392669, Actor: "jdoe", Action: "hold", Detail: "DT off"}))
-	must(t, "cursor", s.SetCursor(ctx, "conddb", "2025-06-17T06:12:41Z"))
+	must(t, "cursor", s.SetCursor(ctx, "conddb", store.Cursor{Value: "2025-06-17T06:12:41Z", View: t0.Add(90 * time.Second)}))
 	must(t, "setting", s.SetSetting(ctx, "release.paused", "true"))
 	must(t, "close", s.Close())
 
@@ -75,8 +75,8 @@ func testReopen(t *testing.T, open func(t *testing.T, dir string) store.Store) {
 	if len(audit) != 2 {
 		t.Fatalf("audit after reopening has %d entries, want 2", len(audit))
 	}
-	if c, err := s.Cursor(ctx, "conddb"); err != nil || c != "2025-06-17T06:12:41Z" {
-		t.Fatalf("cursor after reopening %q (err %v)", c, err)
+	if c, err := s.Cursor(ctx, "conddb"); err != nil || c.Value != "2025-06-17T06:12:41Z" || !c.View.Equal(t0.Add(90*time.Second)) {
+		t.Fatalf("cursor after reopening %+v (err %v), want its value and view", c, err)
 	}
 	if v, ok, err := s.Setting(ctx, "release.paused"); err != nil || !ok || v != "true" {
 		t.Fatalf("setting after reopening %q %v (err %v)", v, ok, err)
