@@ -40,7 +40,6 @@ func BenchmarkNoPayloadVerdict(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	withWaitsFor(ag)
 	sp, err := harvest.New(harvest.Config{Dir: b.TempDir(), Clock: clk})
 	if err != nil {
 		b.Fatal(err)

@@ -60,25 +60,6 @@ func (h *harness) pass() {
 	}
 }
 
-// withWaitsFor makes the agency's reconcile list the harvest area in WaitsFor when a workflow waits
-// for a harvest scan after its stream was done, as issue 10's reconcile does; once the reconcile sets
-// the field itself, this adds nothing.
-func withWaitsFor(ag *Agency) {
-	ag.reconcile = func(in reconcile.Input) pcl.RunState {
-		rs := reconcile.Reconcile(in)
-		if len(rs.WaitsFor) > 0 {
-			return rs
-		}
-		for _, w := range rs.Workflows {
-			if w.State == pcl.StateAwaitingHarvest && !w.Milestones.ExpressDone.IsZero() {
-				rs.WaitsFor = []pcl.Source{pcl.SourceHarvest}
-				break
-			}
-		}
-		return rs
-	}
-}
-
 // awaitingScan brings the cosmics run to "stream done, waiting for a harvest scan after it".
 func (h *harness) awaitingScan() time.Time {
 	h.t.Helper()
@@ -99,7 +80,6 @@ func (h *harness) awaitingScan() time.Time {
 func TestSourceViewWakesTheRunsWaitingForIt(t *testing.T) {
 	t.Parallel()
 	h := newHarness(t)
-	withWaitsFor(h.ag)
 	h.awaitingScan()
 	if rs := h.state(); len(rs.WaitsFor) != 1 || rs.WaitsFor[0] != pcl.SourceHarvest {
 		t.Fatalf("waits for %v, want the harvest area", rs.WaitsFor)
@@ -118,7 +98,6 @@ func TestSourceViewWakesTheRunsWaitingForIt(t *testing.T) {
 
 	h.st.Close()
 	h.open()
-	withWaitsFor(h.ag)
 	h.ag.SourceViewed(pcl.SourceHarvest, h.clk.Now())
 	h.pass()
 	if w := h.gains(); w.State != pcl.StateNoPayload {
@@ -161,7 +140,6 @@ func TestLoopHonoursAShortResync(t *testing.T) {
 func TestLoopWakesAtTheStoredWakeUp(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		h := newHarnessWith(t, func(h *harness) { h.resync = 100 * time.Hour })
-		withWaitsFor(h.ag)
 		done := h.awaitingScan()
 		ctx, cancel := context.WithCancel(h.ctx)
 		defer cancel()
@@ -387,7 +365,6 @@ func TestFileWrittenDuringASlowPoll(t *testing.T) {
 			return map[pcl.Source]spy.Health{pcl.SourceHarvest: r.Health()}
 		}
 	})
-	withWaitsFor(h.ag)
 	var fileAt time.Time
 	slow := func(context.Context, string) (spy.Result, error) {
 		view := h.clk.Now() // the listing begins
