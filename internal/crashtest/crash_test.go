@@ -102,8 +102,7 @@ type harness struct {
 	hookURL   string
 	moving    agencyClock
 	policy    pcl.Policy
-	children  int
-	kids      []*child
+	kids      []*child // every child started, in order
 }
 
 func newHarness(t *testing.T, p plan, seed uint64) *harness {
@@ -136,8 +135,7 @@ func newHarness(t *testing.T, p plan, seed uint64) *harness {
 
 // start starts a child on cfg; the simulated Tier-0 follows it once it serves.
 func (h *harness) start(name, cfg string) *child {
-	h.children++
-	c := startChild(h.t, h.bin, name, cfg, filepath.Join(h.dir, fmt.Sprintf("%03d-%s.log", h.children, name)))
+	c := startChild(h.t, h.bin, name, cfg, filepath.Join(h.dir, fmt.Sprintf("%03d-%s.log", len(h.kids)+1, name)))
 	h.kids = append(h.kids, c)
 	return c
 }
@@ -404,7 +402,7 @@ func (h *harness) report(baseline, after snapshot, fr frozenRun, took time.Durat
 		}
 	}
 	h.t.Logf("crash suite: %d children, %d SIGKILLs while the world moved (simulated %s → %s), %d restarts on the frozen world (%v)",
-		h.children, h.p.kills, h.world.sim.Start().Add(h.p.preroll).UTC().Format("Jan 2 15:04"),
+		len(h.kids), h.p.kills, h.world.sim.Start().Add(h.p.preroll).UTC().Format("Jan 2 15:04"),
 		h.world.clk.Now().UTC().Format("Jan 2 15:04"), len(fr.restarts), fr.restarts)
 	h.t.Logf("crash suite: %d runs, %d decision versions (%d at the baseline), %d outbox entries; the receiver took %d requests for %d keys (%d redelivered); %d releases on the agency's word, %d by the fixed delay; took %s",
 		len(after.states), after.versions(), baseline.versions(), len(after.outbox), requests, len(keys), redelivered,
