@@ -4,7 +4,6 @@ import (
 	"context"
 	"net/http"
 	"net/http/httptest"
-	"slices"
 	"testing"
 	"time"
 
@@ -107,61 +106,15 @@ func TestEndToEndSafety(t *testing.T) {
 		}
 		releases++
 		truth, _ := d.Sim.Truth(rel.Run)
-		checkRelease(t, truth, rel, policy)
+		for _, v := range CheckRelease(truth, rel, policy) {
+			t.Error(v)
+		}
 	}
 	if releases == 0 {
 		t.Fatal("the agency released nothing in three days")
 	}
 	t.Logf("%d runs of the first day checked, %d releases on the agency's word", checked, releases)
 }
-
-// checkRelease is the safety invariant against the simulator's truth: at the moment Tier-0 acted, every
-// calibration of the run was in the condition DB (or had nothing to deliver and the policy allows that),
-// or the run's deadline had passed under a release-on-timeout policy.
-func checkRelease(t *testing.T, truth sim.RunTruth, rel sim.Release, policy pcl.Policy) {
-	t.Helper()
-	cp := policy.For(truth.Class)
-	decided := rel.Locked
-	if !truth.Stop.IsZero() && !decided.Before(truth.Stop.Add(cp.RunDeadline)) && cp.OnTimeout == pcl.OnTimeoutRelease {
-		return // timed out under a release policy: allowed, with an alert
-	}
-	if truth.Stop.IsZero() || truth.Stop.Sub(truth.Start) < cp.MinRunLength {
-		return // a run too short to expect calibrations
-	}
-	for _, w := range truth.Workflows {
-		if len(cp.Required) > 0 && !slices.Contains(cp.Required, w.Workflow) {
-			continue
-		}
-		switch w.Outcome {
-		case sim.OutcomeNoPayload:
-			if !cp.AllowsNoPayload(w.Workflow) {
-				t.Errorf("SAFETY: run %d (%s) released at %s while %s had no payload (not allowed for the class)",
-					truth.Number, truth.Class, decided.Format("Jan 2 15:04"), w.Workflow)
-			}
-		case sim.OutcomeMissing:
-			t.Errorf("SAFETY: run %d (%s) released at %s while %s never delivered", truth.Number, truth.Class, decided.Format("Jan 2 15:04"), w.Workflow)
-		case sim.OutcomePayload:
-			for _, f := range w.Files {
-				// PromptReco reads the tags that gate it (design.md, "Matching"): those, or every tag
-				// where none gates, must hold the payload.
-				anyGating := false
-				for _, tag := range f.Tags {
-					anyGating = anyGating || pcl.TagGates(sim.Synchronization(tag.Tag))
-				}
-				for _, tag := range f.Tags {
-					if tag.Status == "skip" || (anyGating && !pcl.TagGates(sim.Synchronization(tag.Tag))) {
-						continue
-					}
-					if tag.InDB.IsZero() || tag.InDB.After(decided) {
-						t.Errorf("SAFETY: run %d (%s) released at %s before %s's payload was in %s (status %q, in DB %s)",
-							truth.Number, truth.Class, decided.Format("Jan 2 15:04"), w.Workflow, tag.Tag, tag.Status, tag.InDB.Format("Jan 2 15:04"))
-					}
-				}
-			}
-		}
-	}
-}
-
 // TestDemoSourcesStayFresh: with no fault injected, no source is ever stale, and no poll fails, even
 // though simulated time runs on while each request is served, as it does at 600x on a busy machine (a
 // request served in 100 ms of real time costs a minute of simulated time). Deadlines are real time:

@@ -1,0 +1,61 @@
+package demo
+
+import (
+	"fmt"
+	"slices"
+
+	"github.com/cms-pcl/spyagency/internal/pcl"
+	"github.com/cms-pcl/spyagency/internal/sim"
+)
+
+// CheckRelease is the safety invariant of design.md checked against the simulator's truth: at the moment
+// Tier-0 acted on the agency's word (it locked the run), every calibration the run needs was in the
+// condition DB (or had nothing to deliver and the policy allows that), or the run's deadline had passed
+// under a release-on-timeout policy. It returns one line per violation, each starting with "SAFETY:";
+// none means the release was safe. Every test that releases runs through the simulator uses it: the
+// end-to-end test of this package and the crash suite (internal/crashtest).
+func CheckRelease(truth sim.RunTruth, rel sim.Release, policy pcl.Policy) []string {
+	cp := policy.For(truth.Class)
+	decided := rel.Locked
+	if !truth.Stop.IsZero() && !decided.Before(truth.Stop.Add(cp.RunDeadline)) && cp.OnTimeout == pcl.OnTimeoutRelease {
+		return nil // timed out under a release policy: allowed, with an alert
+	}
+	if truth.Stop.IsZero() || truth.Stop.Sub(truth.Start) < cp.MinRunLength {
+		return nil // a run too short to expect calibrations
+	}
+	var out []string
+	for _, w := range truth.Workflows {
+		if len(cp.Required) > 0 && !slices.Contains(cp.Required, w.Workflow) {
+			continue
+		}
+		switch w.Outcome {
+		case sim.OutcomeNoPayload:
+			if !cp.AllowsNoPayload(w.Workflow) {
+				out = append(out, fmt.Sprintf("SAFETY: run %d (%s) released at %s while %s had no payload (not allowed for the class)",
+					truth.Number, truth.Class, decided.Format("Jan 2 15:04"), w.Workflow))
+			}
+		case sim.OutcomeMissing:
+			out = append(out, fmt.Sprintf("SAFETY: run %d (%s) released at %s while %s never delivered",
+				truth.Number, truth.Class, decided.Format("Jan 2 15:04"), w.Workflow))
+		case sim.OutcomePayload:
+			for _, f := range w.Files {
+				// PromptReco reads the tags that gate it (design.md, "Matching"): those, or every tag
+				// where none gates, must hold the payload.
+				anyGating := false
+				for _, tag := range f.Tags {
+					anyGating = anyGating || pcl.TagGates(sim.Synchronization(tag.Tag))
+				}
+				for _, tag := range f.Tags {
+					if tag.Status == "skip" || (anyGating && !pcl.TagGates(sim.Synchronization(tag.Tag))) {
+						continue
+					}
+					if tag.InDB.IsZero() || tag.InDB.After(decided) {
+						out = append(out, fmt.Sprintf("SAFETY: run %d (%s) released at %s before %s's payload was in %s (status %q, in DB %s)",
+							truth.Number, truth.Class, decided.Format("Jan 2 15:04"), w.Workflow, tag.Tag, tag.Status, tag.InDB.Format("Jan 2 15:04")))
+					}
+				}
+			}
+		}
+	}
+	return out
+}
