@@ -115,6 +115,7 @@ func TestEndToEndSafety(t *testing.T) {
 	}
 	t.Logf("%d runs of the first day checked, %d releases on the agency's word", checked, releases)
 }
+
 // TestDemoSourcesStayFresh: with no fault injected, no source is ever stale, and no poll fails, even
 // though simulated time runs on while each request is served, as it does at 600x on a busy machine (a
 // request served in 100 ms of real time costs a minute of simulated time). Deadlines are real time:
