@@ -80,6 +80,7 @@ type Agency struct {
 	payloadRuns map[string][]uint32 // harvested payload hash → runs, to route IOVs whose since moved
 	runPayloads map[uint32][]string // the reverse, so that a closed run's hashes can be forgotten
 	fcsr        uint32
+	syncs       tagSyncs
 	subs        map[chan Event]bool
 	kick        chan struct{}
 	reconcileMu sync.Mutex // one reconcile pass at a time, so versions are assigned in order
@@ -124,6 +125,9 @@ func New(ctx context.Context, o Options) (*Agency, error) {
 
 // load rebuilds the in-memory indexes from the store after a restart.
 func (a *Agency) load(ctx context.Context) error {
+	if err := a.syncs.load(ctx, a.o.Store); err != nil {
+		return err
+	}
 	if v, ok, err := a.o.Store.Setting(ctx, "fcsr"); err != nil {
 		return fmt.Errorf("agency: read FCSR: %w", err)
 	} else if ok {
@@ -288,6 +292,11 @@ func (a *Agency) Ingest(ctx context.Context, src pcl.Source, obs []pcl.Observati
 	}
 	if err := a.noteFCSR(ctx, obs); err != nil {
 		return err
+	}
+	if changed, err := a.syncs.note(ctx, a.o.Store, obs); err != nil {
+		return err
+	} else if changed {
+		a.Resync() // a tag's synchronization says whether it gates any run
 	}
 	if len(added) == 0 {
 		return nil
@@ -593,7 +602,7 @@ func (a *Agency) reconcileRun(ctx context.Context, run uint32) (bool, error) {
 	}
 	now := a.o.Clock.Now()
 	rs := a.reconcile(reconcile.Input{Run: run, Observations: obs, Catalogue: a.o.Catalogue,
-		Policy: a.o.Policy, Sources: sources, FCSR: a.FCSR(), Now: now})
+		Policy: a.o.Policy, Sources: sources, FCSR: a.FCSR(), Now: now, Synchronizations: a.syncs.snapshot()})
 	prev, err := a.o.Store.RunState(ctx, run)
 	switch {
 	case apperr.Is(err, apperr.NotFound):

@@ -498,3 +498,40 @@ func TestReleasedRunLeavesPayloadIndex(t *testing.T) {
 		t.Errorf("released and settled: %d hashes, %d runs still indexed, open %v", byHash, byRun, h.ag.OpenRuns())
 	}
 }
+
+// TestTagSynchronizationFromOtherRuns: a run whose upload to the hlt tag failed has no IOV of that tag,
+// so its own observations cannot say the tag does not gate PromptReco. The agency learns the tag's
+// synchronization from any IOV the condition DB spy reports (here another run's), keeps it across a
+// restart, and the run is ready on its prompt tag alone.
+func TestTagSynchronizationFromOtherRuns(t *testing.T) {
+	t.Parallel()
+	const hlt, prompt = "SiStripApvGain_PCL_v0_hlt", "SiStripApvGain_PCL_v0_prompt"
+	h := newHarness(t)
+	failed := pcl.Observation{Source: pcl.SourceDropbox, Kind: pcl.KindUploadStatus, Run: run, At: t0.Add(90 * time.Minute),
+		File: "Run392680@SiStripApvGain_pcl@a1b2.db", InputTag: "SiStripApvGain_pcl", Tag: hlt, Status: pcl.UploadFail, Info: "simulated"}
+	inPrompt := iovAt(prompt, run, 2*time.Hour)
+	inPrompt.Synchronization = "pcl"
+	h.ingest(pcl.SourceOMS, stoppedRun())
+	h.ingest(pcl.SourceTier0, config())
+	h.ingest(pcl.SourceHarvest, harvestFile())
+	h.ingest(pcl.SourceDropbox, failed)
+	h.ingest(pcl.SourceCondDB, inPrompt)
+	if rs := h.state(); rs.Decision.State != pcl.ReadinessBlocked {
+		t.Fatalf("with the hlt tag's synchronization unknown: %s (%s), want blocked", rs.Decision.State, rs.Decision.Reason)
+	}
+	other := pcl.Observation{Source: pcl.SourceCondDB, Kind: pcl.KindIOV, Run: run - 5, At: t0.Add(-time.Hour), Tag: hlt,
+		Since: run - 5, TimeType: pcl.TimeRun, Inserted: t0.Add(-time.Hour), Payload: "ffff", Synchronization: "hlt"}
+	h.ingest(pcl.SourceCondDB, other)
+	rs := h.state()
+	if rs.Decision.State != pcl.ReadinessReady {
+		t.Fatalf("once the hlt tag is known as hlt: %s (%s), want ready", rs.Decision.State, rs.Decision.Reason)
+	}
+	version := rs.Decision.Version
+	h.open() // a restart on the same store
+	if _, err := h.ag.Reconcile(h.ctx, run); err != nil {
+		t.Fatal(err)
+	}
+	if rs := h.state(); rs.Decision.Version != version || rs.Decision.State != pcl.ReadinessReady {
+		t.Fatalf("after a restart: v%d %s (%s), want v%d ready", rs.Decision.Version, rs.Decision.State, rs.Decision.Reason, version)
+	}
+}

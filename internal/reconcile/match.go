@@ -44,7 +44,7 @@ func (d *deriver) iovsOf(tag string, k int32, known bool) []int32 {
 }
 
 // synchronization is a destination tag's TAG.SYNCHRONIZATION as its newest IOV among the run's
-// observations gives it, "" when none does.
+// observations gives it, else as the input's tag synchronizations give it, "" when neither does.
 func (d *deriver) synchronization(tag string, k int32, known bool) string {
 	var o *pcl.Observation
 	if known {
@@ -53,7 +53,7 @@ func (d *deriver) synchronization(tag string, k int32, known bool) string {
 		o = d.f.at(d.f.otherSyncs[tag])
 	}
 	if o == nil {
-		return ""
+		return d.in.Synchronizations[tag]
 	}
 	return o.Synchronization
 }

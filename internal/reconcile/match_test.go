@@ -49,6 +49,7 @@ func TestMatchingByIOVInEffect(t *testing.T) {
 		name     string
 		obs      []pcl.Observation
 		cat      *pcl.Catalogue
+		syncs    map[string]string // the tags' synchronizations known beyond the run's observations
 		workflow string
 		want     pcl.State
 		reason   string // a piece the reason must contain
@@ -76,6 +77,13 @@ func TestMatchingByIOVInEffect(t *testing.T) {
 		{name: "an hlt tag of which no IOV was seen is of unknown synchronization, so it gates",
 			obs:      gains(iov(prompt, testRun, h1, 72*time.Minute)),
 			workflow: "SiStripGains", want: pcl.StateHarvested},
+		{name: "an hlt tag of which the run has no IOV: its synchronization known from the condition DB",
+			obs: gains(fail(hlt, 70*time.Minute), iov(prompt, testRun, h1, 72*time.Minute)), syncs: map[string]string{hlt: "hlt", prompt: "pcl"},
+			workflow: "SiStripGains", want: pcl.StateInDB, reason: "does not gate PromptReco, says fail"},
+		{name: "the run's own IOV of a tag says its synchronization before the condition DB's word",
+			obs:      gains(iov(hlt, testRun, h1, 71*time.Minute), iov(prompt, testRun+7, h1, 72*time.Minute)),
+			syncs:    map[string]string{hlt: "hlt", prompt: "hlt"}, // the run's own IOV of prompt says pcl
+			workflow: "SiStripGains", want: pcl.StateHarvested, reason: "landed at since 392687"},
 		{name: "a failed upload to an hlt tag does not gate, and the reason says so",
 			obs:      gains(fail(hlt, 70*time.Minute), iov(prompt, testRun, h1, 72*time.Minute), iov(hlt, testRun-3, h3, time.Minute)),
 			workflow: "SiStripGains", want: pcl.StateInDB, reason: "the upload to " + hlt + ", which does not gate PromptReco, says fail"},
@@ -145,7 +153,8 @@ func TestMatchingByIOVInEffect(t *testing.T) {
 			if cat == nil {
 				cat = catalog
 			}
-			rs := Reconcile(Input{Run: testRun, Observations: tc.obs, Catalogue: cat, Policy: pcl.DefaultPolicy(), Now: at(2 * time.Hour)})
+			rs := Reconcile(Input{Run: testRun, Observations: tc.obs, Catalogue: cat, Policy: pcl.DefaultPolicy(), Now: at(2 * time.Hour),
+				Synchronizations: tc.syncs})
 			ws, _ := rs.Workflow(tc.workflow)
 			if ws.State != tc.want || !strings.Contains(ws.Reason, tc.reason) {
 				t.Fatalf("%s: %s (%s), want %s with %q", tc.workflow, ws.State, ws.Reason, tc.want, tc.reason)

@@ -35,6 +35,11 @@ type Input struct {
 	// FCSR is the newest first condition-safe run Tier-0 reported (0 if none yet).
 	FCSR uint32
 	Now  time.Time
+	// Synchronizations are condition DB tags' TAG.SYNCHRONIZATION as the conddb spy last reported
+	// them, for the tags of which the run's own observations hold no IOV naming it (a failed upload to
+	// an hlt tag leaves the run without one). A synchronization is the tag's, not the run's; without
+	// it a tag counts as gating PromptReco.
+	Synchronizations map[string]string
 }
 
 // Reconcile derives the run's state. The result's Decision has no Version or Decided time: the store
