@@ -20,7 +20,6 @@ import (
 	"github.com/cms-pcl/spyagency/internal/clock"
 	"github.com/cms-pcl/spyagency/internal/pcl"
 	"github.com/cms-pcl/spyagency/internal/reconcile"
-	"github.com/cms-pcl/spyagency/internal/spy"
 	"github.com/cms-pcl/spyagency/internal/store"
 )
 
@@ -32,7 +31,7 @@ type Options struct {
 	Clock     clock.Clock
 	Logger    *slog.Logger
 	// Sources reports the spies' health; nil means no spy runs (every source counts as never read).
-	Sources func() map[pcl.Source]spy.Health
+	Sources func() map[pcl.Source]pcl.SourceHealth
 	// Targets are the push targets: each changed decision gets one outbox entry per target.
 	Targets []string
 	// Resync is how often every open run is reconciled even when nothing woke it (default 5 min): the
@@ -50,13 +49,6 @@ type Options struct {
 // retryAfterError is how long the loop waits after a failed pass before the next one (clock time), so
 // that a store that keeps failing is not asked in a tight loop; the failed runs stay queued.
 const retryAfterError = 5 * time.Second
-
-// Event tells subscribers that a run's state was stored; DecisionChanged when its readiness changed.
-type Event struct {
-	Run             uint32       `json:"run"`
-	DecisionChanged bool         `json:"decision_changed"`
-	State           pcl.RunState `json:"state"`
-}
 
 // Agency is the loop. It is safe for concurrent use: spies call Ingest from their goroutines.
 type Agency struct {
@@ -81,7 +73,7 @@ type Agency struct {
 	runPayloads map[uint32][]string // the reverse, so that a closed run's hashes can be forgotten
 	fcsr        uint32
 	syncs       tagSyncs
-	subs        map[chan Event]bool
+	subs        map[chan pcl.RunEvent]bool
 	kick        chan struct{}
 	reconcileMu sync.Mutex // one reconcile pass at a time, so versions are assigned in order
 	overrideMu  sync.Mutex // overrides of the same instant keep the order they were made in
@@ -115,7 +107,7 @@ func New(ctx context.Context, o Options) (*Agency, error) {
 	a := &Agency{o: o, log: o.Logger, touched: map[uint32]bool{}, open: map[uint32]bool{},
 		waiting: map[pcl.Source]map[uint32]bool{}, waitsFor: map[uint32][]pcl.Source{},
 		runHints: map[uint32]*runHint{}, harvested: map[string]bool{}, known: map[uint32]bool{},
-		payloadRuns: map[string][]uint32{}, runPayloads: map[uint32][]string{}, subs: map[chan Event]bool{}, kick: make(chan struct{}, 1),
+		payloadRuns: map[string][]uint32{}, runPayloads: map[uint32][]string{}, subs: map[chan pcl.RunEvent]bool{}, kick: make(chan struct{}, 1),
 		reconcile: reconcile.Reconcile}
 	if err := a.load(ctx); err != nil {
 		return nil, err
@@ -389,8 +381,8 @@ func (a *Agency) poke() {
 
 // Subscribe returns a channel of events. Events are dropped for a subscriber that does not keep up
 // (it can re-read the state); cancel releases the channel.
-func (a *Agency) Subscribe(buffer int) (<-chan Event, func()) {
-	ch := make(chan Event, buffer)
+func (a *Agency) Subscribe(buffer int) (<-chan pcl.RunEvent, func()) {
+	ch := make(chan pcl.RunEvent, buffer)
 	a.mu.Lock()
 	a.subs[ch] = true
 	a.mu.Unlock()
@@ -404,7 +396,7 @@ func (a *Agency) Subscribe(buffer int) (<-chan Event, func()) {
 	}
 }
 
-func (a *Agency) publish(e Event) {
+func (a *Agency) publish(e pcl.RunEvent) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	for ch := range a.subs {
@@ -629,7 +621,7 @@ func (a *Agency) reconcileRun(ctx context.Context, run uint32) (bool, error) {
 		if err := a.o.Store.PutRunState(ctx, rs); err != nil {
 			return false, fmt.Errorf("agency: run %d: %w", run, err)
 		}
-		a.publish(Event{Run: run, State: rs})
+		a.publish(pcl.RunEvent{Run: run, State: rs})
 		return false, nil
 	}
 	d := rs.Decision
@@ -650,7 +642,7 @@ func (a *Agency) reconcileRun(ctx context.Context, run uint32) (bool, error) {
 	}
 	rs.Decision = saved
 	a.log.Info("decision", "run", run, "version", saved.Version, "state", saved.State, "releasable", saved.Releasable, "reason", saved.Reason)
-	a.publish(Event{Run: run, DecisionChanged: true, State: rs})
+	a.publish(pcl.RunEvent{Run: run, DecisionChanged: true, State: rs})
 	return true, nil
 }
 

@@ -11,7 +11,6 @@ import (
 
 	"github.com/cms-pcl/spyagency/internal/clock"
 	"github.com/cms-pcl/spyagency/internal/pcl"
-	"github.com/cms-pcl/spyagency/internal/spy"
 	"github.com/cms-pcl/spyagency/internal/store"
 	"github.com/cms-pcl/spyagency/internal/store/sqlite"
 )
@@ -31,7 +30,7 @@ type harness struct {
 	mu    sync.Mutex
 	fresh time.Time // every source's view (its last successful poll's); setFresh moves it
 	// health, when set, replaces the sources' health made from fresh (a real runner's, say).
-	health func() map[pcl.Source]spy.Health
+	health func() map[pcl.Source]pcl.SourceHealth
 	// store, when set, wraps the store the agency is given (to act while the agency reads).
 	store  func(store.Store) store.Store
 	resync time.Duration
@@ -58,16 +57,16 @@ func (h *harness) open() {
 	}
 	ag, err := New(h.ctx, Options{Store: agStore, Catalogue: pcl.DefaultCatalogue(), Policy: onlyGains(), Clock: h.clk,
 		Logger: slog.New(slog.DiscardHandler), Targets: []string{"tier0-webhook"}, Resync: h.resync,
-		Sources: func() map[pcl.Source]spy.Health {
+		Sources: func() map[pcl.Source]pcl.SourceHealth {
 			if h.health != nil {
 				return h.health()
 			}
 			h.mu.Lock()
 			fresh := h.fresh
 			h.mu.Unlock()
-			m := map[pcl.Source]spy.Health{}
+			m := map[pcl.Source]pcl.SourceHealth{}
 			for _, s := range pcl.Sources {
-				m[s] = spy.Health{Name: s, Healthy: true, LastSuccess: fresh, View: fresh}
+				m[s] = pcl.SourceHealth{Name: s, Healthy: true, LastSuccess: fresh, View: fresh}
 			}
 			return m
 		}})

@@ -9,7 +9,6 @@ import (
 
 	"github.com/cms-pcl/spyagency/internal/clock"
 	"github.com/cms-pcl/spyagency/internal/pcl"
-	"github.com/cms-pcl/spyagency/internal/spy"
 	"github.com/cms-pcl/spyagency/internal/spy/harvest"
 	"github.com/cms-pcl/spyagency/internal/spy/runner"
 	"github.com/cms-pcl/spyagency/internal/store/sqlite"
@@ -34,8 +33,8 @@ func BenchmarkNoPayloadVerdict(b *testing.B) {
 	clk := clock.Real{}
 	var r *runner.Runner
 	ag, err := New(ctx, Options{Store: st, Catalogue: pcl.DefaultCatalogue(), Clock: clk, Resync: 5 * time.Minute,
-		Sources: func() map[pcl.Source]spy.Health {
-			return map[pcl.Source]spy.Health{pcl.SourceHarvest: r.Health()}
+		Sources: func() map[pcl.Source]pcl.SourceHealth {
+			return map[pcl.Source]pcl.SourceHealth{pcl.SourceHarvest: r.Health()}
 		}})
 	if err != nil {
 		b.Fatal(err)
@@ -89,7 +88,7 @@ func BenchmarkNoPayloadVerdict(b *testing.B) {
 }
 
 // waitFor reads the agency's events until run n's state satisfies ok.
-func waitFor(b *testing.B, events <-chan Event, n uint32, ok func(pcl.RunState) bool) {
+func waitFor(b *testing.B, events <-chan pcl.RunEvent, n uint32, ok func(pcl.RunState) bool) {
 	b.Helper()
 	timeout := time.NewTimer(30 * time.Second)
 	defer timeout.Stop()

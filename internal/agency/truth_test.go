@@ -361,8 +361,8 @@ func TestFileWrittenDuringASlowPoll(t *testing.T) {
 	t.Parallel()
 	var r *runner.Runner
 	h := newHarnessWith(t, func(h *harness) {
-		h.health = func() map[pcl.Source]spy.Health {
-			return map[pcl.Source]spy.Health{pcl.SourceHarvest: r.Health()}
+		h.health = func() map[pcl.Source]pcl.SourceHealth {
+			return map[pcl.Source]pcl.SourceHealth{pcl.SourceHarvest: r.Health()}
 		}
 	})
 	var fileAt time.Time

@@ -21,7 +21,6 @@ import (
 	"github.com/cms-pcl/spyagency/internal/clock"
 	"github.com/cms-pcl/spyagency/internal/config"
 	"github.com/cms-pcl/spyagency/internal/pcl"
-	"github.com/cms-pcl/spyagency/internal/spy"
 	"github.com/cms-pcl/spyagency/internal/spy/runner"
 	"github.com/cms-pcl/spyagency/internal/steer"
 	"github.com/cms-pcl/spyagency/internal/store"
@@ -117,7 +116,7 @@ func New(ctx context.Context, o Options) (*App, error) {
 	}
 	a.Web, err = web.New(web.Options{Store: st, Catalogue: cat, Clock: o.Clock, Logger: o.Logger.With("part", "web"),
 		Overrider: ag, Operator: o.Operator, Sources: a.healthList, MaxBody: cfg.Server.MaxBodyBytes,
-		Version: o.Version, Banner: o.Banner, Ready: a.ready, Events: ag.Subscribe, Links: cfg.Links, Alerts: web.AlertsFunc(a.alerts),
+		Version: o.Version, Banner: o.Banner, Ready: a.ready, Events: ag.Subscribe, Links: web.Links(cfg.Links), Alerts: web.AlertsFunc(a.alerts),
 		FirstUnready: func(ctx context.Context) (uint32, error) {
 			states, err := steer.StoreSource{Store: st}.Snapshot(ctx, 0)
 			if err != nil {
@@ -182,8 +181,8 @@ func dirOf(path string) string {
 	return ""
 }
 
-func (a *App) health() map[pcl.Source]spy.Health {
-	out := map[pcl.Source]spy.Health{}
+func (a *App) health() map[pcl.Source]pcl.SourceHealth {
+	out := map[pcl.Source]pcl.SourceHealth{}
 	for _, r := range a.runners {
 		h := r.Health()
 		out[h.Name] = h
@@ -193,10 +192,10 @@ func (a *App) health() map[pcl.Source]spy.Health {
 
 // SourceHealth is every spy's health, in the order of the configuration (what GET /api/v1/sources
 // shows).
-func (a *App) SourceHealth() []spy.Health { return a.healthList() }
+func (a *App) SourceHealth() []pcl.SourceHealth { return a.healthList() }
 
-func (a *App) healthList() []spy.Health {
-	out := make([]spy.Health, 0, len(a.runners))
+func (a *App) healthList() []pcl.SourceHealth {
+	out := make([]pcl.SourceHealth, 0, len(a.runners))
 	for _, r := range a.runners {
 		out = append(out, r.Health())
 	}

@@ -12,7 +12,6 @@ import (
 	"github.com/cms-pcl/spyagency/internal/clock"
 	"github.com/cms-pcl/spyagency/internal/config"
 	"github.com/cms-pcl/spyagency/internal/pcl"
-	"github.com/cms-pcl/spyagency/internal/spy"
 	"github.com/cms-pcl/spyagency/internal/spy/runner"
 )
 
@@ -56,7 +55,7 @@ func runProbe(e *env, args []string) error {
 	cat := pcl.DefaultCatalogue()
 	hints := runner.StaticHints{}
 	if *run > 0 {
-		hints.Runs = []spy.OpenRun{{Run: uint32(*run), Stopped: true, Streams: expressStreams(cat)}}
+		hints.Runs = []pcl.OpenRun{{Run: uint32(*run), Stopped: true, Streams: expressStreams(cat)}}
 	}
 	p := app.SpyParams{Catalogue: cat, Clock: clock.Real{}, Logger: log, Hints: hints, ClassOf: config.Default().ClassOf,
 		FirstRun: uint32(*run)}

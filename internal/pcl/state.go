@@ -289,3 +289,11 @@ func (rs *RunState) Workflow(name string) (*WorkflowStatus, bool) {
 	}
 	return nil, false
 }
+
+// RunEvent tells subscribers (the page, steering, alerts) that a run's state was stored;
+// DecisionChanged when its readiness changed.
+type RunEvent struct {
+	Run             uint32   `json:"run"`
+	DecisionChanged bool     `json:"decision_changed"`
+	State           RunState `json:"state"`
+}

@@ -39,33 +39,11 @@ type Result struct {
 	Partial bool
 }
 
-// OpenRun is a run the agency still needs facts about.
-type OpenRun struct {
-	Run     uint32
-	Stopped bool
-	// Streams are the express streams Tier-0 runs for it that are not yet seen done.
-	Streams []string
-}
-
 // Hints tell spies what the agency is interested in, so that they ask their source only about that.
 type Hints interface {
 	// OpenRuns returns the runs whose readiness is not yet final.
-	OpenRuns(ctx context.Context) ([]OpenRun, error)
+	OpenRuns(ctx context.Context) ([]pcl.OpenRun, error)
 	// WatchedTags returns the condition DB tags to follow: the catalogue's destination tags and those
 	// named by harvested metadata.
 	WatchedTags(ctx context.Context) ([]string, error)
-}
-
-// Health is a spy's health as the API reports it (design.md: GET /api/v1/sources).
-type Health struct {
-	Name        pcl.Source `json:"name"`
-	Healthy     bool       `json:"healthy"`
-	Stale       bool       `json:"stale"`
-	LastSuccess time.Time  `json:"last_success,omitzero"`
-	// View is when the view of the source taken by the newest successful poll was taken (the start of
-	// its listing or query), persisted with the cursor so that it survives a restart.
-	View       time.Time `json:"view,omitzero"`
-	LagSeconds float64   `json:"lag_seconds"`
-	Error      string    `json:"error,omitempty"`
-	Failures   int       `json:"failures"` // consecutive failed polls
 }

@@ -11,7 +11,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/cms-pcl/spyagency/internal/agency"
 	"github.com/cms-pcl/spyagency/internal/pcl"
 )
 
@@ -80,9 +79,9 @@ func BenchmarkSSEFanout(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	src := make(chan agency.Event, 16)
+	src := make(chan pcl.RunEvent, 16)
 	srv, err := New(Options{Store: w.st, Catalogue: w.cat, Clock: w.clk, Heartbeat: time.Hour,
-		Events: func(int) (<-chan agency.Event, func()) { return src, func() {} }})
+		Events: func(int) (<-chan pcl.RunEvent, func()) { return src, func() {} }})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -124,7 +123,7 @@ func BenchmarkSSEFanout(b *testing.B) {
 	var worst []time.Duration
 	for b.Loop() {
 		start := time.Now()
-		src <- agency.Event{Run: rs.Run, DecisionChanged: true, State: rs}
+		src <- pcl.RunEvent{Run: rs.Run, DecisionChanged: true, State: rs}
 		last := start
 		for range clients {
 			select {

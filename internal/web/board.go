@@ -13,7 +13,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/cms-pcl/spyagency/internal/agency"
 	"github.com/cms-pcl/spyagency/internal/apperr"
 	"github.com/cms-pcl/spyagency/internal/pcl"
 	"github.com/cms-pcl/spyagency/internal/store"
@@ -60,7 +59,7 @@ type liveRow struct {
 	Now             time.Time `json:"now"`
 }
 
-func liveRowOf(e agency.Event, now time.Time) liveRow {
+func liveRowOf(e pcl.RunEvent, now time.Time) liveRow {
 	return liveRow{boardRow: rowOf(e.State, nil), DecisionChanged: e.DecisionChanged, Now: now.UTC()}
 }
 

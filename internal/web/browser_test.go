@@ -16,9 +16,7 @@ import (
 	"github.com/chromedp/cdproto/runtime"
 	"github.com/chromedp/chromedp"
 
-	"github.com/cms-pcl/spyagency/internal/agency"
 	"github.com/cms-pcl/spyagency/internal/pcl"
-	"github.com/cms-pcl/spyagency/internal/spy"
 )
 
 // The browser tests drive Debian's Chromium with chromedp against a real server over a real SQLite
@@ -281,7 +279,7 @@ func TestBrowserHeaderLiveAndAlertsFold(t *testing.T) {
 	w := queueWorld(t)
 	src := &changing{first: 392640, alerts: manyAlerts(30)}
 	for _, s := range pcl.Sources {
-		src.sources = append(src.sources, spy.Health{Name: s, Healthy: true, LastSuccess: worldNow.Add(-time.Minute)})
+		src.sources = append(src.sources, pcl.SourceHealth{Name: s, Healthy: true, LastSuccess: worldNow.Add(-time.Minute)})
 	}
 	hs, srv := w.serve(t, func(o *Options) {
 		o.FirstUnready, o.Alerts, o.Sources, o.HeaderEvery = src.firstUnready, src, src.health, 100*time.Millisecond
@@ -331,7 +329,7 @@ func TestBrowserHeaderLiveAndAlertsFold(t *testing.T) {
 	b.eval(`window.notReloaded = 1`)
 	src.set(func(c *changing) {
 		c.alerts = c.alerts[:2]
-		c.sources[1] = spy.Health{Name: c.sources[1].Name, Stale: true, Failures: 10, Error: "no answer"}
+		c.sources[1] = pcl.SourceHealth{Name: c.sources[1].Name, Stale: true, Failures: 10, Error: "no answer"}
 		c.first = 392648
 	})
 	b.waitFor("the alerts to shrink", `document.querySelector('#alerts .count').textContent === '2'`)
@@ -367,7 +365,7 @@ func TestBrowserHeaderLiveAndAlertsFold(t *testing.T) {
 	}
 	live := func(run uint32, rd pcl.Readiness) {
 		st := pcl.RunState{Run: run, Class: "Collisions25", Decision: pcl.Decision{Run: run, State: rd, Version: 3, Reason: string(rd) + " (test)", Blocking: []string{"SiPixelAli"}}}
-		body, err := json.Marshal(liveRowOf(agency.Event{Run: run, DecisionChanged: true, State: st}, w.clk.Now()))
+		body, err := json.Marshal(liveRowOf(pcl.RunEvent{Run: run, DecisionChanged: true, State: st}, w.clk.Now()))
 		if err != nil {
 			t.Fatal(err)
 		}

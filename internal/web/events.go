@@ -12,8 +12,8 @@ import (
 	"sync"
 	"time"
 
-	"github.com/cms-pcl/spyagency/internal/agency"
 	"github.com/cms-pcl/spyagency/internal/clock"
+	"github.com/cms-pcl/spyagency/internal/pcl"
 )
 
 // The live board: one subscription to the agency feeds every connected page through a hub. Each event
@@ -42,7 +42,7 @@ type sseClient struct {
 }
 
 type hub struct {
-	src   func(int) (<-chan agency.Event, func())
+	src   func(int) (<-chan pcl.RunEvent, func())
 	clock clock.Clock
 	log   *slog.Logger
 	epoch string // tells a reconnecting browser whether its Last-Event-ID is from this process
@@ -67,7 +67,7 @@ type hub struct {
 // stateEvents are the state events, in the order a (re)connecting page gets them.
 var stateEvents = []string{"first-unready", "sources", "alerts"}
 
-func newHub(src func(int) (<-chan agency.Event, func()), clk clock.Clock, log *slog.Logger) *hub {
+func newHub(src func(int) (<-chan pcl.RunEvent, func()), clk clock.Clock, log *slog.Logger) *hub {
 	return &hub{src: src, clock: clk, log: log, clients: map[*sseClient]bool{}, done: make(chan struct{}),
 		decided: make(chan struct{}, 1), states: map[string][]byte{}, epoch: strconv.FormatInt(time.Now().UnixNano(), 36)}
 }
@@ -118,7 +118,7 @@ func (h *hub) close() {
 
 // pump turns agency events into SSE frames until the subscription ends. The subscription lives as long
 // as the hub so that the replay ring has no gap while no page happens to be open.
-func (h *hub) pump(ch <-chan agency.Event) {
+func (h *hub) pump(ch <-chan pcl.RunEvent) {
 	for e := range ch {
 		body, err := json.Marshal(liveRowOf(e, h.clock.Now()))
 		if err != nil {

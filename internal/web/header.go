@@ -11,7 +11,6 @@ import (
 
 	"github.com/cms-pcl/spyagency/internal/apperr"
 	"github.com/cms-pcl/spyagency/internal/pcl"
-	"github.com/cms-pcl/spyagency/internal/spy"
 	"github.com/cms-pcl/spyagency/internal/store"
 )
 
@@ -124,7 +123,7 @@ func (s *Server) sourceChips() []sourceChip {
 	return out
 }
 
-func chipOf(h spy.Health) sourceChip {
+func chipOf(h pcl.SourceHealth) sourceChip {
 	c := sourceChip{Name: string(h.Name), Class: "src-warn", Symbol: "!", Word: "failing"}
 	switch {
 	case h.Stale:

@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"github.com/cms-pcl/spyagency/internal/pcl"
-	"github.com/cms-pcl/spyagency/internal/spy"
 	"github.com/cms-pcl/spyagency/internal/store"
 )
 
@@ -174,7 +173,7 @@ type changing struct {
 	mu      sync.Mutex
 	first   uint32
 	alerts  []Alert
-	sources []spy.Health
+	sources []pcl.SourceHealth
 }
 
 func (c *changing) firstUnready(context.Context) (uint32, error) {
@@ -189,10 +188,10 @@ func (c *changing) Firing(context.Context) ([]Alert, error) {
 	return append([]Alert(nil), c.alerts...), nil
 }
 
-func (c *changing) health() []spy.Health {
+func (c *changing) health() []pcl.SourceHealth {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return append([]spy.Health(nil), c.sources...)
+	return append([]pcl.SourceHealth(nil), c.sources...)
 }
 
 func (c *changing) set(f func(c *changing)) {
@@ -207,7 +206,7 @@ func TestHeaderIsLive(t *testing.T) {
 	t.Parallel()
 	w := newWorld(t)
 	w.seed()
-	src := &changing{first: runFailed, sources: []spy.Health{{Name: pcl.SourceOMS, Healthy: true, LastSuccess: worldNow}}}
+	src := &changing{first: runFailed, sources: []pcl.SourceHealth{{Name: pcl.SourceOMS, Healthy: true, LastSuccess: worldNow}}}
 	hs, _ := w.serve(t, func(o *Options) {
 		o.FirstUnready, o.Alerts, o.Sources, o.HeaderEvery = src.firstUnready, src, src.health, 50*time.Millisecond
 	})
@@ -236,7 +235,7 @@ func TestHeaderIsLive(t *testing.T) {
 
 	// A source goes stale and an alert fires: both parts are sent again.
 	src.set(func(c *changing) {
-		c.sources[0] = spy.Health{Name: pcl.SourceOMS, Stale: true, Failures: 10, LastSuccess: worldNow.Add(-3 * time.Hour), Error: "HTTP 503"}
+		c.sources[0] = pcl.SourceHealth{Name: pcl.SourceOMS, Stale: true, Failures: 10, LastSuccess: worldNow.Add(-3 * time.Hour), Error: "HTTP 503"}
 		c.alerts = []Alert{{Name: "source-stale", Severity: "warning", Summary: "oms: no good answer for 10 polls", Since: worldNow.Add(-3 * time.Hour),
 			Details: "last error: HTTP 503"}}
 	})

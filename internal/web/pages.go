@@ -8,7 +8,6 @@ import (
 
 	"github.com/cms-pcl/spyagency/internal/apperr"
 	"github.com/cms-pcl/spyagency/internal/pcl"
-	"github.com/cms-pcl/spyagency/internal/spy"
 	"github.com/cms-pcl/spyagency/internal/store"
 	"github.com/cms-pcl/spyagency/internal/web/plot"
 )
@@ -127,13 +126,13 @@ func qualitySymbol(q pcl.Quality) string {
 }
 
 func (s *Server) sourcesPage(w http.ResponseWriter, r *http.Request) {
-	var list []spy.Health
+	var list []pcl.SourceHealth
 	if s.o.Sources != nil {
 		list = s.o.Sources()
 	}
 	s.render(w, r, http.StatusOK, "sources", page{Title: "Sources", Nav: "sources", Data: struct {
 		Configured bool
-		Sources    []spy.Health
+		Sources    []pcl.SourceHealth
 	}{s.o.Sources != nil, list}})
 }
 

@@ -17,12 +17,9 @@ import (
 	"strings"
 	"time"
 
-	"github.com/cms-pcl/spyagency/internal/agency"
 	"github.com/cms-pcl/spyagency/internal/apperr"
 	"github.com/cms-pcl/spyagency/internal/clock"
-	"github.com/cms-pcl/spyagency/internal/config"
 	"github.com/cms-pcl/spyagency/internal/pcl"
-	"github.com/cms-pcl/spyagency/internal/spy"
 	"github.com/cms-pcl/spyagency/internal/store"
 )
 
@@ -39,7 +36,7 @@ type Options struct {
 	Logger    *slog.Logger
 	Overrider Overrider
 	// Sources reports the spies' health.
-	Sources func() []spy.Health
+	Sources func() []pcl.SourceHealth
 	// Operator says who may act on runs: it returns the actor's name, or an error (apperr.Unauthorized
 	// or Forbidden) when the request may not. Nil refuses every operator action.
 	Operator func(r *http.Request) (string, error)
@@ -52,11 +49,11 @@ type Options struct {
 	Banner string
 
 	// Events subscribes to stored run states (agency.Agency.Subscribe); nil: the pages are not live.
-	Events func(buffer int) (<-chan agency.Event, func())
+	Events func(buffer int) (<-chan pcl.RunEvent, func())
 	// FirstUnready is the first run Tier-0 may not release yet (steering computes it); nil: not shown.
 	FirstUnready func(ctx context.Context) (uint32, error)
 	// Links are the base URLs of the CMS pages the run page links to; "" hides that kind of link.
-	Links config.Links
+	Links Links
 	// Alerts lists the firing alerts for the board's header and the API; nil: the header says alerts
 	// are not configured.
 	Alerts AlertSource
@@ -65,6 +62,16 @@ type Options struct {
 	// HeaderEvery is how often the header's sources and alerts are looked at for the live page
 	// (default 2s of wall time); a part is sent only when it changed.
 	HeaderEvery time.Duration
+}
+
+// Links are the base URLs of the CMS web pages the run page links to (config.Links, which the app
+// passes on); "" hides that kind of link.
+type Links struct {
+	CondDBBrowser string // a tag's IOVs: <base>/list/Prod/tags/<tag>
+	UploadLog     string // an upload's log: <base>/getFileLog?fileHash=<sha1>
+	DQMGUI        string // the DQM plots of a run
+	OMS           string // a run's report: <base>/runs/report?cms_run=<run>
+	RunRegistry   string // a run's class and certification
 }
 
 // Server is the HTTP handler.

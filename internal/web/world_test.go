@@ -14,7 +14,6 @@ import (
 	"github.com/cms-pcl/spyagency/internal/clock"
 	"github.com/cms-pcl/spyagency/internal/config"
 	"github.com/cms-pcl/spyagency/internal/pcl"
-	"github.com/cms-pcl/spyagency/internal/spy"
 	"github.com/cms-pcl/spyagency/internal/store/sqlite"
 )
 
@@ -57,10 +56,10 @@ func newWorld(t testing.TB) *world {
 	}
 	t.Cleanup(func() { st.Close() })
 	w.st = st
-	fresh := func() map[pcl.Source]spy.Health {
-		m := map[pcl.Source]spy.Health{}
+	fresh := func() map[pcl.Source]pcl.SourceHealth {
+		m := map[pcl.Source]pcl.SourceHealth{}
 		for _, s := range pcl.Sources {
-			m[s] = spy.Health{Name: s, Healthy: true, LastSuccess: w.clk.Now()}
+			m[s] = pcl.SourceHealth{Name: s, Healthy: true, LastSuccess: w.clk.Now()}
 		}
 		return m
 	}
@@ -190,14 +189,14 @@ func (w *world) seed() {
 // serve starts the web server on loopback over the world, with a stale DQM spy and the default links.
 func (w *world) serve(t testing.TB, mod func(*Options)) (*httptest.Server, *Server) {
 	t.Helper()
-	o := Options{Store: w.st, Catalogue: w.cat, Clock: w.clk, Overrider: w.ag, Events: w.ag.Subscribe, Links: config.DefaultLinks(),
+	o := Options{Store: w.st, Catalogue: w.cat, Clock: w.clk, Overrider: w.ag, Events: w.ag.Subscribe, Links: Links(config.DefaultLinks()),
 		Heartbeat: 200 * time.Millisecond,
-		Sources: func() []spy.Health {
-			var out []spy.Health
+		Sources: func() []pcl.SourceHealth {
+			var out []pcl.SourceHealth
 			for _, s := range pcl.Sources {
-				h := spy.Health{Name: s, Healthy: true, LastSuccess: w.clk.Now().Add(-time.Minute), LagSeconds: 60}
+				h := pcl.SourceHealth{Name: s, Healthy: true, LastSuccess: w.clk.Now().Add(-time.Minute), LagSeconds: 60}
 				if s == pcl.SourceDQM {
-					h = spy.Health{Name: s, Stale: true, LastSuccess: w.clk.Now().Add(-3 * time.Hour), LagSeconds: 10800, Failures: 5, Error: "HTTP 503 from the DQM GUI: " + hostileInfo}
+					h = pcl.SourceHealth{Name: s, Stale: true, LastSuccess: w.clk.Now().Add(-3 * time.Hour), LagSeconds: 10800, Failures: 5, Error: "HTTP 503 from the DQM GUI: " + hostileInfo}
 				}
 				out = append(out, h)
 			}

@@ -16,7 +16,6 @@ import (
 	"github.com/cms-pcl/spyagency/internal/fixtures"
 	"github.com/cms-pcl/spyagency/internal/pcl"
 	"github.com/cms-pcl/spyagency/internal/reconcile"
-	"github.com/cms-pcl/spyagency/internal/spy"
 	"github.com/cms-pcl/spyagency/internal/spy/fetch"
 )
 
@@ -177,7 +176,7 @@ type hints struct {
 	err  error
 }
 
-func (h hints) OpenRuns(context.Context) ([]spy.OpenRun, error) { return nil, nil }
+func (h hints) OpenRuns(context.Context) ([]pcl.OpenRun, error) { return nil, nil }
 func (h hints) WatchedTags(context.Context) ([]string, error)   { return h.tags, h.err }
 
 func TestHintsAndErrors(t *testing.T) {

@@ -120,7 +120,7 @@ func start(t *testing.T, routes map[string][]byte) (*gui, string) {
 }
 
 func openRun() spy.Hints {
-	return runner.StaticHints{Runs: []spy.OpenRun{{Run: 392700, Stopped: true}, {Run: 392702}}}
+	return runner.StaticHints{Runs: []pcl.OpenRun{{Run: 392700, Stopped: true}, {Run: 392702}}}
 }
 
 const gainsV2 = "/StreamExpress/Run2025C-PromptCalibProdSiStripGains-Express-v2/ALCAPROMPT"

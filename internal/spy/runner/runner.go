@@ -189,7 +189,7 @@ func (r *Runner) Run(ctx context.Context) error {
 
 // logChange logs what changed in the spy's health, not every poll: a source down for an hour at a
 // one-minute interval must not fill the log.
-func (r *Runner) logChange(before, after spy.Health, err error) {
+func (r *Runner) logChange(before, after pcl.SourceHealth, err error) {
 	switch {
 	case err == nil && before.Failures > 0:
 		r.opts.Logger.Info("source answers again", "source", r.name, "failed_polls", before.Failures)
@@ -437,7 +437,7 @@ type degraded interface{ Degraded() error }
 // consecutive failures, lag counted from the last success (from the runner's start before any). A spy
 // that polls fine but reports a problem (Degraded) is not healthy and shows the problem, without being
 // stale: what it read is still true.
-func (r *Runner) Health() spy.Health {
+func (r *Runner) Health() pcl.SourceHealth {
 	var problem error
 	if d, ok := r.sp.(degraded); ok {
 		problem = d.Degraded()
@@ -449,7 +449,7 @@ func (r *Runner) Health() spy.Health {
 	if since.IsZero() {
 		since = r.started
 	}
-	h := spy.Health{
+	h := pcl.SourceHealth{
 		Name:        r.sp.Source(),
 		Healthy:     r.polls > 0 && r.failures == 0,
 		Stale:       r.failures >= r.opts.StaleAfter,

@@ -146,7 +146,7 @@ func (s *Spy) Poll(ctx context.Context, cursor string) (spy.Result, error) {
 		// A cursor from another version costs only some questions asked again.
 		s.cfg.Logger.Warn("tier0: ignoring an unreadable cursor", "err", err)
 	}
-	var runs []spy.OpenRun
+	var runs []pcl.OpenRun
 	if s.cfg.Hints != nil {
 		if runs, err = s.cfg.Hints.OpenRuns(ctx); err != nil {
 			return spy.Result{}, fmt.Errorf("tier0: open runs: %w", err)
@@ -179,7 +179,7 @@ func (s *Spy) Poll(ctx context.Context, cursor string) (spy.Result, error) {
 }
 
 // pollRun asks what the agency does not know yet about one open run.
-func (s *Spy) pollRun(ctx context.Context, now time.Time, r spy.OpenRun, st *state) ([]pcl.Observation, error) {
+func (s *Spy) pollRun(ctx context.Context, now time.Time, r pcl.OpenRun, st *state) ([]pcl.Observation, error) {
 	var out []pcl.Observation
 	q := url.Values{"run": {strconv.FormatUint(uint64(r.Run), 10)}}
 	if _, ok := st.Configured[r.Run]; !ok {
@@ -213,7 +213,7 @@ func (s *Spy) pollRun(ctx context.Context, now time.Time, r spy.OpenRun, st *sta
 
 // streamsToAsk are the run's express streams not seen done: those the hints name and those
 // express_config listed, limited to streams that run a PCL workflow when a catalogue is given.
-func (s *Spy) streamsToAsk(r spy.OpenRun, configured, done []string) []string {
+func (s *Spy) streamsToAsk(r pcl.OpenRun, configured, done []string) []string {
 	var out []string
 	for _, st := range append(slices.Clone(r.Streams), configured...) {
 		if !ValidName(st) {

@@ -83,7 +83,7 @@ func newFake(t *testing.T) (*fakeT0, string) {
 	return f, srv.URL + "/t0wmadatasvc/prod"
 }
 
-func hints(runs ...spy.OpenRun) spy.Hints { return runner.StaticHints{Runs: runs} }
+func hints(runs ...pcl.OpenRun) spy.Hints { return runner.StaticHints{Runs: runs} }
 
 func newSpy(t *testing.T, base string, clk clock.Clock, h spy.Hints) *Spy {
 	t.Helper()
@@ -107,7 +107,7 @@ func TestPollAsksAboutOpenRuns(t *testing.T) {
 	t.Parallel()
 	fake, base := newFake(t)
 	clk := clock.NewFake(t0)
-	s := newSpy(t, base, clk, hints(spy.OpenRun{Run: 392700, Stopped: true}, spy.OpenRun{Run: 392702}))
+	s := newSpy(t, base, clk, hints(pcl.OpenRun{Run: 392700, Stopped: true}, pcl.OpenRun{Run: 392702}))
 	res, err := s.Poll(context.Background(), "")
 	if err != nil {
 		t.Fatal(err)
@@ -161,7 +161,7 @@ func TestCacheAndCursorAvoidPointlessQuestions(t *testing.T) {
 	t.Parallel()
 	fake, base := newFake(t)
 	clk := clock.NewFake(t0)
-	s := newSpy(t, base, clk, hints(spy.OpenRun{Run: 392700, Stopped: true}))
+	s := newSpy(t, base, clk, hints(pcl.OpenRun{Run: 392700, Stopped: true}))
 	first, err := s.Poll(context.Background(), "")
 	if err != nil {
 		t.Fatal(err)
@@ -199,7 +199,7 @@ func TestCacheAndCursorAvoidPointlessQuestions(t *testing.T) {
 func TestStreamsWithoutPCLWorkflowAreNotAsked(t *testing.T) {
 	t.Parallel()
 	fake, base := newFake(t)
-	s := newSpy(t, base, clock.NewFake(t0), hints(spy.OpenRun{Run: 392700, Stopped: true,
+	s := newSpy(t, base, clock.NewFake(t0), hints(pcl.OpenRun{Run: 392700, Stopped: true,
 		Streams: []string{"PhysicsCommissioning", "bad/stream"}}))
 	if _, err := s.Poll(context.Background(), ""); err != nil {
 		t.Fatal(err)
@@ -229,7 +229,7 @@ func TestBadRepliesFailThePoll(t *testing.T) {
 			t.Parallel()
 			fake, base := newFake(t)
 			fake.bodies["express_config?run=392700"] = body
-			s := newSpy(t, base, clock.NewFake(t0), hints(spy.OpenRun{Run: 392700, Stopped: true}))
+			s := newSpy(t, base, clock.NewFake(t0), hints(pcl.OpenRun{Run: 392700, Stopped: true}))
 			res, err := s.Poll(context.Background(), "")
 			if err == nil || len(res.Observations) != 0 {
 				t.Fatalf("got %d observations and error %v", len(res.Observations), err)
@@ -268,7 +268,7 @@ func TestSourceErrorsFailThePoll(t *testing.T) {
 			srv := httptest.NewServer(h)
 			defer srv.Close()
 			s, err := New(Config{BaseURL: srv.URL, Client: fetch.New(fetch.Options{Timeout: 500 * time.Millisecond, MaxBytes: 1 << 20}),
-				Hints: hints(spy.OpenRun{Run: 392700, Stopped: true})})
+				Hints: hints(pcl.OpenRun{Run: 392700, Stopped: true})})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -365,7 +365,7 @@ func TestRunnerMarksDownSourceStale(t *testing.T) {
 	base := srv.URL
 	srv.Close() // the source is down
 	clk := clock.NewFake(t0)
-	s, err := New(Config{BaseURL: base, Clock: clk, Hints: hints(spy.OpenRun{Run: 392700, Stopped: true})})
+	s, err := New(Config{BaseURL: base, Clock: clk, Hints: hints(pcl.OpenRun{Run: 392700, Stopped: true})})
 	if err != nil {
 		t.Fatal(err)
 	}
