@@ -367,6 +367,10 @@ func (r *refRun) refFileState(in *pcl.Input, h *pcl.Observation) refFile {
 	var shown []*pcl.Observation
 	missing := false
 	for _, tag := range required {
+		if v := verdict[tag]; !r.gates(tag) && v != nil && (v.Status == pcl.UploadFail || v.Status == pcl.UploadTooLate) {
+			missing = true // a non-gating tag's payload must come from the run's own upload, which failed
+			continue
+		}
 		ok, iovs := r.refMatch(tag, r.gates(tag), in.TimeType, h)
 		if !ok {
 			missing = true

@@ -400,6 +400,10 @@ func (d *deriver) file(in *pcl.Input, ii int, hv *inputFacts, ws *pcl.WorkflowSt
 				d.unchanged = d.unchanged || unchanged
 				continue
 			}
+		} else if v := t.verdict; !t.gating && v != nil && (v.Status == pcl.UploadFail || v.Status == pcl.UploadTooLate) {
+			// In a tag that does not gate, the payload counts wherever it landed, but only the run's own
+			// upload puts it there: after that upload failed, an identical payload found there is a later
+			// run's (the newest verdict counts, so a retried upload that succeeded is not refused).
 		} else if m := d.delivered(iovs, in.TimeType, h.Payloads, harvested); m != nil {
 			d.cite(m)
 			inDB = maxTime(inDB, m.Inserted)
