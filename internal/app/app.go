@@ -88,7 +88,7 @@ func New(ctx context.Context, o Options) (*App, error) {
 	}
 	a := &App{o: o, log: o.Logger, Store: st, up: make(chan struct{})}
 	ag, err := agency.New(ctx, agency.Options{Store: st, Catalogue: cat, Policy: cfg.Policy, Clock: o.Clock,
-		Logger: o.Logger.With("part", "agency"), Sources: a.health, Targets: targetNames(cfg),
+		Logger: o.Logger.With("part", "agency"), Sources: a, Targets: targetNames(cfg),
 		Batch: cfg.Agency.ReconcileBatch, Resync: cfg.Agency.ResyncInterval, Lookback: cfg.Agency.Lookback})
 	if err != nil {
 		st.Close()

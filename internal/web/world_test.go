@@ -56,13 +56,13 @@ func newWorld(t testing.TB) *world {
 	}
 	t.Cleanup(func() { st.Close() })
 	w.st = st
-	fresh := func() map[pcl.Source]pcl.SourceHealth {
-		m := map[pcl.Source]pcl.SourceHealth{}
+	fresh := healthFunc(func() []pcl.SourceHealth {
+		var out []pcl.SourceHealth
 		for _, s := range pcl.Sources {
-			m[s] = pcl.SourceHealth{Name: s, Healthy: true, LastSuccess: w.clk.Now()}
+			out = append(out, pcl.SourceHealth{Name: s, Healthy: true, LastSuccess: w.clk.Now()})
 		}
-		return m
-	}
+		return out
+	})
 	if w.ag, err = agency.New(w.ctx, agency.Options{Store: st, Catalogue: w.cat, Clock: w.clk, Sources: fresh}); err != nil {
 		t.Fatal(err)
 	}
@@ -246,3 +246,8 @@ func TestSeededWorldStates(t *testing.T) {
 		}
 	}
 }
+
+// healthFunc makes a function the spies' health, as the agency and the server read it.
+type healthFunc func() []pcl.SourceHealth
+
+func (f healthFunc) SourceHealth() []pcl.SourceHealth { return f() }
