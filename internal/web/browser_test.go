@@ -165,7 +165,7 @@ func TestBrowserBoardLiveRunPageAndFilter(t *testing.T) {
 	w := newWorld(t)
 	w.seed()
 	hs, _ := w.serve(t, func(o *Options) {
-		o.Operator = operatorLoopback
+		o.Operator = operatorFunc(operatorLoopback)
 		o.Banner = "Demo: operator actions are open to loopback clients."
 	})
 	b := newBrowser(t)
@@ -244,7 +244,7 @@ func TestBrowserBoardLiveRunPageAndFilter(t *testing.T) {
 func TestBrowserOperatorHoldFromThePage(t *testing.T) {
 	w := newWorld(t)
 	w.seed()
-	hs, _ := w.serve(t, func(o *Options) { o.Operator = operatorLoopback })
+	hs, _ := w.serve(t, func(o *Options) { o.Operator = operatorFunc(operatorLoopback) })
 	b := newBrowser(t)
 	b.open(hs.URL + "/runs/392670")
 	b.do("fill the form", chromedp.SetValue(chromedp.CSS(`#act-action`), "hold"),
@@ -282,7 +282,7 @@ func TestBrowserHeaderLiveAndAlertsFold(t *testing.T) {
 		src.sources = append(src.sources, pcl.SourceHealth{Name: s, Healthy: true, LastSuccess: worldNow.Add(-time.Minute)})
 	}
 	hs, srv := w.serve(t, func(o *Options) {
-		o.FirstUnready, o.Alerts, o.Sources, o.HeaderEvery = src.firstUnready, src, src.health, 100*time.Millisecond
+		o.FirstUnready, o.Alerts, o.Sources, o.HeaderEvery = firstUnreadyFunc(src.firstUnready), src, healthFunc(src.health), 100*time.Millisecond
 		o.Banner = "Demo: operator actions are open to loopback clients."
 	})
 	b := newBrowser(t)
