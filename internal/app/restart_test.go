@@ -104,8 +104,8 @@ func TestRestartChangesNoDecision(t *testing.T) {
 			view = v
 		}
 		if err := a.Close(); err != nil {
-		t.Fatal(err)
-	}
+			t.Fatal(err)
+		}
 	}
 }
 

@@ -165,7 +165,7 @@ func TestBrowserBoardLiveRunPageAndFilter(t *testing.T) {
 	w := newWorld(t)
 	w.seed()
 	hs, _ := w.serve(t, func(o *Options) {
-		o.Operator = operatorFunc(operatorLoopback)
+		o.Operator = operatorLoopback
 		o.Banner = "Demo: operator actions are open to loopback clients."
 	})
 	b := newBrowser(t)
@@ -244,7 +244,7 @@ func TestBrowserBoardLiveRunPageAndFilter(t *testing.T) {
 func TestBrowserOperatorHoldFromThePage(t *testing.T) {
 	w := newWorld(t)
 	w.seed()
-	hs, _ := w.serve(t, func(o *Options) { o.Operator = operatorFunc(operatorLoopback) })
+	hs, _ := w.serve(t, func(o *Options) { o.Operator = operatorLoopback })
 	b := newBrowser(t)
 	b.open(hs.URL + "/runs/392670")
 	b.do("fill the form", chromedp.SetValue(chromedp.CSS(`#act-action`), "hold"),

@@ -118,7 +118,7 @@ func TestBoardPage(t *testing.T) {
 func TestBoardHeaderWithFirstUnreadyAndAlerts(t *testing.T) {
 	t.Parallel()
 	_, base := seeded(t, func(o *Options) {
-		o.FirstUnready = firstUnreadyFunc(func(ctx context.Context) (uint32, error) { return runFailed, nil })
+		o.FirstUnready = firstUnreadyIs(runFailed)
 		o.Alerts = AlertsFunc(func(ctx context.Context) ([]Alert, error) {
 			return []Alert{{Name: "WorkflowLate", Severity: "warning", Summary: "SiPixelAli late: " + hostileTag, Details: hostileInfo, Run: runFailed}}, nil
 		})
@@ -299,7 +299,7 @@ func TestSourcesAndReleasesPages(t *testing.T) {
 
 func TestOperatorFormFlow(t *testing.T) {
 	t.Parallel()
-	w, base := seeded(t, func(o *Options) { o.Operator = operatorFunc(operatorLoopback); o.Banner = "demo: loopback clients may act" })
+	w, base := seeded(t, func(o *Options) { o.Operator = operatorLoopback; o.Banner = "demo: loopback clients may act" })
 	_, page, _ := fetch(t, base+"/runs/392670")
 	if !strings.Contains(page, `id="act-form"`) || !strings.Contains(page, "demo: loopback clients may act") || !strings.Contains(page, "demo-operator") {
 		t.Fatal("run page lacks the operator form or the banner")

@@ -13,7 +13,7 @@ import (
 func TestAClientThatNeverSendsItsBodyIsCut(t *testing.T) {
 	t.Parallel()
 	w := newWorld(t)
-	srv, err := New(Options{Store: w.st, Catalogue: w.cat, Clock: w.clk, Overrider: w.ag, Operator: operatorFunc(operatorLoopback)})
+	srv, err := New(Options{Store: w.st, Catalogue: w.cat, Clock: w.clk, Overrider: w.ag, Operator: operatorLoopback})
 	if err != nil {
 		t.Fatal(err)
 	}

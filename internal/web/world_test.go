@@ -223,12 +223,12 @@ func (w *world) serve(t testing.TB, mod func(*Options)) (*httptest.Server, *Serv
 }
 
 // operatorLoopback is the demo's rule: loopback clients may act, as "demo-operator".
-func operatorLoopback(r *http.Request) (string, error) {
+var operatorLoopback = operatorFunc(func(r *http.Request) (string, error) {
 	if strings.HasPrefix(r.RemoteAddr, "127.0.0.1:") || strings.HasPrefix(r.RemoteAddr, "[::1]:") {
 		return "demo-operator", nil
 	}
 	return "", fmt.Errorf("not a loopback client")
-}
+})
 
 func TestSeededWorldStates(t *testing.T) {
 	t.Parallel()
@@ -263,6 +263,11 @@ func (f operatorFunc) Operator(r *http.Request) (string, error) { return f(r) }
 type firstUnreadyFunc func(context.Context) (uint32, error)
 
 func (f firstUnreadyFunc) FirstUnready(ctx context.Context) (uint32, error) { return f(ctx) }
+
+// firstUnreadyIs is a FirstUnready that always names run n.
+func firstUnreadyIs(n uint32) firstUnreadyFunc {
+	return func(context.Context) (uint32, error) { return n, nil }
+}
 
 // eventsFunc makes a function the server's Events.
 type eventsFunc func(int) (<-chan pcl.RunEvent, func())
