@@ -71,7 +71,7 @@ type Agency struct {
 	index     *index
 	events    *broker
 	overrides *overrides
-	fcsr      fcsr
+	fcsr      *fcsr
 	syncs     tagSyncs
 
 	reconcileMu sync.Mutex // one reconcile at a time, so versions are assigned in order
@@ -102,7 +102,7 @@ func New(ctx context.Context, o Options) (*Agency, error) {
 	if o.Lookback <= 0 {
 		o.Lookback = 14 * 24 * time.Hour
 	}
-	a := &Agency{o: o, log: o.Logger, queue: newQueue(), index: newIndex(o.Lookback), events: newBroker(),
+	a := &Agency{o: o, log: o.Logger, queue: newQueue(), index: newIndex(o.Lookback), events: newBroker(), fcsr: newFCSR(),
 		overrides: &overrides{store: o.Store, cat: o.Catalogue, clock: o.Clock}, reconcile: reconcile.Reconcile}
 	if err := a.load(ctx); err != nil {
 		return nil, err

@@ -16,10 +16,15 @@ const fcsrSetting = "fcsr"
 // fcsr is the newest first condition-safe run Tier-0 reported. It is persisted before it is used, so
 // that a restart never reconciles with an older one.
 type fcsr struct {
-	write sync.Mutex // one note at a time, so that an older FCSR is never persisted over a newer one
+	// write lets one note at a time persist, so that an older FCSR is never written over a newer one
+	// by a spy whose batch was checked first and stored last. A channel rather than a mutex, so that a
+	// test in a synctest bubble sees a note waiting for it as blocked.
+	write chan struct{}
 	mu    sync.Mutex
 	run   uint32
 }
+
+func newFCSR() *fcsr { return &fcsr{write: make(chan struct{}, 1)} }
 
 // load reads the persisted FCSR.
 func (f *fcsr) load(ctx context.Context, st store.Store) error {
@@ -49,8 +54,8 @@ func (f *fcsr) note(ctx context.Context, st store.Store, obs []pcl.Observation) 
 	if newest == 0 {
 		return false, nil
 	}
-	f.write.Lock()
-	defer f.write.Unlock()
+	f.write <- struct{}{}
+	defer func() { <-f.write }()
 	if newest <= f.get() {
 		return false, nil
 	}
