@@ -116,29 +116,38 @@ func Lookup(ctx context.Context, s Settings, r *http.Request, now time.Time) (To
 	return t, nil
 }
 
-// Operator returns the check for operator actions: a token with the operate scope, or, when
-// loopbackOpen (the demo), any client on a loopback address.
-//
-// wallNow must be the wall clock (time.Now), not the agency's: a token is made for a span of real time
-// (`token create --expires 720h` stamps its expiry with the wall clock), and the agency's clock may be a
-// simulated one that runs 600 times faster, or sits in the past.
-func Operator(s Settings, wallNow func() time.Time, loopbackOpen bool) func(*http.Request) (string, error) {
-	return func(r *http.Request) (string, error) {
-		if r.Header.Get("Authorization") == "" && loopbackOpen && Loopback(r) {
-			if crossSite(r) {
-				return "", apperr.Errorf(apperr.Forbidden, "a cross-site request may not act, even from this machine")
-			}
-			return "demo-operator (loopback)", nil
+// Operators decides who may act on runs (the web's Operators): a token with the operate scope, or,
+// when LoopbackOpen (the demo), any client on a loopback address.
+type Operators struct {
+	Settings Settings
+	// WallNow must be the wall clock (time.Now), not the agency's: a token is made for a span of real
+	// time (`token create --expires 720h` stamps its expiry with the wall clock), and the agency's clock
+	// may be a simulated one that runs 600 times faster, or sits in the past.
+	WallNow      func() time.Time
+	LoopbackOpen bool
+}
+
+// Operator returns the name of who may act with the request, or why they may not.
+func (o Operators) Operator(r *http.Request) (string, error) {
+	if r.Header.Get("Authorization") == "" && o.LoopbackOpen && Loopback(r) {
+		if crossSite(r) {
+			return "", apperr.Errorf(apperr.Forbidden, "a cross-site request may not act, even from this machine")
 		}
-		t, err := Lookup(r.Context(), s, r, wallNow())
-		if err != nil {
-			return "", err
-		}
-		if t.Scope != ScopeOperate {
-			return "", apperr.Errorf(apperr.Forbidden, "token %s has scope %s; operator actions need operate", t.Name, t.Scope)
-		}
-		return t.Name, nil
+		return "demo-operator (loopback)", nil
 	}
+	t, err := Lookup(r.Context(), o.Settings, r, o.WallNow())
+	if err != nil {
+		return "", err
+	}
+	if t.Scope != ScopeOperate {
+		return "", apperr.Errorf(apperr.Forbidden, "token %s has scope %s; operator actions need operate", t.Name, t.Scope)
+	}
+	return t.Name, nil
+}
+
+// Operator is Operators' check as a function.
+func Operator(s Settings, wallNow func() time.Time, loopbackOpen bool) func(*http.Request) (string, error) {
+	return Operators{Settings: s, WallNow: wallNow, LoopbackOpen: loopbackOpen}.Operator
 }
 
 // crossSite says whether a browser marked the request as coming from another site: any page open on this

@@ -33,9 +33,7 @@ func BenchmarkNoPayloadVerdict(b *testing.B) {
 	clk := clock.Real{}
 	var r *runner.Runner
 	ag, err := New(ctx, Options{Store: st, Catalogue: pcl.DefaultCatalogue(), Clock: clk, Resync: 5 * time.Minute,
-		Sources: func() map[pcl.Source]pcl.SourceHealth {
-			return map[pcl.Source]pcl.SourceHealth{pcl.SourceHarvest: r.Health()}
-		}})
+		Sources: healthOf(func() []pcl.SourceHealth { return []pcl.SourceHealth{r.Health()} })})
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -7,72 +7,12 @@ import (
 	"testing/synctest"
 	"time"
 
-	"github.com/cms-pcl/spyagency/internal/apperr"
-	"github.com/cms-pcl/spyagency/internal/clock"
 	"github.com/cms-pcl/spyagency/internal/pcl"
 	"github.com/cms-pcl/spyagency/internal/reconcile"
 	"github.com/cms-pcl/spyagency/internal/spy"
 	"github.com/cms-pcl/spyagency/internal/spy/runner"
 	"github.com/cms-pcl/spyagency/internal/store"
 )
-
-// newHarnessWith is newHarness with its options set before the agency is built.
-func newHarnessWith(t *testing.T, set func(h *harness)) *harness {
-	t.Helper()
-	h := &harness{t: t, ctx: t.Context(), clk: clock.NewFake(t0), path: t.TempDir() + "/spy.db"}
-	set(h)
-	h.open()
-	return h
-}
-
-// cosmicRun is the run as a cosmics run, whose policy accepts no payload from any workflow.
-func cosmicRun() pcl.Observation {
-	o := stoppedRun()
-	info := *o.RunInfo
-	info.Class = "Cosmics25"
-	o.RunInfo = &info
-	return o
-}
-
-func streamDone(seen time.Time) pcl.Observation {
-	return pcl.Observation{Source: pcl.SourceTier0, Kind: pcl.KindStreamDone, Run: run, At: seen, Seen: seen, Stream: "Express", Done: true}
-}
-
-func release(at time.Time) pcl.Observation {
-	return pcl.Observation{Source: pcl.SourceTier0, Kind: pcl.KindRelease, Run: run, At: at, Seen: at, Dataset: "Cosmics"}
-}
-
-// gains is the state of the run's required workflow.
-func (h *harness) gains() pcl.WorkflowStatus {
-	h.t.Helper()
-	rs := h.state()
-	w, ok := rs.Workflow("SiStripGains")
-	if !ok {
-		h.t.Fatalf("no SiStripGains in %+v", rs.Workflows)
-	}
-	return *w
-}
-
-func (h *harness) pass() {
-	h.t.Helper()
-	if err := h.ag.Pass(h.ctx); err != nil {
-		h.t.Fatal(err)
-	}
-}
-
-// awaitingScan brings the cosmics run to "stream done, waiting for a harvest scan after it".
-func (h *harness) awaitingScan() time.Time {
-	h.t.Helper()
-	h.ingest(pcl.SourceOMS, cosmicRun())
-	h.ingest(pcl.SourceTier0, config())
-	h.clk.Advance(time.Hour)
-	done := h.clk.Now()
-	h.ingest(pcl.SourceTier0, streamDone(done))
-	if w := h.gains(); w.State != pcl.StateAwaitingHarvest {
-		h.t.Fatalf("after the stream was done, before a scan: %s (%s)", w.State, w.Reason)
-	}
-	return done
-}
 
 // TestSourceViewWakesTheRunsWaitingForIt: a harvest scan after the stream was done (nothing new in it)
 // reconciles the run that waits for it at once, and only the runs that wait for that source; the index
@@ -103,9 +43,7 @@ func TestSourceViewWakesTheRunsWaitingForIt(t *testing.T) {
 	if w := h.gains(); w.State != pcl.StateNoPayload {
 		t.Fatalf("after the harvest view advanced: %s (%s), want no-payload", w.State, w.Reason)
 	}
-	h.ag.mu.Lock()
-	defer h.ag.mu.Unlock()
-	if n := len(h.ag.waiting[pcl.SourceHarvest]); n != 0 || len(h.ag.waitsFor) != 0 {
+	if n, runs := h.ag.index.waits(pcl.SourceHarvest); n != 0 || runs != 0 {
 		t.Errorf("the run still indexed as waiting (%d) after its state stopped waiting", n)
 	}
 }
@@ -256,39 +194,6 @@ func TestAuditShowsTheEvidence(t *testing.T) {
 	}
 }
 
-// TestOverrideOfAReleasedRunIsRefused: once Tier-0 released a run, hold and release change nothing; they
-// are refused with a conflict that says when, and leave no observation and no audit entry behind.
-func TestOverrideOfAReleasedRunIsRefused(t *testing.T) {
-	t.Parallel()
-	h := newHarness(t)
-	h.ingest(pcl.SourceOMS, stoppedRun())
-	h.ingest(pcl.SourceTier0, config())
-	h.clk.Advance(time.Hour)
-	releasedAt := h.clk.Now()
-	h.ingest(pcl.SourceTier0, release(releasedAt))
-	before := h.state()
-	if before.Decision.State != pcl.ReadinessReleased {
-		t.Fatalf("after the release: %s", before.Decision.State)
-	}
-	audits, _ := h.st.Audit(h.ctx, store.AuditQuery{Run: run})
-	for _, action := range []pcl.OverrideAction{pcl.OverrideHold, pcl.OverrideRelease} {
-		_, err := h.ag.Override(h.ctx, run, action, "", "calib-shifter", "pixel alignment looks odd")
-		if !apperr.Is(err, apperr.Conflict) || !strings.Contains(err.Error(), "released by Tier-0 at "+releasedAt.Format(time.RFC3339)) {
-			t.Errorf("%s of a released run: %v, want a conflict saying when it was released", action, err)
-		}
-	}
-	overrides, err := h.st.Observations(h.ctx, store.ObservationQuery{Runs: []uint32{run}, Kinds: []pcl.Kind{pcl.KindOverride}})
-	if err != nil || len(overrides) != 0 {
-		t.Errorf("refused overrides stored %d observations (err %v)", len(overrides), err)
-	}
-	if after, _ := h.st.Audit(h.ctx, store.AuditQuery{Run: run}); len(after) != len(audits) {
-		t.Errorf("refused overrides wrote %d audit entries", len(after)-len(audits))
-	}
-	if d := h.state().Decision; d.Version != before.Decision.Version {
-		t.Errorf("a refused override made decision v%d", d.Version)
-	}
-}
-
 // TestReleasedRunKeepsBeingReconciled: a run Tier-0 released while the harvest area could not be
 // scanned keeps its readiness, but its workflows' states are corrected once a scan comes, instead of
 // freezing at "awaiting harvest"; the spies keep being told about it meanwhile.
@@ -361,9 +266,7 @@ func TestFileWrittenDuringASlowPoll(t *testing.T) {
 	t.Parallel()
 	var r *runner.Runner
 	h := newHarnessWith(t, func(h *harness) {
-		h.health = func() map[pcl.Source]pcl.SourceHealth {
-			return map[pcl.Source]pcl.SourceHealth{pcl.SourceHarvest: r.Health()}
-		}
+		h.health = func() []pcl.SourceHealth { return []pcl.SourceHealth{r.Health()} }
 	})
 	var fileAt time.Time
 	slow := func(context.Context, string) (spy.Result, error) {

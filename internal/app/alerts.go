@@ -5,19 +5,27 @@ import (
 	"fmt"
 	"sort"
 
+	"github.com/cms-pcl/spyagency/internal/store"
 	"github.com/cms-pcl/spyagency/internal/web"
 )
 
-// alerts are the firing alerts (one line of plain words each, details apart), derived from what is stored and from the spies' health, so they survive
-// a restart and clear themselves when their cause is gone:
+// alertRules are the web's AlertSource: the firing alerts (one line of plain words each, details
+// apart), derived from what is stored and from the spies' health, so they survive a restart and clear
+// themselves when their cause is gone:
 //   - push-undeliverable: a decision given up on (a dead letter) that no later version of the same run
 //     has replaced at that target. Tier-0 may be acting on an older decision.
 //   - source-stale: a spy whose source failed too often in a row; nothing is concluded from its silence.
 //
 // Rules over workflows (late, failed uploads, runs held too long), silences and notifiers are not built
 // yet.
-func (a *App) alerts(ctx context.Context) ([]web.Alert, error) {
-	entries, err := a.Store.Outbox(ctx, "", 5000)
+type alertRules struct {
+	store   store.Store
+	sources web.SourceHealth
+}
+
+// Firing lists the alerts firing now.
+func (r alertRules) Firing(ctx context.Context) ([]web.Alert, error) {
+	entries, err := r.store.Outbox(ctx, "", 5000)
 	if err != nil {
 		return nil, err
 	}
@@ -42,7 +50,7 @@ func (a *App) alerts(ctx context.Context) ([]web.Alert, error) {
 			Details: fmt.Sprintf("given up after %d attempt(s); Tier-0 may be acting on an older decision of the run. Last error: %s",
 				e.Attempts, e.LastError)})
 	}
-	for _, h := range a.healthList() {
+	for _, h := range r.sources.SourceHealth() {
 		if !h.Stale {
 			continue
 		}

@@ -1,11 +1,14 @@
 // Package app wires one Spy Agency process from its configuration: the store, the spies and their
-// runners, the agency loop and the web server. cmd/spyagency only parses flags and calls it, so tests
-// can run a whole instance, learn the port it bound and stop it without signals.
+// runners, the agency loop, the pushers and the web server. New builds every part and runs nothing;
+// Start runs the spies, the loop, the pushers and the server; Close stops them and closes what New
+// opened (the store, the push targets' connections, the spies' handles). Run is Start, a wait for the
+// context, and Close. cmd/spyagency only parses flags and calls it, so tests can run a whole instance,
+// learn the port it bound and stop it without signals; a stepped App (the demo's end-to-end test, the
+// study) is driven by Step instead of Start.
 package app
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -21,7 +24,6 @@ import (
 	"github.com/cms-pcl/spyagency/internal/clock"
 	"github.com/cms-pcl/spyagency/internal/config"
 	"github.com/cms-pcl/spyagency/internal/pcl"
-	"github.com/cms-pcl/spyagency/internal/spy/runner"
 	"github.com/cms-pcl/spyagency/internal/steer"
 	"github.com/cms-pcl/spyagency/internal/store"
 	"github.com/cms-pcl/spyagency/internal/store/sqlite"
@@ -36,15 +38,15 @@ type Options struct {
 	Version string
 	// Operator decides who may act on runs over HTTP; nil means API tokens with the operate scope, and
 	// also any loopback client when OpenLoopback (the demo) is set.
-	Operator     func(*http.Request) (string, error)
+	Operator     web.Operators
 	OpenLoopback bool
 	// Stepped is for driving the agency in simulated time from a test or the study: spies do not retry
-	// within a poll (a retry would wait on a clock nobody moves), and Step replaces Run's loops.
+	// within a poll (a retry would wait on a clock nobody moves), and Step replaces Start.
 	Stepped bool
 	Banner  string
 }
 
-// App is one running Spy Agency.
+// App is one Spy Agency process.
 type App struct {
 	o       Options
 	log     *slog.Logger
@@ -52,19 +54,21 @@ type App struct {
 	Agency  *agency.Agency
 	Web     *web.Server
 	Handler http.Handler // everything served: the web, and Tier-0's pull API under /t0/
-	runners []*runner.Runner
+	spies   *spies
 	pushers []*steer.Pusher
-	closers []func() error
+	targets []func() error // close the push targets' connections (SQL)
 
 	mu   sync.Mutex
 	addr net.Addr
 	up   chan struct{}
 
+	life       lifecycle
 	nextResync time.Time // Step's resync schedule; zero before the first step
 }
 
-// New opens the store and builds every part; nothing runs until Run.
-func New(ctx context.Context, o Options) (*App, error) {
+// New opens the store and builds every part; nothing runs until Start (or Step). When it fails, what
+// it opened is closed again.
+func New(ctx context.Context, o Options) (_ *App, err error) {
 	if o.Config == nil {
 		o.Config = config.Default()
 	}
@@ -86,71 +90,51 @@ func New(ctx context.Context, o Options) (*App, error) {
 	if err != nil {
 		return nil, err
 	}
-	a := &App{o: o, log: o.Logger, Store: st, up: make(chan struct{})}
+	a := &App{o: o, log: o.Logger, Store: st, spies: &spies{}, up: make(chan struct{})}
+	defer func() {
+		if err != nil {
+			_ = a.Close()
+		}
+	}()
 	ag, err := agency.New(ctx, agency.Options{Store: st, Catalogue: cat, Policy: cfg.Policy, Clock: o.Clock,
-		Logger: o.Logger.With("part", "agency"), Sources: a.health, Targets: targetNames(cfg),
+		Logger: o.Logger.With("part", "agency"), Sources: a.spies, Targets: targetNames(cfg),
 		Batch: cfg.Agency.ReconcileBatch, Resync: cfg.Agency.ResyncInterval, Lookback: cfg.Agency.Lookback})
 	if err != nil {
-		st.Close()
 		return nil, err
 	}
 	a.Agency = ag
-	if a.runners, err = buildRunners(cfg, cat, o.Clock, o.Logger, st, ag, o.Stepped); err != nil {
-		st.Close()
+	if a.spies.runners, a.spies.closers, err = buildRunners(cfg, cat, o.Clock, o.Logger, st, ag, o.Stepped); err != nil {
 		return nil, err
 	}
 	// Each source's view as persisted before the agency's first pass, so that a restart concludes what
 	// the process concluded before it: no-payload verdicts and the readiness resting on them stand.
-	for _, r := range a.runners {
+	for _, r := range a.spies.runners {
 		if err := r.Restore(ctx); err != nil {
-			st.Close()
 			return nil, err
 		}
 	}
-	if a.pushers, a.closers, err = buildPushers(ctx, cfg, st, o.Clock, o.Logger.With("part", "steer")); err != nil {
-		st.Close()
+	if a.pushers, a.targets, err = buildPushers(ctx, cfg, st, o.Clock, o.Logger.With("part", "steer")); err != nil {
 		return nil, err
 	}
 	if o.Operator == nil {
-		o.Operator = access.Operator(st, time.Now, o.OpenLoopback) // token lifetimes are wall time, whatever the agency's clock
+		// Token lifetimes are wall time, whatever the agency's clock.
+		o.Operator = access.Operators{Settings: st, WallNow: time.Now, LoopbackOpen: o.OpenLoopback}
 	}
 	a.Web, err = web.New(web.Options{Store: st, Catalogue: cat, Clock: o.Clock, Logger: o.Logger.With("part", "web"),
-		Overrider: ag, Operator: o.Operator, Sources: a.healthList, MaxBody: cfg.Server.MaxBodyBytes,
-		Version: o.Version, Banner: o.Banner, Ready: a.ready, Events: ag.Subscribe, Links: web.Links(cfg.Links), Alerts: web.AlertsFunc(a.alerts),
-		FirstUnready: func(ctx context.Context) (uint32, error) {
-			states, err := steer.StoreSource{Store: st}.Snapshot(ctx, 0)
-			if err != nil {
-				return 0, err
-			}
-			return steer.FirstUnreadyRun(states, cfg.Policy), nil
-		}})
+		Overrider: ag, Operator: o.Operator, Sources: a.spies, MaxBody: cfg.Server.MaxBodyBytes,
+		Version: o.Version, Banner: o.Banner, Ready: readiness{up: a.up, store: st}, Events: ag,
+		Links: web.Links(cfg.Links), Alerts: alertRules{store: st, sources: a.spies},
+		FirstUnready: firstUnready{store: st, policy: cfg.Policy}})
 	if err != nil {
-		a.closeAll()
 		return nil, err
 	}
-	readyRuns, firstUnready := steer.PullHandlersLog(steer.StoreSource{Store: st}, cfg.Policy, o.Logger.With("part", "pull"))
+	readyRuns, firstUnreadyRun := steer.PullHandlersLog(steer.StoreSource{Store: st}, cfg.Policy, o.Logger.With("part", "pull"))
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /t0/v1/ready_runs", readyRuns)
-	mux.HandleFunc("GET /t0/v1/first_unready_run", firstUnready)
+	mux.HandleFunc("GET /t0/v1/first_unready_run", firstUnreadyRun)
 	mux.Handle("/", a.Web)
 	a.Handler = closingHandler{mux, a.Web}
 	return a, nil
-}
-
-// closingHandler serves everything and, on shutdown, ends the page's event streams, which would
-// otherwise hold the graceful shutdown until its deadline.
-type closingHandler struct {
-	http.Handler
-	web *web.Server
-}
-
-func (h closingHandler) Close() { h.web.Close() }
-
-func (a *App) closeAll() {
-	for _, c := range a.closers {
-		_ = c()
-	}
-	_ = a.Store.Close()
 }
 
 // OpenStore opens the configured store: sqlite:PATH (the directory is made if missing).
@@ -181,44 +165,17 @@ func dirOf(path string) string {
 	return ""
 }
 
-func (a *App) health() map[pcl.Source]pcl.SourceHealth {
-	out := map[pcl.Source]pcl.SourceHealth{}
-	for _, r := range a.runners {
-		h := r.Health()
-		out[h.Name] = h
-	}
-	return out
-}
-
 // SourceHealth is every spy's health, in the order of the configuration (what GET /api/v1/sources
 // shows).
-func (a *App) SourceHealth() []pcl.SourceHealth { return a.healthList() }
-
-func (a *App) healthList() []pcl.SourceHealth {
-	out := make([]pcl.SourceHealth, 0, len(a.runners))
-	for _, r := range a.runners {
-		out = append(out, r.Health())
-	}
-	return out
-}
-
-func (a *App) ready(ctx context.Context) error {
-	select {
-	case <-a.up:
-	default:
-		return errors.New("starting")
-	}
-	_, _, err := a.Store.Setting(ctx, "ready-probe")
-	return err
-}
+func (a *App) SourceHealth() []pcl.SourceHealth { return a.spies.SourceHealth() }
 
 // Step polls every spy whose interval has passed and runs one reconcile pass: the agency's work for one
-// tick of simulated time, done synchronously. As in Run, every open run is reconciled on the first step
-// and once per resync interval after it, and a source's view advancing reconciles the runs waiting for
-// it in the same step. Spies that fail are counted in their health as in Run; Step fails only when the
-// pass does.
+// tick of simulated time, done synchronously. As the loop Start runs does, every open run is reconciled
+// on the first step and once per resync interval after it, and a source's view advancing reconciles the
+// runs waiting for it in the same step. Spies that fail are counted in their health as in Start; Step
+// fails only when the pass does.
 func (a *App) Step(ctx context.Context) error {
-	for _, r := range a.runners {
+	for _, r := range a.spies.runners {
 		_, _ = r.PollIfDue(ctx)
 	}
 	if now := a.o.Clock.Now(); !now.Before(a.nextResync) {
@@ -228,91 +185,12 @@ func (a *App) Step(ctx context.Context) error {
 	return a.Agency.Pass(ctx)
 }
 
-// Addr is the address the web server bound, once Run has started it (nil before).
+// Addr is the address the web server bound, once Start has started it (nil before).
 func (a *App) Addr() net.Addr {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	return a.addr
 }
 
-// Started is closed once the web server listens.
+// Started is closed once the web server listens and every part runs.
 func (a *App) Started() <-chan struct{} { return a.up }
-
-// Run serves on addr (the configured one if empty) and runs the spies and the agency loop until ctx
-// ends; then it stops them, within the configured shutdown timeout, and closes the store.
-func (a *App) Run(ctx context.Context, addr string) error {
-	if addr == "" {
-		addr = a.o.Config.Server.Addr
-	}
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	var wg sync.WaitGroup
-	errc := make(chan error, 2+len(a.runners))
-	wg.Go(func() {
-		if err := a.Agency.Run(ctx); err != nil {
-			errc <- fmt.Errorf("agency: %w", err)
-		}
-	})
-	events, unsubscribe := a.Agency.Subscribe(64)
-	defer unsubscribe()
-	for _, p := range a.pushers {
-		wg.Go(func() {
-			if err := p.Run(ctx); err != nil && ctx.Err() == nil {
-				a.log.Error("pusher stopped", "err", err)
-			}
-		})
-	}
-	if len(a.pushers) > 0 {
-		// A new decision is pushed at once rather than at the pushers' next idle tick.
-		wg.Go(func() {
-			for {
-				select {
-				case <-ctx.Done():
-					return
-				case e, ok := <-events:
-					if !ok {
-						return
-					}
-					if e.DecisionChanged {
-						for _, p := range a.pushers {
-							p.Wake()
-						}
-					}
-				}
-			}
-		})
-	}
-	for _, r := range a.runners {
-		wg.Go(func() {
-			if err := r.Run(ctx); err != nil && ctx.Err() == nil {
-				a.log.Error("spy stopped", "spy", r.Name(), "err", err)
-			}
-		})
-	}
-	grace := a.o.Config.Server.ShutdownTimeout
-	if grace <= 0 {
-		grace = 10 * time.Second
-	}
-	timeouts := web.Timeouts{Read: a.o.Config.Server.ReadTimeout, Write: a.o.Config.Server.WriteTimeout}
-	err := web.ListenAndServe(ctx, addr, a.Handler, grace, timeouts, func(ad net.Addr) {
-		a.mu.Lock()
-		a.addr = ad
-		a.mu.Unlock()
-		close(a.up)
-		a.log.Info("serving", "addr", ad.String())
-	})
-	cancel()
-	wg.Wait()
-	close(errc)
-	errs := []error{err}
-	for e := range errc {
-		errs = append(errs, e)
-	}
-	for _, c := range a.closers {
-		errs = append(errs, c())
-	}
-	if cerr := a.Store.Close(); cerr != nil {
-		errs = append(errs, cerr)
-	}
-	return errors.Join(errs...)
-}

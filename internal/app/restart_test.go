@@ -63,7 +63,7 @@ func TestRestartChangesNoDecision(t *testing.T) {
 	if err := a.Step(ctx); err != nil { // the harvest area is scanned (empty) after the streams were done
 		t.Fatal(err)
 	}
-	view := a.health()[pcl.SourceHarvest].View
+	view := viewOf(a, pcl.SourceHarvest)
 	decisions, outbox := count(t, a.Store, runs)
 	for _, r := range runs {
 		rs, err := a.Store.RunState(ctx, r)
@@ -75,12 +75,14 @@ func TestRestartChangesNoDecision(t *testing.T) {
 			t.Fatalf("run %d before the restarts: %s, %+v; want ready on no-payload", r, rs.Decision.State, w)
 		}
 	}
-	a.closeAll()
+	if err := a.Close(); err != nil {
+		t.Fatal(err)
+	}
 
 	for i := range 5 {
 		clk.Advance(time.Minute)
 		a = open()
-		if got := a.health()[pcl.SourceHarvest].View; !got.Equal(view) {
+		if got := viewOf(a, pcl.SourceHarvest); !got.Equal(view) {
 			t.Fatalf("restart %d: the harvest view before any poll is %s, want %s as persisted", i+1, got, view)
 		}
 		a.Agency.Resync() // what the loop does first, before any spy has polled
@@ -96,12 +98,14 @@ func TestRestartChangesNoDecision(t *testing.T) {
 		if d, o := count(t, a.Store, runs); d != decisions || o != outbox {
 			t.Fatalf("restart %d, first poll: %d new decisions and %d outbox entries", i+1, d-decisions, o-outbox)
 		}
-		if v := a.health()[pcl.SourceHarvest].View; !v.After(view) {
+		if v := viewOf(a, pcl.SourceHarvest); !v.After(view) {
 			t.Fatalf("restart %d: the poll did not move the view (%s)", i+1, v)
 		} else {
 			view = v
 		}
-		a.closeAll()
+		if err := a.Close(); err != nil {
+			t.Fatal(err)
+		}
 	}
 }
 
@@ -120,4 +124,14 @@ func count(t *testing.T, st store.Store, runs []uint32) (decisions, outbox int) 
 		t.Fatal(err)
 	}
 	return decisions, len(out)
+}
+
+// viewOf is the view of a source as its spy reports it.
+func viewOf(a *App, src pcl.Source) time.Time {
+	for _, h := range a.SourceHealth() {
+		if h.Name == src {
+			return h.View
+		}
+	}
+	return time.Time{}
 }

@@ -2,6 +2,7 @@ package app
 
 import (
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 
@@ -56,17 +57,51 @@ func NewSpy(src pcl.Source, sc config.Source, p SpyParams) (spy.Spy, error) {
 	return nil, fmt.Errorf("unknown source %q", src)
 }
 
-func buildRunners(cfg *config.Config, cat *pcl.Catalogue, clk clock.Clock, log *slog.Logger, st store.Store, ag *agency.Agency, stepped bool) ([]*runner.Runner, error) {
+// spies are the process's spies and the runners that poll them. They answer the agency's and the
+// web's questions about the sources' health.
+type spies struct {
+	runners []*runner.Runner
+	closers []io.Closer // the spies that hold a handle (the conddb spy's database)
+}
+
+// SourceHealth is every spy's health, in the order of the configuration.
+func (s *spies) SourceHealth() []pcl.SourceHealth {
+	out := make([]pcl.SourceHealth, 0, len(s.runners))
+	for _, r := range s.runners {
+		out = append(out, r.Health())
+	}
+	return out
+}
+
+// close releases the spies' handles; their runners must have stopped.
+func (s *spies) close() []error {
+	var errs []error
+	for _, c := range s.closers {
+		errs = append(errs, c.Close())
+	}
+	s.closers = nil
+	return errs
+}
+
+// buildRunners builds the enabled sources' spies and their runners, and lists the spies that must be
+// closed (on an error too, so the caller can close what was built).
+func buildRunners(cfg *config.Config, cat *pcl.Catalogue, clk clock.Clock, log *slog.Logger, st store.Store, ag *agency.Agency, stepped bool) ([]*runner.Runner, []io.Closer, error) {
 	classes, err := config.NewClassifier(cfg.RunClasses)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	var out []*runner.Runner
+	var (
+		out     []*runner.Runner
+		closers []io.Closer
+	)
 	for _, src := range cfg.Sources.Enabled() {
 		sc, _ := cfg.Sources.ByName(src)
 		sp, err := NewSpy(src, sc, SpyParams{Catalogue: cat, Clock: clk, Logger: log, Hints: ag.Hints(), ClassOf: classes.ClassOf})
 		if err != nil {
-			return nil, fmt.Errorf("source %s: %w", src, err)
+			return nil, closers, fmt.Errorf("source %s: %w", src, err)
+		}
+		if c, ok := sp.(io.Closer); ok {
+			closers = append(closers, c)
 		}
 		retries := 0 // the runner's default
 		if stepped {
@@ -78,5 +113,5 @@ func buildRunners(cfg *config.Config, cat *pcl.Catalogue, clk clock.Clock, log *
 			StaleAfter: sc.StaleAfter, Retries: retries, Cursors: st, Sink: ag.Ingest, Viewed: ag.SourceViewed,
 			Logger: log.With("spy", string(src))}))
 	}
-	return out, nil
+	return out, closers, nil
 }

@@ -37,7 +37,7 @@ func TestTokensLiveInWallTime(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			t.Cleanup(a.closeAll)
+			t.Cleanup(func() { a.Close() })
 			stop := tc.agency.Add(-time.Hour)
 			if err := a.Agency.Ingest(t.Context(), pcl.SourceOMS, []pcl.Observation{{Source: pcl.SourceOMS, Kind: pcl.KindRun, Run: 392680, At: stop,
 				RunInfo: &pcl.RunInfo{Start: stop.Add(-time.Hour), Stop: &stop, Class: "Collisions25", LastUpdate: stop}}}); err != nil {

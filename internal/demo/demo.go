@@ -210,10 +210,10 @@ func (d *Demo) Step(ctx context.Context, t time.Time) error {
 	return d.App.Step(ctx)
 }
 
-// Close releases a stepped demo's simulator.
+// Close releases a stepped demo: its simulator and its App (Run closes both itself).
 func (d *Demo) Close() error {
 	d.close()
-	return d.App.Store.Close()
+	return d.App.Close()
 }
 
 // Run serves the simulator and runs it and the agency until ctx ends.

@@ -184,16 +184,38 @@ func waitingReason(rs *pcl.RunState, blocking []string) string {
 
 // runOverride returns the operator's standing run-level override: the newest release, hold or clear.
 func (d *deriver) runOverride() (*pcl.Observation, bool) {
-	var last *pcl.Observation
-	for _, o := range d.f.overrides {
-		if o.Workflow == "" && (o.Action == pcl.OverrideRelease || o.Action == pcl.OverrideHold || o.Action == pcl.OverrideClear) && later(o, last) {
-			last = o
-		}
-	}
+	last := d.newestOverride(func(o *pcl.Observation) bool {
+		return o.Workflow == "" && (o.Action == pcl.OverrideRelease || o.Action == pcl.OverrideHold || o.Action == pcl.OverrideClear)
+	})
 	if last == nil || last.Action == pcl.OverrideClear {
 		return nil, false
 	}
 	return last, true
+}
+
+// newestOverride returns the newest of the run's overrides that match, nil for none. Overrides are
+// ordered by the store's sequence number, the order they were stored in, when every one that matches
+// has one: two made in the same instant (a fast script, a fake clock) share a time, and their order is
+// the store's. Without sequence numbers (observations that never were in a store) they are ordered by
+// time. One rule for the whole set, not a pair at a time, keeps the order total whatever the input.
+func (d *deriver) newestOverride(match func(*pcl.Observation) bool) *pcl.Observation {
+	bySeq := true
+	for _, o := range d.f.overrides {
+		if match(o) && o.Seq <= 0 {
+			bySeq = false
+			break
+		}
+	}
+	var last *pcl.Observation
+	for _, o := range d.f.overrides {
+		if !match(o) {
+			continue
+		}
+		if last == nil || (bySeq && o.Seq > last.Seq) || (!bySeq && later(o, last)) {
+			last = o
+		}
+	}
+	return last
 }
 
 // nextWake is the next moment at which time alone changes the run's state: a workflow's deadline or risk

@@ -26,6 +26,9 @@
 //     express-done is when the agency saw it, and any time bounded to keep the order is marked observed.
 //   - Each final state and each decision cites the store's sequence numbers of the observations it rests
 //     on (Evidence), so that the audit log can show why a run was released.
+//   - The operator's override that stands is the newest one of its run (or of its workflow, for an
+//     accept): the one stored last, by the store's sequence number, so that two made in the same
+//     instant keep their order; observations that were never stored are ordered by time.
 //   - No run is ready while a required workflow is not in an ok terminal state, unless its deadline passed
 //     under a release-on-timeout policy or an operator forced it.
 //

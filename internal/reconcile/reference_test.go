@@ -30,6 +30,22 @@ func refNewest(obs []*pcl.Observation) *pcl.Observation {
 	return sorted[len(sorted)-1]
 }
 
+// refStanding is the override that stands among obs: the one stored last (the largest sequence number)
+// when every one of them was stored, else the newest by compare. Nil for none.
+func refStanding(obs []*pcl.Observation) *pcl.Observation {
+	for _, o := range obs {
+		if o.Seq <= 0 {
+			return refNewest(obs)
+		}
+	}
+	if len(obs) == 0 {
+		return nil
+	}
+	sorted := slices.Clone(obs)
+	sort.Slice(sorted, func(i, j int) bool { return sorted[i].Seq < sorted[j].Seq })
+	return sorted[len(sorted)-1]
+}
+
 // refOldest is the oldest of the observations by compare, nil for none.
 func refOldest(obs []*pcl.Observation) *pcl.Observation {
 	if len(obs) == 0 {
@@ -463,7 +479,7 @@ func (r *refRun) refWorkflow(w *pcl.Workflow) pcl.WorkflowStatus {
 				named = append(named, o)
 			}
 		}
-		if last := refNewest(named); last != nil && last.Action == pcl.OverrideAccept {
+		if last := refStanding(named); last != nil && last.Action == pcl.OverrideAccept {
 			ws.State = pcl.StateAccepted
 			evidence = seqs(last)
 		}
@@ -727,7 +743,7 @@ func (r *refRun) refDecide(rs *pcl.RunState) pcl.Decision {
 			runLevel = append(runLevel, o)
 		}
 	}
-	if o := refNewest(runLevel); o != nil && o.Action == pcl.OverrideHold {
+	if o := refStanding(runLevel); o != nil && o.Action == pcl.OverrideHold {
 		d.State, d.Evidence = pcl.ReadinessHeld, seqs(o)
 		return d
 	} else if o != nil && o.Action == pcl.OverrideRelease {

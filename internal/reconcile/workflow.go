@@ -149,12 +149,9 @@ func (d *deriver) finish(wi int, w *pcl.Workflow, ws *pcl.WorkflowStatus, ev int
 // accepted returns the operator's standing accept of a workflow, if the newest accept or clear naming it
 // is an accept.
 func (d *deriver) accepted(workflow string) (*pcl.Observation, bool) {
-	var last *pcl.Observation
-	for _, o := range d.f.overrides {
-		if o.Workflow == workflow && (o.Action == pcl.OverrideAccept || o.Action == pcl.OverrideClear) && later(o, last) {
-			last = o
-		}
-	}
+	last := d.newestOverride(func(o *pcl.Observation) bool {
+		return o.Workflow == workflow && (o.Action == pcl.OverrideAccept || o.Action == pcl.OverrideClear)
+	})
 	if last == nil || last.Action != pcl.OverrideAccept {
 		return nil, false
 	}

@@ -130,7 +130,18 @@ type Store interface {
 	// Outbox lists a target's entries ("" for all targets), newest first, for the API.
 	Outbox(ctx context.Context, target string, limit int) ([]OutboxEntry, error)
 
-	// AppendAudit stores an audit entry outside a decision (an override, a dead letter).
+	// AppendOverride stores an operator's override (a pcl.KindOverride observation) and its audit
+	// entry in one transaction, and returns the override with its Seq. A run's overrides are ordered
+	// by Seq, the order they were stored in, whatever their times: two in the same instant keep theirs.
+	// The audit entry's Run and At default to the override's. Either both are written or neither.
+	//
+	// The same override again (by Key: action, workflow, actor, reason and time) is one fact. When it
+	// is the run's newest override it is returned as stored and nothing is written (a repeated
+	// request); when a later override stands, the call fails with apperr.Conflict and writes nothing,
+	// because the repetition could not take its place in the order. An override that fails Validate,
+	// or an audit entry without actor or action, fails with apperr.Invalid.
+	AppendOverride(ctx context.Context, o pcl.Observation, e AuditEntry) (pcl.Observation, error)
+	// AppendAudit stores an audit entry outside a decision or an override (a dead letter).
 	AppendAudit(ctx context.Context, e AuditEntry) error
 	// Audit returns matching audit entries, newest first.
 	Audit(ctx context.Context, q AuditQuery) ([]AuditEntry, error)

@@ -42,7 +42,7 @@ func (s *Server) operator(r *http.Request) (string, error) {
 	if s.o.Operator == nil || s.o.Overrider == nil {
 		return "", apperr.Errorf(apperr.Forbidden, "operator actions are not enabled on this server (they need the operator role; see docs/operator-guide.md)")
 	}
-	return s.o.Operator(r)
+	return s.o.Operator.Operator(r)
 }
 
 func (s *Server) actionForm(r *http.Request, rs pcl.RunState) actionForm {

@@ -164,7 +164,7 @@ func (s *Server) override(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, apperr.Errorf(apperr.Forbidden, "operator actions are not enabled on this server"))
 		return
 	}
-	actor, err := s.o.Operator(r)
+	actor, err := s.o.Operator.Operator(r)
 	if err != nil {
 		s.fail(w, r, err)
 		return
@@ -207,7 +207,7 @@ func (s *Server) workflows(w http.ResponseWriter, r *http.Request) {
 func (s *Server) sources(w http.ResponseWriter, r *http.Request) {
 	var list []any
 	if s.o.Sources != nil {
-		for _, h := range s.o.Sources() {
+		for _, h := range s.o.Sources.SourceHealth() {
 			list = append(list, h)
 		}
 	}

@@ -47,7 +47,7 @@ func BenchmarkBoardPage(b *testing.B) {
 	w := newWorld(b)
 	w.seed()
 	fill(b, w, 10000)
-	srv, err := New(Options{Store: w.st, Catalogue: w.cat, Clock: w.clk, Events: w.ag.Subscribe})
+	srv, err := New(Options{Store: w.st, Catalogue: w.cat, Clock: w.clk, Events: w.ag})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -81,7 +81,7 @@ func BenchmarkSSEFanout(b *testing.B) {
 	}
 	src := make(chan pcl.RunEvent, 16)
 	srv, err := New(Options{Store: w.st, Catalogue: w.cat, Clock: w.clk, Heartbeat: time.Hour,
-		Events: func(int) (<-chan pcl.RunEvent, func()) { return src, func() {} }})
+		Events: eventsFunc(func(int) (<-chan pcl.RunEvent, func()) { return src, func() {} })})
 	if err != nil {
 		b.Fatal(err)
 	}

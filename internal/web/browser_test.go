@@ -282,7 +282,7 @@ func TestBrowserHeaderLiveAndAlertsFold(t *testing.T) {
 		src.sources = append(src.sources, pcl.SourceHealth{Name: s, Healthy: true, LastSuccess: worldNow.Add(-time.Minute)})
 	}
 	hs, srv := w.serve(t, func(o *Options) {
-		o.FirstUnready, o.Alerts, o.Sources, o.HeaderEvery = src.firstUnready, src, src.health, 100*time.Millisecond
+		o.FirstUnready, o.Alerts, o.Sources, o.HeaderEvery = firstUnreadyFunc(src.firstUnready), src, healthFunc(src.health), 100*time.Millisecond
 		o.Banner = "Demo: operator actions are open to loopback clients."
 	})
 	b := newBrowser(t)

@@ -42,7 +42,7 @@ type sseClient struct {
 }
 
 type hub struct {
-	src   func(int) (<-chan pcl.RunEvent, func())
+	src   Events
 	clock clock.Clock
 	log   *slog.Logger
 	epoch string // tells a reconnecting browser whether its Last-Event-ID is from this process
@@ -67,7 +67,7 @@ type hub struct {
 // stateEvents are the state events, in the order a (re)connecting page gets them.
 var stateEvents = []string{"first-unready", "sources", "alerts"}
 
-func newHub(src func(int) (<-chan pcl.RunEvent, func()), clk clock.Clock, log *slog.Logger) *hub {
+func newHub(src Events, clk clock.Clock, log *slog.Logger) *hub {
 	return &hub{src: src, clock: clk, log: log, clients: map[*sseClient]bool{}, done: make(chan struct{}),
 		decided: make(chan struct{}, 1), states: map[string][]byte{}, epoch: strconv.FormatInt(time.Now().UnixNano(), 36)}
 }
@@ -83,7 +83,7 @@ func (h *hub) join() *sseClient {
 	h.clients[c] = true
 	if !h.started && h.src != nil {
 		h.started = true
-		ch, cancel := h.src(sourceBuffer)
+		ch, cancel := h.src.Subscribe(sourceBuffer)
 		h.cancel = cancel
 		go h.pump(ch)
 		if h.watch != nil {

@@ -38,12 +38,6 @@ type AlertSource interface {
 	Firing(ctx context.Context) ([]Alert, error)
 }
 
-// AlertsFunc makes a function an AlertSource.
-type AlertsFunc func(ctx context.Context) ([]Alert, error)
-
-// Firing calls f.
-func (f AlertsFunc) Firing(ctx context.Context) ([]Alert, error) { return f(ctx) }
-
 // Bounds of the first-unready part, so that it costs the same however much history the store holds.
 const (
 	heldScanMax   = 2000 // newer runs looked at to count the ones held
@@ -117,7 +111,7 @@ func (s *Server) sourceChips() []sourceChip {
 		return nil
 	}
 	out := []sourceChip{} // an empty list, not null, for the page's script
-	for _, h := range s.o.Sources() {
+	for _, h := range s.o.Sources.SourceHealth() {
 		out = append(out, chipOf(h))
 	}
 	return out
@@ -199,7 +193,7 @@ func (s *Server) holdup(ctx context.Context) holdupView {
 	if s.o.FirstUnready == nil {
 		return v
 	}
-	n, err := s.o.FirstUnready(ctx)
+	n, err := s.o.FirstUnready.FirstUnready(ctx)
 	if err != nil {
 		s.log.Warn("first unready run", "err", err)
 		v.Error = "not available: " + err.Error()

@@ -64,7 +64,7 @@ func TestHoldupSaysHowLongAndHowMany(t *testing.T) {
 	t.Parallel()
 	w := queueWorld(t)
 	hs, srv := w.serve(t, func(o *Options) {
-		o.FirstUnready = func(context.Context) (uint32, error) { return 392640, nil }
+		o.FirstUnready = firstUnreadyIs(392640)
 	})
 	v := srv.holdup(w.ctx)
 	if !v.Available || !v.Known || v.Run != 392640 || v.Readiness != pcl.ReadinessBlocked || v.Held != 7 || v.More ||
@@ -80,13 +80,13 @@ func TestHoldupSaysHowLongAndHowMany(t *testing.T) {
 		t.Error("the first unready run's badge is not the blocked one")
 	}
 	// Nothing held: the header says so, with no duration.
-	if _, srv := w.serve(t, func(o *Options) { o.FirstUnready = func(context.Context) (uint32, error) { return 392648, nil } }); true {
+	if _, srv := w.serve(t, func(o *Options) { o.FirstUnready = firstUnreadyIs(392648) }); true {
 		if v := srv.holdup(w.ctx); v.Held != 0 || v.HeldSince != nil || heldText(v) != "no newer run" || v.Why != "waiting, SiPixelAli" {
 			t.Errorf("holdup of the waiting run: %+v", v)
 		}
 	}
 	// Above every known run: nothing holds the queue.
-	if _, srv := w.serve(t, func(o *Options) { o.FirstUnready = func(context.Context) (uint32, error) { return 392650, nil } }); true {
+	if _, srv := w.serve(t, func(o *Options) { o.FirstUnready = firstUnreadyIs(392650) }); true {
 		if v := srv.holdup(w.ctx); !v.Available || v.Known || v.Held != 0 {
 			t.Errorf("holdup above every run: %+v", v)
 		}
@@ -208,7 +208,7 @@ func TestHeaderIsLive(t *testing.T) {
 	w.seed()
 	src := &changing{first: runFailed, sources: []pcl.SourceHealth{{Name: pcl.SourceOMS, Healthy: true, LastSuccess: worldNow}}}
 	hs, _ := w.serve(t, func(o *Options) {
-		o.FirstUnready, o.Alerts, o.Sources, o.HeaderEvery = src.firstUnready, src, src.health, 50*time.Millisecond
+		o.FirstUnready, o.Alerts, o.Sources, o.HeaderEvery = firstUnreadyFunc(src.firstUnready), src, healthFunc(src.health), 50*time.Millisecond
 	})
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()

@@ -13,7 +13,7 @@ import (
 // agency's reason, and audit nothing.
 func TestOverrideOfAReleasedRun(t *testing.T) {
 	t.Parallel()
-	hs, ag := newServer(t, func(*http.Request) (string, error) { return "shifter", nil })
+	hs, ag := newServer(t, operatorFunc(func(*http.Request) (string, error) { return "shifter", nil }))
 	ctx := t.Context()
 	if err := ag.Ingest(ctx, pcl.SourceTier0, []pcl.Observation{{Source: pcl.SourceTier0, Kind: pcl.KindRelease, Run: 392680,
 		At: t0.Add(30 * time.Minute), Dataset: "ZeroBias"}}); err != nil {

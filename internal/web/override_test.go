@@ -31,7 +31,7 @@ func TestOverrideAPINeedsAReason(t *testing.T) {
 	w.seed()
 	rec := &recordingOverrider{}
 	srv, err := New(Options{Store: w.st, Catalogue: w.cat, Clock: w.clk, Overrider: rec,
-		Operator: func(*http.Request) (string, error) { return "tester", nil }})
+		Operator: operatorFunc(func(*http.Request) (string, error) { return "tester", nil })})
 	if err != nil {
 		t.Fatal(err)
 	}

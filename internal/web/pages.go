@@ -128,7 +128,7 @@ func qualitySymbol(q pcl.Quality) string {
 func (s *Server) sourcesPage(w http.ResponseWriter, r *http.Request) {
 	var list []pcl.SourceHealth
 	if s.o.Sources != nil {
-		list = s.o.Sources()
+		list = s.o.Sources.SourceHealth()
 	}
 	s.render(w, r, http.StatusOK, "sources", page{Title: "Sources", Nav: "sources", Data: struct {
 		Configured bool

@@ -118,7 +118,7 @@ func TestBoardPage(t *testing.T) {
 func TestBoardHeaderWithFirstUnreadyAndAlerts(t *testing.T) {
 	t.Parallel()
 	_, base := seeded(t, func(o *Options) {
-		o.FirstUnready = func(ctx context.Context) (uint32, error) { return runFailed, nil }
+		o.FirstUnready = firstUnreadyIs(runFailed)
 		o.Alerts = AlertsFunc(func(ctx context.Context) ([]Alert, error) {
 			return []Alert{{Name: "WorkflowLate", Severity: "warning", Summary: "SiPixelAli late: " + hostileTag, Details: hostileInfo, Run: runFailed}}, nil
 		})
@@ -364,9 +364,9 @@ func TestOperatorFormFlow(t *testing.T) {
 func TestOperatorFormClosedWithoutAccess(t *testing.T) {
 	t.Parallel()
 	_, base := seeded(t, func(o *Options) {
-		o.Operator = func(*http.Request) (string, error) {
+		o.Operator = operatorFunc(func(*http.Request) (string, error) {
 			return "", apperr.Errorf(apperr.Forbidden, "log in with the operator role")
-		}
+		})
 	})
 	_, page, _ := fetch(t, base+"/runs/392670")
 	if strings.Contains(page, `id="act-form"`) || !strings.Contains(page, "log in with the operator role") {

@@ -23,9 +23,41 @@ import (
 	"github.com/cms-pcl/spyagency/internal/store"
 )
 
+// What the server needs from the rest of the process arrives as these small interfaces, each answered
+// by the part that owns the answer (the agency, the app's spies, steering, access), so that the web
+// imports the domain, the store and its own read models, and nothing of the loop, the configuration
+// or the spies. A nil one turns its part off; it must be a nil interface, not a nil pointer in one.
+
 // Overrider applies operator overrides (the agency does).
 type Overrider interface {
 	Override(ctx context.Context, run uint32, action pcl.OverrideAction, workflow, actor, reason string) (pcl.RunState, error)
+}
+
+// SourceHealth reports the spies' health (the app's spies do).
+type SourceHealth interface {
+	SourceHealth() []pcl.SourceHealth
+}
+
+// Operators says who may act on runs: the actor's name, or an error (apperr.Unauthorized or
+// Forbidden) when the request may not (access.Operators does).
+type Operators interface {
+	Operator(r *http.Request) (string, error)
+}
+
+// Readiness says whether the process can serve: store reachable, loop running.
+type Readiness interface {
+	Ready(ctx context.Context) error
+}
+
+// Events subscribes to the run states as they are stored (the agency publishes them); cancel releases
+// the subscription.
+type Events interface {
+	Subscribe(buffer int) (events <-chan pcl.RunEvent, cancel func())
+}
+
+// FirstUnready is the first run Tier-0 may not release yet, as steering computes it.
+type FirstUnready interface {
+	FirstUnready(ctx context.Context) (uint32, error)
 }
 
 // Options configure the server. Store, Catalogue and Clock are required.
@@ -36,22 +68,21 @@ type Options struct {
 	Logger    *slog.Logger
 	Overrider Overrider
 	// Sources reports the spies' health.
-	Sources func() []pcl.SourceHealth
-	// Operator says who may act on runs: it returns the actor's name, or an error (apperr.Unauthorized
-	// or Forbidden) when the request may not. Nil refuses every operator action.
-	Operator func(r *http.Request) (string, error)
-	// Ready reports whether the process can serve (store reachable, loop running).
-	Ready func(ctx context.Context) error
+	Sources SourceHealth
+	// Operator says who may act on runs. Nil refuses every operator action.
+	Operator Operators
+	// Ready reports whether the process can serve; nil: always ready.
+	Ready Readiness
 	// MaxBody is the largest request body accepted (default 1 MiB).
 	MaxBody int64
 	Version string
 	// Banner is shown on the page (e.g. the demo's open operator access).
 	Banner string
 
-	// Events subscribes to stored run states (agency.Agency.Subscribe); nil: the pages are not live.
-	Events func(buffer int) (<-chan pcl.RunEvent, func())
-	// FirstUnready is the first run Tier-0 may not release yet (steering computes it); nil: not shown.
-	FirstUnready func(ctx context.Context) (uint32, error)
+	// Events feeds the live pages; nil: the pages are not live.
+	Events Events
+	// FirstUnready heads the board; nil: not shown.
+	FirstUnready FirstUnready
 	// Links are the base URLs of the CMS pages the run page links to; "" hides that kind of link.
 	Links Links
 	// Alerts lists the firing alerts for the board's header and the API; nil: the header says alerts
@@ -221,7 +252,7 @@ func queryInt(r *http.Request, name string, def, max int) (int, error) {
 
 func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
 	if s.o.Ready != nil {
-		if err := s.o.Ready(r.Context()); err != nil {
+		if err := s.o.Ready.Ready(r.Context()); err != nil {
 			writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "not ready", "error": err.Error()})
 			return
 		}
@@ -270,6 +301,11 @@ func ListenAndServe(ctx context.Context, addr string, h http.Handler, grace time
 	if bound != nil {
 		bound(ln.Addr())
 	}
+	return Serve(ctx, ln, h, grace, t)
+}
+
+// Serve serves h on ln until ctx ends, then shuts down within grace and closes ln.
+func Serve(ctx context.Context, ln net.Listener, h http.Handler, grace time.Duration, t Timeouts) error {
 	srv := newHTTPServer(h, t)
 	if c, ok := h.(interface{ Close() }); ok {
 		srv.RegisterOnShutdown(c.Close) // event streams never go idle by themselves

@@ -19,7 +19,7 @@ import (
 var t0 = time.Date(2025, 5, 29, 12, 0, 0, 0, time.UTC)
 
 // newServer serves a store holding one stopped run whose express config is known.
-func newServer(t *testing.T, operator func(*http.Request) (string, error)) (*httptest.Server, *agency.Agency) {
+func newServer(t *testing.T, operator Operators) (*httptest.Server, *agency.Agency) {
 	t.Helper()
 	ctx := t.Context()
 	clk := clock.NewFake(t0.Add(time.Hour))
@@ -132,7 +132,7 @@ func TestOverrideAPI(t *testing.T) {
 	if code, out := post(t, closed.URL+"/api/v1/runs/392680/override", `{"action":"hold","reason":"x"}`); code != 403 {
 		t.Errorf("override without operator access: %d %v", code, out)
 	}
-	hs, _ := newServer(t, func(*http.Request) (string, error) { return "shifter", nil })
+	hs, _ := newServer(t, operatorFunc(func(*http.Request) (string, error) { return "shifter", nil }))
 	cases := []struct {
 		body string
 		code int

@@ -56,13 +56,13 @@ func newWorld(t testing.TB) *world {
 	}
 	t.Cleanup(func() { st.Close() })
 	w.st = st
-	fresh := func() map[pcl.Source]pcl.SourceHealth {
-		m := map[pcl.Source]pcl.SourceHealth{}
+	fresh := healthFunc(func() []pcl.SourceHealth {
+		var out []pcl.SourceHealth
 		for _, s := range pcl.Sources {
-			m[s] = pcl.SourceHealth{Name: s, Healthy: true, LastSuccess: w.clk.Now()}
+			out = append(out, pcl.SourceHealth{Name: s, Healthy: true, LastSuccess: w.clk.Now()})
 		}
-		return m
-	}
+		return out
+	})
 	if w.ag, err = agency.New(w.ctx, agency.Options{Store: st, Catalogue: w.cat, Clock: w.clk, Sources: fresh}); err != nil {
 		t.Fatal(err)
 	}
@@ -189,9 +189,9 @@ func (w *world) seed() {
 // serve starts the web server on loopback over the world, with a stale DQM spy and the default links.
 func (w *world) serve(t testing.TB, mod func(*Options)) (*httptest.Server, *Server) {
 	t.Helper()
-	o := Options{Store: w.st, Catalogue: w.cat, Clock: w.clk, Overrider: w.ag, Events: w.ag.Subscribe, Links: Links(config.DefaultLinks()),
+	o := Options{Store: w.st, Catalogue: w.cat, Clock: w.clk, Overrider: w.ag, Events: w.ag, Links: Links(config.DefaultLinks()),
 		Heartbeat: 200 * time.Millisecond,
-		Sources: func() []pcl.SourceHealth {
+		Sources: healthFunc(func() []pcl.SourceHealth {
 			var out []pcl.SourceHealth
 			for _, s := range pcl.Sources {
 				h := pcl.SourceHealth{Name: s, Healthy: true, LastSuccess: w.clk.Now().Add(-time.Minute), LagSeconds: 60}
@@ -201,7 +201,7 @@ func (w *world) serve(t testing.TB, mod func(*Options)) (*httptest.Server, *Serv
 				out = append(out, h)
 			}
 			return out
-		}}
+		})}
 	if mod != nil {
 		mod(&o)
 	}
@@ -223,12 +223,12 @@ func (w *world) serve(t testing.TB, mod func(*Options)) (*httptest.Server, *Serv
 }
 
 // operatorLoopback is the demo's rule: loopback clients may act, as "demo-operator".
-func operatorLoopback(r *http.Request) (string, error) {
+var operatorLoopback = operatorFunc(func(r *http.Request) (string, error) {
 	if strings.HasPrefix(r.RemoteAddr, "127.0.0.1:") || strings.HasPrefix(r.RemoteAddr, "[::1]:") {
 		return "demo-operator", nil
 	}
 	return "", fmt.Errorf("not a loopback client")
-}
+})
 
 func TestSeededWorldStates(t *testing.T) {
 	t.Parallel()
@@ -246,3 +246,36 @@ func TestSeededWorldStates(t *testing.T) {
 		}
 	}
 }
+
+// The parts of the process the server reads, made from functions for the tests.
+
+// healthFunc makes a function the spies' health, as the agency and the server read it.
+type healthFunc func() []pcl.SourceHealth
+
+func (f healthFunc) SourceHealth() []pcl.SourceHealth { return f() }
+
+// operatorFunc makes a function the server's Operators.
+type operatorFunc func(*http.Request) (string, error)
+
+func (f operatorFunc) Operator(r *http.Request) (string, error) { return f(r) }
+
+// firstUnreadyFunc makes a function the server's FirstUnready.
+type firstUnreadyFunc func(context.Context) (uint32, error)
+
+func (f firstUnreadyFunc) FirstUnready(ctx context.Context) (uint32, error) { return f(ctx) }
+
+// firstUnreadyIs is a FirstUnready that always names run n.
+func firstUnreadyIs(n uint32) firstUnreadyFunc {
+	return func(context.Context) (uint32, error) { return n, nil }
+}
+
+// eventsFunc makes a function the server's Events.
+type eventsFunc func(int) (<-chan pcl.RunEvent, func())
+
+func (f eventsFunc) Subscribe(buffer int) (<-chan pcl.RunEvent, func()) { return f(buffer) }
+
+// AlertsFunc makes a function an AlertSource.
+type AlertsFunc func(ctx context.Context) ([]Alert, error)
+
+// Firing calls f.
+func (f AlertsFunc) Firing(ctx context.Context) ([]Alert, error) { return f(ctx) }

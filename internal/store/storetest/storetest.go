@@ -15,6 +15,7 @@ import (
 	"testing"
 
 	"github.com/cms-pcl/spyagency/internal/apperr"
+	"github.com/cms-pcl/spyagency/internal/pcl"
 	"github.com/cms-pcl/spyagency/internal/store"
 )
 
@@ -31,6 +32,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 	all = append(all, decisionTests()...)
 	all = append(all, outboxTests()...)
 	all = append(all, auditTests()...)
+	all = append(all, overrideTests()...)
 	all = append(all, kvTests()...)
 	all = append(all, wakeTests()...)
 	all = append(all, subtest{"Closed", testClosed})
@@ -79,5 +81,9 @@ func testClosed(t *testing.T, s store.Store) {
 	}
 	if _, err := s.SaveDecision(ctx, store.DecisionWrite{Decision: decisionOf(392671, 1, "ready")}); err == nil {
 		t.Error("SaveDecision after Close: no error")
+	}
+	o := operatorOverride(392671, pcl.OverrideHold, epoch(), "DT off")
+	if _, err := s.AppendOverride(ctx, o, store.AuditEntry{Actor: "jdoe", Action: "hold"}); err == nil {
+		t.Error("AppendOverride after Close: no error")
 	}
 }
