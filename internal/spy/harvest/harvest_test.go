@@ -12,7 +12,7 @@ import (
 	"time"
 
 	"github.com/cms-pcl/spyagency/internal/clock"
-	"github.com/cms-pcl/spyagency/internal/conddb"
+	"github.com/cms-pcl/spyagency/internal/conddbv2"
 	"github.com/cms-pcl/spyagency/internal/pcl"
 	"github.com/cms-pcl/spyagency/internal/spy/fetch"
 )
@@ -43,7 +43,7 @@ func (tr *tree) db(name, inputTag string, since uint64, payload string, mtime ti
 	tr.t.Helper()
 	ctx := context.Background()
 	p := tr.path(name)
-	w, err := conddb.Create(ctx, p)
+	w, err := conddbv2.Create(ctx, p)
 	if err != nil {
 		tr.t.Fatal(err)
 	}
@@ -53,9 +53,9 @@ func (tr *tree) db(name, inputTag string, since uint64, payload string, mtime ti
 			tr.t.Fatal(err)
 		}
 	}
-	must(w.InsertTag(ctx, conddb.TagInfo{Name: inputTag, TimeType: pcl.TimeRun, ObjectType: "Obj", Synchronization: "any"}))
-	must(w.InsertPayload(ctx, conddb.Payload{Hash: payload, ObjectType: "Obj", Version: "dummy"}))
-	must(w.AppendIOV(ctx, conddb.IOV{Tag: inputTag, Since: since, Payload: payload, Inserted: mtime}))
+	must(w.InsertTag(ctx, conddbv2.TagInfo{Name: inputTag, TimeType: pcl.TimeRun, ObjectType: "Obj", Synchronization: "any"}))
+	must(w.InsertPayload(ctx, conddbv2.Payload{Hash: payload, ObjectType: "Obj", Version: "dummy"}))
+	must(w.AppendIOV(ctx, conddbv2.IOV{Tag: inputTag, Since: since, Payload: payload, Inserted: mtime}))
 	w.Close()
 	must(os.Chtimes(p, mtime, mtime))
 	return p
