@@ -11,9 +11,9 @@ import (
 	"time"
 
 	"github.com/cms-pcl/spyagency/internal/apperr"
+	"github.com/cms-pcl/spyagency/internal/dbdriver"
 	"github.com/cms-pcl/spyagency/internal/pcl"
-
-	_ "modernc.org/sqlite" // registers the "sqlite" driver
+	"github.com/cms-pcl/spyagency/internal/redact"
 )
 
 // DB is a read-only handle on a condition DB.
@@ -59,8 +59,9 @@ type Options struct {
 	Immutable bool
 }
 
-// Open opens a condition DB read-only. DSNs: "sqlite:PATH" and "postgres://..." (the latter needs a
-// PostgreSQL driver registered as "pgx" or "postgres").
+// Open opens a condition DB read-only. DSNs: "sqlite:PATH" and "postgres://...". The package registers no
+// database driver: the program registers dbdriver.SQLite and dbdriver.Postgres (spyagency does in
+// internal/app), and a DSN whose driver is missing is refused with a message that says so.
 func Open(ctx context.Context, dsn string) (*DB, error) {
 	switch {
 	case strings.HasPrefix(dsn, "sqlite:"):
@@ -68,7 +69,7 @@ func Open(ctx context.Context, dsn string) (*DB, error) {
 	case strings.HasPrefix(dsn, "postgres://"), strings.HasPrefix(dsn, "postgresql://"):
 		return openPostgres(ctx, dsn)
 	}
-	return nil, apperr.Errorf(apperr.Invalid, "condition DB DSN %q: want sqlite:PATH or postgres://...", redact(dsn))
+	return nil, apperr.Errorf(apperr.Invalid, "condition DB DSN %q: want sqlite:PATH or postgres://...", redact.URL(dsn))
 }
 
 // OpenFile opens a CondDB SQLite file read-only.
@@ -88,7 +89,7 @@ func OpenFile(ctx context.Context, path string, opt Options) (*DB, error) {
 	if opt.Immutable {
 		uri += "&immutable=1"
 	}
-	sdb, err := sql.Open("sqlite", uri)
+	sdb, err := dbdriver.Open(dbdriver.SQLite, uri)
 	if err != nil {
 		return nil, fmt.Errorf("condition DB %s: %w", name, err)
 	}
@@ -101,42 +102,18 @@ func OpenFile(ctx context.Context, path string, opt Options) (*DB, error) {
 }
 
 func openPostgres(ctx context.Context, dsn string) (*DB, error) {
-	name := redact(dsn)
-	drivers := sql.Drivers()
-	driver := ""
-	for _, d := range []string{"pgx", "postgres"} {
-		if slices.Contains(drivers, d) {
-			driver = d
-			break
-		}
-	}
-	if driver == "" {
-		return nil, apperr.Errorf(apperr.Invalid, "condition DB %s: this build has no PostgreSQL driver", name)
-	}
-	sdb, err := sql.Open(driver, dsn)
+	name := redact.URL(dsn)
+	sdb, err := dbdriver.Open(dbdriver.Postgres, dsn)
 	if err != nil {
-		return nil, fmt.Errorf("condition DB %s: %w", name, err)
+		return nil, redact.Error(fmt.Errorf("condition DB %s: %w", name, err))
 	}
 	db := &DB{sql: sdb, dialect: Postgres(), name: name}
 	if err := db.checkSchema(ctx); err != nil {
 		sdb.Close()
-		return nil, err
+		// A driver's connection error may quote the connection string.
+		return nil, redact.Error(err)
 	}
 	return db, nil
-}
-
-// redact drops a password from a URL-shaped DSN so that it never reaches a log or an error.
-func redact(dsn string) string {
-	scheme, rest, ok := strings.Cut(dsn, "://")
-	if !ok {
-		return dsn
-	}
-	at := strings.LastIndex(rest, "@")
-	if at < 0 {
-		return dsn
-	}
-	user, _, _ := strings.Cut(rest[:at], ":")
-	return scheme + "://" + user + ":***@" + rest[at+1:]
 }
 
 // escapeURIPath escapes the characters that end or mangle the path part of an SQLite file: URI.

@@ -84,8 +84,7 @@ func SQLite() *Dialect {
 }
 
 // Postgres is the dialect of a PostgreSQL copy of the schema (quoted upper-case identifiers, $n
-// placeholders, TIMESTAMP columns). No driver is compiled in; Open uses one registered as "pgx" or
-// "postgres" if a build adds it.
+// placeholders, TIMESTAMP columns), opened through the dbdriver.Postgres driver.
 func Postgres() *Dialect {
 	return &Dialect{
 		Name:        "postgres",

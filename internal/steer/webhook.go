@@ -19,6 +19,7 @@ import (
 
 	"github.com/cms-pcl/spyagency/internal/clock"
 	"github.com/cms-pcl/spyagency/internal/pcl"
+	"github.com/cms-pcl/spyagency/internal/redact"
 )
 
 // Webhook headers.
@@ -161,7 +162,7 @@ func (w *Webhook) Deliver(ctx context.Context, d Delivery) error {
 	req.Header.Set(HeaderTimestamp, w.o.Clock.Now().UTC().Format(time.RFC3339))
 	resp, err := w.o.Client.Do(req)
 	if err != nil {
-		return fmt.Errorf("webhook %s: POST %s: %w", w.o.Name, redact(w.url), err)
+		return fmt.Errorf("webhook %s: POST %s: %w", w.o.Name, redact.URL(w.url), err)
 	}
 	defer resp.Body.Close()
 	snippet, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
@@ -170,7 +171,7 @@ func (w *Webhook) Deliver(ctx context.Context, d Delivery) error {
 	if resp.StatusCode >= 200 && resp.StatusCode < 300 {
 		return nil
 	}
-	err = fmt.Errorf("webhook %s: POST %s: %s: %s", w.o.Name, redact(w.url), resp.Status, printable(snippet))
+	err = fmt.Errorf("webhook %s: POST %s: %s: %s", w.o.Name, redact.URL(w.url), resp.Status, printable(snippet))
 	switch {
 	case resp.StatusCode >= 500, resp.StatusCode == http.StatusRequestTimeout,
 		resp.StatusCode == http.StatusTooEarly, resp.StatusCode == http.StatusTooManyRequests:
@@ -192,15 +193,6 @@ func parseRetryAfter(v string, now time.Time) time.Duration {
 		return t.Sub(now)
 	}
 	return 0
-}
-
-// redact drops credentials from a URL before it goes into an error, a log or the audit log.
-func redact(raw string) string {
-	u, err := url.Parse(raw)
-	if err != nil {
-		return "(unparsable url)"
-	}
-	return u.Redacted()
 }
 
 // printable keeps a reply snippet fit for a log line.

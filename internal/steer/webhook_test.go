@@ -262,7 +262,4 @@ func TestNewWebhookRefuses(t *testing.T) {
 	if got := parseRetryAfter("soon", t0); got != 0 {
 		t.Errorf("Retry-After garbage: %s", got)
 	}
-	if got := redact("https://user:pw@t0.cern.ch/hook"); strings.Contains(got, "pw") {
-		t.Errorf("redact kept the password: %s", got)
-	}
 }
