@@ -1,8 +1,6 @@
 package sim
 
 import (
-	"bytes"
-	"encoding/json"
 	"fmt"
 	"net/http"
 	"net/url"
@@ -11,6 +9,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/cms-pcl/spyagency/internal/t0envelope"
 )
 
 // The Tier-0 Data Service's parameter rules (cms-interfaces.md §2).
@@ -236,31 +236,15 @@ func (s *Sim) recoConfig(n uint32, pd string) []any {
 	return out
 }
 
-// writeT0 writes Tier-0's chunked envelope: `{"result": [` newline, one element per line (the first
-// after a space, the others after a comma), then `]}`, cached for 5 minutes of simulated time.
+// writeT0 writes Tier-0's envelope (internal/t0envelope), cached for 5 minutes of simulated time.
 func writeT0(rw http.ResponseWriter, now time.Time, result []any) {
-	var b bytes.Buffer
-	b.WriteString("{\"result\": [\n")
-	for i, v := range result {
-		el, err := json.Marshal(v)
-		if err != nil {
-			http.Error(rw, "sim: "+err.Error(), http.StatusInternalServerError)
-			return
-		}
-		if i == 0 {
-			b.WriteByte(' ')
-		} else {
-			b.WriteByte(',')
-		}
-		b.Write(el)
-		b.WriteByte('\n')
-	}
-	b.WriteString("]}\n")
 	h := rw.Header()
-	h.Set("Content-Type", "application/json")
 	h.Set("Date", now.UTC().Format(http.TimeFormat))
 	h.Set("Expires", now.Add(t0CacheFor).UTC().Format(http.TimeFormat))
-	rw.Write(b.Bytes())
+	if err := t0envelope.Write(rw, result); err != nil {
+		h.Del("Expires")
+		http.Error(rw, "sim: "+err.Error(), http.StatusInternalServerError)
+	}
 }
 
 func t0Error(rw http.ResponseWriter, msg string) {

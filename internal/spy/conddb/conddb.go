@@ -15,7 +15,7 @@ import (
 	"github.com/cms-pcl/spyagency/internal/conddbv2"
 	"github.com/cms-pcl/spyagency/internal/pcl"
 	"github.com/cms-pcl/spyagency/internal/spy"
-	"github.com/cms-pcl/spyagency/internal/spy/fetch"
+	"github.com/cms-pcl/spyagency/internal/httpx"
 )
 
 // Config builds a condition DB spy.
@@ -210,7 +210,7 @@ func transient(err error) error {
 	if apperr.Is(err, apperr.Invalid) || apperr.Is(err, apperr.NotFound) || errors.Is(err, context.Canceled) {
 		return err
 	}
-	return fetch.MarkRetryable(err)
+	return httpx.MarkRetryable(err)
 }
 
 func (s *Spy) drop(db *conddbv2.DB) {

@@ -16,7 +16,7 @@ import (
 	"github.com/cms-pcl/spyagency/internal/fixtures"
 	"github.com/cms-pcl/spyagency/internal/pcl"
 	"github.com/cms-pcl/spyagency/internal/reconcile"
-	"github.com/cms-pcl/spyagency/internal/spy/fetch"
+	"github.com/cms-pcl/spyagency/internal/httpx"
 )
 
 const fixtureTag = "AlCaRecoHLTpaths8e29_1e31_v11_hlt"
@@ -195,16 +195,16 @@ func TestHintsAndErrors(t *testing.T) {
 	}
 
 	s = newSpy(t, Config{DSN: "sqlite:" + path, Tags: []string{"NoSuchTag"}})
-	if _, err := s.Poll(ctx, ""); err == nil || !strings.Contains(err.Error(), "NoSuchTag") || fetch.Retryable(err) {
-		t.Errorf("explicit missing tag: %v (retryable %v)", err, fetch.Retryable(err))
+	if _, err := s.Poll(ctx, ""); err == nil || !strings.Contains(err.Error(), "NoSuchTag") || httpx.Retryable(err) {
+		t.Errorf("explicit missing tag: %v (retryable %v)", err, httpx.Retryable(err))
 	}
 	s = newSpy(t, Config{DSN: "sqlite:" + path, Hints: hints{err: errors.New("store down")}})
 	if _, err := s.Poll(ctx, ""); err == nil || !strings.Contains(err.Error(), "store down") {
 		t.Errorf("hints error: %v", err)
 	}
 	s = newSpy(t, Config{DSN: "sqlite:" + filepath.Join(t.TempDir(), "gone.db"), Tags: []string{fixtureTag}})
-	if _, err := s.Poll(ctx, ""); err == nil || !strings.Contains(err.Error(), "gone.db") || !fetch.Retryable(err) {
-		t.Errorf("missing file: %v (retryable %v)", err, fetch.Retryable(err))
+	if _, err := s.Poll(ctx, ""); err == nil || !strings.Contains(err.Error(), "gone.db") || !httpx.Retryable(err) {
+		t.Errorf("missing file: %v (retryable %v)", err, httpx.Retryable(err))
 	}
 	for _, cfg := range []Config{{}, {DSN: "sqlite:x"}} {
 		if _, err := New(cfg); err == nil {

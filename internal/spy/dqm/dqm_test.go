@@ -16,7 +16,7 @@ import (
 	"github.com/cms-pcl/spyagency/internal/fixtures"
 	"github.com/cms-pcl/spyagency/internal/pcl"
 	"github.com/cms-pcl/spyagency/internal/spy"
-	"github.com/cms-pcl/spyagency/internal/spy/fetch"
+	"github.com/cms-pcl/spyagency/internal/httpx"
 	"github.com/cms-pcl/spyagency/internal/spy/runner"
 )
 
@@ -227,7 +227,7 @@ func TestSourceFailures(t *testing.T) {
 			t.Parallel()
 			srv := httptest.NewServer(h)
 			defer srv.Close()
-			s, _ := New(Config{BaseURL: srv.URL, Hints: openRun(), Client: fetch.New(fetch.Options{Timeout: 100 * time.Millisecond})})
+			s, _ := New(Config{BaseURL: srv.URL, Hints: openRun(), Client: httpx.New(httpx.Options{Timeout: 100 * time.Millisecond})})
 			if res, err := s.Poll(context.Background(), ""); err == nil || len(res.Observations) != 0 {
 				t.Fatalf("got %v", err)
 			}

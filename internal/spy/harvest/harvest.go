@@ -21,7 +21,7 @@ import (
 	"github.com/cms-pcl/spyagency/internal/conddbv2"
 	"github.com/cms-pcl/spyagency/internal/pcl"
 	"github.com/cms-pcl/spyagency/internal/spy"
-	"github.com/cms-pcl/spyagency/internal/spy/fetch"
+	"github.com/cms-pcl/spyagency/internal/httpx"
 )
 
 // Config builds a harvest spy.
@@ -132,7 +132,7 @@ func (s *Spy) Poll(ctx context.Context, cursor string) (spy.Result, error) {
 	if err != nil {
 		// The area itself failing (EOS unmounted, a network hiccup) may pass within the interval.
 		if ctx.Err() == nil {
-			err = fetch.MarkRetryable(err)
+			err = httpx.MarkRetryable(err)
 		}
 		return spy.Result{}, err
 	}

@@ -14,7 +14,7 @@ import (
 	"github.com/cms-pcl/spyagency/internal/clock"
 	"github.com/cms-pcl/spyagency/internal/conddbv2"
 	"github.com/cms-pcl/spyagency/internal/pcl"
-	"github.com/cms-pcl/spyagency/internal/spy/fetch"
+	"github.com/cms-pcl/spyagency/internal/httpx"
 )
 
 var now = time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
@@ -278,8 +278,8 @@ func TestMissingArea(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
 	s, _ := newSpy(t, filepath.Join(dir, "not-mounted"), nil)
-	if _, err := s.Poll(context.Background(), ""); err == nil || !strings.Contains(err.Error(), "not-mounted") || !fetch.Retryable(err) {
-		t.Errorf("missing area: %v (retryable %v)", err, fetch.Retryable(err))
+	if _, err := s.Poll(context.Background(), ""); err == nil || !strings.Contains(err.Error(), "not-mounted") || !httpx.Retryable(err) {
+		t.Errorf("missing area: %v (retryable %v)", err, httpx.Retryable(err))
 	}
 	file := filepath.Join(dir, "f")
 	os.WriteFile(file, nil, 0o644)

@@ -15,14 +15,14 @@ import (
 	"github.com/cms-pcl/spyagency/internal/clock"
 	"github.com/cms-pcl/spyagency/internal/pcl"
 	"github.com/cms-pcl/spyagency/internal/spy"
-	"github.com/cms-pcl/spyagency/internal/spy/fetch"
+	"github.com/cms-pcl/spyagency/internal/httpx"
 )
 
 // Config configures the OMS spy.
 type Config struct {
 	// BaseURL is the aggregation API, e.g. https://cmsoms.cern.ch/agg/api/v1.
 	BaseURL string
-	Client  *fetch.Client // default fetch.New with its defaults
+	Client  *httpx.Client // default httpx.New with its defaults
 	Clock   clock.Clock   // default the wall clock
 	Logger  *slog.Logger
 	// ClassOf derives the run class (the config package's rules); default DefaultClassOf.
@@ -50,7 +50,7 @@ func New(cfg Config) (*Spy, error) {
 		return nil, fmt.Errorf("oms: base URL %q is not an http(s) URL", cfg.BaseURL)
 	}
 	if cfg.Client == nil {
-		cfg.Client = fetch.New(fetch.Options{})
+		cfg.Client = httpx.New(httpx.Options{})
 	}
 	if cfg.Clock == nil {
 		cfg.Clock = clock.Real{}

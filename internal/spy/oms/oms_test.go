@@ -15,7 +15,7 @@ import (
 	"github.com/cms-pcl/spyagency/internal/clock"
 	"github.com/cms-pcl/spyagency/internal/fixtures"
 	"github.com/cms-pcl/spyagency/internal/pcl"
-	"github.com/cms-pcl/spyagency/internal/spy/fetch"
+	"github.com/cms-pcl/spyagency/internal/httpx"
 )
 
 // fixture reads a file of ../shared/fixtures/cms relative to the module root, or skips.
@@ -150,7 +150,7 @@ func (s *omsServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 func newSpy(t *testing.T, base string, clk clock.Clock) *Spy {
 	t.Helper()
-	s, err := New(Config{BaseURL: base, Clock: clk, PageLimit: 4, Client: fetch.New(fetch.Options{Timeout: 5 * time.Second})})
+	s, err := New(Config{BaseURL: base, Clock: clk, PageLimit: 4, Client: httpx.New(httpx.Options{Timeout: 5 * time.Second})})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -323,7 +323,7 @@ func TestSourceFailures(t *testing.T) {
 			t.Parallel()
 			srv, base := newOMS(t, 100, true)
 			srv.override = h
-			s, _ := New(Config{BaseURL: base, Clock: clock.NewFake(later), Client: fetch.New(fetch.Options{Timeout: 100 * time.Millisecond})})
+			s, _ := New(Config{BaseURL: base, Clock: clock.NewFake(later), Client: httpx.New(httpx.Options{Timeout: 100 * time.Millisecond})})
 			if res, err := s.Poll(context.Background(), ""); err == nil || len(res.Observations) != 0 {
 				t.Fatalf("got %v", err)
 			}

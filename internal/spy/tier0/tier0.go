@@ -15,14 +15,14 @@ import (
 	"github.com/cms-pcl/spyagency/internal/clock"
 	"github.com/cms-pcl/spyagency/internal/pcl"
 	"github.com/cms-pcl/spyagency/internal/spy"
-	"github.com/cms-pcl/spyagency/internal/spy/fetch"
+	"github.com/cms-pcl/spyagency/internal/httpx"
 )
 
 // Config configures the Tier-0 spy.
 type Config struct {
 	// BaseURL is the service instance, e.g. https://cmsweb.cern.ch/t0wmadatasvc/prod.
 	BaseURL string
-	Client  *fetch.Client // default fetch.New with its defaults
+	Client  *httpx.Client // default httpx.New with its defaults
 	// Hints give the open runs; without them the spy asks only the global endpoints.
 	Hints spy.Hints
 	Clock clock.Clock // default the wall clock
@@ -109,7 +109,7 @@ func New(cfg Config) (*Spy, error) {
 		return nil, fmt.Errorf("tier0: base URL %q is not an http(s) URL", cfg.BaseURL)
 	}
 	if cfg.Client == nil {
-		cfg.Client = fetch.New(fetch.Options{})
+		cfg.Client = httpx.New(httpx.Options{})
 	}
 	if cfg.Clock == nil {
 		cfg.Clock = clock.Real{}
