@@ -347,7 +347,6 @@ func (d *decoder) checkAgency(a Agency) {
 	}
 	d.positive("agency.resync_interval", a.ResyncInterval)
 	d.positive("agency.lookback", a.Lookback)
-	d.positive("agency.lease_ttl", a.LeaseTTL)
 }
 
 var targetName = regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)
