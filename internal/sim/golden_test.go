@@ -15,6 +15,7 @@ import (
 	"github.com/cms-pcl/spyagency/internal/clock"
 	"github.com/cms-pcl/spyagency/internal/conddbv2"
 	"github.com/cms-pcl/spyagency/internal/config"
+	"github.com/cms-pcl/spyagency/internal/fixtures"
 	"github.com/cms-pcl/spyagency/internal/pcl"
 	"github.com/cms-pcl/spyagency/internal/spy/dqm"
 	"github.com/cms-pcl/spyagency/internal/spy/dropbox"
@@ -358,7 +359,7 @@ func TestCondDBSchemaAndContent(t *testing.T) {
 	t.Parallel()
 	s, _ := sharedWorld(t)
 	ctx := context.Background()
-	fix, err := conddbv2.OpenFile(ctx, fixturePath(t, "conddb/AlCaRecoHLTpaths8e29_1e31_v11_hlt_All.db"), conddbv2.Options{Immutable: true})
+	fix, err := conddbv2.OpenFile(ctx, fixtures.Path(t, "conddb", "AlCaRecoHLTpaths8e29_1e31_v11_hlt_All.db"), conddbv2.Options{Immutable: true})
 	if err != nil {
 		t.Fatal(err)
 	}

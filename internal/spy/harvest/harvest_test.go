@@ -13,8 +13,9 @@ import (
 
 	"github.com/cms-pcl/spyagency/internal/clock"
 	"github.com/cms-pcl/spyagency/internal/conddbv2"
-	"github.com/cms-pcl/spyagency/internal/pcl"
+	"github.com/cms-pcl/spyagency/internal/fixtures"
 	"github.com/cms-pcl/spyagency/internal/httpx"
+	"github.com/cms-pcl/spyagency/internal/pcl"
 )
 
 var now = time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
@@ -249,7 +250,7 @@ func mapKeys(m map[string]pcl.Observation) func(func(string) bool) {
 // TestRealCondDBFileHarvested reads the CMSSW-written fixture as if AlcaHarvest had produced it.
 func TestRealCondDBFileHarvested(t *testing.T) {
 	t.Parallel()
-	src := filepath.Join(fixtureDir(t, "conddb"), "AlCaRecoHLTpaths8e29_1e31_v11_hlt_All.db")
+	src := fixtures.Path(t, "conddb", "AlCaRecoHLTpaths8e29_1e31_v11_hlt_All.db")
 	data, err := os.ReadFile(src)
 	if err != nil {
 		t.Fatal(err)
