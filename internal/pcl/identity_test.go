@@ -51,7 +51,7 @@ var notInKey = map[Kind]map[string]string{
 		"Seq":  "the store's number for the fact, given after its identity",
 	},
 	KindRun: {
-		"At": "derived from last_update (or the start), which the key holds",
+		"At":           "derived from last_update (or the start), which the key holds",
 		"RunInfo.Fill": "OMS bumps last_update, which is in the key, whenever it changes a run's attributes", "RunInfo.BField": "as Fill",
 		"RunInfo.Era": "as Fill", "RunInfo.Sequence": "as Fill", "RunInfo.HLTKey": "as Fill", "RunInfo.FillType": "as Fill",
 		"RunInfo.StableBeam": "as Fill", "RunInfo.Components": "as Fill",

@@ -13,9 +13,9 @@ import (
 	"github.com/cms-pcl/spyagency/internal/apperr"
 	"github.com/cms-pcl/spyagency/internal/clock"
 	"github.com/cms-pcl/spyagency/internal/conddbv2"
+	"github.com/cms-pcl/spyagency/internal/httpx"
 	"github.com/cms-pcl/spyagency/internal/pcl"
 	"github.com/cms-pcl/spyagency/internal/spy"
-	"github.com/cms-pcl/spyagency/internal/httpx"
 )
 
 // Config builds a condition DB spy.

@@ -14,9 +14,9 @@ import (
 	"github.com/cms-pcl/spyagency/internal/clock"
 	"github.com/cms-pcl/spyagency/internal/conddbv2"
 	"github.com/cms-pcl/spyagency/internal/fixtures"
+	"github.com/cms-pcl/spyagency/internal/httpx"
 	"github.com/cms-pcl/spyagency/internal/pcl"
 	"github.com/cms-pcl/spyagency/internal/reconcile"
-	"github.com/cms-pcl/spyagency/internal/httpx"
 )
 
 const fixtureTag = "AlCaRecoHLTpaths8e29_1e31_v11_hlt"

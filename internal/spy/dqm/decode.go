@@ -6,8 +6,8 @@ import (
 	"regexp"
 	"strconv"
 
-	"github.com/cms-pcl/spyagency/internal/pcl"
 	"github.com/cms-pcl/spyagency/internal/httpx"
+	"github.com/cms-pcl/spyagency/internal/pcl"
 )
 
 // Sample is one dataset the GUI holds for a run.

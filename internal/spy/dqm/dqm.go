@@ -15,9 +15,9 @@ import (
 	"strings"
 
 	"github.com/cms-pcl/spyagency/internal/clock"
+	"github.com/cms-pcl/spyagency/internal/httpx"
 	"github.com/cms-pcl/spyagency/internal/pcl"
 	"github.com/cms-pcl/spyagency/internal/spy"
-	"github.com/cms-pcl/spyagency/internal/httpx"
 )
 
 // API selects the GUI flavour.

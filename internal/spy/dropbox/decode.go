@@ -7,8 +7,8 @@ import (
 	"strings"
 	"time"
 
-	"github.com/cms-pcl/spyagency/internal/pcl"
 	"github.com/cms-pcl/spyagency/internal/httpx"
+	"github.com/cms-pcl/spyagency/internal/pcl"
 )
 
 // Record is one line of the upload log: one uploaded file and one destination tag.

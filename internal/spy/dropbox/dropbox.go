@@ -14,9 +14,9 @@ import (
 
 	"github.com/cms-pcl/spyagency/internal/apperr"
 	"github.com/cms-pcl/spyagency/internal/clock"
+	"github.com/cms-pcl/spyagency/internal/httpx"
 	"github.com/cms-pcl/spyagency/internal/pcl"
 	"github.com/cms-pcl/spyagency/internal/spy"
-	"github.com/cms-pcl/spyagency/internal/httpx"
 )
 
 // LogPath is where the feed lives under the service's root (docs/upload-log.md).

@@ -16,8 +16,8 @@ import (
 	"time"
 
 	"github.com/cms-pcl/spyagency/internal/clock"
-	"github.com/cms-pcl/spyagency/internal/pcl"
 	"github.com/cms-pcl/spyagency/internal/httpx"
+	"github.com/cms-pcl/spyagency/internal/pcl"
 )
 
 var t0 = time.Date(2026, 2, 27, 8, 0, 0, 0, time.UTC)

@@ -5,8 +5,8 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/cms-pcl/spyagency/internal/pcl"
 	"github.com/cms-pcl/spyagency/internal/httpx"
+	"github.com/cms-pcl/spyagency/internal/pcl"
 )
 
 // Page is one decoded page of OMS runs.

@@ -13,9 +13,9 @@ import (
 	"time"
 
 	"github.com/cms-pcl/spyagency/internal/clock"
+	"github.com/cms-pcl/spyagency/internal/httpx"
 	"github.com/cms-pcl/spyagency/internal/pcl"
 	"github.com/cms-pcl/spyagency/internal/spy"
-	"github.com/cms-pcl/spyagency/internal/httpx"
 )
 
 // Config configures the Tier-0 spy.
