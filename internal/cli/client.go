@@ -62,8 +62,25 @@ func envOr(name, def string) string {
 	return def
 }
 
-// do sends a request and returns the JSON reply as it came, turning the server's {"error","code"} into
-// an error in its own words.
+// call sends a request and, with --json, prints the reply as it came to w; otherwise it decodes it into
+// into, strictly. printed says which, so that the caller prints its table only when it has to. The
+// server's {"error","code"} becomes an error in its own words.
+func (c *client) call(ctx context.Context, w io.Writer, method, path string, body, into any) (printed bool, err error) {
+	out, err := c.do(ctx, method, path, body)
+	if err != nil {
+		return false, err
+	}
+	if c.json {
+		_, err := fmt.Fprintf(w, "%s\n", out)
+		return true, err
+	}
+	if err := httpx.DecodeBytesStrict(out, into); err != nil {
+		return false, fmt.Errorf("server reply: %w", err)
+	}
+	return false, nil
+}
+
+// do sends the request and returns the reply as it came.
 func (c *client) do(ctx context.Context, method, path string, body any) (json.RawMessage, error) {
 	req := httpx.Request{Method: method, URL: c.base + path}
 	if body != nil {
@@ -82,12 +99,6 @@ func (c *client) do(ctx context.Context, method, path string, body any) (json.Ra
 		return nil, err
 	}
 	return out, nil
-}
-
-// print writes a reply as the server sent it, for --json.
-func (c *client) print(w io.Writer, out json.RawMessage) error {
-	_, err := fmt.Fprintf(w, "%s\n", out)
-	return err
 }
 
 func runNumber(fs *flag.FlagSet) (uint32, error) {
@@ -149,18 +160,11 @@ func runRuns(e *env, args []string) error {
 	if *readiness != "" {
 		q.Set("readiness", *readiness)
 	}
-	out, err := c.do(e.ctx, "GET", "/api/v1/runs?"+q.Encode(), nil)
-	if err != nil {
-		return err
-	}
-	if c.json {
-		return c.print(e.stdout, out)
-	}
 	var list struct {
 		Runs []web.RunView `json:"runs"`
 	}
-	if err := httpx.DecodeBytesStrict(out, &list); err != nil {
-		return fmt.Errorf("server reply: %w", err)
+	if printed, err := c.call(e.ctx, e.stdout, "GET", "/api/v1/runs?"+q.Encode(), nil, &list); printed || err != nil {
+		return err
 	}
 	tw := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "RUN\tCLASS\tSTOPPED\tREADINESS\tVERSION\tREASON")
@@ -193,16 +197,9 @@ func runRun(e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	out, err := c.do(e.ctx, "GET", fmt.Sprintf("/api/v1/runs/%d", run), nil)
-	if err != nil {
-		return err
-	}
-	if c.json {
-		return c.print(e.stdout, out)
-	}
 	var v web.RunView
-	if err := httpx.DecodeBytesStrict(out, &v); err != nil {
-		return fmt.Errorf("server reply: %w", err)
+	if printed, err := c.call(e.ctx, e.stdout, "GET", fmt.Sprintf("/api/v1/runs/%d", run), nil, &v); printed || err != nil {
+		return err
 	}
 	printRun(e.stdout, v)
 	return nil
@@ -260,17 +257,10 @@ func override(action pcl.OverrideAction) func(e *env, args []string) error {
 		if err != nil {
 			return err
 		}
-		out, err := c.do(e.ctx, "POST", fmt.Sprintf("/api/v1/runs/%d/override", run),
-			map[string]string{"action": string(action), "workflow": *workflow, "reason": *reason})
-		if err != nil {
-			return err
-		}
-		if c.json {
-			return c.print(e.stdout, out)
-		}
 		var v web.RunView
-		if err := httpx.DecodeBytesStrict(out, &v); err != nil {
-			return fmt.Errorf("server reply: %w", err)
+		body := map[string]string{"action": string(action), "workflow": *workflow, "reason": *reason}
+		if printed, err := c.call(e.ctx, e.stdout, "POST", fmt.Sprintf("/api/v1/runs/%d/override", run), body, &v); printed || err != nil {
+			return err
 		}
 		fmt.Fprintf(e.stdout, "run %d is now %s (v%d): %s\n", v.Run, v.Readiness.State, v.Readiness.Version, v.Readiness.Reason)
 		return nil

@@ -268,24 +268,19 @@ func (db *DB) PreviousIOV(ctx context.Context, tag string, since uint64, asOf ti
 
 func (db *DB) scanIOVs(ctx context.Context, tag, q string, args ...any) ([]IOV, error) {
 	rows, err := db.query(ctx, q, args...)
-	if err != nil {
-		return nil, fmt.Errorf("condition DB %s: reading IOVs of %s: %w", db.name, tag, err)
-	}
-	defer rows.Close()
-	var out []IOV
-	for rows.Next() {
+	out, err := collect(rows, err, func(rows *sql.Rows, i int) (IOV, error) {
 		var (
 			s   sinceValue
 			ins timeValue
 			iov = IOV{Tag: tag}
 		)
 		if err := rows.Scan(&s, &iov.Payload, &ins); err != nil {
-			return nil, fmt.Errorf("condition DB %s: IOV %d of %s: %w", db.name, len(out)+1, tag, err)
+			return iov, fmt.Errorf("IOV %d: %w", i+1, err)
 		}
 		iov.Since, iov.Inserted = uint64(s), time.Time(ins)
-		out = append(out, iov)
-	}
-	if err := rows.Err(); err != nil {
+		return iov, nil
+	})
+	if err != nil {
 		return nil, fmt.Errorf("condition DB %s: reading IOVs of %s: %w", db.name, tag, err)
 	}
 	return out, nil
@@ -294,23 +289,15 @@ func (db *DB) scanIOVs(ctx context.Context, tag, q string, args ...any) ([]IOV, 
 // Payloads lists the PAYLOAD rows without their blobs, ordered by hash.
 func (db *DB) Payloads(ctx context.Context) ([]PayloadInfo, error) {
 	rows, err := db.query(ctx, `SELECT "HASH", "OBJECT_TYPE", "VERSION", "INSERTION_TIME" FROM "PAYLOAD" ORDER BY "HASH"`)
-	if err != nil {
-		return nil, fmt.Errorf("condition DB %s: reading payloads: %w", db.name, err)
-	}
-	defer rows.Close()
-	var out []PayloadInfo
-	for rows.Next() {
-		var (
-			p   PayloadInfo
-			ins timeValue
-		)
+	out, err := collect(rows, err, func(rows *sql.Rows, i int) (p PayloadInfo, err error) {
+		var ins timeValue
 		if err := rows.Scan(&p.Hash, &p.ObjectType, &p.Version, &ins); err != nil {
-			return nil, fmt.Errorf("condition DB %s: payload %d: %w", db.name, len(out)+1, err)
+			return p, fmt.Errorf("payload %d: %w", i+1, err)
 		}
 		p.Inserted = time.Time(ins)
-		out = append(out, p)
-	}
-	if err := rows.Err(); err != nil {
+		return p, nil
+	})
+	if err != nil {
 		return nil, fmt.Errorf("condition DB %s: reading payloads: %w", db.name, err)
 	}
 	return out, nil

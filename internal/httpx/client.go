@@ -120,6 +120,23 @@ func (c *Client) GetJSON(ctx context.Context, url string, into any) (Meta, error
 	return c.Send(ctx, Request{URL: url}, into)
 }
 
+// Get GETs url and decodes the reply with decode, the format's own decoder (kept apart from HTTP so that
+// it can be fuzzed on bytes). A reply the decoder refuses is an *Error of kind decode naming the URL,
+// as the client's own errors do.
+func Get[T any](ctx context.Context, c *Client, url string, decode func([]byte) (T, error)) (T, Meta, error) {
+	var zero T
+	var raw json.RawMessage
+	meta, err := c.GetJSON(ctx, url, &raw)
+	if err != nil {
+		return zero, meta, err
+	}
+	v, err := decode(raw)
+	if err != nil {
+		return zero, meta, &Error{Method: http.MethodGet, URL: meta.URL, Status: meta.Status, Kind: KindDecode, Err: err}
+	}
+	return v, meta, nil
+}
+
 // Send sends req. A 2xx reply's body is decoded into into as one JSON value (a *json.RawMessage keeps
 // it as it came), or, with into nil, read up to the limit and dropped whatever its type, for callers
 // to whom only the status matters. Any other status is an *Error with the start of the body, the

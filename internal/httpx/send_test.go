@@ -167,3 +167,29 @@ func must[T any](v T, err error) T {
 	}
 	return v
 }
+
+func TestGetDecodesWithTheFormatsDecoder(t *testing.T) {
+	t.Parallel()
+	url := serve(t, jsonHandler(`{"result": [392671]}`, map[string]string{"Cache-Control": "max-age=300"}))
+	decode := func(b []byte) (int, error) {
+		var s struct{ Result []int }
+		if err := DecodeBytes(b, &s); err != nil {
+			return 0, err
+		}
+		if len(s.Result) != 1 {
+			return 0, fmt.Errorf("%w: want one run", ErrDecode)
+		}
+		return s.Result[0], nil
+	}
+	n, meta, err := Get(context.Background(), New(Options{}), url, decode)
+	if err != nil || n != 392671 || meta.MaxAge != 5*time.Minute {
+		t.Fatalf("Get = %d, %+v, %v", n, meta, err)
+	}
+	bad := serve(t, jsonHandler(`{"result": []}`, nil))
+	_, _, err = Get(context.Background(), New(Options{}), bad, decode)
+	var e *Error
+	if !errors.As(err, &e) || e.Kind != KindDecode || e.Status != 200 || Retryable(err) || !errors.Is(err, ErrDecode) ||
+		err.Error() != "GET "+bad+": invalid JSON: want one run" {
+		t.Errorf("refused reply: %v", err)
+	}
+}

@@ -176,19 +176,27 @@ func (p t0Params) name(key string, required bool) (string, bool) {
 	return v, true
 }
 
+// runOrNewest is run n, or with n = 0 the newest run; nil unless has says it has what was asked for.
+// The service's express_config and reco_config default to the newest run that has a row.
+func (s *Sim) runOrNewest(n uint32, has func(*run) bool) *run {
+	if n != 0 {
+		if r := s.w.byNum[n]; r != nil && has(r) {
+			return r
+		}
+		return nil
+	}
+	for i := len(s.w.runs) - 1; i >= 0; i-- {
+		if has(s.w.runs[i]) {
+			return s.w.runs[i]
+		}
+	}
+	return nil
+}
+
 // expressConfig lists the configured express streams of a run (default: the newest configured run).
 func (s *Sim) expressConfig(n uint32, stream string) []any {
-	var r *run
-	if n == 0 {
-		for i := len(s.w.runs) - 1; i >= 0 && r == nil; i-- {
-			if !s.w.runs[i].Configured.IsZero() {
-				r = s.w.runs[i]
-			}
-		}
-	} else {
-		r = s.w.byNum[n]
-	}
-	if r == nil || r.Configured.IsZero() {
+	r := s.runOrNewest(n, func(r *run) bool { return !r.Configured.IsZero() })
+	if r == nil {
 		return nil
 	}
 	p := s.w.p
@@ -211,17 +219,8 @@ func (s *Sim) expressConfig(n uint32, stream string) []any {
 
 // recoConfig lists the released datasets of a run (default: the newest released run).
 func (s *Sim) recoConfig(n uint32, pd string) []any {
-	var r *run
-	if n == 0 {
-		for i := len(s.w.runs) - 1; i >= 0 && r == nil; i-- {
-			if !s.w.runs[i].Released.IsZero() {
-				r = s.w.runs[i]
-			}
-		}
-	} else {
-		r = s.w.byNum[n]
-	}
-	if r == nil || r.Released.IsZero() {
+	r := s.runOrNewest(n, func(r *run) bool { return !r.Released.IsZero() })
+	if r == nil {
 		return nil
 	}
 	var out []any

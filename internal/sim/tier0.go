@@ -12,7 +12,6 @@ import (
 	"time"
 
 	"github.com/cms-pcl/spyagency/internal/httpx"
-	"github.com/cms-pcl/spyagency/internal/redact"
 	"github.com/cms-pcl/spyagency/internal/t0envelope"
 )
 
@@ -45,6 +44,32 @@ type HTTPAgency struct {
 	Token string
 }
 
+// AgencyAt is an AgencyClient for an agency whose address is known only once it listens, or changes as
+// it is restarted (the demo, the crash suite). Until Set, and after Set(""), the agency is unreachable,
+// and the stub falls back to its fixed delay exactly as Tier-0 would.
+type AgencyAt struct {
+	mu   sync.Mutex
+	base string
+}
+
+// Set points the stub at the agency at base (e.g. http://127.0.0.1:8080); "" means none is up.
+func (a *AgencyAt) Set(base string) {
+	a.mu.Lock()
+	a.base = base
+	a.mu.Unlock()
+}
+
+// FirstUnreadyRun asks the agency last Set.
+func (a *AgencyAt) FirstUnreadyRun(ctx context.Context) (uint32, error) {
+	a.mu.Lock()
+	base := a.base
+	a.mu.Unlock()
+	if base == "" {
+		return 0, errors.New("agency: none listening")
+	}
+	return HTTPAgency{BaseURL: base}.FirstUnreadyRun(ctx)
+}
+
 // agencyHTTP is the default client: a 5 s timeout and a 64 KiB body limit, as Tier-0's feeder would ask.
 var agencyHTTP = sync.OnceValue(func() *httpx.Client {
 	return httpx.New(httpx.Options{Timeout: 5 * time.Second, MaxBytes: 64 << 10, UserAgent: "spyagency-sim-tier0"})
@@ -61,16 +86,16 @@ func (a HTTPAgency) FirstUnreadyRun(ctx context.Context) (uint32, error) {
 		req.Header = http.Header{"Authorization": {"Bearer " + a.Token}}
 	}
 	var body json.RawMessage
-	if _, err := c.Send(ctx, req, &body); err != nil {
+	meta, err := c.Send(ctx, req, &body)
+	if err != nil {
 		return 0, fmt.Errorf("agency: %w", err)
 	}
-	u := redact.URL(req.URL)
 	runs, err := t0envelope.Decode[uint32](body)
 	if err != nil {
-		return 0, fmt.Errorf("agency: GET %s: %w", u, err)
+		return 0, fmt.Errorf("agency: GET %s: %w", meta.URL, err)
 	}
 	if len(runs) != 1 {
-		return 0, fmt.Errorf("agency: GET %s: want one run in result, got %d", u, len(runs))
+		return 0, fmt.Errorf("agency: GET %s: want one run in result, got %d", meta.URL, len(runs))
 	}
 	return runs[0], nil
 }

@@ -350,3 +350,24 @@ func TestHTTPAgencySendsToken(t *testing.T) {
 		t.Errorf("got %d, %v", n, err)
 	}
 }
+
+func TestAgencyAt(t *testing.T) {
+	t.Parallel()
+	srv := httptest.NewServer(http.HandlerFunc(func(rw http.ResponseWriter, req *http.Request) {
+		rw.Header().Set("Content-Type", "application/json")
+		rw.Write([]byte("{\"result\": [\n 392700\n]}\n"))
+	}))
+	defer srv.Close()
+	var a AgencyAt
+	if _, err := a.FirstUnreadyRun(context.Background()); err == nil {
+		t.Error("an agency not yet listening answered")
+	}
+	a.Set(srv.URL)
+	if n, err := a.FirstUnreadyRun(context.Background()); n != 392700 || err != nil {
+		t.Errorf("after Set: %d, %v", n, err)
+	}
+	a.Set("")
+	if _, err := a.FirstUnreadyRun(context.Background()); err == nil {
+		t.Error("an agency gone answered")
+	}
+}

@@ -248,13 +248,9 @@ func (s *Spy) samples(ctx context.Context, run uint32) ([]Sample, error) {
 	} else {
 		u = s.base + "/data/json/samples?" + url.Values{"match": {"PromptCalibProd.*ALCAPROMPT"}, "run": {"^" + rs + "$"}}.Encode()
 	}
-	var raw json.RawMessage
-	if _, err := s.cfg.Client.GetJSON(ctx, u, &raw); err != nil {
-		return nil, fmt.Errorf("dqm: %w", err)
-	}
-	out, err := decode(raw)
+	out, _, err := httpx.Get(ctx, s.cfg.Client, u, decode)
 	if err != nil {
-		return nil, fmt.Errorf("dqm: GET %s: %w", u, err)
+		return nil, fmt.Errorf("dqm: %w", err)
 	}
 	for _, smp := range out {
 		if smp.Run != run {
@@ -274,13 +270,9 @@ func (s *Spy) archive(ctx context.Context, run uint32, dataset, folder string) (
 	} else {
 		u = s.base + "/data/json/archive/" + escapePath(path)
 	}
-	var raw json.RawMessage
-	if _, err := s.cfg.Client.GetJSON(ctx, u, &raw); err != nil {
-		return Folder{}, fmt.Errorf("dqm: %w", err)
-	}
-	f, err := decode(raw)
+	f, _, err := httpx.Get(ctx, s.cfg.Client, u, decode)
 	if err != nil {
-		return Folder{}, fmt.Errorf("dqm: GET %s: %w", u, err)
+		return Folder{}, fmt.Errorf("dqm: %w", err)
 	}
 	return f, nil
 }

@@ -160,13 +160,9 @@ func (s *Spy) pageURL(since time.Time, limit int) string {
 }
 
 func (s *Spy) fetch(ctx context.Context, u string) (Page, error) {
-	var body json.RawMessage
-	if _, err := s.cfg.Client.GetJSON(ctx, u, &body); err != nil {
-		return Page{}, fmt.Errorf("dropbox spy: %w", err)
-	}
-	page, err := DecodeLog(body)
+	page, _, err := httpx.Get(ctx, s.cfg.Client, u, DecodeLog)
 	if err != nil {
-		return Page{}, fmt.Errorf("dropbox spy: GET %s: %w", u, err)
+		return Page{}, fmt.Errorf("dropbox spy: %w", err)
 	}
 	return page, nil
 }

@@ -2,7 +2,6 @@ package oms
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"log/slog"
 	"net/url"
@@ -161,13 +160,9 @@ func (s *Spy) readRuns(ctx context.Context, q url.Values) ([]Run, error) {
 			return nil, fmt.Errorf("oms: links.next loops back to %s", u)
 		}
 		seen[u] = true
-		var raw json.RawMessage
-		if _, err := s.cfg.Client.GetJSON(ctx, u, &raw); err != nil {
-			return nil, fmt.Errorf("oms: %w", err)
-		}
-		p, err := DecodeRuns(raw)
+		p, _, err := httpx.Get(ctx, s.cfg.Client, u, DecodeRuns)
 		if err != nil {
-			return nil, fmt.Errorf("oms: GET %s: %w", u, err)
+			return nil, fmt.Errorf("oms: %w", err)
 		}
 		for _, r := range p.Runs {
 			// A run listed twice (OMS paging over a changing table) keeps its newest version.

@@ -258,14 +258,9 @@ func (s *Spy) get(ctx context.Context, now time.Time, u string, decode func([]by
 		}
 		return c.obs, nil
 	}
-	var raw json.RawMessage
-	meta, err := s.cfg.Client.GetJSON(ctx, u, &raw)
+	obs, meta, err := httpx.Get(ctx, s.cfg.Client, u, func(b []byte) ([]pcl.Observation, error) { return decode(b, now) })
 	if err != nil {
 		return nil, fmt.Errorf("tier0: %w", err)
-	}
-	obs, err := decode(raw, now)
-	if err != nil {
-		return nil, fmt.Errorf("tier0: GET %s: %w", u, err)
 	}
 	if meta.MaxAge > 0 {
 		s.cache[u] = cached{fetched: now, until: now.Add(meta.MaxAge), obs: obs}
