@@ -1,4 +1,4 @@
-# The two commands of the README are `go run ./cmd/spyagency serve` and `make test`.
+# The two commands of the README are `go run ./cmd/spyagency demo` and `make test`.
 GO ?= go
 
 .PHONY: test vet bench fuzz build
@@ -10,8 +10,10 @@ test: vet
 vet:
 	$(GO) vet ./...
 
+# -buildvcs=true stamps the commit into the binary for `spyagency version`, whatever GOFLAGS says (the
+# build machines set -buildvcs=false).
 build:
-	$(GO) build -o spyagency ./cmd/spyagency
+	$(GO) build -buildvcs=true -o spyagency ./cmd/spyagency
 
 # The benchmarks of docs/benchmarks.md (one core where the target says so).
 bench:

@@ -15,7 +15,7 @@ import (
 	"time"
 
 	"github.com/cms-pcl/spyagency/internal/apperr"
-	"github.com/cms-pcl/spyagency/internal/conddb"
+	"github.com/cms-pcl/spyagency/internal/conddbv2"
 	"github.com/cms-pcl/spyagency/internal/config"
 	"github.com/cms-pcl/spyagency/internal/pcl"
 	"github.com/cms-pcl/spyagency/internal/store"
@@ -30,7 +30,7 @@ func fullConfig(t *testing.T, dir string) *config.Config {
 	if err := os.MkdirAll(harvestDir, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	w, err := conddb.Create(t.Context(), filepath.Join(dir, "conddb.db"))
+	w, err := conddbv2.Create(t.Context(), filepath.Join(dir, "conddb.db"))
 	if err != nil {
 		t.Fatal(err)
 	}

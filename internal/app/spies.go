@@ -9,12 +9,12 @@ import (
 	"github.com/cms-pcl/spyagency/internal/agency"
 	"github.com/cms-pcl/spyagency/internal/clock"
 	"github.com/cms-pcl/spyagency/internal/config"
+	"github.com/cms-pcl/spyagency/internal/httpx"
 	"github.com/cms-pcl/spyagency/internal/pcl"
 	"github.com/cms-pcl/spyagency/internal/spy"
 	"github.com/cms-pcl/spyagency/internal/spy/conddb"
 	"github.com/cms-pcl/spyagency/internal/spy/dqm"
 	"github.com/cms-pcl/spyagency/internal/spy/dropbox"
-	"github.com/cms-pcl/spyagency/internal/spy/fetch"
 	"github.com/cms-pcl/spyagency/internal/spy/harvest"
 	"github.com/cms-pcl/spyagency/internal/spy/oms"
 	"github.com/cms-pcl/spyagency/internal/spy/runner"
@@ -36,8 +36,8 @@ type SpyParams struct {
 // NewSpy builds the spy of one source from its configuration block.
 func NewSpy(src pcl.Source, sc config.Source, p SpyParams) (spy.Spy, error) {
 	log := p.Logger.With("spy", string(src))
-	client := func() *fetch.Client {
-		return fetch.New(fetch.Options{Timeout: sc.Timeout, UserAgent: "spyagency",
+	client := func() *httpx.Client {
+		return httpx.New(httpx.Options{Timeout: sc.Timeout, UserAgent: "spyagency",
 			Token: func() (string, error) { return sc.Token(os.LookupEnv) }})
 	}
 	switch src {

@@ -17,12 +17,6 @@ import (
 	"github.com/cms-pcl/spyagency/internal/fixtures"
 )
 
-// fixtures finds ../shared/fixtures/cms beside the module root, or skips.
-func fixtureDir(t *testing.T) string {
-	t.Helper()
-	return fixtures.Path(t)
-}
-
 // syncBuffer is a bytes.Buffer safe to write from the command and read from the test.
 type syncBuffer struct {
 	mu sync.Mutex
@@ -103,7 +97,7 @@ func TestConfigCheck(t *testing.T) {
 
 func TestProbeCondDBFixture(t *testing.T) {
 	t.Parallel()
-	db := filepath.Join(fixtureDir(t), "conddb", "AlCaRecoHLTpaths8e29_1e31_v11_hlt_All.db")
+	db := fixtures.Path(t, "conddb", "AlCaRecoHLTpaths8e29_1e31_v11_hlt_All.db")
 	code, out, errs := run(t, "probe", "conddb", "--dsn", "sqlite:"+db, "--tag", "AlCaRecoHLTpaths8e29_1e31_v11_hlt")
 	if code != 0 {
 		t.Fatalf("probe: %d %s", code, errs)
@@ -128,10 +122,7 @@ func TestProbeCondDBFixture(t *testing.T) {
 
 func TestProbeOMSFixture(t *testing.T) {
 	t.Parallel()
-	body, err := os.ReadFile(filepath.Join(fixtureDir(t), "oms", "test_oms_runs.json"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	body := fixtures.Read(t, "oms", "test_oms_runs.json")
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
 		w.Write(body)

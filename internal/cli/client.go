@@ -1,13 +1,12 @@
 package cli
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
-	"net/http"
 	"net/url"
 	"os"
 	"strconv"
@@ -19,16 +18,16 @@ import (
 	"github.com/cms-pcl/spyagency/internal/app"
 	"github.com/cms-pcl/spyagency/internal/clock"
 	"github.com/cms-pcl/spyagency/internal/config"
+	"github.com/cms-pcl/spyagency/internal/httpx"
 	"github.com/cms-pcl/spyagency/internal/pcl"
 	"github.com/cms-pcl/spyagency/internal/web"
 )
 
 // client is the operator's side of the HTTP API.
 type client struct {
-	base  string
-	token string
-	http  *http.Client
-	json  bool
+	base string
+	http *httpx.Client
+	json bool
 }
 
 func (e *env) clientFlags(fs *flag.FlagSet) func() (*client, error) {
@@ -40,17 +39,19 @@ func (e *env) clientFlags(fs *flag.FlagSet) func() (*client, error) {
 		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 			return nil, fmt.Errorf("bad --server %q: want http(s)://host:port", *server)
 		}
-		c := &client{base: strings.TrimRight(*server, "/"), http: &http.Client{Timeout: 30 * time.Second}, json: *asJSON}
+		token := os.Getenv("SPYAGENCY_TOKEN")
 		if *tokenFile != "" {
 			b, err := os.ReadFile(*tokenFile)
 			if err != nil {
 				return nil, err
 			}
-			c.token = strings.TrimSpace(string(b))
-		} else {
-			c.token = os.Getenv("SPYAGENCY_TOKEN")
+			token = strings.TrimSpace(string(b))
 		}
-		return c, nil
+		// The server's replies are Spy Agency's own format: read strictly, so that a client and a server
+		// that disagree say so rather than print half a run. The operator may sit behind a proxy.
+		hc := httpx.New(httpx.Options{Timeout: 30 * time.Second, MaxBytes: 64 << 20, Strict: true, EnvProxy: true,
+			UserAgent: "spyagency-cli", Token: func() (string, error) { return token, nil }})
+		return &client{base: strings.TrimRight(*server, "/"), http: hc, json: *asJSON}, nil
 	}
 }
 
@@ -61,42 +62,41 @@ func envOr(name, def string) string {
 	return def
 }
 
-// do sends a request and decodes a JSON reply, turning the server's {"error","code"} into an error.
-func (c *client) do(ctx context.Context, method, path string, body any) ([]byte, error) {
-	var rd io.Reader
+// call sends a request and, with --json, prints the reply as it came to w; otherwise it decodes it into
+// into, strictly. printed says which, so that the caller prints its table only when it has to. The
+// server's {"error","code"} becomes an error in its own words.
+func (c *client) call(ctx context.Context, w io.Writer, method, path string, body, into any) (printed bool, err error) {
+	out, err := c.do(ctx, method, path, body)
+	if err != nil {
+		return false, err
+	}
+	if c.json {
+		_, err := fmt.Fprintf(w, "%s\n", out)
+		return true, err
+	}
+	if err := httpx.DecodeBytesStrict(out, into); err != nil {
+		return false, fmt.Errorf("server reply: %w", err)
+	}
+	return false, nil
+}
+
+// do sends the request and returns the reply as it came.
+func (c *client) do(ctx context.Context, method, path string, body any) (json.RawMessage, error) {
+	req := httpx.Request{Method: method, URL: c.base + path}
 	if body != nil {
 		b, err := json.Marshal(body)
 		if err != nil {
 			return nil, err
 		}
-		rd = bytes.NewReader(b)
+		req.Body = b
 	}
-	req, err := http.NewRequestWithContext(ctx, method, c.base+path, rd)
-	if err != nil {
-		return nil, err
-	}
-	req.Header.Set("Accept", "application/json")
-	if body != nil {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	if c.token != "" {
-		req.Header.Set("Authorization", "Bearer "+c.token)
-	}
-	resp, err := c.http.Do(req)
-	if err != nil {
-		return nil, err
-	}
-	defer resp.Body.Close()
-	out, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
-	if err != nil {
-		return nil, err
-	}
-	if resp.StatusCode/100 != 2 {
-		var e struct{ Error, Code string }
-		if json.Unmarshal(out, &e) == nil && e.Error != "" {
-			return nil, fmt.Errorf("%s (%s, HTTP %d)", e.Error, e.Code, resp.StatusCode)
+	var out json.RawMessage
+	if _, err := c.http.Send(ctx, req, &out); err != nil {
+		var e *httpx.Error
+		if errors.As(err, &e) && e.APIMessage != "" {
+			return nil, fmt.Errorf("%s (%s, HTTP %d)", e.APIMessage, e.APICode, e.Status)
 		}
-		return nil, fmt.Errorf("HTTP %d from %s", resp.StatusCode, c.base+path)
+		return nil, err
 	}
 	return out, nil
 }
@@ -160,17 +160,11 @@ func runRuns(e *env, args []string) error {
 	if *readiness != "" {
 		q.Set("readiness", *readiness)
 	}
-	out, err := c.do(e.ctx, "GET", "/api/v1/runs?"+q.Encode(), nil)
-	if err != nil {
-		return err
+	var list struct {
+		Runs []web.RunView `json:"runs"`
 	}
-	if c.json {
-		_, err = e.stdout.Write(out)
+	if printed, err := c.call(e.ctx, e.stdout, "GET", "/api/v1/runs?"+q.Encode(), nil, &list); printed || err != nil {
 		return err
-	}
-	var list struct{ Runs []web.RunView }
-	if err := json.Unmarshal(out, &list); err != nil {
-		return fmt.Errorf("server reply: %w", err)
 	}
 	tw := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "RUN\tCLASS\tSTOPPED\tREADINESS\tVERSION\tREASON")
@@ -203,17 +197,9 @@ func runRun(e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	out, err := c.do(e.ctx, "GET", fmt.Sprintf("/api/v1/runs/%d", run), nil)
-	if err != nil {
-		return err
-	}
-	if c.json {
-		_, err = e.stdout.Write(out)
-		return err
-	}
 	var v web.RunView
-	if err := json.Unmarshal(out, &v); err != nil {
-		return fmt.Errorf("server reply: %w", err)
+	if printed, err := c.call(e.ctx, e.stdout, "GET", fmt.Sprintf("/api/v1/runs/%d", run), nil, &v); printed || err != nil {
+		return err
 	}
 	printRun(e.stdout, v)
 	return nil
@@ -271,18 +257,10 @@ func override(action pcl.OverrideAction) func(e *env, args []string) error {
 		if err != nil {
 			return err
 		}
-		out, err := c.do(e.ctx, "POST", fmt.Sprintf("/api/v1/runs/%d/override", run),
-			map[string]string{"action": string(action), "workflow": *workflow, "reason": *reason})
-		if err != nil {
-			return err
-		}
-		if c.json {
-			_, err = e.stdout.Write(out)
-			return err
-		}
 		var v web.RunView
-		if err := json.Unmarshal(out, &v); err != nil {
-			return fmt.Errorf("server reply: %w", err)
+		body := map[string]string{"action": string(action), "workflow": *workflow, "reason": *reason}
+		if printed, err := c.call(e.ctx, e.stdout, "POST", fmt.Sprintf("/api/v1/runs/%d/override", run), body, &v); printed || err != nil {
+			return err
 		}
 		fmt.Fprintf(e.stdout, "run %d is now %s (v%d): %s\n", v.Run, v.Readiness.State, v.Readiness.Version, v.Readiness.Reason)
 		return nil

@@ -2,6 +2,9 @@ package cli
 
 import (
 	"context"
+	"io"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -93,5 +96,23 @@ func TestClientCommands(t *testing.T) {
 	}
 	if code, _, errs := run(t, "runs", "--server", "ftp://x"); code != 1 || !strings.Contains(errs, "--server") {
 		t.Errorf("bad server: %d %q", code, errs)
+	}
+}
+
+// The server's replies are read strictly: a field the client does not know means client and server
+// disagree, and the operator is told rather than shown half a run.
+func TestClientRefusesUnknownFields(t *testing.T) {
+	t.Parallel()
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		io.WriteString(w, `{"run": 392680, "class": "Collisions25", "readiness": {"state": "waiting"}, "workflows": [], "quorum": 3}`+"\n")
+	}))
+	defer srv.Close()
+	if code, _, errs := run(t, "run", "392680", "--server", srv.URL); code != 1 || !strings.Contains(errs, `unknown field "quorum"`) {
+		t.Errorf("run against a server with an unknown field: %d %q", code, errs)
+	}
+	// --json prints the reply as it came, whatever it holds.
+	if code, out, errs := run(t, "run", "392680", "--server", srv.URL, "--json"); code != 0 || !strings.Contains(out, `"quorum": 3}`) {
+		t.Errorf("run --json: %d %q %q", code, out, errs)
 	}
 }

@@ -245,6 +245,25 @@ func TestDeprecatedMaxWakeDelay(t *testing.T) {
 	}
 }
 
+// TestLeaseTTLRefusedUntilUsed: agency.lease_ttl would set a lease that replication, not built yet, would
+// hold; a key that does nothing is refused with what is missing, at its line, not read and ignored.
+func TestLeaseTTLRefusedUntilUsed(t *testing.T) {
+	t.Parallel()
+	problems := Check("lease.yaml", []byte("agency:\n  lookback: 72h\n  lease_ttl: 15s\n"))
+	if Errors(problems) != 1 {
+		t.Fatalf("problems %v, want one error", problems)
+	}
+	if got := problems[0].String(); got != "lease.yaml:3:3: agency.lease_ttl: not used yet: the leader lease belongs to replicated deployments, which are not built yet; remove the key" {
+		t.Errorf("error reads %q", got)
+	}
+	if _, err := Parse("lease.yaml", []byte("agency:\n  lease_ttl: 15s\n")); err == nil {
+		t.Error("Parse accepted agency.lease_ttl")
+	}
+	if strings.Contains(string(ExampleYAML()), "lease_ttl") {
+		t.Error("the example sets agency.lease_ttl, which config check refuses")
+	}
+}
+
 // TestUnbuiltStoreAndSimulatedClock: a PostgreSQL store DSN is refused as not built yet, and a simulated
 // clock is refused unless every enabled source is on this machine, each at its line.
 func TestUnbuiltStoreAndSimulatedClock(t *testing.T) {

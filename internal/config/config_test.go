@@ -126,7 +126,7 @@ func TestFullExample(t *testing.T) {
 	if c.Links != DefaultLinks() {
 		t.Errorf("links = %+v, want the defaults", c.Links)
 	}
-	wantAgency := Agency{ReconcileBatch: 200, ResyncInterval: 5 * time.Minute, Lookback: 336 * time.Hour, LeaseTTL: 15 * time.Second}
+	wantAgency := Agency{ReconcileBatch: 200, ResyncInterval: 5 * time.Minute, Lookback: 336 * time.Hour}
 	if c.Agency != wantAgency {
 		t.Errorf("agency = %+v, want %+v", c.Agency, wantAgency)
 	}

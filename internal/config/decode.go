@@ -293,6 +293,8 @@ func (d *decoder) decodeMapping(path string, n *yaml.Node, v reflect.Value, merg
 			continue
 		}
 		switch {
+		case !known && notYet[kpath] != "":
+			d.addf(posOf(kn), kpath, "not used yet: %s; remove the key", notYet[kpath])
 		case !known && looksSecret(key):
 			d.addf(posOf(kn), kpath, "looks like an inline secret: secrets are never read from the configuration file; %s", secretHint(key, fields))
 		case !known:
@@ -313,6 +315,13 @@ func (d *decoder) decodeMapping(path string, n *yaml.Node, v reflect.Value, merg
 // older version keeps working: the old key path → the new key in the same mapping.
 var renamed = map[string]string{
 	"agency.max_wake_delay": "resync_interval", // renamed for what it is (issue 10)
+}
+
+// notYet are keys of features not built yet. They are refused, saying what is missing, rather than read
+// into a setting that would do nothing and mislead whoever set it. A key leaves this list when the code
+// that reads it lands.
+var notYet = map[string]string{
+	"agency.lease_ttl": "the leader lease belongs to replicated deployments, which are not built yet",
 }
 
 // decodeRenamed reads a deprecated key into its new field. Both names in one file are an error: which

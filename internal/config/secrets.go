@@ -6,6 +6,8 @@ import (
 	"net/url"
 	"os"
 	"strings"
+
+	"github.com/cms-pcl/spyagency/internal/redact"
 )
 
 // looksSecret says whether a key that the configuration does not know was probably meant to carry a
@@ -112,21 +114,13 @@ func isPostgres(dsn string) bool {
 // file cannot hold secrets, but a DSN given on the command line might.
 func (c *Config) Redacted() *Config {
 	r := *c
-	r.Store.DSN = redactURL(r.Store.DSN)
+	r.Store.DSN = redact.URL(r.Store.DSN)
 	for _, s := range r.Sources.list() {
-		s.src.URL = redactURL(s.src.URL)
-		s.src.DSN = redactURL(s.src.DSN)
+		s.src.URL = redact.URL(s.src.URL)
+		s.src.DSN = redact.URL(s.src.DSN)
 	}
-	r.Server.PublicURL = redactURL(r.Server.PublicURL)
+	r.Server.PublicURL = redact.URL(r.Server.PublicURL)
 	return &r
-}
-
-func redactURL(raw string) string {
-	if !urlPassword(raw) {
-		return raw
-	}
-	u, _ := url.Parse(raw)
-	return u.Redacted()
 }
 
 // Secret reads a webhook target's shared secret from its file or environment variable.

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/cms-pcl/spyagency/internal/pcl"
+	"github.com/cms-pcl/spyagency/internal/redact"
 )
 
 // validate checks the decoded configuration, each problem at the line of the value it rejects (or of
@@ -134,7 +135,7 @@ func (d *decoder) checkDSN(field, dsn string) {
 		} else if urlPassword(dsn) {
 			d.addf(d.at(field), field, "the DSN carries a password: secrets are never read from the configuration file; use password_file or password_env")
 		} else if u.Host == "" {
-			d.addf(d.at(field), field, "postgres DSN %q has no host", u.Redacted())
+			d.addf(d.at(field), field, "postgres DSN %q has no host", redact.URL(dsn))
 		}
 	default:
 		scheme, _, _ := strings.Cut(dsn, ":")
@@ -346,7 +347,6 @@ func (d *decoder) checkAgency(a Agency) {
 	}
 	d.positive("agency.resync_interval", a.ResyncInterval)
 	d.positive("agency.lookback", a.Lookback)
-	d.positive("agency.lease_ttl", a.LeaseTTL)
 }
 
 var targetName = regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)
@@ -428,9 +428,9 @@ func (d *decoder) checkSimulatedClock(c *Config) {
 		field := "sources." + string(s.name)
 		switch {
 		case s.src.URL != "" && !loopbackURL(s.src.URL):
-			far = append(far, fmt.Sprintf("%s.url %s", field, s.src.URL))
+			far = append(far, fmt.Sprintf("%s.url %s", field, redact.URL(s.src.URL)))
 		case isPostgres(s.src.DSN) && !loopbackURL(s.src.DSN):
-			far = append(far, fmt.Sprintf("%s.dsn %s", field, redactedDSN(s.src.DSN)))
+			far = append(far, fmt.Sprintf("%s.dsn %s", field, redact.URL(s.src.DSN)))
 		}
 	}
 	if len(far) > 0 {
@@ -451,12 +451,4 @@ func loopbackURL(raw string) bool {
 	}
 	ip := net.ParseIP(host)
 	return ip != nil && ip.IsLoopback()
-}
-
-// redactedDSN is a DSN fit for a message: no password.
-func redactedDSN(dsn string) string {
-	if u, err := url.Parse(dsn); err == nil {
-		return u.Redacted()
-	}
-	return "(unparsable DSN)"
 }

@@ -146,12 +146,12 @@ func (h *harness) follow(c *child) {
 		select {
 		case addr := <-c.served:
 			c.served <- addr
-			h.world.agency.set("http://" + addr)
+			h.world.agency.Set("http://" + addr)
 		case <-c.exited:
 			return
 		}
 		<-c.exited
-		h.world.agency.set("")
+		h.world.agency.Set("")
 	}()
 }
 

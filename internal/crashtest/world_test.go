@@ -5,7 +5,6 @@ package crashtest
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -80,35 +79,12 @@ type stillTimer struct{}
 func (stillTimer) C() <-chan time.Time { return nil }
 func (stillTimer) Stop() bool          { return true }
 
-// agencyAddr is the simulated Tier-0's view of the agency: the pull API of whichever child is up. With
-// none up it is unreachable, and the stub falls back to its fixed delay as Tier-0 would.
-type agencyAddr struct {
-	mu   sync.Mutex
-	base string
-}
-
-func (a *agencyAddr) set(base string) {
-	a.mu.Lock()
-	a.base = base
-	a.mu.Unlock()
-}
-
-func (a *agencyAddr) FirstUnreadyRun(ctx context.Context) (uint32, error) {
-	a.mu.Lock()
-	base := a.base
-	a.mu.Unlock()
-	if base == "" {
-		return 0, errors.New("no agency running")
-	}
-	return sim.HTTPAgency{BaseURL: base}.FirstUnreadyRun(ctx)
-}
-
 // world is the seeded simulated CMS, served on loopback from the test process.
 type world struct {
 	sim    *sim.Sim
 	clk    *worldClock
 	url    string
-	agency *agencyAddr
+	agency *sim.AgencyAt // the pull API of whichever child is up
 
 	stopRun context.CancelFunc
 	runDone chan error
@@ -119,7 +95,7 @@ type world struct {
 func newWorld(t *testing.T, dir string, seed uint64, preroll time.Duration) *world {
 	t.Helper()
 	clk := &worldClock{frozen: sim.DefaultStart.Add(preroll)}
-	w := &world{clk: clk, agency: &agencyAddr{}}
+	w := &world{clk: clk, agency: &sim.AgencyAt{}}
 	s, err := sim.New(sim.Config{Seed: seed, Dir: filepath.Join(dir, "cms"), Faults: "default", Clock: clk,
 		Tier0Mode: sim.Tier0Agency, Agency: w.agency})
 	if err != nil {

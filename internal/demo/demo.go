@@ -45,33 +45,9 @@ type Demo struct {
 	SimURL string
 	simLn  net.Listener
 	o      Options
-	client *agencyClient
+	client *sim.AgencyAt // the Tier-0 stub's view of the agency: its pull API, at the address it bound
 	// wrapSim, when set before ServeSim, wraps the simulator's handler (a test's view of each request).
 	wrapSim func(http.Handler) http.Handler
-}
-
-// agencyClient is the Tier-0 stub's view of the agency: its pull API over HTTP, at the address the
-// agency bound (known only once it listens). Until then the agency is "unreachable", and the stub falls
-// back to its fixed delay exactly as Tier-0 would.
-type agencyClient struct {
-	mu   sync.Mutex
-	base string
-}
-
-func (c *agencyClient) set(base string) {
-	c.mu.Lock()
-	c.base = base
-	c.mu.Unlock()
-}
-
-func (c *agencyClient) FirstUnreadyRun(ctx context.Context) (uint32, error) {
-	c.mu.Lock()
-	base := c.base
-	c.mu.Unlock()
-	if base == "" {
-		return 0, errors.New("agency not listening yet")
-	}
-	return sim.HTTPAgency{BaseURL: base}.FirstUnreadyRun(ctx)
 }
 
 // New builds the simulator and the agency; nothing runs until Run.
@@ -107,7 +83,7 @@ func New(ctx context.Context, o Options) (*Demo, error) {
 	if _, fake := o.Clock.(*clock.Fake); o.Stepped && !fake {
 		return nil, errors.New("demo: a stepped demo needs a fake clock")
 	}
-	client := &agencyClient{}
+	client := &sim.AgencyAt{}
 	d := &Demo{o: o, Clock: o.Clock, client: client}
 	s, err := sim.New(sim.Config{Seed: o.Seed, Dir: filepath.Join(o.DataDir, "cms"), Faults: o.Faults, Clock: o.Clock,
 		Tier0Mode: sim.Tier0Agency, Agency: client, Logger: o.Logger.With("part", "sim")})
@@ -138,7 +114,7 @@ func New(ctx context.Context, o Options) (*Demo, error) {
 		go func() {
 			select {
 			case <-a.Started():
-				client.set("http://" + a.Addr().String())
+				client.Set("http://" + a.Addr().String())
 			case <-ctx.Done():
 			}
 		}()
@@ -175,7 +151,7 @@ func Config(s *sim.Sim, simURL string, o Options) (*config.Config, error) {
 }
 
 // SetAgencyURL points the simulated Tier-0 at an agency serving App.Handler elsewhere (a stepped demo).
-func (d *Demo) SetAgencyURL(base string) { d.client.set(base) }
+func (d *Demo) SetAgencyURL(base string) { d.client.Set(base) }
 
 // ServeSim serves the simulator's services on their listener until ctx ends.
 func (d *Demo) ServeSim(ctx context.Context) error {

@@ -11,7 +11,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/cms-pcl/spyagency/internal/conddb"
+	"github.com/cms-pcl/spyagency/internal/conddbv2"
 	"github.com/cms-pcl/spyagency/internal/pcl"
 )
 
@@ -22,10 +22,10 @@ type disk struct {
 	harvest string // the harvest area's root
 	staging string // next to the harvest area: files are renamed from here into place
 	build   string // where SQLite files are built (memory-backed when the system has /dev/shm)
-	cond    *conddb.Writer
+	cond    *conddbv2.Writer
 	condDB  string
 	stored  map[string]bool // payload hashes already in the condition DB
-	// empty is an empty CondDB v2 file made by conddb.Create: each harvest file starts as a copy of it,
+	// empty is an empty CondDB v2 file made by conddbv2.Create: each harvest file starts as a copy of it,
 	// which saves building the schema again for every file.
 	empty []byte
 }
@@ -64,7 +64,7 @@ func newDisk(ctx context.Context, dir string, cat *pcl.Catalogue, created time.T
 	}
 	tmpl := filepath.Join(d.build, "empty.db")
 	os.Remove(tmpl)
-	tw, err := conddb.Create(ctx, tmpl)
+	tw, err := conddbv2.Create(ctx, tmpl)
 	if err != nil {
 		return nil, fmt.Errorf("sim: %w", err)
 	}
@@ -74,14 +74,14 @@ func newDisk(ctx context.Context, dir string, cat *pcl.Catalogue, created time.T
 	if err != nil {
 		return nil, fmt.Errorf("sim: %w", err)
 	}
-	w, err := conddb.Create(ctx, d.condDB)
+	w, err := conddbv2.Create(ctx, d.condDB)
 	if err != nil {
 		return nil, fmt.Errorf("sim: %w", err)
 	}
 	d.cond = w
 	for _, tag := range cat.DestinationTags() {
 		tt, _ := cat.TimeTypeOf(tag)
-		if err := w.InsertTag(ctx, conddb.TagInfo{Name: tag, TimeType: tt, ObjectType: objectTypeOfDest(cat, tag),
+		if err := w.InsertTag(ctx, conddbv2.TagInfo{Name: tag, TimeType: tt, ObjectType: objectTypeOfDest(cat, tag),
 			Synchronization: Synchronization(tag), Description: "PCL destination tag (simulated)",
 			Inserted: created, Modified: created}); err != nil {
 			w.Close()
@@ -164,18 +164,18 @@ func (d *disk) writeHarvest(r *run, wf *pcl.Workflow, in pcl.Input, f FileTruth,
 	if err := os.WriteFile(built, d.empty, 0o644); err != nil {
 		return fmt.Errorf("sim: harvest file %s: %w", f.Name, err)
 	}
-	w, err := conddb.OpenWriter(ctx, built)
+	w, err := conddbv2.OpenWriter(ctx, built)
 	if err != nil {
 		os.Remove(built)
 		return fmt.Errorf("sim: harvest file %s: %w", f.Name, err)
 	}
-	err = w.InsertTag(ctx, conddb.TagInfo{Name: in.Tag, TimeType: in.TimeType, ObjectType: objectType(in.Tag),
+	err = w.InsertTag(ctx, conddbv2.TagInfo{Name: in.Tag, TimeType: in.TimeType, ObjectType: objectType(in.Tag),
 		Synchronization: "any", Description: "AlcaHarvest output of " + wf.Name, Inserted: at, Modified: at})
 	if err == nil {
 		err = w.InsertPayload(ctx, payloadRow(f, at))
 	}
 	if err == nil {
-		err = w.AppendIOV(ctx, conddb.IOV{Tag: in.Tag, Since: f.Since, Payload: f.PayloadHash, Inserted: at})
+		err = w.AppendIOV(ctx, conddbv2.IOV{Tag: in.Tag, Since: f.Since, Payload: f.PayloadHash, Inserted: at})
 	}
 	if cerr := w.Close(); err == nil {
 		err = cerr
@@ -235,8 +235,8 @@ func metadataJSON(database string, in pcl.Input, run uint32) string {
 	return string(b)
 }
 
-func payloadRow(f FileTruth, at time.Time) conddb.Payload {
-	return conddb.Payload{Hash: f.PayloadHash, ObjectType: objectType(f.InputTag),
+func payloadRow(f FileTruth, at time.Time) conddbv2.Payload {
+	return conddbv2.Payload{Hash: f.PayloadHash, ObjectType: objectType(f.InputTag),
 		Data: []byte("simulated payload " + f.PayloadHash), StreamerInfo: []byte(`{"tech":"boost/serialization","tech_version":"1.1"}`),
 		Version: "CMSSW_16_0_2", Inserted: at}
 }
@@ -253,5 +253,5 @@ func (d *disk) appendIOV(tag string, f *FileTruth, since uint64, at time.Time) e
 		}
 		d.stored[f.PayloadHash] = true
 	}
-	return d.cond.AppendIOV(ctx, conddb.IOV{Tag: tag, Since: since, Payload: f.PayloadHash, Inserted: at})
+	return d.cond.AppendIOV(ctx, conddbv2.IOV{Tag: tag, Since: since, Payload: f.PayloadHash, Inserted: at})
 }

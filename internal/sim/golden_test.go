@@ -13,8 +13,9 @@ import (
 	"time"
 
 	"github.com/cms-pcl/spyagency/internal/clock"
-	"github.com/cms-pcl/spyagency/internal/conddb"
+	"github.com/cms-pcl/spyagency/internal/conddbv2"
 	"github.com/cms-pcl/spyagency/internal/config"
+	"github.com/cms-pcl/spyagency/internal/fixtures"
 	"github.com/cms-pcl/spyagency/internal/pcl"
 	"github.com/cms-pcl/spyagency/internal/spy/dqm"
 	"github.com/cms-pcl/spyagency/internal/spy/dropbox"
@@ -306,7 +307,7 @@ func TestHarvestAreaParses(t *testing.T) {
 			}
 		case pcl.HarvestDB:
 			found++
-			db, err := conddb.OpenFile(ctx, p, conddb.Options{Immutable: true})
+			db, err := conddbv2.OpenFile(ctx, p, conddbv2.Options{Immutable: true})
 			if err != nil {
 				t.Errorf("%s: %v", d.Name(), err)
 				return nil
@@ -358,12 +359,12 @@ func TestCondDBSchemaAndContent(t *testing.T) {
 	t.Parallel()
 	s, _ := sharedWorld(t)
 	ctx := context.Background()
-	fix, err := conddb.OpenFile(ctx, fixturePath(t, "conddb/AlCaRecoHLTpaths8e29_1e31_v11_hlt_All.db"), conddb.Options{Immutable: true})
+	fix, err := conddbv2.OpenFile(ctx, fixtures.Path(t, "conddb", "AlCaRecoHLTpaths8e29_1e31_v11_hlt_All.db"), conddbv2.Options{Immutable: true})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer fix.Close()
-	db, err := conddb.Open(ctx, "sqlite:"+s.CondDBPath())
+	db, err := conddbv2.Open(ctx, "sqlite:"+s.CondDBPath())
 	if err != nil {
 		t.Fatal(err)
 	}

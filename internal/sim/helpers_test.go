@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"github.com/cms-pcl/spyagency/internal/clock"
-	"github.com/cms-pcl/spyagency/internal/fixtures"
 )
 
 // One world of three simulated days, fixed Tier-0 mode, no faults, shared by the read-only tests: building
@@ -77,12 +76,6 @@ func get(t *testing.T, url string) (int, http.Header, []byte) {
 		t.Fatalf("GET %s: %v", url, err)
 	}
 	return resp.StatusCode, resp.Header, b
-}
-
-// fixturePath finds ../shared/fixtures/cms/<rel> next to the module root, or skips.
-func fixturePath(t *testing.T, rel string) string {
-	t.Helper()
-	return fixtures.Path(t, rel)
 }
 
 // stoppedRuns are the runs of the shared world that stopped by its end.

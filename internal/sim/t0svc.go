@@ -1,8 +1,6 @@
 package sim
 
 import (
-	"bytes"
-	"encoding/json"
 	"fmt"
 	"net/http"
 	"net/url"
@@ -11,6 +9,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/cms-pcl/spyagency/internal/t0envelope"
 )
 
 // The Tier-0 Data Service's parameter rules (cms-interfaces.md §2).
@@ -176,19 +176,27 @@ func (p t0Params) name(key string, required bool) (string, bool) {
 	return v, true
 }
 
+// runOrNewest is run n, or with n = 0 the newest run; nil unless has says it has what was asked for.
+// The service's express_config and reco_config default to the newest run that has a row.
+func (s *Sim) runOrNewest(n uint32, has func(*run) bool) *run {
+	if n != 0 {
+		if r := s.w.byNum[n]; r != nil && has(r) {
+			return r
+		}
+		return nil
+	}
+	for i := len(s.w.runs) - 1; i >= 0; i-- {
+		if has(s.w.runs[i]) {
+			return s.w.runs[i]
+		}
+	}
+	return nil
+}
+
 // expressConfig lists the configured express streams of a run (default: the newest configured run).
 func (s *Sim) expressConfig(n uint32, stream string) []any {
-	var r *run
-	if n == 0 {
-		for i := len(s.w.runs) - 1; i >= 0 && r == nil; i-- {
-			if !s.w.runs[i].Configured.IsZero() {
-				r = s.w.runs[i]
-			}
-		}
-	} else {
-		r = s.w.byNum[n]
-	}
-	if r == nil || r.Configured.IsZero() {
+	r := s.runOrNewest(n, func(r *run) bool { return !r.Configured.IsZero() })
+	if r == nil {
 		return nil
 	}
 	p := s.w.p
@@ -211,17 +219,8 @@ func (s *Sim) expressConfig(n uint32, stream string) []any {
 
 // recoConfig lists the released datasets of a run (default: the newest released run).
 func (s *Sim) recoConfig(n uint32, pd string) []any {
-	var r *run
-	if n == 0 {
-		for i := len(s.w.runs) - 1; i >= 0 && r == nil; i-- {
-			if !s.w.runs[i].Released.IsZero() {
-				r = s.w.runs[i]
-			}
-		}
-	} else {
-		r = s.w.byNum[n]
-	}
-	if r == nil || r.Released.IsZero() {
+	r := s.runOrNewest(n, func(r *run) bool { return !r.Released.IsZero() })
+	if r == nil {
 		return nil
 	}
 	var out []any
@@ -236,31 +235,15 @@ func (s *Sim) recoConfig(n uint32, pd string) []any {
 	return out
 }
 
-// writeT0 writes Tier-0's chunked envelope: `{"result": [` newline, one element per line (the first
-// after a space, the others after a comma), then `]}`, cached for 5 minutes of simulated time.
+// writeT0 writes Tier-0's envelope (internal/t0envelope), cached for 5 minutes of simulated time.
 func writeT0(rw http.ResponseWriter, now time.Time, result []any) {
-	var b bytes.Buffer
-	b.WriteString("{\"result\": [\n")
-	for i, v := range result {
-		el, err := json.Marshal(v)
-		if err != nil {
-			http.Error(rw, "sim: "+err.Error(), http.StatusInternalServerError)
-			return
-		}
-		if i == 0 {
-			b.WriteByte(' ')
-		} else {
-			b.WriteByte(',')
-		}
-		b.Write(el)
-		b.WriteByte('\n')
-	}
-	b.WriteString("]}\n")
 	h := rw.Header()
-	h.Set("Content-Type", "application/json")
 	h.Set("Date", now.UTC().Format(http.TimeFormat))
 	h.Set("Expires", now.Add(t0CacheFor).UTC().Format(http.TimeFormat))
-	rw.Write(b.Bytes())
+	if err := t0envelope.Write(rw, result); err != nil {
+		h.Del("Expires")
+		http.Error(rw, "sim: "+err.Error(), http.StatusInternalServerError)
+	}
 }
 
 func t0Error(rw http.ResponseWriter, msg string) {

@@ -5,11 +5,14 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net/http"
 	"strings"
+	"sync"
 	"time"
+
+	"github.com/cms-pcl/spyagency/internal/httpx"
+	"github.com/cms-pcl/spyagency/internal/t0envelope"
 )
 
 // Tier0Mode says what releases PromptReco in the stub.
@@ -34,48 +37,67 @@ type AgencyClient interface {
 // HTTPAgency reads the pull API of a Spy Agency at BaseURL (e.g. http://127.0.0.1:8080).
 type HTTPAgency struct {
 	BaseURL string
-	Client  *http.Client // default: a client with a 5 s timeout
+	// Client sends the request; default one client shared by every HTTPAgency, so that a feeder cycle
+	// reuses the last one's connection.
+	Client *httpx.Client
 	// Token, when set, is sent as a bearer token (the steer scope).
 	Token string
 }
+
+// AgencyAt is an AgencyClient for an agency whose address is known only once it listens, or changes as
+// it is restarted (the demo, the crash suite). Until Set, and after Set(""), the agency is unreachable,
+// and the stub falls back to its fixed delay exactly as Tier-0 would.
+type AgencyAt struct {
+	mu   sync.Mutex
+	base string
+}
+
+// Set points the stub at the agency at base (e.g. http://127.0.0.1:8080); "" means none is up.
+func (a *AgencyAt) Set(base string) {
+	a.mu.Lock()
+	a.base = base
+	a.mu.Unlock()
+}
+
+// FirstUnreadyRun asks the agency last Set.
+func (a *AgencyAt) FirstUnreadyRun(ctx context.Context) (uint32, error) {
+	a.mu.Lock()
+	base := a.base
+	a.mu.Unlock()
+	if base == "" {
+		return 0, errors.New("agency: none listening")
+	}
+	return HTTPAgency{BaseURL: base}.FirstUnreadyRun(ctx)
+}
+
+// agencyHTTP is the default client: a 5 s timeout and a 64 KiB body limit, as Tier-0's feeder would ask.
+var agencyHTTP = sync.OnceValue(func() *httpx.Client {
+	return httpx.New(httpx.Options{Timeout: 5 * time.Second, MaxBytes: 64 << 10, UserAgent: "spyagency-sim-tier0"})
+})
 
 // FirstUnreadyRun asks GET <base>/t0/v1/first_unready_run and reads {"result": [N]}.
 func (a HTTPAgency) FirstUnreadyRun(ctx context.Context) (uint32, error) {
 	c := a.Client
 	if c == nil {
-		c = &http.Client{Timeout: 5 * time.Second}
+		c = agencyHTTP()
 	}
-	u := strings.TrimRight(a.BaseURL, "/") + "/t0/v1/first_unready_run"
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
-	if err != nil {
-		return 0, fmt.Errorf("agency: %w", err)
-	}
-	req.Header.Set("Accept", "application/json")
+	req := httpx.Request{URL: strings.TrimRight(a.BaseURL, "/") + "/t0/v1/first_unready_run"}
 	if a.Token != "" {
-		req.Header.Set("Authorization", "Bearer "+a.Token)
+		req.Header = http.Header{"Authorization": {"Bearer " + a.Token}}
 	}
-	resp, err := c.Do(req)
+	var body json.RawMessage
+	meta, err := c.Send(ctx, req, &body)
 	if err != nil {
 		return 0, fmt.Errorf("agency: %w", err)
 	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(io.LimitReader(resp.Body, 1<<16))
+	runs, err := t0envelope.Decode[uint32](body)
 	if err != nil {
-		return 0, fmt.Errorf("agency: GET %s: %w", u, err)
+		return 0, fmt.Errorf("agency: GET %s: %w", meta.URL, err)
 	}
-	if resp.StatusCode != http.StatusOK {
-		return 0, fmt.Errorf("agency: GET %s: HTTP %d: %.200s", u, resp.StatusCode, body)
+	if len(runs) != 1 {
+		return 0, fmt.Errorf("agency: GET %s: want one run in result, got %d", meta.URL, len(runs))
 	}
-	var env struct {
-		Result []uint32 `json:"result"`
-	}
-	if err := json.Unmarshal(body, &env); err != nil {
-		return 0, fmt.Errorf("agency: GET %s: %w", u, err)
-	}
-	if len(env.Result) != 1 {
-		return 0, fmt.Errorf("agency: GET %s: want one run in result, got %d", u, len(env.Result))
-	}
-	return env.Result[0], nil
+	return runs[0], nil
 }
 
 // tier0 is the stub's bookkeeping: reco_locked and the releases.

@@ -182,6 +182,7 @@ func TestHTTPAgency(t *testing.T) {
 			http.NotFound(rw, req)
 			return
 		}
+		rw.Header().Set("Content-Type", "application/json") // as the pull API answers, errors included
 		rw.WriteHeader(status)
 		rw.Write([]byte(body))
 	}))
@@ -332,5 +333,41 @@ func TestConfigErrors(t *testing.T) {
 			s.Close()
 			t.Errorf("%s: New accepted %+v", name, cfg)
 		}
+	}
+}
+
+func TestHTTPAgencySendsToken(t *testing.T) {
+	t.Parallel()
+	got := make(chan string, 1)
+	srv := httptest.NewServer(http.HandlerFunc(func(rw http.ResponseWriter, req *http.Request) {
+		got <- req.Header.Get("Authorization")
+		rw.Header().Set("Content-Type", "application/json")
+		rw.Write([]byte("{\"result\": [\n 7\n]}\n"))
+	}))
+	defer srv.Close()
+	n, err := HTTPAgency{BaseURL: srv.URL, Token: "sa_steer"}.FirstUnreadyRun(context.Background())
+	if n != 7 || err != nil || <-got != "Bearer sa_steer" {
+		t.Errorf("got %d, %v", n, err)
+	}
+}
+
+func TestAgencyAt(t *testing.T) {
+	t.Parallel()
+	srv := httptest.NewServer(http.HandlerFunc(func(rw http.ResponseWriter, req *http.Request) {
+		rw.Header().Set("Content-Type", "application/json")
+		rw.Write([]byte("{\"result\": [\n 392700\n]}\n"))
+	}))
+	defer srv.Close()
+	var a AgencyAt
+	if _, err := a.FirstUnreadyRun(context.Background()); err == nil {
+		t.Error("an agency not yet listening answered")
+	}
+	a.Set(srv.URL)
+	if n, err := a.FirstUnreadyRun(context.Background()); n != 392700 || err != nil {
+		t.Errorf("after Set: %d, %v", n, err)
+	}
+	a.Set("")
+	if _, err := a.FirstUnreadyRun(context.Background()); err == nil {
+		t.Error("an agency gone answered")
 	}
 }

@@ -1,7 +1,6 @@
 package steer
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -14,6 +13,7 @@ import (
 	"github.com/cms-pcl/spyagency/internal/apperr"
 	"github.com/cms-pcl/spyagency/internal/pcl"
 	"github.com/cms-pcl/spyagency/internal/store"
+	"github.com/cms-pcl/spyagency/internal/t0envelope"
 )
 
 // StateSource reads one consistent snapshot of the derived run states: every known run up to upTo (0: every
@@ -86,12 +86,7 @@ func PullHandlersLog(src StateSource, policy pcl.Policy, log *slog.Logger) (read
 			writeError(w, log, fmt.Errorf("ready_runs: %w", err))
 			return
 		}
-		rows := ReadyRuns(states, from, to, policy)
-		elems := make([]any, len(rows))
-		for i := range rows {
-			elems[i] = rows[i]
-		}
-		writeResult(w, log, elems)
+		writeResult(w, log, ReadyRuns(states, from, to, policy))
 	}
 	firstUnready = func(w http.ResponseWriter, r *http.Request) {
 		if !allowGet(w, r) {
@@ -106,7 +101,7 @@ func PullHandlersLog(src StateSource, policy pcl.Policy, log *slog.Logger) (read
 			writeError(w, log, fmt.Errorf("first_unready_run: %w", err))
 			return
 		}
-		writeResult(w, log, []any{FirstUnreadyRun(states, policy)})
+		writeResult(w, log, []uint32{FirstUnreadyRun(states, policy)})
 	}
 	return readyRuns, firstUnready
 }
@@ -168,31 +163,12 @@ func parseRange(q url.Values) (from, to uint32, err error) {
 	return from, to, nil
 }
 
-// writeResult writes {"result": [...]} as Tier-0's Data Service does: the opening line, one element per
-// line (the first prefixed by a space, the others by a comma), then the closing "]}". Clients that parse
-// Tier-0's replies line by line read ours the same way; it is still one JSON document.
-func writeResult(w http.ResponseWriter, log *slog.Logger, elems []any) {
-	var buf bytes.Buffer
-	buf.WriteString("{\"result\": [\n")
-	for i, e := range elems {
-		b, err := json.Marshal(e)
-		if err != nil {
-			writeError(w, log, fmt.Errorf("encode result element %d: %w", i, err))
-			return
-		}
-		if i == 0 {
-			buf.WriteByte(' ')
-		} else {
-			buf.WriteByte(',')
-		}
-		buf.Write(b)
-		buf.WriteByte('\n')
-	}
-	buf.WriteString("]}\n")
-	w.Header().Set("Content-Type", "application/json")
+// writeResult answers in Tier-0's own envelope (internal/t0envelope), never cached.
+func writeResult[T any](w http.ResponseWriter, log *slog.Logger, elems []T) {
 	w.Header().Set("Cache-Control", "no-store")
-	w.WriteHeader(http.StatusOK)
-	_, _ = w.Write(buf.Bytes())
+	if err := t0envelope.Write(w, elems); err != nil {
+		writeError(w, log, fmt.Errorf("encode the reply: %w", err))
+	}
 }
 
 func writeError(w http.ResponseWriter, log *slog.Logger, err error) {

@@ -9,10 +9,9 @@ import (
 	"strings"
 	"time"
 
-	_ "github.com/jackc/pgx/v5/stdlib" // registers the "pgx" database/sql driver
-	_ "modernc.org/sqlite"             // registers the "sqlite" database/sql driver
-
 	"github.com/cms-pcl/spyagency/internal/clock"
+	"github.com/cms-pcl/spyagency/internal/dbdriver"
+	"github.com/cms-pcl/spyagency/internal/redact"
 )
 
 // DefaultTable is the table Tier-0 reads when no other is configured.
@@ -138,17 +137,18 @@ WHERE excluded.version > cur.version`, o.Table, p(1), p(2), p(3), p(4), p(5), p(
 	return &SQLTarget{o: o, upsert: upsert}, nil
 }
 
-// OpenSQLTarget opens the database named by dsn (postgres://... or postgresql://... through pgx;
-// sqlite:PATH through modernc.org/sqlite) and makes a target on it that closes it on Close. It does not
-// connect: a database that is down at start is a retry, not a refusal to start; call Check to report it.
+// OpenSQLTarget opens the database named by dsn (postgres://... or postgresql://... through the
+// dbdriver.Postgres driver; sqlite:PATH through dbdriver.SQLite; the program registers them) and makes a
+// target on it that closes it on Close. It does not connect: a database that is down at start is a retry,
+// not a refusal to start; call Check to report it.
 func OpenSQLTarget(name, dsn, table string) (*SQLTarget, error) {
 	driver, source, dialect, err := splitDSN(dsn)
 	if err != nil {
 		return nil, fmt.Errorf("steer: SQL target %s: %w", name, err)
 	}
-	db, err := sql.Open(driver, source)
+	db, err := dbdriver.Open(driver, source)
 	if err != nil {
-		return nil, fmt.Errorf("steer: SQL target %s: open: %w", name, err)
+		return nil, fmt.Errorf("steer: SQL target %s: %w", name, err)
 	}
 	if dialect == DialectSQLite {
 		db.SetMaxOpenConns(1) // SQLite has one writer; queue in Go rather than fail on a busy file
@@ -165,16 +165,16 @@ func OpenSQLTarget(name, dsn, table string) (*SQLTarget, error) {
 func splitDSN(dsn string) (driver, source string, d Dialect, err error) {
 	switch {
 	case strings.HasPrefix(dsn, "postgres://"), strings.HasPrefix(dsn, "postgresql://"):
-		return "pgx", dsn, DialectPostgres, nil
+		return dbdriver.Postgres, dsn, DialectPostgres, nil
 	case strings.HasPrefix(dsn, "sqlite:"):
 		path := strings.TrimPrefix(strings.TrimPrefix(dsn, "sqlite:"), "//")
 		if path == "" {
 			return "", "", "", fmt.Errorf("DSN %q: no file path after sqlite:", dsn)
 		}
 		esc := strings.NewReplacer("%", "%25", "?", "%3f", "#", "%23").Replace(path)
-		return "sqlite", "file:" + esc + "?_pragma=busy_timeout(10000)", DialectSQLite, nil
+		return dbdriver.SQLite, "file:" + esc + "?_pragma=busy_timeout(10000)", DialectSQLite, nil
 	}
-	return "", "", "", fmt.Errorf("DSN %q: want postgres://... or sqlite:PATH", redact(dsn))
+	return "", "", "", fmt.Errorf("DSN %q: want postgres://... or sqlite:PATH", redact.URL(dsn))
 }
 
 // Name is the outbox target name.

@@ -1,7 +1,6 @@
 package steer
 
 import (
-	"bytes"
 	"context"
 	"crypto/hmac"
 	"crypto/sha256"
@@ -9,15 +8,13 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"net/url"
-	"strconv"
 	"strings"
 	"time"
-	"unicode"
 
 	"github.com/cms-pcl/spyagency/internal/clock"
+	"github.com/cms-pcl/spyagency/internal/httpx"
 	"github.com/cms-pcl/spyagency/internal/pcl"
 )
 
@@ -88,9 +85,9 @@ type WebhookOptions struct {
 	Timeout time.Duration
 	// MaxResponse is how much of a reply is read: the receiver's answer is only a status. Default 64 KiB.
 	MaxResponse int64
-	// Client, if set, replaces the default client (tests, custom TLS roots). It should not follow
-	// redirects: the default client does not, since a redirected POST would lose its body or be resent
-	// somewhere nobody configured.
+	// Client, if set, replaces the default transport (custom TLS roots). It should not follow redirects:
+	// the default does not, since a redirected POST would lose its body or be resent somewhere nobody
+	// configured.
 	Client *http.Client
 	// Clock stamps X-Spyagency-Timestamp. Default the wall clock.
 	Clock clock.Clock
@@ -98,8 +95,9 @@ type WebhookOptions struct {
 
 // Webhook POSTs each decision as signed JSON.
 type Webhook struct {
-	o   WebhookOptions
-	url string
+	o    WebhookOptions
+	url  string
+	http *httpx.Client
 }
 
 // NewWebhook checks the options.
@@ -124,13 +122,9 @@ func NewWebhook(o WebhookOptions) (*Webhook, error) {
 	if o.Clock == nil {
 		o.Clock = clock.Real{}
 	}
-	if o.Client == nil {
-		o.Client = &http.Client{
-			Timeout:       o.Timeout,
-			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
-		}
-	}
-	return &Webhook{o: o, url: u.String()}, nil
+	hc := httpx.New(httpx.Options{Timeout: o.Timeout, MaxBytes: o.MaxResponse, UserAgent: "spyagency-steer",
+		HTTP: o.Client, Now: o.Clock.Now})
+	return &Webhook{o: o, url: u.String(), http: hc}, nil
 }
 
 // Name is the outbox target name.
@@ -144,75 +138,31 @@ func (w *Webhook) Deliver(ctx context.Context, d Delivery) error {
 	if err != nil {
 		return Permanent(fmt.Errorf("encode webhook body: %w", err))
 	}
-	ctx, cancel := context.WithTimeout(ctx, w.o.Timeout)
-	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, w.url, bytes.NewReader(body))
-	if err != nil {
-		return Permanent(fmt.Errorf("webhook %s: %w", w.o.Name, err))
-	}
-	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("User-Agent", "spyagency-steer")
 	key := d.Key
 	if key == "" {
 		key = IdempotencyKey(d.Decision.Run, d.Decision.Version)
 	}
-	req.Header.Set(HeaderIdempotencyKey, key)
-	req.Header.Set(HeaderSignature, Sign(w.o.Secret, body))
-	req.Header.Set(HeaderTimestamp, w.o.Clock.Now().UTC().Format(time.RFC3339))
-	resp, err := w.o.Client.Do(req)
-	if err != nil {
-		return fmt.Errorf("webhook %s: POST %s: %w", w.o.Name, redact(w.url), err)
-	}
-	defer resp.Body.Close()
-	snippet, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
-	// Read what is left up to the limit so the connection can be reused; a bigger reply is cut off.
-	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, w.o.MaxResponse))
-	if resp.StatusCode >= 200 && resp.StatusCode < 300 {
+	h := http.Header{}
+	h.Set(HeaderIdempotencyKey, key)
+	h.Set(HeaderSignature, Sign(w.o.Secret, body))
+	h.Set(HeaderTimestamp, w.o.Clock.Now().UTC().Format(time.RFC3339))
+	// The receiver's answer is only a status: its body is read (bounded) and dropped.
+	_, err = w.http.Send(ctx, httpx.Request{Method: http.MethodPost, URL: w.url, Body: body, Header: h}, nil)
+	if err == nil {
 		return nil
 	}
-	err = fmt.Errorf("webhook %s: POST %s: %s: %s", w.o.Name, redact(w.url), resp.Status, printable(snippet))
+	err = fmt.Errorf("webhook %s: %w", w.o.Name, err)
+	var he *httpx.Error
 	switch {
-	case resp.StatusCode >= 500, resp.StatusCode == http.StatusRequestTimeout,
-		resp.StatusCode == http.StatusTooEarly, resp.StatusCode == http.StatusTooManyRequests:
-		return &DeliveryError{Err: err, RetryAfter: parseRetryAfter(resp.Header.Get("Retry-After"), w.o.Clock.Now())}
+	case !errors.As(err, &he):
+	case he.Kind == httpx.KindRequest:
+		return Permanent(err)
+	case he.Kind == httpx.KindStatus && he.Retryable():
+		return &DeliveryError{Err: err, RetryAfter: he.RetryAfter}
+	case he.Kind == httpx.KindStatus:
+		// 4xx: the receiver refuses this request as it is; 3xx: the URL is wrong.
+		return Permanent(err)
 	}
-	return Permanent(err)
-}
-
-// parseRetryAfter reads Retry-After as seconds or as an HTTP date; 0 when absent or unreadable.
-func parseRetryAfter(v string, now time.Time) time.Duration {
-	v = strings.TrimSpace(v)
-	if v == "" {
-		return 0
-	}
-	if s, err := strconv.Atoi(v); err == nil && s >= 0 {
-		return time.Duration(s) * time.Second
-	}
-	if t, err := http.ParseTime(v); err == nil && t.After(now) {
-		return t.Sub(now)
-	}
-	return 0
-}
-
-// redact drops credentials from a URL before it goes into an error, a log or the audit log.
-func redact(raw string) string {
-	u, err := url.Parse(raw)
-	if err != nil {
-		return "(unparsable url)"
-	}
-	return u.Redacted()
-}
-
-// printable keeps a reply snippet fit for a log line.
-func printable(b []byte) string {
-	s := strings.Map(func(r rune) rune {
-		if r == '\n' || r == '\r' || r == '\t' {
-			return ' '
-		}
-		if !unicode.IsPrint(r) {
-			return -1
-		}
-		return r
-	}, string(b))
-	return strings.TrimSpace(s)
+	// Timeouts, refused connections, a cancelled delivery: worth trying again.
+	return err
 }

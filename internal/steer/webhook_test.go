@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/cms-pcl/spyagency/internal/clock"
+	"github.com/cms-pcl/spyagency/internal/httpx"
 	"github.com/cms-pcl/spyagency/internal/pcl"
 )
 
@@ -256,13 +257,33 @@ func TestNewWebhookRefuses(t *testing.T) {
 			t.Errorf("NewWebhook(%+v) accepted", o)
 		}
 	}
-	if got := parseRetryAfter("Sun, 15 Jun 2025 08:12:41 GMT", t0); got != 24*time.Hour {
+	if got := httpx.ParseRetryAfter("Sun, 15 Jun 2025 08:12:41 GMT", t0); got != 24*time.Hour {
 		t.Errorf("Retry-After as a date: %s", got)
 	}
-	if got := parseRetryAfter("soon", t0); got != 0 {
+	if got := httpx.ParseRetryAfter("soon", t0); got != 0 {
 		t.Errorf("Retry-After garbage: %s", got)
 	}
-	if got := redact("https://user:pw@t0.cern.ch/hook"); strings.Contains(got, "pw") {
-		t.Errorf("redact kept the password: %s", got)
+}
+
+// A webhook URL with credentials never puts them into an error, which goes to the log and the audit log.
+func TestWebhookErrorsHideCredentials(t *testing.T) {
+	t.Parallel()
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.WriteHeader(http.StatusServiceUnavailable)
+	}))
+	defer srv.Close()
+	gone := httptest.NewServer(http.NotFoundHandler())
+	down := gone.URL
+	gone.Close()
+	for _, base := range []string{srv.URL, down} {
+		u := strings.Replace(base, "http://", "http://tier0:hunter2@", 1) + "/hook?token=hunter2"
+		hook, err := NewWebhook(WebhookOptions{Name: "tier0", URL: u, Secret: testSecret})
+		if err != nil {
+			t.Fatal(err)
+		}
+		err = hook.Deliver(context.Background(), Delivery{Key: "1:1", Decision: pcl.Decision{Run: 1, Version: 1}})
+		if err == nil || strings.Contains(err.Error(), "hunter2") || !strings.Contains(err.Error(), "tier0:xxxxx@") {
+			t.Errorf("%s: %v, want an error without the password", base, err)
+		}
 	}
 }

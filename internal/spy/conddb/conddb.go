@@ -12,10 +12,10 @@ import (
 
 	"github.com/cms-pcl/spyagency/internal/apperr"
 	"github.com/cms-pcl/spyagency/internal/clock"
-	cdb "github.com/cms-pcl/spyagency/internal/conddb"
+	"github.com/cms-pcl/spyagency/internal/conddbv2"
+	"github.com/cms-pcl/spyagency/internal/httpx"
 	"github.com/cms-pcl/spyagency/internal/pcl"
 	"github.com/cms-pcl/spyagency/internal/spy"
-	"github.com/cms-pcl/spyagency/internal/spy/fetch"
 )
 
 // Config builds a condition DB spy.
@@ -45,7 +45,7 @@ type Spy struct {
 	clk clock.Clock
 
 	mu sync.Mutex
-	db *cdb.DB // opened on first use, dropped after an error so the next poll reopens it
+	db *conddbv2.DB // opened on first use, dropped after an error so the next poll reopens it
 }
 
 // New checks the configuration. It does not touch the database: a source that is down at start is a
@@ -109,12 +109,12 @@ type rowKey struct {
 	Inserted time.Time `json:"inserted"`
 }
 
-func (c *tagCursor) has(r cdb.IOV) bool {
+func (c *tagCursor) has(r conddbv2.IOV) bool {
 	return slices.ContainsFunc(c.Seen, func(k rowKey) bool { return k.Since == r.Since && k.Inserted.Equal(r.Inserted) })
 }
 
 // add records a row and forgets the ones that fell out of the window.
-func (c *tagCursor) add(r cdb.IOV, lookback time.Duration) {
+func (c *tagCursor) add(r conddbv2.IOV, lookback time.Duration) {
 	if r.Inserted.After(c.Latest) {
 		c.Latest = r.Inserted
 	}
@@ -190,13 +190,13 @@ func (s *Spy) tags(ctx context.Context) (tags []string, explicit bool, err error
 	return slices.Compact(tags), false, nil
 }
 
-func (s *Spy) open(ctx context.Context) (*cdb.DB, error) {
+func (s *Spy) open(ctx context.Context) (*conddbv2.DB, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.db != nil {
 		return s.db, nil
 	}
-	db, err := cdb.Open(ctx, s.cfg.DSN)
+	db, err := conddbv2.Open(ctx, s.cfg.DSN)
 	if err != nil {
 		return nil, transient(fmt.Errorf("conddb spy: %w", err))
 	}
@@ -210,10 +210,10 @@ func transient(err error) error {
 	if apperr.Is(err, apperr.Invalid) || apperr.Is(err, apperr.NotFound) || errors.Is(err, context.Canceled) {
 		return err
 	}
-	return fetch.MarkRetryable(err)
+	return httpx.MarkRetryable(err)
 }
 
-func (s *Spy) drop(db *cdb.DB) {
+func (s *Spy) drop(db *conddbv2.DB) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.db == db {
@@ -223,7 +223,7 @@ func (s *Spy) drop(db *cdb.DB) {
 }
 
 // pollTag reads one tag's new rows page by page, advancing tc as it goes.
-func (s *Spy) pollTag(ctx context.Context, db *cdb.DB, tag string, tc *tagCursor, budget int) ([]pcl.Observation, error) {
+func (s *Spy) pollTag(ctx context.Context, db *conddbv2.DB, tag string, tc *tagCursor, budget int) ([]pcl.Observation, error) {
 	info, err := db.Tag(ctx, tag)
 	if err != nil {
 		return nil, err
@@ -258,7 +258,7 @@ func (s *Spy) pollTag(ctx context.Context, db *cdb.DB, tag string, tc *tagCursor
 	return out, nil
 }
 
-func (s *Spy) observe(ctx context.Context, db *cdb.DB, info cdb.TagInfo, r cdb.IOV) (pcl.Observation, error) {
+func (s *Spy) observe(ctx context.Context, db *conddbv2.DB, info conddbv2.TagInfo, r conddbv2.IOV) (pcl.Observation, error) {
 	o := pcl.Observation{
 		Source:   pcl.SourceCondDB,
 		Kind:     pcl.KindIOV,

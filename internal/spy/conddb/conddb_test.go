@@ -12,11 +12,11 @@ import (
 	"time"
 
 	"github.com/cms-pcl/spyagency/internal/clock"
-	cdb "github.com/cms-pcl/spyagency/internal/conddb"
+	"github.com/cms-pcl/spyagency/internal/conddbv2"
 	"github.com/cms-pcl/spyagency/internal/fixtures"
+	"github.com/cms-pcl/spyagency/internal/httpx"
 	"github.com/cms-pcl/spyagency/internal/pcl"
 	"github.com/cms-pcl/spyagency/internal/reconcile"
-	"github.com/cms-pcl/spyagency/internal/spy/fetch"
 )
 
 const fixtureTag = "AlCaRecoHLTpaths8e29_1e31_v11_hlt"
@@ -89,14 +89,14 @@ func TestFixtureThenIncremental(t *testing.T) {
 		t.Fatalf("second poll: %d observations, %v; want none", len(again.Observations), err)
 	}
 
-	w, err := cdb.OpenWriter(ctx, path)
+	w, err := conddbv2.OpenWriter(ctx, path)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer w.Close()
 	last := res.Observations[len(res.Observations)-1]
 	ins := time.Date(2026, 2, 28, 9, 30, 0, 123456000, time.UTC)
-	if err := w.AppendIOV(ctx, cdb.IOV{Tag: fixtureTag, Since: 400000, Payload: last.Payload, Inserted: ins}); err != nil {
+	if err := w.AppendIOV(ctx, conddbv2.IOV{Tag: fixtureTag, Since: 400000, Payload: last.Payload, Inserted: ins}); err != nil {
 		t.Fatal(err)
 	}
 	third, err := s.Poll(ctx, again.Cursor)
@@ -112,7 +112,7 @@ func TestFixtureThenIncremental(t *testing.T) {
 	}
 
 	// A row of the same timestamp and one that lags (a slow commit) within the look-back are both caught.
-	for _, r := range []cdb.IOV{
+	for _, r := range []conddbv2.IOV{
 		{Tag: fixtureTag, Since: 400001, Payload: last.Payload, Inserted: ins},
 		{Tag: fixtureTag, Since: 399999, Payload: last.Payload, Inserted: ins.Add(-time.Minute)},
 	} {
@@ -134,17 +134,17 @@ func TestTiesAcrossPages(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	path := filepath.Join(t.TempDir(), "c.db")
-	w, err := cdb.Create(ctx, path)
+	w, err := conddbv2.Create(ctx, path)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer w.Close()
-	if err := w.InsertTag(ctx, cdb.TagInfo{Name: "L", TimeType: pcl.TimeLumi, ObjectType: "X", Synchronization: "pcl"}); err != nil {
+	if err := w.InsertTag(ctx, conddbv2.TagInfo{Name: "L", TimeType: pcl.TimeLumi, ObjectType: "X", Synchronization: "pcl"}); err != nil {
 		t.Fatal(err)
 	}
 	at := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 	for i := range 7 {
-		if err := w.AppendIOV(ctx, cdb.IOV{Tag: "L", Since: pcl.PackLumi(390000, uint32(i+1)), Payload: strings.Repeat("a", 40), Inserted: at}); err != nil {
+		if err := w.AppendIOV(ctx, conddbv2.IOV{Tag: "L", Since: pcl.PackLumi(390000, uint32(i+1)), Payload: strings.Repeat("a", 40), Inserted: at}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -195,16 +195,16 @@ func TestHintsAndErrors(t *testing.T) {
 	}
 
 	s = newSpy(t, Config{DSN: "sqlite:" + path, Tags: []string{"NoSuchTag"}})
-	if _, err := s.Poll(ctx, ""); err == nil || !strings.Contains(err.Error(), "NoSuchTag") || fetch.Retryable(err) {
-		t.Errorf("explicit missing tag: %v (retryable %v)", err, fetch.Retryable(err))
+	if _, err := s.Poll(ctx, ""); err == nil || !strings.Contains(err.Error(), "NoSuchTag") || httpx.Retryable(err) {
+		t.Errorf("explicit missing tag: %v (retryable %v)", err, httpx.Retryable(err))
 	}
 	s = newSpy(t, Config{DSN: "sqlite:" + path, Hints: hints{err: errors.New("store down")}})
 	if _, err := s.Poll(ctx, ""); err == nil || !strings.Contains(err.Error(), "store down") {
 		t.Errorf("hints error: %v", err)
 	}
 	s = newSpy(t, Config{DSN: "sqlite:" + filepath.Join(t.TempDir(), "gone.db"), Tags: []string{fixtureTag}})
-	if _, err := s.Poll(ctx, ""); err == nil || !strings.Contains(err.Error(), "gone.db") || !fetch.Retryable(err) {
-		t.Errorf("missing file: %v (retryable %v)", err, fetch.Retryable(err))
+	if _, err := s.Poll(ctx, ""); err == nil || !strings.Contains(err.Error(), "gone.db") || !httpx.Retryable(err) {
+		t.Errorf("missing file: %v (retryable %v)", err, httpx.Retryable(err))
 	}
 	for _, cfg := range []Config{{}, {DSN: "sqlite:x"}} {
 		if _, err := New(cfg); err == nil {

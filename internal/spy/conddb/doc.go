@@ -1,5 +1,5 @@
 // Package conddb is the condition DB spy: it follows the IOVs appended to the watched tags of a CondDB v2
-// database (read through internal/conddb) and reports each as a KindIOV observation, with the tag's time
+// database (read through the library internal/conddbv2) and reports each as a KindIOV observation, with the tag's time
 // type and synchronization (whether the tag gates PromptReco depends on it).
 //
 // It reads incrementally by INSERTION_TIME, per tag. The cursor remembers, per tag, the newest insertion

@@ -6,8 +6,8 @@ import (
 	"regexp"
 	"strconv"
 
+	"github.com/cms-pcl/spyagency/internal/httpx"
 	"github.com/cms-pcl/spyagency/internal/pcl"
-	"github.com/cms-pcl/spyagency/internal/spy/fetch"
 )
 
 // Sample is one dataset the GUI holds for a run.
@@ -65,11 +65,11 @@ func DecodeSamples(data []byte) ([]Sample, error) {
 			} `json:"items"`
 		} `json:"samples"`
 	}
-	if err := fetch.DecodeBytes(data, &doc); err != nil {
+	if err := httpx.DecodeBytes(data, &doc); err != nil {
 		return nil, err
 	}
 	if doc.Samples == nil {
-		return nil, fmt.Errorf("%w: no \"samples\" array in the reply", fetch.ErrDecode)
+		return nil, fmt.Errorf("%w: no \"samples\" array in the reply", httpx.ErrDecode)
 	}
 	var out []Sample
 	for _, group := range *doc.Samples {
@@ -92,11 +92,11 @@ func DecodeSamplesV1(data []byte) ([]Sample, error) {
 			Dataset string    `json:"dataset"`
 		} `json:"data"`
 	}
-	if err := fetch.DecodeBytes(data, &doc); err != nil {
+	if err := httpx.DecodeBytes(data, &doc); err != nil {
 		return nil, err
 	}
 	if doc.Data == nil {
-		return nil, fmt.Errorf("%w: no \"data\" array in the reply", fetch.ErrDecode)
+		return nil, fmt.Errorf("%w: no \"data\" array in the reply", httpx.ErrDecode)
 	}
 	out := make([]Sample, 0, len(*doc.Data))
 	for i, d := range *doc.Data {
@@ -121,11 +121,11 @@ func DecodeArchive(data []byte) (Folder, error) {
 			} `json:"qresults"`
 		} `json:"contents"`
 	}
-	if err := fetch.DecodeBytes(data, &doc); err != nil {
+	if err := httpx.DecodeBytes(data, &doc); err != nil {
 		return Folder{}, err
 	}
 	if doc.Contents == nil {
-		return Folder{}, fmt.Errorf("%w: no \"contents\" array in the reply", fetch.ErrDecode)
+		return Folder{}, fmt.Errorf("%w: no \"contents\" array in the reply", httpx.ErrDecode)
 	}
 	var f Folder
 	for i, c := range *doc.Contents {
@@ -157,11 +157,11 @@ func DecodeArchiveV1(data []byte) (Folder, error) {
 			QTStatuses []int   `json:"qtstatuses"`
 		} `json:"data"`
 	}
-	if err := fetch.DecodeBytes(data, &doc); err != nil {
+	if err := httpx.DecodeBytes(data, &doc); err != nil {
 		return Folder{}, err
 	}
 	if doc.Data == nil {
-		return Folder{}, fmt.Errorf("%w: no \"data\" array in the reply", fetch.ErrDecode)
+		return Folder{}, fmt.Errorf("%w: no \"data\" array in the reply", httpx.ErrDecode)
 	}
 	var f Folder
 	for _, d := range *doc.Data {

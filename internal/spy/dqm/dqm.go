@@ -15,9 +15,9 @@ import (
 	"strings"
 
 	"github.com/cms-pcl/spyagency/internal/clock"
+	"github.com/cms-pcl/spyagency/internal/httpx"
 	"github.com/cms-pcl/spyagency/internal/pcl"
 	"github.com/cms-pcl/spyagency/internal/spy"
-	"github.com/cms-pcl/spyagency/internal/spy/fetch"
 )
 
 // API selects the GUI flavour.
@@ -33,7 +33,7 @@ type Config struct {
 	// BaseURL is the GUI, e.g. https://cmsweb.cern.ch/dqm/offline.
 	BaseURL string
 	API     API           // default APIClassic
-	Client  *fetch.Client // default fetch.New with its defaults
+	Client  *httpx.Client // default httpx.New with its defaults
 	Hints   spy.Hints     // the open runs; without them the spy asks nothing
 	Clock   clock.Clock
 	// Catalogue gives the workflows and their AlCaReco producers (default the built-in one).
@@ -67,7 +67,7 @@ func New(cfg Config) (*Spy, error) {
 		return nil, fmt.Errorf("dqm: API %q is neither classic nor v1", cfg.API)
 	}
 	if cfg.Client == nil {
-		cfg.Client = fetch.New(fetch.Options{})
+		cfg.Client = httpx.New(httpx.Options{})
 	}
 	if cfg.Clock == nil {
 		cfg.Clock = clock.Real{}
@@ -218,7 +218,7 @@ func (s *Spy) pollRun(ctx context.Context, run uint32) ([]pcl.Observation, error
 		folder := s.folder(w.Name)
 		f, err := s.archive(ctx, run, dataset, folder)
 		if err != nil {
-			var fe *fetch.Error
+			var fe *httpx.Error
 			if errors.As(err, &fe) && fe.Status == http.StatusNotFound {
 				s.cfg.Logger.Debug("dqm: no such folder", "run", run, "workflow", w.Name, "folder", folder)
 				continue
@@ -248,13 +248,9 @@ func (s *Spy) samples(ctx context.Context, run uint32) ([]Sample, error) {
 	} else {
 		u = s.base + "/data/json/samples?" + url.Values{"match": {"PromptCalibProd.*ALCAPROMPT"}, "run": {"^" + rs + "$"}}.Encode()
 	}
-	var raw json.RawMessage
-	if _, err := s.cfg.Client.GetJSON(ctx, u, &raw); err != nil {
-		return nil, fmt.Errorf("dqm: %w", err)
-	}
-	out, err := decode(raw)
+	out, _, err := httpx.Get(ctx, s.cfg.Client, u, decode)
 	if err != nil {
-		return nil, fmt.Errorf("dqm: GET %s: %w", u, err)
+		return nil, fmt.Errorf("dqm: %w", err)
 	}
 	for _, smp := range out {
 		if smp.Run != run {
@@ -274,13 +270,9 @@ func (s *Spy) archive(ctx context.Context, run uint32, dataset, folder string) (
 	} else {
 		u = s.base + "/data/json/archive/" + escapePath(path)
 	}
-	var raw json.RawMessage
-	if _, err := s.cfg.Client.GetJSON(ctx, u, &raw); err != nil {
-		return Folder{}, fmt.Errorf("dqm: %w", err)
-	}
-	f, err := decode(raw)
+	f, _, err := httpx.Get(ctx, s.cfg.Client, u, decode)
 	if err != nil {
-		return Folder{}, fmt.Errorf("dqm: GET %s: %w", u, err)
+		return Folder{}, fmt.Errorf("dqm: %w", err)
 	}
 	return f, nil
 }

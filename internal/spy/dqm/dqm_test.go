@@ -14,9 +14,9 @@ import (
 
 	"github.com/cms-pcl/spyagency/internal/clock"
 	"github.com/cms-pcl/spyagency/internal/fixtures"
+	"github.com/cms-pcl/spyagency/internal/httpx"
 	"github.com/cms-pcl/spyagency/internal/pcl"
 	"github.com/cms-pcl/spyagency/internal/spy"
-	"github.com/cms-pcl/spyagency/internal/spy/fetch"
 	"github.com/cms-pcl/spyagency/internal/spy/runner"
 )
 
@@ -31,10 +31,28 @@ func testdata(t testing.TB, name string) []byte {
 	return b
 }
 
-// mockDB returns the entries of the real DQM GUI frontend mock database, or skips.
+// mockDBFile is the real DQM GUI frontend mock database.
+var mockDBFile = []string{"dqmgui", "dqmgui_frontend_mocks", "db.json"}
+
+// mockDB returns the entries of the real DQM GUI frontend mock database, or skips (fails, when fixtures
+// are required).
 func mockDB(t testing.TB) map[string]json.RawMessage {
 	t.Helper()
-	b := fixtures.Read(t, "dqmgui", "dqmgui_frontend_mocks", "db.json")
+	return parseMockDB(t, fixtures.Read(t, mockDBFile...))
+}
+
+// mockDBSeeds is mockDB for the fuzz targets, which have seeds of their own: nil when absent.
+func mockDBSeeds(t testing.TB) map[string]json.RawMessage {
+	t.Helper()
+	b, ok := fixtures.ReadIfPresent(t, mockDBFile...)
+	if !ok {
+		return nil
+	}
+	return parseMockDB(t, b)
+}
+
+func parseMockDB(t testing.TB, b []byte) map[string]json.RawMessage {
+	t.Helper()
 	var m map[string]json.RawMessage
 	if err := json.Unmarshal(b, &m); err != nil {
 		t.Fatal(err)
@@ -227,7 +245,7 @@ func TestSourceFailures(t *testing.T) {
 			t.Parallel()
 			srv := httptest.NewServer(h)
 			defer srv.Close()
-			s, _ := New(Config{BaseURL: srv.URL, Hints: openRun(), Client: fetch.New(fetch.Options{Timeout: 100 * time.Millisecond})})
+			s, _ := New(Config{BaseURL: srv.URL, Hints: openRun(), Client: httpx.New(httpx.Options{Timeout: 100 * time.Millisecond})})
 			if res, err := s.Poll(context.Background(), ""); err == nil || len(res.Observations) != 0 {
 				t.Fatalf("got %v", err)
 			}
@@ -252,7 +270,7 @@ func TestConfigChecks(t *testing.T) {
 func FuzzDecodeSamples(f *testing.F) {
 	f.Add(testdata(f, "samples_classic.json"))
 	f.Add(testdata(f, "samples_v1.json"))
-	if db := mockDB(f); db != nil {
+	if db := mockDBSeeds(f); db != nil {
 		f.Add([]byte(db["samples"]))
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {
@@ -273,7 +291,7 @@ func FuzzDecodeSamples(f *testing.F) {
 func FuzzDecodeArchive(f *testing.F) {
 	f.Add(testdata(f, "archive_classic.json"))
 	f.Add(testdata(f, "archive_v1.json"))
-	if db := mockDB(f); db != nil {
+	if db := mockDBSeeds(f); db != nil {
 		f.Add([]byte(db["all"]))
 		f.Add([]byte(db["summary"]))
 	}

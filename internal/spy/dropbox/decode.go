@@ -7,8 +7,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/cms-pcl/spyagency/internal/httpx"
 	"github.com/cms-pcl/spyagency/internal/pcl"
-	"github.com/cms-pcl/spyagency/internal/spy/fetch"
 )
 
 // Record is one line of the upload log: one uploaded file and one destination tag.
@@ -60,7 +60,7 @@ type wireRecord struct {
 // order.
 func DecodeLog(data []byte) (Page, error) {
 	var w wire
-	if err := fetch.DecodeBytes(data, &w); err != nil {
+	if err := httpx.DecodeBytes(data, &w); err != nil {
 		return Page{}, fmt.Errorf("upload log: %w", err)
 	}
 	if w.Records == nil {

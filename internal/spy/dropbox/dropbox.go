@@ -14,9 +14,9 @@ import (
 
 	"github.com/cms-pcl/spyagency/internal/apperr"
 	"github.com/cms-pcl/spyagency/internal/clock"
+	"github.com/cms-pcl/spyagency/internal/httpx"
 	"github.com/cms-pcl/spyagency/internal/pcl"
 	"github.com/cms-pcl/spyagency/internal/spy"
-	"github.com/cms-pcl/spyagency/internal/spy/fetch"
 )
 
 // LogPath is where the feed lives under the service's root (docs/upload-log.md).
@@ -33,7 +33,7 @@ type Config struct {
 	PageSize  int
 	MaxPages  int
 	Catalogue *pcl.Catalogue // default: the built-in catalogue
-	Client    *fetch.Client  // default: fetch.New with its defaults
+	Client    *httpx.Client  // default: httpx.New with its defaults
 	Logger    *slog.Logger
 	Clock     clock.Clock
 }
@@ -65,7 +65,7 @@ func New(cfg Config) (*Spy, error) {
 		cfg.Catalogue = pcl.DefaultCatalogue()
 	}
 	if cfg.Client == nil {
-		cfg.Client = fetch.New(fetch.Options{})
+		cfg.Client = httpx.New(httpx.Options{})
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
@@ -160,13 +160,9 @@ func (s *Spy) pageURL(since time.Time, limit int) string {
 }
 
 func (s *Spy) fetch(ctx context.Context, u string) (Page, error) {
-	var body json.RawMessage
-	if _, err := s.cfg.Client.GetJSON(ctx, u, &body); err != nil {
-		return Page{}, fmt.Errorf("dropbox spy: %w", err)
-	}
-	page, err := DecodeLog(body)
+	page, _, err := httpx.Get(ctx, s.cfg.Client, u, DecodeLog)
 	if err != nil {
-		return Page{}, fmt.Errorf("dropbox spy: GET %s: %w", u, err)
+		return Page{}, fmt.Errorf("dropbox spy: %w", err)
 	}
 	return page, nil
 }

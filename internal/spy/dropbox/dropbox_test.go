@@ -16,8 +16,8 @@ import (
 	"time"
 
 	"github.com/cms-pcl/spyagency/internal/clock"
+	"github.com/cms-pcl/spyagency/internal/httpx"
 	"github.com/cms-pcl/spyagency/internal/pcl"
-	"github.com/cms-pcl/spyagency/internal/spy/fetch"
 )
 
 var t0 = time.Date(2026, 2, 27, 8, 0, 0, 0, time.UTC)
@@ -88,7 +88,7 @@ func (f *fakeLog) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 func newSpy(t *testing.T, url string, pageSize int) *Spy {
 	t.Helper()
 	s, err := New(Config{URL: url, PageSize: pageSize, Clock: clock.NewFake(t0.Add(time.Hour)),
-		Client: fetch.New(fetch.Options{Timeout: 5 * time.Second, MaxBytes: 1 << 20})})
+		Client: httpx.New(httpx.Options{Timeout: 5 * time.Second, MaxBytes: 1 << 20})})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -295,8 +295,8 @@ func TestDownAndHanging(t *testing.T) {
 	srv := httptest.NewServer(http.NotFoundHandler())
 	url := srv.URL
 	srv.Close()
-	if _, err := newSpy(t, url, 10).Poll(context.Background(), ""); err == nil || !fetch.Retryable(err) {
-		t.Errorf("source down: %v (retryable %v)", err, fetch.Retryable(err))
+	if _, err := newSpy(t, url, 10).Poll(context.Background(), ""); err == nil || !httpx.Retryable(err) {
+		t.Errorf("source down: %v (retryable %v)", err, httpx.Retryable(err))
 	}
 	release := make(chan struct{})
 	hang := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {

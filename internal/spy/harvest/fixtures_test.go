@@ -11,17 +11,11 @@ import (
 	"github.com/cms-pcl/spyagency/internal/fixtures"
 )
 
-// fixtureDir finds ../shared/fixtures/cms/<sub> next to the module root, or skips.
-func fixtureDir(t testing.TB, sub string) string {
-	t.Helper()
-	return fixtures.Path(t, sub)
-}
-
 // metadataFixtures returns the 39 real dropBox metadata JSONs by file name, each compacted onto one line
 // as a harvest .txt carries it.
 func metadataFixtures(t testing.TB) map[string][]byte {
 	t.Helper()
-	dir := fixtureDir(t, "dropbox-metadata")
+	dir := fixtures.Path(t, "dropbox-metadata")
 	names, err := filepath.Glob(filepath.Join(dir, "*.json"))
 	if err != nil || len(names) == 0 {
 		t.Fatalf("no metadata fixtures in %s: %v", dir, err)

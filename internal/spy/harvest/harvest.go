@@ -18,10 +18,10 @@ import (
 
 	"github.com/cms-pcl/spyagency/internal/apperr"
 	"github.com/cms-pcl/spyagency/internal/clock"
-	"github.com/cms-pcl/spyagency/internal/conddb"
+	"github.com/cms-pcl/spyagency/internal/conddbv2"
+	"github.com/cms-pcl/spyagency/internal/httpx"
 	"github.com/cms-pcl/spyagency/internal/pcl"
 	"github.com/cms-pcl/spyagency/internal/spy"
-	"github.com/cms-pcl/spyagency/internal/spy/fetch"
 )
 
 // Config builds a harvest spy.
@@ -132,7 +132,7 @@ func (s *Spy) Poll(ctx context.Context, cursor string) (spy.Result, error) {
 	if err != nil {
 		// The area itself failing (EOS unmounted, a network hiccup) may pass within the interval.
 		if ctx.Err() == nil {
-			err = fetch.MarkRetryable(err)
+			err = httpx.MarkRetryable(err)
 		}
 		return spy.Result{}, err
 	}
@@ -331,7 +331,7 @@ func (s *Spy) readPair(ctx context.Context, u *found) (*pcl.Observation, error) 
 
 // readPayloads reads the input tag's IOVs from a harvested .db, as the snapshot of the file shows them.
 func readPayloads(ctx context.Context, path, tag string) ([]pcl.IOV, error) {
-	db, err := conddb.OpenFile(ctx, path, conddb.Options{Immutable: true})
+	db, err := conddbv2.OpenFile(ctx, path, conddbv2.Options{Immutable: true})
 	if err != nil {
 		return nil, err
 	}
@@ -343,7 +343,7 @@ func readPayloads(ctx context.Context, path, tag string) ([]pcl.IOV, error) {
 	if len(rows) == 0 {
 		return nil, fmt.Errorf("%s: no IOV of input tag %s", path, tag)
 	}
-	snap := conddb.Snapshot(rows, time.Time{})
+	snap := conddbv2.Snapshot(rows, time.Time{})
 	out := make([]pcl.IOV, len(snap))
 	for i, r := range snap {
 		out[i] = pcl.IOV{Since: r.Since, Payload: r.Payload, Inserted: r.Inserted}

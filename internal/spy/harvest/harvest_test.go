@@ -12,9 +12,10 @@ import (
 	"time"
 
 	"github.com/cms-pcl/spyagency/internal/clock"
-	"github.com/cms-pcl/spyagency/internal/conddb"
+	"github.com/cms-pcl/spyagency/internal/conddbv2"
+	"github.com/cms-pcl/spyagency/internal/fixtures"
+	"github.com/cms-pcl/spyagency/internal/httpx"
 	"github.com/cms-pcl/spyagency/internal/pcl"
-	"github.com/cms-pcl/spyagency/internal/spy/fetch"
 )
 
 var now = time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
@@ -43,7 +44,7 @@ func (tr *tree) db(name, inputTag string, since uint64, payload string, mtime ti
 	tr.t.Helper()
 	ctx := context.Background()
 	p := tr.path(name)
-	w, err := conddb.Create(ctx, p)
+	w, err := conddbv2.Create(ctx, p)
 	if err != nil {
 		tr.t.Fatal(err)
 	}
@@ -53,9 +54,9 @@ func (tr *tree) db(name, inputTag string, since uint64, payload string, mtime ti
 			tr.t.Fatal(err)
 		}
 	}
-	must(w.InsertTag(ctx, conddb.TagInfo{Name: inputTag, TimeType: pcl.TimeRun, ObjectType: "Obj", Synchronization: "any"}))
-	must(w.InsertPayload(ctx, conddb.Payload{Hash: payload, ObjectType: "Obj", Version: "dummy"}))
-	must(w.AppendIOV(ctx, conddb.IOV{Tag: inputTag, Since: since, Payload: payload, Inserted: mtime}))
+	must(w.InsertTag(ctx, conddbv2.TagInfo{Name: inputTag, TimeType: pcl.TimeRun, ObjectType: "Obj", Synchronization: "any"}))
+	must(w.InsertPayload(ctx, conddbv2.Payload{Hash: payload, ObjectType: "Obj", Version: "dummy"}))
+	must(w.AppendIOV(ctx, conddbv2.IOV{Tag: inputTag, Since: since, Payload: payload, Inserted: mtime}))
 	w.Close()
 	must(os.Chtimes(p, mtime, mtime))
 	return p
@@ -249,7 +250,7 @@ func mapKeys(m map[string]pcl.Observation) func(func(string) bool) {
 // TestRealCondDBFileHarvested reads the CMSSW-written fixture as if AlcaHarvest had produced it.
 func TestRealCondDBFileHarvested(t *testing.T) {
 	t.Parallel()
-	src := filepath.Join(fixtureDir(t, "conddb"), "AlCaRecoHLTpaths8e29_1e31_v11_hlt_All.db")
+	src := fixtures.Path(t, "conddb", "AlCaRecoHLTpaths8e29_1e31_v11_hlt_All.db")
 	data, err := os.ReadFile(src)
 	if err != nil {
 		t.Fatal(err)
@@ -278,8 +279,8 @@ func TestMissingArea(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
 	s, _ := newSpy(t, filepath.Join(dir, "not-mounted"), nil)
-	if _, err := s.Poll(context.Background(), ""); err == nil || !strings.Contains(err.Error(), "not-mounted") || !fetch.Retryable(err) {
-		t.Errorf("missing area: %v (retryable %v)", err, fetch.Retryable(err))
+	if _, err := s.Poll(context.Background(), ""); err == nil || !strings.Contains(err.Error(), "not-mounted") || !httpx.Retryable(err) {
+		t.Errorf("missing area: %v (retryable %v)", err, httpx.Retryable(err))
 	}
 	file := filepath.Join(dir, "f")
 	os.WriteFile(file, nil, 0o644)

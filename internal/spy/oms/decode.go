@@ -5,8 +5,8 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/cms-pcl/spyagency/internal/httpx"
 	"github.com/cms-pcl/spyagency/internal/pcl"
-	"github.com/cms-pcl/spyagency/internal/spy/fetch"
 )
 
 // Page is one decoded page of OMS runs.
@@ -61,11 +61,11 @@ const maxRun = 9_999_999
 // end_time, fill_number, last_lumisection_number and era may be null. Errors name the run and field.
 func DecodeRuns(data []byte) (Page, error) {
 	var doc document
-	if err := fetch.DecodeBytes(data, &doc); err != nil {
+	if err := httpx.DecodeBytes(data, &doc); err != nil {
 		return Page{}, err
 	}
 	if doc.Data == nil {
-		return Page{}, fmt.Errorf("%w: no \"data\" array in the reply", fetch.ErrDecode)
+		return Page{}, fmt.Errorf("%w: no \"data\" array in the reply", httpx.ErrDecode)
 	}
 	p := Page{Total: -1}
 	if doc.Links.Next != nil {

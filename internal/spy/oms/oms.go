@@ -2,7 +2,6 @@ package oms
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"log/slog"
 	"net/url"
@@ -13,16 +12,16 @@ import (
 	"time"
 
 	"github.com/cms-pcl/spyagency/internal/clock"
+	"github.com/cms-pcl/spyagency/internal/httpx"
 	"github.com/cms-pcl/spyagency/internal/pcl"
 	"github.com/cms-pcl/spyagency/internal/spy"
-	"github.com/cms-pcl/spyagency/internal/spy/fetch"
 )
 
 // Config configures the OMS spy.
 type Config struct {
 	// BaseURL is the aggregation API, e.g. https://cmsoms.cern.ch/agg/api/v1.
 	BaseURL string
-	Client  *fetch.Client // default fetch.New with its defaults
+	Client  *httpx.Client // default httpx.New with its defaults
 	Clock   clock.Clock   // default the wall clock
 	Logger  *slog.Logger
 	// ClassOf derives the run class (the config package's rules); default DefaultClassOf.
@@ -50,7 +49,7 @@ func New(cfg Config) (*Spy, error) {
 		return nil, fmt.Errorf("oms: base URL %q is not an http(s) URL", cfg.BaseURL)
 	}
 	if cfg.Client == nil {
-		cfg.Client = fetch.New(fetch.Options{})
+		cfg.Client = httpx.New(httpx.Options{})
 	}
 	if cfg.Clock == nil {
 		cfg.Clock = clock.Real{}
@@ -161,13 +160,9 @@ func (s *Spy) readRuns(ctx context.Context, q url.Values) ([]Run, error) {
 			return nil, fmt.Errorf("oms: links.next loops back to %s", u)
 		}
 		seen[u] = true
-		var raw json.RawMessage
-		if _, err := s.cfg.Client.GetJSON(ctx, u, &raw); err != nil {
-			return nil, fmt.Errorf("oms: %w", err)
-		}
-		p, err := DecodeRuns(raw)
+		p, _, err := httpx.Get(ctx, s.cfg.Client, u, DecodeRuns)
 		if err != nil {
-			return nil, fmt.Errorf("oms: GET %s: %w", u, err)
+			return nil, fmt.Errorf("oms: %w", err)
 		}
 		for _, r := range p.Runs {
 			// A run listed twice (OMS paging over a changing table) keeps its newest version.

@@ -14,17 +14,13 @@ import (
 
 	"github.com/cms-pcl/spyagency/internal/clock"
 	"github.com/cms-pcl/spyagency/internal/fixtures"
+	"github.com/cms-pcl/spyagency/internal/httpx"
 	"github.com/cms-pcl/spyagency/internal/pcl"
-	"github.com/cms-pcl/spyagency/internal/spy/fetch"
 )
 
-// fixture reads a file of ../shared/fixtures/cms relative to the module root, or skips.
-func fixture(t testing.TB, rel string) []byte {
-	t.Helper()
-	return fixtures.Read(t, rel)
-}
-
-func omsFixture(t testing.TB) []byte { return fixture(t, "oms/test_oms_runs.json") }
+// omsFixture is the real OMS reply of 15 runs of 2025 (fixtures.Read: it skips, or fails when fixtures
+// are required, without it).
+func omsFixture(t testing.TB) []byte { return fixtures.Read(t, "oms", "test_oms_runs.json") }
 
 // generic is the fixture parsed without this package's decoder, to check the decoder against.
 type generic struct {
@@ -150,7 +146,7 @@ func (s *omsServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 func newSpy(t *testing.T, base string, clk clock.Clock) *Spy {
 	t.Helper()
-	s, err := New(Config{BaseURL: base, Clock: clk, PageLimit: 4, Client: fetch.New(fetch.Options{Timeout: 5 * time.Second})})
+	s, err := New(Config{BaseURL: base, Clock: clk, PageLimit: 4, Client: httpx.New(httpx.Options{Timeout: 5 * time.Second})})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -323,7 +319,7 @@ func TestSourceFailures(t *testing.T) {
 			t.Parallel()
 			srv, base := newOMS(t, 100, true)
 			srv.override = h
-			s, _ := New(Config{BaseURL: base, Clock: clock.NewFake(later), Client: fetch.New(fetch.Options{Timeout: 100 * time.Millisecond})})
+			s, _ := New(Config{BaseURL: base, Clock: clock.NewFake(later), Client: httpx.New(httpx.Options{Timeout: 100 * time.Millisecond})})
 			if res, err := s.Poll(context.Background(), ""); err == nil || len(res.Observations) != 0 {
 				t.Fatalf("got %v", err)
 			}
@@ -360,7 +356,9 @@ func TestDefaultClassOf(t *testing.T) {
 }
 
 func FuzzDecodeRuns(f *testing.F) {
-	f.Add(omsFixture(f))
+	if real, ok := fixtures.ReadIfPresent(f, "oms", "test_oms_runs.json"); ok {
+		f.Add(real)
+	}
 	f.Add([]byte(`{"data": [{"id": "1", "attributes": {"run_number": 392671, "start_time": "2025-05-29T04:09:57Z", "end_time": null}}], "links": {"next": null}}`))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		p, err := DecodeRuns(data)

@@ -1,6 +1,6 @@
 // Package runner polls one spy on its interval, with jitter so that spies do not poll their sources in
 // lock step, a per-poll deadline so that a hanging source cannot stop the loop, retries with exponential
-// backoff while the next poll is not due for failures that may pass (fetch.Retryable decides), and a
+// backoff while the next poll is not due for failures that may pass (httpx.Retryable decides), and a
 // persisted cursor that advances only after the sink has accepted the poll's observations, so a crash
 // never loses a fact. With the cursor it persists the poll's view time (when its listing or query
 // began), which is what a conclusion from absence rests on, so that a restart leaves every source as

@@ -10,9 +10,9 @@ import (
 	"time"
 
 	"github.com/cms-pcl/spyagency/internal/clock"
+	"github.com/cms-pcl/spyagency/internal/httpx"
 	"github.com/cms-pcl/spyagency/internal/pcl"
 	"github.com/cms-pcl/spyagency/internal/spy"
-	"github.com/cms-pcl/spyagency/internal/spy/fetch"
 	"github.com/cms-pcl/spyagency/internal/store"
 )
 
@@ -43,7 +43,7 @@ type Options struct {
 	Retries    int           // extra attempts after a retryable failure, while the next poll is not due; default 2, negative for none
 	Backoff    time.Duration // first wait before a retry, on Wall, doubled each time; default Interval/20
 	MaxBackoff time.Duration // default Interval/4
-	// Retryable decides whether an error is worth another attempt; default fetch.Retryable.
+	// Retryable decides whether an error is worth another attempt; default httpx.Retryable.
 	Retryable func(error) bool
 	Cursors   Cursors // default an in-memory map (the cursor and view are then lost on restart)
 	Sink      Sink    // required
@@ -112,7 +112,7 @@ func New(sp spy.Spy, opts Options) *Runner {
 		opts.MaxBackoff = opts.Interval / 4
 	}
 	if opts.Retryable == nil {
-		opts.Retryable = fetch.Retryable
+		opts.Retryable = httpx.Retryable
 	}
 	if opts.Cursors == nil {
 		opts.Cursors = &memCursors{m: map[string]store.Cursor{}}
@@ -329,7 +329,7 @@ func (r *Runner) pollWithRetries(ctx context.Context, cursor string) (spy.Result
 		if attempt >= r.opts.Retries || !r.opts.Retryable(err) || !r.opts.Clock.Now().Before(due) {
 			return spy.Result{}, err
 		}
-		wait := max(backoff, fetch.RetryAfter(err))
+		wait := max(backoff, httpx.RetryAfter(err))
 		wait = min(wait, r.opts.MaxBackoff)
 		r.opts.Logger.Debug("retrying poll", "source", r.name, "attempt", attempt+1, "wait", wait, "err", err)
 		retry, serr := r.backoff(ctx, wait, due)
@@ -380,7 +380,7 @@ func (r *Runner) attempt(ctx context.Context, cursor string) (spy.Result, error)
 	if context.Cause(actx) == errPollDeadline {
 		// Whatever the spy returned after its deadline is not trusted; the deadline may pass again on a
 		// retry, but a slow source deserves another chance within the interval.
-		return spy.Result{}, fetch.MarkRetryable(fmt.Errorf("%s: no answer within the poll deadline of %s: %w", r.name, r.opts.Timeout, errOr(err, errPollDeadline)))
+		return spy.Result{}, httpx.MarkRetryable(fmt.Errorf("%s: no answer within the poll deadline of %s: %w", r.name, r.opts.Timeout, errOr(err, errPollDeadline)))
 	}
 	if err != nil {
 		return spy.Result{}, fmt.Errorf("%s: %w", r.name, err)

@@ -12,9 +12,9 @@ import (
 	"time"
 
 	"github.com/cms-pcl/spyagency/internal/clock"
+	"github.com/cms-pcl/spyagency/internal/httpx"
 	"github.com/cms-pcl/spyagency/internal/pcl"
 	"github.com/cms-pcl/spyagency/internal/spy"
-	"github.com/cms-pcl/spyagency/internal/spy/fetch"
 	"github.com/cms-pcl/spyagency/internal/store"
 )
 
@@ -83,7 +83,7 @@ func (s *recordingSink) sink(_ context.Context, _ pcl.Source, obs []pcl.Observat
 	return nil
 }
 
-var errRetry = fetch.MarkRetryable(errors.New("HTTP 503"))
+var errRetry = httpx.MarkRetryable(errors.New("HTTP 503"))
 
 func TestRunPollsAtIntervalWithJitter(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {

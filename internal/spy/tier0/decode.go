@@ -6,23 +6,8 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/cms-pcl/spyagency/internal/spy/fetch"
+	"github.com/cms-pcl/spyagency/internal/t0envelope"
 )
-
-// DecodeResult decodes Tier-0's {"result": [...]} envelope into its elements. A reply without a result
-// array is an error: the service always sends one, even when empty.
-func DecodeResult[T any](data []byte) ([]T, error) {
-	var env struct {
-		Result *[]T `json:"result"`
-	}
-	if err := fetch.DecodeBytes(data, &env); err != nil {
-		return nil, err
-	}
-	if env.Result == nil {
-		return nil, fmt.Errorf("%w: no \"result\" array in the reply", fetch.ErrDecode)
-	}
-	return *env.Result, nil
-}
 
 // ExpressConfig is one row of express_config: how Tier-0 processes one express stream of a run. Only the
 // fields the agency uses are typed; the rest are ignored so that the service may change them.
@@ -68,7 +53,7 @@ func ValidName(s string) bool { return nameRE.MatchString(s) }
 
 // DecodeExpressConfig decodes an express_config reply and checks every row's run and names.
 func DecodeExpressConfig(data []byte) ([]ExpressConfig, error) {
-	rows, err := DecodeResult[ExpressConfig](data)
+	rows, err := t0envelope.Decode[ExpressConfig](data)
 	if err != nil {
 		return nil, err
 	}
@@ -90,7 +75,7 @@ func DecodeExpressConfig(data []byte) ([]ExpressConfig, error) {
 
 // DecodeRecoConfig decodes a reco_config reply and checks every row's run and dataset name.
 func DecodeRecoConfig(data []byte) ([]RecoConfig, error) {
-	rows, err := DecodeResult[RecoConfig](data)
+	rows, err := t0envelope.Decode[RecoConfig](data)
 	if err != nil {
 		return nil, err
 	}
@@ -108,7 +93,7 @@ func DecodeRecoConfig(data []byte) ([]RecoConfig, error) {
 // DecodeFlag decodes the one-boolean replies (run_stream_done, promptreco_status). ok is false when the
 // service answered an empty list: it does not know (yet).
 func DecodeFlag(data []byte) (value, ok bool, err error) {
-	vals, err := DecodeResult[bool](data)
+	vals, err := t0envelope.Decode[bool](data)
 	if err != nil {
 		return false, false, err
 	}
@@ -123,7 +108,7 @@ func DecodeFlag(data []byte) (value, ok bool, err error) {
 
 // DecodeFCSR decodes firstconditionsaferun. ok is false for an empty list.
 func DecodeFCSR(data []byte) (run uint32, ok bool, err error) {
-	vals, err := DecodeResult[uint64](data)
+	vals, err := t0envelope.Decode[uint64](data)
 	if err != nil {
 		return 0, false, err
 	}

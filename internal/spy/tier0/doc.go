@@ -3,6 +3,6 @@
 // which PCL workflows to expect), run_stream_done for the express streams of stopped runs (processing,
 // AlcaHarvest and the upload task finished), reco_config (a row means PromptReco was released for that
 // run and dataset), and the global firstconditionsaferun and promptreco_status. Every reply is the chunked
-// {"result": [...]} envelope, decoded in one place (DecodeResult); the service caches replies for
+// {"result": [...]} envelope, read in one place (internal/t0envelope); the service caches replies for
 // 5 minutes, so the spy does not ask the same URL again before its Expires.
 package tier0

@@ -13,16 +13,16 @@ import (
 	"time"
 
 	"github.com/cms-pcl/spyagency/internal/clock"
+	"github.com/cms-pcl/spyagency/internal/httpx"
 	"github.com/cms-pcl/spyagency/internal/pcl"
 	"github.com/cms-pcl/spyagency/internal/spy"
-	"github.com/cms-pcl/spyagency/internal/spy/fetch"
 )
 
 // Config configures the Tier-0 spy.
 type Config struct {
 	// BaseURL is the service instance, e.g. https://cmsweb.cern.ch/t0wmadatasvc/prod.
 	BaseURL string
-	Client  *fetch.Client // default fetch.New with its defaults
+	Client  *httpx.Client // default httpx.New with its defaults
 	// Hints give the open runs; without them the spy asks only the global endpoints.
 	Hints spy.Hints
 	Clock clock.Clock // default the wall clock
@@ -109,7 +109,7 @@ func New(cfg Config) (*Spy, error) {
 		return nil, fmt.Errorf("tier0: base URL %q is not an http(s) URL", cfg.BaseURL)
 	}
 	if cfg.Client == nil {
-		cfg.Client = fetch.New(fetch.Options{})
+		cfg.Client = httpx.New(httpx.Options{})
 	}
 	if cfg.Clock == nil {
 		cfg.Clock = clock.Real{}
@@ -258,14 +258,9 @@ func (s *Spy) get(ctx context.Context, now time.Time, u string, decode func([]by
 		}
 		return c.obs, nil
 	}
-	var raw json.RawMessage
-	meta, err := s.cfg.Client.GetJSON(ctx, u, &raw)
+	obs, meta, err := httpx.Get(ctx, s.cfg.Client, u, func(b []byte) ([]pcl.Observation, error) { return decode(b, now) })
 	if err != nil {
 		return nil, fmt.Errorf("tier0: %w", err)
-	}
-	obs, err := decode(raw, now)
-	if err != nil {
-		return nil, fmt.Errorf("tier0: GET %s: %w", u, err)
 	}
 	if meta.MaxAge > 0 {
 		s.cache[u] = cached{fetched: now, until: now.Add(meta.MaxAge), obs: obs}

@@ -14,10 +14,11 @@ import (
 	"time"
 
 	"github.com/cms-pcl/spyagency/internal/clock"
+	"github.com/cms-pcl/spyagency/internal/httpx"
 	"github.com/cms-pcl/spyagency/internal/pcl"
 	"github.com/cms-pcl/spyagency/internal/spy"
-	"github.com/cms-pcl/spyagency/internal/spy/fetch"
 	"github.com/cms-pcl/spyagency/internal/spy/runner"
+	"github.com/cms-pcl/spyagency/internal/t0envelope"
 )
 
 var t0 = time.Date(2025, 5, 30, 10, 0, 0, 0, time.UTC)
@@ -88,7 +89,7 @@ func hints(runs ...pcl.OpenRun) spy.Hints { return runner.StaticHints{Runs: runs
 func newSpy(t *testing.T, base string, clk clock.Clock, h spy.Hints) *Spy {
 	t.Helper()
 	s, err := New(Config{BaseURL: base, Hints: h, Clock: clk, Catalogue: pcl.DefaultCatalogue(),
-		Client: fetch.New(fetch.Options{Timeout: 5 * time.Second})})
+		Client: httpx.New(httpx.Options{Timeout: 5 * time.Second})})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -267,7 +268,7 @@ func TestSourceErrorsFailThePoll(t *testing.T) {
 			t.Parallel()
 			srv := httptest.NewServer(h)
 			defer srv.Close()
-			s, err := New(Config{BaseURL: srv.URL, Client: fetch.New(fetch.Options{Timeout: 500 * time.Millisecond, MaxBytes: 1 << 20}),
+			s, err := New(Config{BaseURL: srv.URL, Client: httpx.New(httpx.Options{Timeout: 500 * time.Millisecond, MaxBytes: 1 << 20}),
 				Hints: hints(pcl.OpenRun{Run: 392700, Stopped: true})})
 			if err != nil {
 				t.Fatal(err)
@@ -276,7 +277,7 @@ func TestSourceErrorsFailThePoll(t *testing.T) {
 			if err == nil || len(res.Observations) != 0 {
 				t.Fatalf("got %v, %v", res, err)
 			}
-			if name == "100 MB" && !errors.Is(err, fetch.ErrTooLarge) {
+			if name == "100 MB" && !errors.Is(err, httpx.ErrTooLarge) {
 				t.Errorf("got %v, want a too-large error", err)
 			}
 		})
@@ -324,7 +325,7 @@ func seeds(f *testing.F) {
 func FuzzDecodeResult(f *testing.F) {
 	seeds(f)
 	f.Fuzz(func(t *testing.T, data []byte) {
-		_, _ = DecodeResult[json.RawMessage](data)
+		_, _ = t0envelope.Decode[json.RawMessage](data)
 		_, _, _ = DecodeFCSR(data)
 		_, _, _ = DecodeFlag(data)
 	})

@@ -1,4 +1,4 @@
-package conddb
+package conddbv2
 
 import (
 	"context"
@@ -11,9 +11,9 @@ import (
 	"time"
 
 	"github.com/cms-pcl/spyagency/internal/apperr"
+	"github.com/cms-pcl/spyagency/internal/dbdriver"
 	"github.com/cms-pcl/spyagency/internal/pcl"
-
-	_ "modernc.org/sqlite" // registers the "sqlite" driver
+	"github.com/cms-pcl/spyagency/internal/redact"
 )
 
 // DB is a read-only handle on a condition DB.
@@ -59,8 +59,9 @@ type Options struct {
 	Immutable bool
 }
 
-// Open opens a condition DB read-only. DSNs: "sqlite:PATH" and "postgres://..." (the latter needs a
-// PostgreSQL driver registered as "pgx" or "postgres").
+// Open opens a condition DB read-only. DSNs: "sqlite:PATH" and "postgres://...". The package registers no
+// database driver: the program registers dbdriver.SQLite and dbdriver.Postgres (spyagency does in
+// internal/app), and a DSN whose driver is missing is refused with a message that says so.
 func Open(ctx context.Context, dsn string) (*DB, error) {
 	switch {
 	case strings.HasPrefix(dsn, "sqlite:"):
@@ -68,7 +69,7 @@ func Open(ctx context.Context, dsn string) (*DB, error) {
 	case strings.HasPrefix(dsn, "postgres://"), strings.HasPrefix(dsn, "postgresql://"):
 		return openPostgres(ctx, dsn)
 	}
-	return nil, apperr.Errorf(apperr.Invalid, "condition DB DSN %q: want sqlite:PATH or postgres://...", redact(dsn))
+	return nil, apperr.Errorf(apperr.Invalid, "condition DB DSN %q: want sqlite:PATH or postgres://...", redact.URL(dsn))
 }
 
 // OpenFile opens a CondDB SQLite file read-only.
@@ -88,7 +89,7 @@ func OpenFile(ctx context.Context, path string, opt Options) (*DB, error) {
 	if opt.Immutable {
 		uri += "&immutable=1"
 	}
-	sdb, err := sql.Open("sqlite", uri)
+	sdb, err := dbdriver.Open(dbdriver.SQLite, uri)
 	if err != nil {
 		return nil, fmt.Errorf("condition DB %s: %w", name, err)
 	}
@@ -101,42 +102,18 @@ func OpenFile(ctx context.Context, path string, opt Options) (*DB, error) {
 }
 
 func openPostgres(ctx context.Context, dsn string) (*DB, error) {
-	name := redact(dsn)
-	drivers := sql.Drivers()
-	driver := ""
-	for _, d := range []string{"pgx", "postgres"} {
-		if slices.Contains(drivers, d) {
-			driver = d
-			break
-		}
-	}
-	if driver == "" {
-		return nil, apperr.Errorf(apperr.Invalid, "condition DB %s: this build has no PostgreSQL driver", name)
-	}
-	sdb, err := sql.Open(driver, dsn)
+	name := redact.URL(dsn)
+	sdb, err := dbdriver.Open(dbdriver.Postgres, dsn)
 	if err != nil {
-		return nil, fmt.Errorf("condition DB %s: %w", name, err)
+		return nil, redact.Error(fmt.Errorf("condition DB %s: %w", name, err))
 	}
 	db := &DB{sql: sdb, dialect: Postgres(), name: name}
 	if err := db.checkSchema(ctx); err != nil {
 		sdb.Close()
-		return nil, err
+		// A driver's connection error may quote the connection string.
+		return nil, redact.Error(err)
 	}
 	return db, nil
-}
-
-// redact drops a password from a URL-shaped DSN so that it never reaches a log or an error.
-func redact(dsn string) string {
-	scheme, rest, ok := strings.Cut(dsn, "://")
-	if !ok {
-		return dsn
-	}
-	at := strings.LastIndex(rest, "@")
-	if at < 0 {
-		return dsn
-	}
-	user, _, _ := strings.Cut(rest[:at], ":")
-	return scheme + "://" + user + ":***@" + rest[at+1:]
 }
 
 // escapeURIPath escapes the characters that end or mangle the path part of an SQLite file: URI.
@@ -291,24 +268,19 @@ func (db *DB) PreviousIOV(ctx context.Context, tag string, since uint64, asOf ti
 
 func (db *DB) scanIOVs(ctx context.Context, tag, q string, args ...any) ([]IOV, error) {
 	rows, err := db.query(ctx, q, args...)
-	if err != nil {
-		return nil, fmt.Errorf("condition DB %s: reading IOVs of %s: %w", db.name, tag, err)
-	}
-	defer rows.Close()
-	var out []IOV
-	for rows.Next() {
+	out, err := collect(rows, err, func(rows *sql.Rows, i int) (IOV, error) {
 		var (
 			s   sinceValue
 			ins timeValue
 			iov = IOV{Tag: tag}
 		)
 		if err := rows.Scan(&s, &iov.Payload, &ins); err != nil {
-			return nil, fmt.Errorf("condition DB %s: IOV %d of %s: %w", db.name, len(out)+1, tag, err)
+			return iov, fmt.Errorf("IOV %d: %w", i+1, err)
 		}
 		iov.Since, iov.Inserted = uint64(s), time.Time(ins)
-		out = append(out, iov)
-	}
-	if err := rows.Err(); err != nil {
+		return iov, nil
+	})
+	if err != nil {
 		return nil, fmt.Errorf("condition DB %s: reading IOVs of %s: %w", db.name, tag, err)
 	}
 	return out, nil
@@ -317,23 +289,15 @@ func (db *DB) scanIOVs(ctx context.Context, tag, q string, args ...any) ([]IOV, 
 // Payloads lists the PAYLOAD rows without their blobs, ordered by hash.
 func (db *DB) Payloads(ctx context.Context) ([]PayloadInfo, error) {
 	rows, err := db.query(ctx, `SELECT "HASH", "OBJECT_TYPE", "VERSION", "INSERTION_TIME" FROM "PAYLOAD" ORDER BY "HASH"`)
-	if err != nil {
-		return nil, fmt.Errorf("condition DB %s: reading payloads: %w", db.name, err)
-	}
-	defer rows.Close()
-	var out []PayloadInfo
-	for rows.Next() {
-		var (
-			p   PayloadInfo
-			ins timeValue
-		)
+	out, err := collect(rows, err, func(rows *sql.Rows, i int) (p PayloadInfo, err error) {
+		var ins timeValue
 		if err := rows.Scan(&p.Hash, &p.ObjectType, &p.Version, &ins); err != nil {
-			return nil, fmt.Errorf("condition DB %s: payload %d: %w", db.name, len(out)+1, err)
+			return p, fmt.Errorf("payload %d: %w", i+1, err)
 		}
 		p.Inserted = time.Time(ins)
-		out = append(out, p)
-	}
-	if err := rows.Err(); err != nil {
+		return p, nil
+	})
+	if err != nil {
 		return nil, fmt.Errorf("condition DB %s: reading payloads: %w", db.name, err)
 	}
 	return out, nil

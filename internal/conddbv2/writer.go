@@ -1,4 +1,4 @@
-package conddb
+package conddbv2
 
 import (
 	"context"
@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/cms-pcl/spyagency/internal/dbdriver"
 	"github.com/cms-pcl/spyagency/internal/pcl"
 )
 
@@ -64,7 +65,7 @@ func Create(ctx context.Context, path string) (*Writer, error) {
 }
 
 func createSchema(ctx context.Context, path string) error {
-	db, err := sql.Open("sqlite", "file:"+escapeURIPath(path)+"?mode=rw")
+	db, err := dbdriver.Open(dbdriver.SQLite, "file:"+escapeURIPath(path)+"?mode=rw")
 	if err != nil {
 		return err
 	}
@@ -87,7 +88,7 @@ func OpenWriter(ctx context.Context, path string) (*Writer, error) {
 	if _, err := os.Stat(path); err != nil {
 		return nil, fmt.Errorf("condition DB %s: %w", path, err)
 	}
-	db, err := sql.Open("sqlite", "file:"+escapeURIPath(path)+"?mode=rw&_pragma=busy_timeout(5000)")
+	db, err := dbdriver.Open(dbdriver.SQLite, "file:"+escapeURIPath(path)+"?mode=rw&_pragma=busy_timeout(5000)")
 	if err != nil {
 		return nil, fmt.Errorf("condition DB %s: %w", path, err)
 	}

@@ -1,4 +1,4 @@
-package fetch
+package httpx
 
 import (
 	"bytes"
@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strings"
 )
 
 // DefaultMaxBytes bounds a JSON body when the caller sets no limit: far above any real reply of the CMS
@@ -18,12 +19,21 @@ var ErrTooLarge = errors.New("body too large")
 // DecodeJSON decodes one JSON value from r into into, reading at most max bytes (DefaultMaxBytes if max
 // <= 0). Unknown object fields are ignored, because the sources add fields over time; truncated input,
 // syntax errors, wrong types and trailing data are errors that name the field or byte offset.
-func DecodeJSON(r io.Reader, max int64, into any) error {
+func DecodeJSON(r io.Reader, max int64, into any) error { return decode(r, max, into, false) }
+
+// DecodeStrict is DecodeJSON refusing unknown object fields too: for the formats Spy Agency defines and
+// reads from itself, where an unknown field means the two sides disagree.
+func DecodeStrict(r io.Reader, max int64, into any) error { return decode(r, max, into, true) }
+
+func decode(r io.Reader, max int64, into any, strict bool) error {
 	if max <= 0 {
 		max = DefaultMaxBytes
 	}
 	lr := &limitReader{r: r, left: max}
 	dec := json.NewDecoder(lr)
+	if strict {
+		dec.DisallowUnknownFields()
+	}
 	if err := dec.Decode(into); err != nil {
 		return describeDecodeError(err, lr, dec)
 	}
@@ -61,6 +71,9 @@ func describeDecodeError(err error, lr *limitReader, dec *json.Decoder) error {
 			field = "(top level)"
 		}
 		return fmt.Errorf("%w: field %s: got JSON %s, want %s (offset %d)", ErrDecode, field, typ.Value, typ.Type, typ.Offset)
+	case strings.HasPrefix(err.Error(), "json: unknown field "):
+		// encoding/json has no type for it; its message is stable and names the field.
+		return fmt.Errorf("%w: %s (offset %d)", ErrDecode, strings.TrimPrefix(err.Error(), "json: "), dec.InputOffset())
 	}
 	// A failure of the reader (a dropped connection, a deadline) keeps its own kind so that the caller
 	// can tell it from bad JSON.
@@ -105,7 +118,12 @@ func (l *limitReader) Read(p []byte) (int, error) {
 }
 
 // DecodeBytes is DecodeJSON over a byte slice, with no limit beyond its length; the spies' format
-// decoders use it on bodies that fetch already bounded.
+// decoders use it on bodies that the Client already bounded.
 func DecodeBytes(data []byte, into any) error {
 	return DecodeJSON(bytes.NewReader(data), int64(len(data))+1, into)
+}
+
+// DecodeBytesStrict is DecodeStrict over a byte slice.
+func DecodeBytesStrict(data []byte, into any) error {
+	return DecodeStrict(bytes.NewReader(data), int64(len(data))+1, into)
 }

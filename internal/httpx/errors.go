@@ -1,13 +1,14 @@
-package fetch
+package httpx
 
 import (
 	"context"
 	"errors"
 	"fmt"
+	"net/http"
 	"time"
 )
 
-// Kind says what went wrong with a fetch.
+// Kind says what went wrong with a request.
 type Kind string
 
 const (
@@ -23,18 +24,26 @@ const (
 	KindDecode      Kind = "decode"       // the body is not the JSON expected
 )
 
-// Error is a failed fetch. It names the URL so that logs and health say which request failed.
+// Error is a failed request. It names the method and the URL (without secrets) so that logs and health
+// say which request failed.
 type Error struct {
+	Method     string
 	URL        string
 	Status     int // 0 when no reply came
 	Kind       Kind
 	Snippet    string        // the start of an unexpected body
 	RetryAfter time.Duration // the server's Retry-After, if it gave one
-	Err        error
+	// APIMessage and APICode are Spy Agency's own {"error", "code"} when the body was one.
+	APIMessage, APICode string
+	Err                 error
 }
 
 func (e *Error) Error() string {
-	msg := fmt.Sprintf("GET %s: %v", e.URL, e.Err)
+	method := e.Method
+	if method == "" {
+		method = "GET"
+	}
+	msg := fmt.Sprintf("%s %s: %v", method, e.URL, e.Err)
 	if e.Snippet != "" {
 		msg += ": " + e.Snippet
 	}
@@ -43,20 +52,22 @@ func (e *Error) Error() string {
 
 func (e *Error) Unwrap() error { return e.Err }
 
-// Retryable says whether the same request may succeed soon: timeouts, network failures, 5xx, 408 and 429.
-// A 4xx, a decode error, a body too large or HTML on a 2xx will fail again the same way.
+// Retryable says whether the same request may succeed soon: timeouts, network failures, 5xx, 408 (request
+// timeout), 425 (too early) and 429 (too many requests). Any other 4xx, a 3xx not followed, a decode
+// error, a body too large or HTML on a 2xx will fail again the same way.
 func (e *Error) Retryable() bool {
 	switch e.Kind {
 	case KindNetwork, KindTimeout:
 		return true
 	case KindStatus:
-		return e.Status >= 500 || e.Status == 429 || e.Status == 408
+		return e.Status >= 500 || e.Status == http.StatusRequestTimeout || e.Status == http.StatusTooEarly ||
+			e.Status == http.StatusTooManyRequests
 	}
 	return false
 }
 
 // Retryable says whether err is worth retrying. Any error in the chain with a Retryable() bool method
-// decides (fetch errors, and those of other spies that choose to say), and a deadline that passed is
+// decides (httpx errors, and those of spies whose sources are files or databases), and a deadline that passed is
 // retryable; everything else, cancellation included, is permanent.
 func Retryable(err error) bool {
 	if err == nil {

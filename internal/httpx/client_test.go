@@ -1,4 +1,4 @@
-package fetch
+package httpx
 
 import (
 	"context"
@@ -119,7 +119,7 @@ func TestFailuresAreClassified(t *testing.T) {
 			_, err := New(Options{}).GetJSON(context.Background(), url, &s)
 			var fe *Error
 			if !errors.As(err, &fe) {
-				t.Fatalf("error %v is not a *fetch.Error", err)
+				t.Fatalf("error %v is not a *httpx.Error", err)
 			}
 			if fe.Kind != tc.kind || Retryable(err) != tc.retryable {
 				t.Errorf("kind %s retryable %v, want %s %v (%v)", fe.Kind, Retryable(err), tc.kind, tc.retryable, err)

@@ -1,4 +1,4 @@
-package conddb
+package conddbv2
 
 import (
 	"context"

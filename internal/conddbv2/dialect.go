@@ -1,4 +1,4 @@
-package conddb
+package conddbv2
 
 import (
 	"context"
@@ -84,8 +84,7 @@ func SQLite() *Dialect {
 }
 
 // Postgres is the dialect of a PostgreSQL copy of the schema (quoted upper-case identifiers, $n
-// placeholders, TIMESTAMP columns). No driver is compiled in; Open uses one registered as "pgx" or
-// "postgres" if a build adds it.
+// placeholders, TIMESTAMP columns), opened through the dbdriver.Postgres driver.
 func Postgres() *Dialect {
 	return &Dialect{
 		Name:        "postgres",
@@ -100,19 +99,9 @@ func Postgres() *Dialect {
 			rows, err := q.QueryContext(ctx, `SELECT column_name, upper(data_type), is_nullable = 'NO'
 				FROM information_schema.columns WHERE table_schema = current_schema() AND table_name = $1
 				ORDER BY ordinal_position`, table)
-			if err != nil {
-				return nil, err
-			}
-			defer rows.Close()
-			var out []Column
-			for rows.Next() {
-				var c Column
-				if err := rows.Scan(&c.Name, &c.Type, &c.NotNull); err != nil {
-					return nil, err
-				}
-				out = append(out, c)
-			}
-			return out, rows.Err()
+			return collect(rows, err, func(rows *sql.Rows, _ int) (c Column, err error) {
+				return c, rows.Scan(&c.Name, &c.Type, &c.NotNull)
+			})
 		},
 	}
 }
@@ -124,25 +113,15 @@ func sqliteTables(ctx context.Context, q querier) ([]string, error) {
 func sqliteColumns(ctx context.Context, q querier, table string) ([]Column, error) {
 	// PRAGMA table_info cannot take a bind parameter; the name is quoted instead.
 	rows, err := q.QueryContext(ctx, `PRAGMA table_info(`+quoteIdent(table)+`)`)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	var out []Column
-	for rows.Next() {
+	return collect(rows, err, func(rows *sql.Rows, _ int) (c Column, err error) {
 		var (
-			cid     int
-			c       Column
-			notNull int
-			dflt    sql.NullString
+			cid, notNull int
+			dflt         sql.NullString
 		)
-		if err := rows.Scan(&cid, &c.Name, &c.Type, &notNull, &dflt, &c.PK); err != nil {
-			return nil, err
-		}
+		err = rows.Scan(&cid, &c.Name, &c.Type, &notNull, &dflt, &c.PK)
 		c.NotNull = notNull != 0
-		out = append(out, c)
-	}
-	return out, rows.Err()
+		return c, err
+	})
 }
 
 func limitClause(n int) string { return " LIMIT " + strconv.Itoa(n) }
@@ -151,17 +130,23 @@ func quoteIdent(s string) string { return `"` + strings.ReplaceAll(s, `"`, `""`)
 
 func queryStrings(ctx context.Context, q querier, query string, args ...any) ([]string, error) {
 	rows, err := q.QueryContext(ctx, query, args...)
+	return collect(rows, err, func(rows *sql.Rows, _ int) (s string, err error) { return s, rows.Scan(&s) })
+}
+
+// collect reads every row of a query with scan (given the row's index, for messages) and closes the
+// rows; err is the query's own error, so that a call reads collect(q.QueryContext(...), scan).
+func collect[T any](rows *sql.Rows, err error, scan func(rows *sql.Rows, i int) (T, error)) ([]T, error) {
 	if err != nil {
 		return nil, err
 	}
 	defer rows.Close()
-	var out []string
+	var out []T
 	for rows.Next() {
-		var s string
-		if err := rows.Scan(&s); err != nil {
+		v, err := scan(rows, len(out))
+		if err != nil {
 			return nil, err
 		}
-		out = append(out, s)
+		out = append(out, v)
 	}
 	return out, rows.Err()
 }

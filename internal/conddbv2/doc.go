@@ -1,5 +1,6 @@
-// Package conddb reads (and, for the simulator, writes) the CMS condition database in its CondDB v2
-// schema (cms-interfaces.md §3): tags, IOVs and payloads.
+// Package conddbv2 reads (and, for the simulator, writes) the CMS condition database in its CondDB v2
+// schema (cms-interfaces.md §3): tags, IOVs and payloads. It is the library; the spy that polls a
+// condition DB with it is internal/spy/conddb (source names are a contract, so the spy keeps the name).
 //
 // It speaks database/sql. The few SQL differences between engines (placeholders, quoting of upper-case
 // identifiers, how timestamps are bound and read back, how the schema is listed) live in one Dialect
@@ -9,4 +10,4 @@
 //
 // Reading is read-only. The Writer exists for the simulator and tests: it makes files with exactly the
 // tables and declared column types that CMSSW writes.
-package conddb
+package conddbv2
