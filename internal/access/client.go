@@ -144,3 +144,25 @@ func CrossSite(r *http.Request) bool {
 	}
 	return false
 }
+
+// SafeNext is where a login may send the browser back to: a path on this server, never another site.
+// Anything else ("https://evil.example", "//evil.example", "/\\evil.example", "javascript:...") is
+// "/": the login's return address comes from a query string anyone can write.
+func SafeNext(next string) string {
+	if next == "" || next[0] != '/' || len(next) > 2048 {
+		return "/"
+	}
+	if strings.HasPrefix(next, "//") || strings.HasPrefix(next, "/\\") || strings.HasPrefix(next, "/auth/") {
+		return "/"
+	}
+	for _, c := range next {
+		if c < 0x20 || c == 0x7f || c == '\\' {
+			return "/"
+		}
+	}
+	u, err := url.Parse(next)
+	if err != nil || u.Scheme != "" || u.Host != "" || u.Opaque != "" || u.User != nil {
+		return "/"
+	}
+	return next
+}
