@@ -58,7 +58,7 @@ type App struct {
 	Web     *web.Server
 	Handler http.Handler // everything served: the web, Tier-0's pull API under /t0/ included
 	// Tokens makes, lists and revokes API tokens in the store.
-	Tokens *access.Tokens
+	Tokens  *access.Tokens
 	spies   *spies
 	pushers []*steer.Pusher
 	targets []func() error // close the push targets' connections (SQL)
