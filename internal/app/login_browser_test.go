@@ -173,7 +173,7 @@ func TestLoginFlowInABrowser(t *testing.T) {
 		t.Helper()
 		c, cancel := context.WithTimeout(bctx, 10*time.Second)
 		defer cancel()
-		v, err := chromedp.Run(c, chromedp.Evaluate[string](`String(` + expr + `)`))
+		v, err := chromedp.Run(c, chromedp.Evaluate[string](`String(`+expr+`)`))
 		if err != nil {
 			t.Fatalf("evaluate %s: %v", expr, err)
 		}
@@ -187,7 +187,9 @@ func TestLoginFlowInABrowser(t *testing.T) {
 			}
 		}
 	}
-	text := func(sel string) string { return eval(`(document.querySelector(` + jsString(sel) + `)||{}).textContent`) }
+	text := func(sel string) string {
+		return eval(`(document.querySelector(` + jsString(sel) + `)||{}).textContent`)
+	}
 	login := func(user, password string) {
 		t.Helper()
 		do("the provider's login page", chromedp.WaitVisible(chromedp.CSS("#username")),
