@@ -43,7 +43,9 @@ func (s *countingStore) TokenUsed(ctx context.Context, hash string, at time.Time
 	return s.Store.TokenUsed(ctx, hash, at)
 }
 
-func openStore(t *testing.T) *countingStore {
+func openStore(t *testing.T) *countingStore { return openStoreF(t) }
+
+func openStoreF(t testing.TB) *countingStore {
 	t.Helper()
 	st, err := sqlite.Open(t.Context(), filepath.Join(t.TempDir(), "s.db"), sqlite.Options{})
 	if err != nil {
