@@ -62,4 +62,3 @@ func FuzzSafeNext(f *testing.F) {
 		}
 	})
 }
-
