@@ -77,7 +77,7 @@ type accessWorld struct {
 	creds    []credential
 }
 
-func newAccessWorld(t *testing.T) *accessWorld {
+func newAccessWorld(t testing.TB) *accessWorld {
 	t.Helper()
 	w := newWorld(t)
 	w.seed()
@@ -145,7 +145,7 @@ func newAccessWorld(t *testing.T) *accessWorld {
 	return aw
 }
 
-func (aw *accessWorld) serve(t *testing.T, mod func(*Options)) (*httptest.Server, *Server) {
+func (aw *accessWorld) serve(t testing.TB, mod func(*Options)) (*httptest.Server, *Server) {
 	t.Helper()
 	return aw.world.serve(t, func(o *Options) {
 		o.Access = &access.Guard{Tokens: aw.tokens, Sessions: aw.sessions}
