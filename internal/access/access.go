@@ -1,22 +1,18 @@
-// Package access decides who may act on Spy Agency. Reading is open; operator actions (overrides,
-// silences) need the operate scope. Scripts and Tier-0 use API tokens: a token is shown once when made
-// and only its SHA-256 is stored. The demo opens the operator role to loopback clients.
+// Package access decides who a request comes from and what they may do. People log in with OIDC
+// (internal/access/sso; CERN SSO is an OIDC provider) and hold a signed session cookie that carries a
+// role: viewer, operator (overrides, silences) or admin (tokens, configuration views). Machines (Tier-0,
+// scripts) present API tokens with a scope: read, steer (read and Tier-0's pull API) or operate (read
+// and operator actions). A token is shown once when made; only its SHA-256 is stored, with its expiry
+// on the wall clock and the time it was last used. The demo alone opens the operator role to loopback
+// clients.
+//
+// Credentials that are presented and invalid (an unknown, expired or revoked token, a tampered,
+// expired or ended session) are refused, never taken as anonymous: a client that believes it holds a
+// right must learn that it does not. What each route needs is the web's route table (internal/web).
 package access
 
 import (
-	"context"
-	"crypto/rand"
-	"crypto/sha256"
-	"encoding/base64"
-	"encoding/hex"
-	"encoding/json"
 	"fmt"
-	"net"
-	"net/http"
-	"net/url"
-	"regexp"
-	"strings"
-	"time"
 
 	"github.com/cms-pcl/spyagency/internal/apperr"
 )
@@ -30,6 +26,9 @@ const (
 	ScopeOperate Scope = "operate" // read, and operator actions
 )
 
+// Scopes are the scopes a token can have.
+var Scopes = []Scope{ScopeRead, ScopeSteer, ScopeOperate}
+
 // ParseScope accepts read, steer or operate.
 func ParseScope(s string) (Scope, error) {
 	switch Scope(s) {
@@ -39,138 +38,97 @@ func ParseScope(s string) (Scope, error) {
 	return "", apperr.Errorf(apperr.Invalid, "unknown scope %q (want read, steer or operate)", s)
 }
 
-// Settings is where tokens are kept (the store's key-value settings).
-type Settings interface {
-	Setting(ctx context.Context, key string) (string, bool, error)
-	SetSetting(ctx context.Context, key, value string) error
-}
+// Role is what a person may do; each role may do what the roles below it may.
+type Role string
 
-// Token is what is stored of a token: never the token itself.
-type Token struct {
-	Name    string    `json:"name"`
-	Scope   Scope     `json:"scope"`
-	Created time.Time `json:"created"`
-	Expires time.Time `json:"expires,omitzero"`
-}
+const (
+	RoleViewer   Role = "viewer"   // read everything
+	RoleOperator Role = "operator" // and act: overrides, silences
+	RoleAdmin    Role = "admin"    // and manage: tokens, the configuration's views
+)
 
-const prefix = "sa_"
+// Roles are the roles, lowest first.
+var Roles = []Role{RoleViewer, RoleOperator, RoleAdmin}
 
-var validName = regexp.MustCompile(`^[A-Za-z0-9._@-]{1,64}$`)
-
-func key(secret string) string {
-	sum := sha256.Sum256([]byte(secret))
-	return "token/" + hex.EncodeToString(sum[:])
-}
-
-// Create makes a token, stores its hash and returns the token (to be shown once).
-func Create(ctx context.Context, s Settings, name string, scope Scope, now time.Time, ttl time.Duration) (string, error) {
-	if !validName.MatchString(name) {
-		return "", apperr.Errorf(apperr.Invalid, "bad token name %q: letters, digits and . _ @ - only, at most 64", name)
-	}
-	if _, err := ParseScope(string(scope)); err != nil {
-		return "", err
-	}
-	if ttl < 0 {
-		return "", apperr.Errorf(apperr.Invalid, "a token cannot expire in the past")
-	}
-	var b [32]byte
-	if _, err := rand.Read(b[:]); err != nil {
-		return "", fmt.Errorf("token: %w", err)
-	}
-	secret := prefix + base64.RawURLEncoding.EncodeToString(b[:])
-	t := Token{Name: name, Scope: scope, Created: now.UTC()}
-	if ttl > 0 {
-		t.Expires = now.Add(ttl).UTC()
-	}
-	body, _ := json.Marshal(t)
-	if err := s.SetSetting(ctx, key(secret), string(body)); err != nil {
-		return "", fmt.Errorf("token: store: %w", err)
-	}
-	return secret, nil
-}
-
-// Lookup finds the token a request presents as "Authorization: Bearer <token>".
-func Lookup(ctx context.Context, s Settings, r *http.Request, now time.Time) (Token, error) {
-	h := r.Header.Get("Authorization")
-	if h == "" {
-		return Token{}, apperr.Errorf(apperr.Unauthorized, "no token: send Authorization: Bearer <token> (make one with `spyagency token create`)")
-	}
-	secret, ok := strings.CutPrefix(h, "Bearer ")
-	if !ok || !strings.HasPrefix(secret, prefix) || len(secret) > 100 {
-		return Token{}, apperr.Errorf(apperr.Unauthorized, "malformed Authorization header: want Bearer sa_...")
-	}
-	v, ok, err := s.Setting(ctx, key(secret))
-	if err != nil {
-		return Token{}, err
-	}
-	if !ok {
-		return Token{}, apperr.Errorf(apperr.Unauthorized, "unknown token")
-	}
-	var t Token
-	if err := json.Unmarshal([]byte(v), &t); err != nil {
-		return Token{}, fmt.Errorf("token record: %w", err)
-	}
-	if !t.Expires.IsZero() && !now.Before(t.Expires) {
-		return Token{}, apperr.Errorf(apperr.Unauthorized, "token %s expired at %s", t.Name, t.Expires.Format(time.RFC3339))
-	}
-	return t, nil
-}
-
-// Operators decides who may act on runs (the web's Operators): a token with the operate scope, or,
-// when LoopbackOpen (the demo), any client on a loopback address.
-type Operators struct {
-	Settings Settings
-	// WallNow must be the wall clock (time.Now), not the agency's: a token is made for a span of real
-	// time (`token create --expires 720h` stamps its expiry with the wall clock), and the agency's clock
-	// may be a simulated one that runs 600 times faster, or sits in the past.
-	WallNow      func() time.Time
-	LoopbackOpen bool
-}
-
-// Operator returns the name of who may act with the request, or why they may not.
-func (o Operators) Operator(r *http.Request) (string, error) {
-	if r.Header.Get("Authorization") == "" && o.LoopbackOpen && Loopback(r) {
-		if crossSite(r) {
-			return "", apperr.Errorf(apperr.Forbidden, "a cross-site request may not act, even from this machine")
+func (r Role) rank() int {
+	for i, x := range Roles {
+		if x == r {
+			return i + 1
 		}
-		return "demo-operator (loopback)", nil
 	}
-	t, err := Lookup(r.Context(), o.Settings, r, o.WallNow())
-	if err != nil {
-		return "", err
-	}
-	if t.Scope != ScopeOperate {
-		return "", apperr.Errorf(apperr.Forbidden, "token %s has scope %s; operator actions need operate", t.Name, t.Scope)
-	}
-	return t.Name, nil
+	return 0
 }
 
-// Operator is Operators' check as a function.
-func Operator(s Settings, wallNow func() time.Time, loopbackOpen bool) func(*http.Request) (string, error) {
-	return Operators{Settings: s, WallNow: wallNow, LoopbackOpen: loopbackOpen}.Operator
+// AtLeast says whether the role may do what role o may.
+func (r Role) AtLeast(o Role) bool { return r.rank() > 0 && r.rank() >= o.rank() }
+
+// ParseRole accepts viewer, operator or admin.
+func ParseRole(s string) (Role, error) {
+	if r := Role(s); r.rank() > 0 {
+		return r, nil
+	}
+	return "", fmt.Errorf("unknown role %q (want viewer, operator or admin)", s)
 }
 
-// crossSite says whether a browser marked the request as coming from another site: any page open on this
-// machine could otherwise use the demo's open loopback access.
-func crossSite(r *http.Request) bool {
-	switch r.Header.Get("Sec-Fetch-Site") {
-	case "", "same-origin", "none":
-	default:
-		return true
-	}
-	if o := r.Header.Get("Origin"); o != "" {
-		u, err := url.Parse(o)
-		return err != nil || u.Host != r.Host
-	}
-	return false
+// Via is how a principal proved who it is.
+type Via string
+
+const (
+	ViaNone     Via = ""         // anonymous: nothing was presented
+	ViaSession  Via = "session"  // a login's session cookie
+	ViaToken    Via = "token"    // an API token
+	ViaLoopback Via = "loopback" // the demo's open operator role for this machine's clients
+)
+
+// Principal is who a request comes from.
+type Principal struct {
+	// Name is what the audit log records: the user the provider named, "token:<name>", or the demo's
+	// loopback operator.
+	Name string
+	Via  Via
+	// Role is a person's (sessions and the loopback operator); Scope a token's.
+	Role  Role
+	Scope Scope
+	// CSRF is the form token a session's state-changing requests must carry ("" for other principals).
+	CSRF string
 }
 
-// Loopback says whether the request comes from this machine.
-func Loopback(r *http.Request) bool {
-	host, _, err := net.SplitHostPort(r.RemoteAddr)
-	if err != nil {
-		return false
-	}
-	ip := net.ParseIP(host)
-	return ip != nil && ip.IsLoopback()
+// Anonymous is the principal of a request that presented nothing.
+var Anonymous = Principal{}
+
+// IsAnonymous says whether nothing was presented.
+func (p Principal) IsAnonymous() bool { return p.Via == ViaNone }
+
+// CanRead says whether the principal may read when reading needs a login: any login or token.
+func (p Principal) CanRead() bool {
+	return p.Via == ViaToken || p.Role.AtLeast(RoleViewer)
 }
+
+// CanPull says whether the principal may read Tier-0's pull API when it needs a token: a steer token.
+func (p Principal) CanPull() bool { return p.Via == ViaToken && p.Scope == ScopeSteer }
+
+// CanOperate says whether the principal may act on runs and alerts: an operator (or admin), or an
+// operate token.
+func (p Principal) CanOperate() bool {
+	if p.Via == ViaToken {
+		return p.Scope == ScopeOperate
+	}
+	return p.Role.AtLeast(RoleOperator)
+}
+
+// CanAdmin says whether the principal may manage tokens and see the configuration: an admin's login.
+// No token scope reaches it: a token that could make tokens would outlive every revocation.
+func (p Principal) CanAdmin() bool { return p.Via == ViaSession && p.Role.AtLeast(RoleAdmin) }
+
+// Describe is the principal in words, for the page and errors.
+func (p Principal) Describe() string {
+	switch p.Via {
+	case ViaToken:
+		return fmt.Sprintf("%s (scope %s)", p.Name, p.Scope)
+	case ViaSession, ViaLoopback:
+		return fmt.Sprintf("%s (%s)", p.Name, p.Role)
+	}
+	return "anonymous"
+}
+
+func unauthorized(msg string) error { return apperr.Errorf(apperr.Unauthorized, "%s", msg) }

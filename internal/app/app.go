@@ -36,10 +36,13 @@ type Options struct {
 	Clock   clock.Clock // default the wall clock
 	Logger  *slog.Logger
 	Version string
-	// Operator decides who may act on runs over HTTP; nil means API tokens with the operate scope, and
-	// also any loopback client when OpenLoopback (the demo) is set.
-	Operator     web.Operators
+	// Access says who each request comes from; nil means the configured one: API tokens, logins when
+	// access.oidc is set, and also any loopback client as an operator when OpenLoopback (the demo) is.
+	Access       web.Authenticator
 	OpenLoopback bool
+	// WallNow is the wall clock of tokens, sessions and the limit of failed authentications, whatever
+	// the agency's clock (default time.Now; tests move it).
+	WallNow func() time.Time
 	// Stepped is for driving the agency in simulated time from a test or the study: spies do not retry
 	// within a poll (a retry would wait on a clock nobody moves), and Step replaces Start.
 	Stepped bool
@@ -53,7 +56,9 @@ type App struct {
 	Store   store.Store
 	Agency  *agency.Agency
 	Web     *web.Server
-	Handler http.Handler // everything served: the web, and Tier-0's pull API under /t0/
+	Handler http.Handler // everything served: the web, Tier-0's pull API under /t0/ included
+	// Tokens makes, lists and revokes API tokens in the store.
+	Tokens  *access.Tokens
 	spies   *spies
 	pushers []*steer.Pusher
 	targets []func() error // close the push targets' connections (SQL)
@@ -116,24 +121,35 @@ func New(ctx context.Context, o Options) (_ *App, err error) {
 	if a.pushers, a.targets, err = buildPushers(ctx, cfg, st, o.Clock, o.Logger.With("part", "steer")); err != nil {
 		return nil, err
 	}
-	if o.Operator == nil {
-		// Token lifetimes are wall time, whatever the agency's clock.
-		o.Operator = access.Operators{Settings: st, WallNow: time.Now, LoopbackOpen: o.OpenLoopback}
+	if o.WallNow == nil {
+		o.WallNow = time.Now // token and session lifetimes are wall time, whatever the agency's clock
 	}
-	a.Web, err = web.New(web.Options{Store: st, Catalogue: cat, Clock: o.Clock, Logger: o.Logger.With("part", "web"),
-		Overrider: ag, Operator: o.Operator, Sources: a.spies, MaxBody: cfg.Server.MaxBodyBytes,
-		Version: o.Version, Banner: o.Banner, Ready: readiness{up: a.up, store: st}, Events: ag,
-		Links: web.Links(cfg.Links), Alerts: alertRules{store: st, sources: a.spies},
-		FirstUnready: firstUnready{store: st, policy: cfg.Policy}})
+	a.Tokens = &access.Tokens{Store: st, Now: o.WallNow}
+	guard, login, err := buildAccess(ctx, cfg, st, a.Tokens, o)
+	if err != nil {
+		return nil, err
+	}
+	if o.Access == nil {
+		o.Access = guard
+	}
+	proxies, err := access.ParseProxies(cfg.Server.TrustedProxies)
 	if err != nil {
 		return nil, err
 	}
 	readyRuns, firstUnreadyRun := steer.PullHandlersLog(steer.StoreSource{Store: st}, cfg.Policy, o.Logger.With("part", "pull"))
-	mux := http.NewServeMux()
-	mux.HandleFunc("GET /t0/v1/ready_runs", readyRuns)
-	mux.HandleFunc("GET /t0/v1/first_unready_run", firstUnreadyRun)
-	mux.Handle("/", a.Web)
-	a.Handler = closingHandler{mux, a.Web}
+	a.Web, err = web.New(web.Options{Store: st, Catalogue: cat, Clock: o.Clock, Logger: o.Logger.With("part", "web"),
+		Overrider: ag, Sources: a.spies, MaxBody: cfg.Server.MaxBodyBytes,
+		Version: o.Version, Banner: o.Banner, Ready: readiness{up: a.up, store: st}, Events: ag,
+		Links: web.Links(cfg.Links), Alerts: alertRules{store: st, sources: a.spies},
+		FirstUnready: firstUnready{store: st, policy: cfg.Policy},
+		Access:       o.Access, Login: login, Proxies: proxies, WallNow: o.WallNow,
+		ReadNeedsLogin: cfg.Access.Read == "authenticated", PullNeedsToken: cfg.Access.Pull == "token",
+		FailedAuthLimit: cfg.Access.FailedAuthLimit, FailedAuthWindow: cfg.Access.FailedAuthWindow,
+		Pull: pullAPI{readyRuns, firstUnreadyRun}, Tokens: a.Tokens, Config: configView{cfg}})
+	if err != nil {
+		return nil, err
+	}
+	a.Handler = a.Web
 	return a, nil
 }
 

@@ -46,7 +46,8 @@ func TestTokensLiveInWallTime(t *testing.T) {
 			if err := a.Agency.Pass(t.Context()); err != nil {
 				t.Fatal(err)
 			}
-			tok, err := access.Create(t.Context(), a.Store, "calib-shifter", access.ScopeOperate, tc.made, tc.ttl)
+			made := &access.Tokens{Store: a.Store, Now: func() time.Time { return tc.made }}
+			tok, _, err := made.Create(t.Context(), "calib-shifter", access.ScopeOperate, tc.ttl)
 			if err != nil {
 				t.Fatal(err)
 			}

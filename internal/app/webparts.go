@@ -5,10 +5,10 @@ import (
 	"errors"
 	"net/http"
 
+	"github.com/cms-pcl/spyagency/internal/config"
 	"github.com/cms-pcl/spyagency/internal/pcl"
 	"github.com/cms-pcl/spyagency/internal/steer"
 	"github.com/cms-pcl/spyagency/internal/store"
-	"github.com/cms-pcl/spyagency/internal/web"
 )
 
 // The parts of the process the web reads, each answering one of its small interfaces.
@@ -45,11 +45,14 @@ func (f firstUnready) FirstUnready(ctx context.Context) (uint32, error) {
 	return steer.FirstUnreadyRun(states, f.policy), nil
 }
 
-// closingHandler serves everything and, on shutdown, ends the page's event streams, which would
-// otherwise hold the graceful shutdown until its deadline.
-type closingHandler struct {
-	http.Handler
-	web *web.Server
-}
+// pullAPI is the web's TierZeroPull: steering's handlers of Tier-0's pull API.
+type pullAPI struct{ readyRuns, firstUnready http.HandlerFunc }
 
-func (h closingHandler) Close() { h.web.Close() }
+func (p pullAPI) ReadyRuns(w http.ResponseWriter, r *http.Request)       { p.readyRuns(w, r) }
+func (p pullAPI) FirstUnreadyRun(w http.ResponseWriter, r *http.Request) { p.firstUnready(w, r) }
+
+// configView is the web's ConfigView: the configuration in force, secrets masked (the file holds
+// none, but a DSN from the command line might).
+type configView struct{ cfg *config.Config }
+
+func (c configView) ConfigYAML() string { return c.cfg.String() }

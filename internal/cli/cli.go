@@ -56,7 +56,7 @@ func commands() map[string]command {
 		"hold":     {"hold a run from release, with a reason", override(pcl.OverrideHold)},
 		"clear":    {"undo a hold or forced release (or an accept, with --workflow)", override(pcl.OverrideClear)},
 		"accept":   {"accept a workflow's bad final state for a run, with a reason", override(pcl.OverrideAccept)},
-		"token":    {"make an API token (token create)", runToken},
+		"token":    {"make, list or revoke API tokens (token create|list|revoke, with --store)", runToken},
 	}
 }
 

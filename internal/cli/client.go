@@ -14,10 +14,6 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/cms-pcl/spyagency/internal/access"
-	"github.com/cms-pcl/spyagency/internal/app"
-	"github.com/cms-pcl/spyagency/internal/clock"
-	"github.com/cms-pcl/spyagency/internal/config"
 	"github.com/cms-pcl/spyagency/internal/httpx"
 	"github.com/cms-pcl/spyagency/internal/pcl"
 	"github.com/cms-pcl/spyagency/internal/web"
@@ -265,47 +261,4 @@ func override(action pcl.OverrideAction) func(e *env, args []string) error {
 		fmt.Fprintf(e.stdout, "run %d is now %s (v%d): %s\n", v.Run, v.Readiness.State, v.Readiness.Version, v.Readiness.Reason)
 		return nil
 	}
-}
-
-// runToken makes an API token directly in a store (the server need not run).
-func runToken(e *env, args []string) error {
-	const syn = "Usage: spyagency token create --store DSN --name NAME --scope read|steer|operate [--expires DURATION]"
-	if len(args) > 0 && isHelp(args[0]) {
-		fmt.Fprintln(e.stdout, syn)
-		return errHelp
-	}
-	if len(args) == 0 || args[0] != "create" {
-		fmt.Fprintln(e.stderr, syn)
-		return errUsage
-	}
-	fs := e.flags("token create", "token create --store DSN --name NAME --scope read|steer|operate [--expires DURATION]")
-	dsn := fs.String("store", "", "the store DSN (sqlite:PATH), as the server's")
-	name := fs.String("name", "", "who or what the token is for")
-	scope := fs.String("scope", "", "read, steer or operate")
-	expires := fs.Duration("expires", 0, "lifetime, e.g. 720h (default: no expiry)")
-	if err := e.parse(fs, args[1:]); err != nil {
-		return err
-	}
-	if *dsn == "" || *name == "" || *scope == "" {
-		fs.Usage()
-		return errUsage
-	}
-	sc, err := access.ParseScope(*scope)
-	if err != nil {
-		return err
-	}
-	cfg := config.Default()
-	cfg.Store.DSN = *dsn
-	st, err := app.OpenStore(e.ctx, cfg, clock.Real{}, discardLogger())
-	if err != nil {
-		return err
-	}
-	defer st.Close()
-	tok, err := access.Create(e.ctx, st, *name, sc, time.Now(), *expires)
-	if err != nil {
-		return err
-	}
-	fmt.Fprintln(e.stdout, tok)
-	fmt.Fprintf(e.stderr, "token %q with scope %s made; it is shown only now\n", *name, sc)
-	return nil
 }

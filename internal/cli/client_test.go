@@ -2,6 +2,7 @@ package cli
 
 import (
 	"context"
+	"encoding/json"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -114,5 +115,79 @@ func TestClientRefusesUnknownFields(t *testing.T) {
 	// --json prints the reply as it came, whatever it holds.
 	if code, out, errs := run(t, "run", "392680", "--server", srv.URL, "--json"); code != 0 || !strings.Contains(out, `"quorum": 3}`) {
 		t.Errorf("run --json: %d %q %q", code, out, errs)
+	}
+}
+
+// TestTokenCommands: a token is made, listed with its scope, expiry and last use (never itself),
+// revoked by name, and refused by the server from then on; each change is in the audit log.
+func TestTokenCommands(t *testing.T) {
+	t.Parallel()
+	base, dsn := startServer(t)
+	code, tok, errs := run(t, "token", "create", "--store", dsn, "--name", "tier0-prod", "--scope", "steer", "--expires", "720h")
+	if code != 0 || !strings.HasPrefix(tok, "sa_") || !strings.Contains(errs, "shown only now") {
+		t.Fatalf("token create: %d %q %q", code, tok, errs)
+	}
+	tok = strings.TrimSpace(tok)
+	get := func() int {
+		req, _ := http.NewRequest("GET", base+"/t0/v1/first_unready_run", nil)
+		req.Header.Set("Authorization", "Bearer "+tok)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	if c := get(); c != 200 {
+		t.Fatalf("the new token: HTTP %d", c)
+	}
+	code, out, errs := run(t, "token", "list", "--store", dsn)
+	if code != 0 || !strings.Contains(out, "tier0-prod") || !strings.Contains(out, "steer") || !strings.Contains(out, "live") ||
+		strings.Contains(out, tok) || strings.Count(out, "never") != 0 {
+		t.Errorf("token list: %d %q %q", code, out, errs)
+	}
+	if code, out, _ := run(t, "token", "list", "--store", dsn, "--json"); code != 0 || !strings.Contains(out, `"last_used":"`) || strings.Contains(out, tok) {
+		t.Errorf("token list --json (the use above must be recorded): %d %q", code, out)
+	}
+	if code, out, errs := run(t, "token", "revoke", "tier0-prod", "--store", dsn); code != 0 || !strings.Contains(out, "revoked") {
+		t.Errorf("token revoke: %d %q %q", code, out, errs)
+	}
+	if c := get(); c != 401 {
+		t.Errorf("a revoked token: HTTP %d, want 401", c)
+	}
+	if code, _, errs := run(t, "token", "revoke", "tier0-prod", "--store", dsn); code != 1 || !strings.Contains(errs, "no live token") {
+		t.Errorf("revoke twice: %d %q", code, errs)
+	}
+	if code, out, _ := run(t, "token", "list", "--store", dsn); code != 0 || !strings.Contains(out, "revoked") {
+		t.Errorf("token list after revoke: %d %q", code, out)
+	}
+	code, out, _ = run(t, "runs", "--server", base, "--json")
+	if code != 0 {
+		t.Fatal(out)
+	}
+	var audit struct {
+		Entries []struct{ Actor, Action, Detail string }
+	}
+	resp, err := http.Get(base + "/api/v1/audit")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if err := json.NewDecoder(resp.Body).Decode(&audit); err != nil {
+		t.Fatal(err)
+	}
+	actions := map[string]bool{}
+	for _, e := range audit.Entries {
+		if strings.HasPrefix(e.Actor, "cli") && strings.Contains(e.Detail, "tier0-prod") {
+			actions[e.Action] = true
+		}
+	}
+	if !actions["token-create"] || !actions["token-revoke"] {
+		t.Errorf("audit entries of the token commands: %+v", audit.Entries)
+	}
+	for _, bad := range [][]string{{"token"}, {"token", "mint"}, {"token", "list"}, {"token", "revoke", "--store", dsn}} {
+		if code, _, _ := run(t, bad...); code != 2 {
+			t.Errorf("%v: exit %d, want 2", bad, code)
+		}
 	}
 }

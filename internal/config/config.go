@@ -10,6 +10,7 @@ package config
 import (
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/cms-pcl/spyagency/internal/pcl"
@@ -43,6 +44,8 @@ type Config struct {
 	Clock Clock `yaml:"clock"`
 	// Steering says where decisions are pushed (Tier-0 can also pull them: see docs/tier0-integration.md).
 	Steering Steering `yaml:"steering"`
+	// Access is who may do what: reading, Tier-0's pull API, the OIDC login (docs/security.md).
+	Access Access `yaml:"access"`
 
 	// Warnings are what Parse accepted but a person should change (a deprecated key), for serve to log.
 	Warnings []Problem `yaml:"-"`
@@ -100,6 +103,83 @@ type Server struct {
 	ShutdownTimeout time.Duration `yaml:"shutdown_timeout"`
 	// MaxBodyBytes is the largest request body accepted. Default 1 MiB.
 	MaxBodyBytes int64 `yaml:"max_body_bytes"`
+	// TrustedProxies are the reverse proxies (addresses or networks) whose X-Forwarded-For,
+	// X-Forwarded-Proto and X-Forwarded-Host are believed: the client's address (for the limit of
+	// failed logins and the demo's loopback rule), whether it came over TLS (Secure cookies, HSTS) and
+	// the host it asked for (origin checks). Default none: the headers are ignored.
+	TrustedProxies []string `yaml:"trusted_proxies"`
+}
+
+// Access is who may do what (docs/security.md).
+type Access struct {
+	// Read is "open" (anyone who reaches the server may read: the default) or "authenticated" (a
+	// login or an API token of any scope).
+	Read string `yaml:"read"`
+	// Pull is "open" (the default) or "token": Tier-0's pull API (/t0/v1/) then needs a token of the
+	// steer scope.
+	Pull string `yaml:"pull"`
+	// FailedAuthLimit failed authentications (bad tokens, bad sessions, failed logins) are allowed
+	// from one client address per FailedAuthWindow; past them its requests with credentials get 429
+	// until the window ends. Defaults 10 and 1m.
+	FailedAuthLimit  int           `yaml:"failed_auth_limit"`
+	FailedAuthWindow time.Duration `yaml:"failed_auth_window"`
+	// OIDC is the login for people (CERN SSO); without an issuer nobody logs in, and operators act
+	// with tokens of the operate scope.
+	OIDC OIDC `yaml:"oidc"`
+}
+
+// OIDC is the OpenID Connect provider people log in with.
+type OIDC struct {
+	// Issuer is the provider, e.g. https://auth.cern.ch/auth/realms/cern.
+	Issuer string `yaml:"issuer"`
+	// ClientID is this application's registration with the provider.
+	ClientID string `yaml:"client_id"`
+	// ClientSecretFile or ClientSecretEnv hold the client's secret; neither for a public client (PKCE
+	// alone then protects the code).
+	ClientSecretFile string `yaml:"client_secret_file"`
+	ClientSecretEnv  string `yaml:"client_secret_env"`
+	// RedirectURL is the callback registered with the provider. Default server.public_url +
+	// "/auth/callback".
+	RedirectURL string `yaml:"redirect_url"`
+	// Scopes asked for. Default [openid, profile, email].
+	Scopes []string `yaml:"scopes"`
+	// UserClaim names the person in the audit log. Default "": preferred_username, else email, else sub.
+	UserClaim string `yaml:"user_claim"`
+	// RolesClaim is the ID token's claim that holds groups or roles. Default cern_roles (CERN SSO's
+	// application roles, which its Application Portal maps from e-groups); "groups" for most others.
+	RolesClaim string `yaml:"roles_claim"`
+	// Roles maps the claim's values to roles.
+	Roles OIDCRoles `yaml:"roles"`
+	// SessionTTL is how long a login lasts. Default 12h.
+	SessionTTL time.Duration `yaml:"session_ttl"`
+}
+
+// OIDCRoles lists, per role, the values of the roles claim that give it; a person gets the highest.
+// With viewer empty anyone the provider logs in may view; otherwise only the listed may log in.
+type OIDCRoles struct {
+	Viewer   []string `yaml:"viewer"`
+	Operator []string `yaml:"operator"`
+	Admin    []string `yaml:"admin"`
+}
+
+// LoginEnabled says whether people log in.
+func (a Access) LoginEnabled() bool { return a.OIDC.Issuer != "" }
+
+// ClientSecret reads the OIDC client's secret from its file or environment variable; "" for a public
+// client.
+func (o OIDC) ClientSecret(lookupEnv func(string) (string, bool)) (string, error) {
+	return readSecret("access.oidc client secret", o.ClientSecretFile, o.ClientSecretEnv, lookupEnv)
+}
+
+// Callback is the redirect URL: the configured one, or the public URL's /auth/callback.
+func (c *Config) Callback() string {
+	if c.Access.OIDC.RedirectURL != "" {
+		return c.Access.OIDC.RedirectURL
+	}
+	if c.Server.PublicURL == "" {
+		return ""
+	}
+	return strings.TrimRight(c.Server.PublicURL, "/") + "/auth/callback"
 }
 
 // Store is the database's configuration.
@@ -190,17 +270,21 @@ type Agency struct {
 
 // Defaults that are not per source.
 const (
-	DefaultAddr            = "127.0.0.1:8080"
-	DefaultReadTimeout     = 15 * time.Second
-	DefaultWriteTimeout    = 60 * time.Second
-	DefaultShutdownTimeout = 10 * time.Second
-	DefaultMaxBodyBytes    = 1 << 20
-	DefaultJitter          = 0.1
-	DefaultPollTimeout     = 30 * time.Second
-	DefaultStaleAfter      = 3
-	DefaultReconcileBatch  = 200
-	DefaultResyncInterval  = 5 * time.Minute
-	DefaultLookback        = 14 * 24 * time.Hour
+	DefaultAddr             = "127.0.0.1:8080"
+	DefaultReadTimeout      = 15 * time.Second
+	DefaultWriteTimeout     = 60 * time.Second
+	DefaultShutdownTimeout  = 10 * time.Second
+	DefaultMaxBodyBytes     = 1 << 20
+	DefaultJitter           = 0.1
+	DefaultPollTimeout      = 30 * time.Second
+	DefaultStaleAfter       = 3
+	DefaultReconcileBatch   = 200
+	DefaultResyncInterval   = 5 * time.Minute
+	DefaultLookback         = 14 * 24 * time.Hour
+	DefaultFailedAuthLimit  = 10
+	DefaultFailedAuthWindow = time.Minute
+	DefaultSessionTTL       = 12 * time.Hour
+	DefaultRolesClaim       = "cern_roles"
 )
 
 // DefaultInterval is each source's default poll interval. Tier-0 caches its replies for 5 minutes and the
@@ -275,6 +359,13 @@ func preDefaults() *Config {
 			DQM:     defaultSource(pcl.SourceDQM),
 		},
 		Links: DefaultLinks(),
+		Access: Access{
+			Read:             "open",
+			Pull:             "open",
+			FailedAuthLimit:  DefaultFailedAuthLimit,
+			FailedAuthWindow: DefaultFailedAuthWindow,
+			OIDC:             OIDC{RolesClaim: DefaultRolesClaim, SessionTTL: DefaultSessionTTL},
+		},
 		Agency: Agency{
 			ReconcileBatch: DefaultReconcileBatch,
 			ResyncInterval: DefaultResyncInterval,
@@ -308,6 +399,9 @@ func (c *Config) finish(present func(path string) bool) {
 	}
 	if len(c.Policy.Classes) == 0 {
 		c.Policy = pcl.DefaultPolicy()
+	}
+	if len(c.Access.OIDC.Scopes) == 0 {
+		c.Access.OIDC.Scopes = []string{"openid", "profile", "email"}
 	}
 }
 

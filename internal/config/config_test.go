@@ -75,8 +75,8 @@ func TestFullExample(t *testing.T) {
 		t.Fatal(err)
 	}
 	wantServer := Server{Addr: "0.0.0.0:8443", PublicURL: "https://spyagency.web.cern.ch", ReadTimeout: 15 * time.Second,
-		WriteTimeout: time.Minute, ShutdownTimeout: 10 * time.Second, MaxBodyBytes: 1 << 20}
-	if c.Server != wantServer {
+		WriteTimeout: time.Minute, ShutdownTimeout: 10 * time.Second, MaxBodyBytes: 1 << 20, TrustedProxies: []string{"127.0.0.1", "10.76.0.0/16"}}
+	if !reflect.DeepEqual(c.Server, wantServer) {
 		t.Errorf("server = %+v, want %+v", c.Server, wantServer)
 	}
 	wantStore := Store{DSN: "sqlite:/var/lib/spyagency/spyagency.db"}
@@ -125,6 +125,16 @@ func TestFullExample(t *testing.T) {
 	}
 	if c.Links != DefaultLinks() {
 		t.Errorf("links = %+v, want the defaults", c.Links)
+	}
+	wantAccess := Access{Read: "authenticated", Pull: "token", FailedAuthLimit: 10, FailedAuthWindow: time.Minute,
+		OIDC: OIDC{Issuer: "https://auth.cern.ch/auth/realms/cern", ClientID: "cms-spyagency",
+			ClientSecretFile: "/etc/spyagency/oidc-client-secret", ClientSecretEnv: "SPYAGENCY_OIDC_CLIENT_SECRET",
+			RedirectURL: "https://spyagency.web.cern.ch/auth/callback", Scopes: []string{"openid", "profile", "email"},
+			UserClaim: "preferred_username", RolesClaim: "cern_roles",
+			Roles:      OIDCRoles{Viewer: []string{"pcl-viewer"}, Operator: []string{"pcl-operator"}, Admin: []string{"pcl-admin"}},
+			SessionTTL: 12 * time.Hour}}
+	if !reflect.DeepEqual(c.Access, wantAccess) {
+		t.Errorf("access = %+v, want %+v", c.Access, wantAccess)
 	}
 	wantAgency := Agency{ReconcileBatch: 200, ResyncInterval: 5 * time.Minute, Lookback: 336 * time.Hour}
 	if c.Agency != wantAgency {

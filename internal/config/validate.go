@@ -5,6 +5,7 @@ import (
 	"maps"
 	"math"
 	"net"
+	"net/netip"
 	"net/url"
 	"path"
 	"regexp"
@@ -48,6 +49,7 @@ func (d *decoder) validate(c *Config) {
 	d.checkLinks(c.Links)
 	d.checkAgency(c.Agency)
 	d.checkSteering(c.Steering)
+	d.checkAccess(c)
 	d.checkClock(c.Clock)
 	d.checkSimulatedClock(c)
 	if c.DataDir == "" {
@@ -95,6 +97,15 @@ func (d *decoder) checkServer(s Server) {
 	d.positive("server.shutdown_timeout", s.ShutdownTimeout)
 	if s.MaxBodyBytes <= 0 {
 		d.addf(d.at("server.max_body_bytes"), "server.max_body_bytes", "must be positive, got %d", s.MaxBodyBytes)
+	}
+	for i, p := range s.TrustedProxies {
+		f := fmt.Sprintf("server.trusted_proxies[%d]", i)
+		if _, err := netip.ParsePrefix(p); err == nil {
+			continue
+		}
+		if _, err := netip.ParseAddr(p); err != nil {
+			d.addf(d.at(f), f, "want an address or a network such as 10.76.0.0/16, got %q", p)
+		}
 	}
 }
 

@@ -81,6 +81,31 @@ type Cursor struct {
 	View time.Time
 }
 
+// APIToken is what is kept of an API token: its hash, never the token itself (access makes and checks
+// tokens). A token is live until it expires or is revoked; a revoked one stays listed, so that who
+// used what, and until when, can still be read.
+type APIToken struct {
+	Hash     string    `json:"-"` // hex SHA-256 of the token
+	Name     string    `json:"name"`
+	Scope    string    `json:"scope"`
+	Created  time.Time `json:"created"`
+	Expires  time.Time `json:"expires,omitzero"`   // zero: never
+	LastUsed time.Time `json:"last_used,omitzero"` // zero: never used
+	Revoked  time.Time `json:"revoked,omitzero"`   // zero: not revoked
+}
+
+// Session is a person's login, as access keeps it: the hash of the session's identifier (the cookie
+// carries the identifier itself), who it is and with which role, and until when. Ended is set by a
+// logout; an ended or expired session is refused.
+type Session struct {
+	Hash    string
+	User    string
+	Role    string
+	Created time.Time
+	Expires time.Time
+	Ended   time.Time // zero while the session is open
+}
+
 // DecisionWrite is one decision with everything that must be written in its transaction.
 type DecisionWrite struct {
 	// Decision.Version must be the run's current version + 1 (1 for a first decision); otherwise
@@ -150,6 +175,28 @@ type Store interface {
 	Cursor(ctx context.Context, name string) (Cursor, error)
 	// SetCursor persists a spy's cursor and its view time in one write.
 	SetCursor(ctx context.Context, name string, c Cursor) error
+
+	// CreateToken stores a new API token. A live (not revoked) token of the same name fails with
+	// apperr.Conflict, the same hash too; an empty hash, name or scope, or no creation time, with
+	// apperr.Invalid.
+	CreateToken(ctx context.Context, t APIToken) error
+	// TokenByHash returns the token with that hash, live, expired or revoked; apperr.NotFound if none.
+	TokenByHash(ctx context.Context, hash string) (APIToken, error)
+	// Tokens lists every token, live and revoked, by name, then newest first.
+	Tokens(ctx context.Context) ([]APIToken, error)
+	// RevokeToken revokes the live token of that name at the given time and returns it;
+	// apperr.NotFound when there is none.
+	RevokeToken(ctx context.Context, name string, at time.Time) (APIToken, error)
+	// TokenUsed records a token's use at the given time; the last-used time only moves forward.
+	TokenUsed(ctx context.Context, hash string, at time.Time) error
+
+	// CreateSession stores a new login session, and forgets the sessions that expired or ended a day
+	// before it was created, so that the table holds the open sessions and not the history of logins.
+	CreateSession(ctx context.Context, s Session) error
+	// Session returns a session by its hash, open or not; apperr.NotFound if none.
+	Session(ctx context.Context, hash string) (Session, error)
+	// EndSession ends a session (a logout); ending an unknown or ended session does nothing.
+	EndSession(ctx context.Context, hash string, at time.Time) error
 
 	// Setting returns a key-value setting and whether it exists.
 	Setting(ctx context.Context, key string) (string, bool, error)

@@ -1,13 +1,13 @@
 package web
 
 import (
-	"crypto/subtle"
 	"errors"
 	"fmt"
 	"net/http"
 	"net/url"
 	"strings"
 
+	"github.com/cms-pcl/spyagency/internal/access"
 	"github.com/cms-pcl/spyagency/internal/apperr"
 	"github.com/cms-pcl/spyagency/internal/pcl"
 )
@@ -37,16 +37,8 @@ type confirmData struct {
 	Readable string // the action in words
 }
 
-// operator says who may act, or why nobody may.
-func (s *Server) operator(r *http.Request) (string, error) {
-	if s.o.Operator == nil || s.o.Overrider == nil {
-		return "", apperr.Errorf(apperr.Forbidden, "operator actions are not enabled on this server (they need the operator role; see docs/operator-guide.md)")
-	}
-	return s.o.Operator.Operator(r)
-}
-
 func (s *Server) actionForm(r *http.Request, rs pcl.RunState) actionForm {
-	f := actionForm{Run: rs.Run, Token: s.csrf, Actions: []pcl.OverrideAction{pcl.OverrideHold, pcl.OverrideRelease, pcl.OverrideClear, pcl.OverrideAccept}}
+	f := actionForm{Run: rs.Run, Token: s.csrfFor(r), Actions: []pcl.OverrideAction{pcl.OverrideHold, pcl.OverrideRelease, pcl.OverrideClear, pcl.OverrideAccept}}
 	actor, err := s.operator(r)
 	if err != nil {
 		f.Why = err.Error()
@@ -71,7 +63,7 @@ func sameOrigin(r *http.Request) error {
 		return apperr.Errorf(apperr.Forbidden, "the form post names no origin; post it from the run page")
 	}
 	u, err := url.Parse(from)
-	if err != nil || !strings.EqualFold(u.Host, r.Host) {
+	if err != nil || !strings.EqualFold(u.Host, access.ClientOf(r).Host) {
 		return apperr.Errorf(apperr.Forbidden, "the form post comes from another site (%q)", from)
 	}
 	return nil
@@ -83,7 +75,11 @@ func (s *Server) runAction(w http.ResponseWriter, r *http.Request) {
 		s.pageError(w, r, err)
 		return
 	}
-	if err := sameOrigin(r); err != nil {
+	// A browser's post carries its cookie (or comes from the demo's loopback) by itself, so it must
+	// prove it comes from this server's page; a token in the Authorization header is never added by a
+	// browser, and needs no such proof.
+	fromBrowser := principalOf(r).Via != access.ViaToken
+	if err := sameOrigin(r); fromBrowser && err != nil {
 		s.pageError(w, r, err)
 		return
 	}
@@ -98,7 +94,7 @@ func (s *Server) runAction(w http.ResponseWriter, r *http.Request) {
 		s.pageError(w, r, err)
 		return
 	}
-	if subtle.ConstantTimeCompare([]byte(r.PostForm.Get("token")), []byte(s.csrf)) != 1 {
+	if fromBrowser && !validToken(r.PostForm.Get("token"), s.csrfFor(r)) {
 		s.pageError(w, r, apperr.Errorf(apperr.Forbidden, "the form is stale or was not made by this server; reload the run page"))
 		return
 	}
@@ -108,7 +104,7 @@ func (s *Server) runAction(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	c := confirmData{Run: run, Action: pcl.OverrideAction(r.PostForm.Get("action")), Workflow: r.PostForm.Get("workflow"),
-		Reason: strings.TrimSpace(r.PostForm.Get("reason")), Actor: actor, Token: s.csrf}
+		Reason: strings.TrimSpace(r.PostForm.Get("reason")), Actor: actor, Token: s.csrfFor(r)}
 	if err := checkAction(c); err != nil {
 		s.pageError(w, r, err)
 		return

@@ -160,11 +160,7 @@ func (s *Server) override(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
-	if s.o.Operator == nil || s.o.Overrider == nil {
-		s.fail(w, r, apperr.Errorf(apperr.Forbidden, "operator actions are not enabled on this server"))
-		return
-	}
-	actor, err := s.o.Operator.Operator(r)
+	actor, err := s.operator(r)
 	if err != nil {
 		s.fail(w, r, err)
 		return

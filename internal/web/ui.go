@@ -99,13 +99,15 @@ type page struct {
 	Now      time.Time
 	Live     bool   // the page opens the event stream
 	Position string // the event id the page's content is as new as
+	Who      whoView
+	Status   int // the page's HTTP status
 	Data     any
 }
 
 // render executes a page into a buffer first, so that a template error becomes a clean 500 instead of
 // half a page.
 func (s *Server) render(w http.ResponseWriter, r *http.Request, status int, name string, p page) {
-	p.Banner, p.Now = s.o.Banner, s.o.Clock.Now()
+	p.Banner, p.Now, p.Who, p.Status = s.o.Banner, s.o.Clock.Now(), s.who(r), status
 	var buf bytes.Buffer
 	buf.Grow(64 << 10) // a board page is about this size; growing by doubling costs copies
 	if err := s.ui.pages[name].Execute(&buf, p); err != nil {

@@ -17,6 +17,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/cms-pcl/spyagency/internal/access"
 	"github.com/cms-pcl/spyagency/internal/apperr"
 	"github.com/cms-pcl/spyagency/internal/clock"
 	"github.com/cms-pcl/spyagency/internal/pcl"
@@ -39,7 +40,8 @@ type SourceHealth interface {
 }
 
 // Operators says who may act on runs: the actor's name, or an error (apperr.Unauthorized or
-// Forbidden) when the request may not (access.Operators does).
+// Forbidden) when the request may not. It is the check of a server without an Authenticator (tests);
+// with one, the principal's role or scope decides.
 type Operators interface {
 	Operator(r *http.Request) (string, error)
 }
@@ -69,7 +71,29 @@ type Options struct {
 	Overrider Overrider
 	// Sources reports the spies' health.
 	Sources SourceHealth
-	// Operator says who may act on runs. Nil refuses every operator action.
+	// Access says who each request comes from (access.Guard): logins, API tokens, the demo's loopback
+	// operator. Nil: every request is anonymous, and Operator alone decides operator actions.
+	Access Authenticator
+	// Login is the OIDC login (sso.Login); nil: nobody logs in.
+	Login Login
+	// ReadNeedsLogin closes reading to anonymous clients (access.read: authenticated);
+	// PullNeedsToken closes Tier-0's pull API to all but steer tokens (access.pull: token).
+	ReadNeedsLogin, PullNeedsToken bool
+	// Proxies are the reverse proxies whose X-Forwarded-* headers are believed (server.trusted_proxies).
+	Proxies access.Proxies
+	// FailedAuthLimit failed authentications per FailedAuthWindow from one client address are allowed;
+	// past them its requests with credentials get 429 until the window ends (default 10 per minute).
+	FailedAuthLimit  int
+	FailedAuthWindow time.Duration
+	// WallNow is the failed authentications' clock (default time.Now).
+	WallNow func() time.Time
+	// Pull answers Tier-0's pull API under /t0/v1/; nil: not served.
+	Pull TierZeroPull
+	// Tokens lists and revokes API tokens for admins; nil: none listed.
+	Tokens TokenAdmin
+	// Config shows admins the configuration in force; nil: empty.
+	Config ConfigView
+	// Operator says who may act on runs when Access is nil. Nil refuses every operator action.
 	Operator Operators
 	// Ready reports whether the process can serve; nil: always ready.
 	Ready Readiness
@@ -107,12 +131,13 @@ type Links struct {
 
 // Server is the HTTP handler.
 type Server struct {
-	o    Options
-	mux  *http.ServeMux
-	log  *slog.Logger
-	ui   *ui
-	hub  *hub
-	csrf string // per-process token that the operator forms carry
+	o        Options
+	mux      *routeMux
+	log      *slog.Logger
+	ui       *ui
+	hub      *hub
+	csrf     string // per-process token that the forms of principals without a session carry
+	failures *failLimiter
 }
 
 // New builds the handler.
@@ -140,7 +165,8 @@ func New(o Options) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Server{o: o, mux: http.NewServeMux(), log: o.Logger, ui: u, csrf: token}
+	s := &Server{o: o, mux: newRouteMux(), log: o.Logger, ui: u, csrf: token,
+		failures: newFailLimiter(o.FailedAuthLimit, o.FailedAuthWindow, o.WallNow)}
 	s.hub = newHub(o.Events, o.Clock, o.Logger)
 	if o.FirstUnready != nil || o.Sources != nil || o.Alerts != nil {
 		s.hub.watch = s.watchHeader
@@ -169,24 +195,18 @@ func (s *Server) routes() {
 	})
 	s.mux.HandleFunc("GET /readyz", s.readyz)
 	s.pageRoutes()
+	s.authRoutes()
+	s.adminRoutes()
 	s.mux.HandleFunc("/api/", func(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, apperr.Errorf(apperr.NotFound, "no such endpoint: %s %s", r.Method, r.URL.Path))
 	})
 }
 
 // csp allows only this origin's script, style and images: no inline script, no inline style, nothing
-// from elsewhere, so that a string from a source that slipped through could still run nothing.
+// from elsewhere, so that a string from a source that slipped through could still run nothing. The
+// login's form-action goes to this origin only: the provider is reached by a redirect, not a form.
 const csp = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; " +
 	"form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
-
-func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	h := w.Header()
-	h.Set("X-Content-Type-Options", "nosniff")
-	h.Set("Content-Security-Policy", csp)
-	h.Set("Referrer-Policy", "same-origin")
-	h.Set("X-Frame-Options", "DENY")
-	s.mux.ServeHTTP(w, r)
-}
 
 // fail answers with a JSON error. Internal errors are logged in full and shown blandly.
 func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {

@@ -142,7 +142,7 @@ func TestOverrideAPI(t *testing.T) {
 		{`{"action":"nuke","reason":"x"}`, 400},                                 // unknown action
 		{`{"action":"hold","reason":"x","extra":1}`, 400},                       // unknown field
 		{`{"action":"accept","workflow":"Nope","reason":"x"}`, 400},             // unknown workflow
-		{`{"action":"hold","reason":"` + strings.Repeat("a", 5000) + `"}`, 400}, // over the body limit
+		{`{"action":"hold","reason":"` + strings.Repeat("a", 5000) + `"}`, 413}, // over the body limit: refused before it is read
 		{`{"action":"hold","reason":"x"}{}`, 400},                               // two values
 	}
 	for _, c := range cases {

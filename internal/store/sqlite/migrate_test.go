@@ -14,7 +14,8 @@ import (
 	"github.com/cms-pcl/spyagency/internal/store"
 )
 
-// storeAtVersion makes a store file with the embedded migrations up to version v only, and returns its
+// storeAtVersion makes a store file with the embedded migrations up to version v only (versions may have
+// gaps), and returns its
 // writer, so that a test can fill it the way the code of that version did.
 func storeAtVersion(t *testing.T, path string, v int) *sql.DB {
 	t.Helper()
@@ -33,7 +34,10 @@ func storeAtVersion(t *testing.T, path string, v int) *sql.DB {
 	if _, err := db.ExecContext(ctx, "PRAGMA journal_mode=WAL"); err != nil {
 		t.Fatal(err)
 	}
-	for _, m := range ms[:v] {
+	for _, m := range ms {
+		if m.version > v {
+			break
+		}
 		if err := s.migrate(ctx, m); err != nil {
 			t.Fatal(err)
 		}

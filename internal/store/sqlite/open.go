@@ -3,15 +3,16 @@ package sqlite
 import (
 	"bytes"
 	"context"
-	"database/sql"
 	"embed"
 	"errors"
 	"fmt"
 	"io"
 	"io/fs"
+	"maps"
 	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -148,8 +149,10 @@ type migration struct {
 	sql     string
 }
 
-// migrations lists the embedded migrations in version order; their names are NNNN_what.sql, numbered
-// from 1 without gaps.
+// migrations lists the embedded migrations in version order; their names are NNNN_what.sql, each
+// version once. Versions may have gaps: numbers are handed out to work done in parallel (0006 is
+// reserved, 0007 and 0008 were written side by side), so a version can land after a higher one did,
+// and prepareFile applies every embedded version a file lacks, not only those above its highest.
 func migrations() ([]migration, error) {
 	entries, err := fs.ReadDir(migrationFiles, "migrations")
 	if err != nil {
@@ -169,10 +172,13 @@ func migrations() ([]migration, error) {
 		ms = append(ms, migration{version: v, name: e.Name(), sql: string(body)})
 	}
 	sort.Slice(ms, func(i, j int) bool { return ms[i].version < ms[j].version })
-	for i, m := range ms {
-		if m.version != i+1 {
-			return nil, fmt.Errorf("embedded migrations: %s should be version %d", m.name, i+1)
+	for i := 1; i < len(ms); i++ {
+		if ms[i].version == ms[i-1].version {
+			return nil, fmt.Errorf("embedded migrations: %s and %s have the same version", ms[i-1].name, ms[i].name)
 		}
+	}
+	if len(ms) == 0 {
+		return nil, errors.New("embedded migrations: none")
 	}
 	return ms, nil
 }
@@ -188,15 +194,20 @@ func (s *Store) prepareFile(ctx context.Context) error {
 	if err := s.probeWritable(ctx); err != nil {
 		return err
 	}
-	current, err := s.schemaVersion(ctx)
+	applied, err := s.appliedVersions(ctx)
 	if err != nil {
 		return err
 	}
-	known := ms[len(ms)-1].version
-	if current > known {
-		return apperr.Errorf(apperr.Invalid,
-			"store %s: schema version %d is newer than this spyagency knows (%d); use a newer spyagency or another file",
-			s.path, current, known)
+	known := map[int]bool{}
+	for _, m := range ms {
+		known[m.version] = true
+	}
+	for _, v := range slices.Sorted(maps.Keys(applied)) {
+		if !known[v] {
+			return apperr.Errorf(apperr.Invalid,
+				"store %s: schema version %d is not one this spyagency knows (newer, or from another build; it knows versions up to %d); use a newer spyagency or another file",
+				s.path, v, ms[len(ms)-1].version)
+		}
 	}
 	var mode string
 	if err := s.writer.QueryRowContext(ctx, "PRAGMA journal_mode=WAL").Scan(&mode); err != nil {
@@ -205,7 +216,10 @@ func (s *Store) prepareFile(ctx context.Context) error {
 	if !strings.EqualFold(mode, "wal") {
 		return apperr.Errorf(apperr.Invalid, "store %s: cannot use WAL mode (journal mode stays %q)", s.path, mode)
 	}
-	for _, m := range ms[current:] {
+	for _, m := range ms {
+		if applied[m.version] {
+			continue
+		}
 		if err := s.migrate(ctx, m); err != nil {
 			return err
 		}
@@ -233,21 +247,34 @@ func (s *Store) probeWritable(ctx context.Context) error {
 	return nil
 }
 
-func (s *Store) schemaVersion(ctx context.Context) (int, error) {
+// appliedVersions are the schema versions the file has.
+func (s *Store) appliedVersions(ctx context.Context) (map[int]bool, error) {
 	var exists int
 	err := s.writer.QueryRowContext(ctx,
 		"SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'schema_migrations'").Scan(&exists)
 	if err != nil {
-		return 0, s.openErr("read schema", err)
+		return nil, s.openErr("read schema", err)
 	}
+	out := map[int]bool{}
 	if exists == 0 {
-		return 0, nil
+		return out, nil
 	}
-	var v sql.NullInt64
-	if err := s.writer.QueryRowContext(ctx, "SELECT max(version) FROM schema_migrations").Scan(&v); err != nil {
-		return 0, s.openErr("read schema version", err)
+	rows, err := s.writer.QueryContext(ctx, "SELECT version FROM schema_migrations")
+	if err != nil {
+		return nil, s.openErr("read schema versions", err)
 	}
-	return int(v.Int64), nil
+	defer rows.Close()
+	for rows.Next() {
+		var v int
+		if err := rows.Scan(&v); err != nil {
+			return nil, s.openErr("read schema versions", err)
+		}
+		out[v] = true
+	}
+	if err := rows.Err(); err != nil {
+		return nil, s.openErr("read schema versions", err)
+	}
+	return out, nil
 }
 
 func (s *Store) migrate(ctx context.Context, m migration) error {

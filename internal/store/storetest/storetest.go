@@ -35,6 +35,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 	all = append(all, overrideTests()...)
 	all = append(all, kvTests()...)
 	all = append(all, wakeTests()...)
+	all = append(all, accessTests()...)
 	all = append(all, subtest{"Closed", testClosed})
 	for _, st := range all {
 		t.Run(st.name, func(t *testing.T) {
