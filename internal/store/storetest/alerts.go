@@ -128,12 +128,14 @@ func testAlertInvalid(t *testing.T, s store.Store) {
 	ctx := context.Background()
 	t0 := epoch()
 	for name, mod := range map[string]func(*store.Alert){
-		"no fingerprint":         func(a *store.Alert) { a.Fingerprint = "" },
-		"no rule":                func(a *store.Alert) { a.Rule = " " },
-		"unknown state":          func(a *store.Alert) { a.State = "sleeping" },
-		"resolved without time":  func(a *store.Alert) { a.State = store.AlertResolved },
-		"time out of range":      func(a *store.Alert) { a.Fired = time.Date(3000, 1, 1, 0, 0, 0, 0, time.UTC) },
-		"resolution out of date": func(a *store.Alert) { a.State, a.Resolved = store.AlertResolved, time.Date(1500, 1, 1, 0, 0, 0, 0, time.UTC) },
+		"no fingerprint":        func(a *store.Alert) { a.Fingerprint = "" },
+		"no rule":               func(a *store.Alert) { a.Rule = " " },
+		"unknown state":         func(a *store.Alert) { a.State = "sleeping" },
+		"resolved without time": func(a *store.Alert) { a.State = store.AlertResolved },
+		"time out of range":     func(a *store.Alert) { a.Fired = time.Date(3000, 1, 1, 0, 0, 0, 0, time.UTC) },
+		"resolution out of date": func(a *store.Alert) {
+			a.State, a.Resolved = store.AlertResolved, time.Date(1500, 1, 1, 0, 0, 0, 0, time.UTC)
+		},
 	} {
 		a := firingAlert(t0)
 		mod(&a)
