@@ -43,6 +43,8 @@ type Config struct {
 	Clock Clock `yaml:"clock"`
 	// Steering says where decisions are pushed (Tier-0 can also pull them: see docs/tier0-integration.md).
 	Steering Steering `yaml:"steering"`
+	// Alerts are the rules over the loop and where alerts are sent (docs/alerts.md).
+	Alerts Alerts `yaml:"alerts"`
 
 	// Warnings are what Parse accepted but a person should change (a deprecated key), for serve to log.
 	Warnings []Problem `yaml:"-"`
@@ -276,7 +278,8 @@ func preDefaults() *Config {
 			CondDB:  defaultSource(pcl.SourceCondDB),
 			DQM:     defaultSource(pcl.SourceDQM),
 		},
-		Links: DefaultLinks(),
+		Links:  DefaultLinks(),
+		Alerts: defaultAlerts(),
 		Agency: Agency{
 			ReconcileBatch: DefaultReconcileBatch,
 			ResyncInterval: DefaultResyncInterval,
@@ -312,6 +315,7 @@ func (c *Config) finish(present func(path string) bool) {
 	if len(c.Policy.Classes) == 0 {
 		c.Policy = pcl.DefaultPolicy()
 	}
+	c.finishAlerts()
 }
 
 // namedSource is a source block with its name, pointing into the Config.

@@ -47,6 +47,7 @@ func (d *decoder) validate(c *Config) {
 	d.checkLinks(c.Links)
 	d.checkAgency(c.Agency)
 	d.checkSteering(c.Steering)
+	d.checkAlerts(c.Alerts)
 	d.checkClock(c.Clock)
 	d.checkSimulatedClock(c)
 	if c.DataDir == "" {
