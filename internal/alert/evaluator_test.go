@@ -192,12 +192,12 @@ func TestSilenceChecks(t *testing.T) {
 	r := newRig(t)
 	ok := []store.Matcher{{Name: "alertname", Op: "=", Value: "workflow-late"}}
 	for name, s := range map[string]store.Silence{
-		"no matcher":        {Author: "jdoe", Reason: "x", Ends: t0.Add(time.Hour)},
-		"matches all":       {Author: "jdoe", Reason: "x", Ends: t0.Add(time.Hour), Matchers: []store.Matcher{{Name: "run", Op: "=~", Value: ".*"}}},
-		"bad regexp":        {Author: "jdoe", Reason: "x", Ends: t0.Add(time.Hour), Matchers: []store.Matcher{{Name: "run", Op: "=~", Value: "("}}},
-		"bad label":         {Author: "jdoe", Reason: "x", Ends: t0.Add(time.Hour), Matchers: []store.Matcher{{Name: "a-b", Op: "=", Value: "1"}}},
-		"no reason":         {Author: "jdoe", Reason: " ", Ends: t0.Add(time.Hour), Matchers: ok},
-		"ends in the past":  {Author: "jdoe", Reason: "x", Starts: t0.Add(-2 * time.Hour), Ends: t0.Add(-time.Hour), Matchers: ok},
+		"no matcher":         {Author: "jdoe", Reason: "x", Ends: t0.Add(time.Hour)},
+		"matches all":        {Author: "jdoe", Reason: "x", Ends: t0.Add(time.Hour), Matchers: []store.Matcher{{Name: "run", Op: "=~", Value: ".*"}}},
+		"bad regexp":         {Author: "jdoe", Reason: "x", Ends: t0.Add(time.Hour), Matchers: []store.Matcher{{Name: "run", Op: "=~", Value: "("}}},
+		"bad label":          {Author: "jdoe", Reason: "x", Ends: t0.Add(time.Hour), Matchers: []store.Matcher{{Name: "a-b", Op: "=", Value: "1"}}},
+		"no reason":          {Author: "jdoe", Reason: " ", Ends: t0.Add(time.Hour), Matchers: ok},
+		"ends in the past":   {Author: "jdoe", Reason: "x", Starts: t0.Add(-2 * time.Hour), Ends: t0.Add(-time.Hour), Matchers: ok},
 		"longer than a week": {Author: "jdoe", Reason: "x", Ends: t0.Add(8 * 24 * time.Hour), Matchers: ok},
 	} {
 		if _, err := r.e.AddSilence(context.Background(), s); err == nil {

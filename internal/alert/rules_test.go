@@ -131,7 +131,7 @@ func TestInOrderJam(t *testing.T) {
 func TestSourceDeliveryStoreAndNotifierRules(t *testing.T) {
 	t.Parallel()
 	s := Snapshot{Now: t0,
-		Sources: []pcl.SourceHealth{{Name: pcl.SourceOMS, Stale: true, Failures: 10}, {Name: pcl.SourceDQM, Healthy: true}},
+		Sources:     []pcl.SourceHealth{{Name: pcl.SourceOMS, Stale: true, Failures: 10}, {Name: pcl.SourceDQM, Healthy: true}},
 		DeadLetters: []store.OutboxEntry{{Target: "tier0", Run: testRun, Version: 3, Dead: true, Attempts: 100, LastError: "HTTP 422"}},
 		Disk:        &DiskSpace{Path: "/var/lib/spyagency", Free: 100 << 20, Total: 100 << 30},
 		Notifiers:   []NotifierHealth{{Name: "mail", Kind: "email", Failures: 3}, {Name: "am", Kind: "alertmanager", Failures: 1}},
