@@ -298,6 +298,9 @@ func (e *Evaluator) Run(ctx context.Context) error {
 	}
 }
 
+// Wake has the alerts evaluated again soon (at most once a second), as when a run's decision changed.
+func (e *Evaluator) Wake() { e.poke() }
+
 func (e *Evaluator) poke() {
 	select {
 	case e.kick <- struct{}{}:

@@ -17,6 +17,7 @@ import (
 
 	"github.com/cms-pcl/spyagency/internal/access"
 	"github.com/cms-pcl/spyagency/internal/agency"
+	"github.com/cms-pcl/spyagency/internal/alert"
 	"github.com/cms-pcl/spyagency/internal/apperr"
 	"github.com/cms-pcl/spyagency/internal/clock"
 	"github.com/cms-pcl/spyagency/internal/config"
@@ -51,6 +52,7 @@ type App struct {
 	Store   store.Store
 	Agency  *agency.Agency
 	Web     *web.Server
+	Alerts  *alert.Evaluator
 	Handler http.Handler // everything served: the web, and Tier-0's pull API under /t0/
 	runners []*runner.Runner
 	pushers []*steer.Pusher
@@ -111,12 +113,17 @@ func New(ctx context.Context, o Options) (*App, error) {
 		st.Close()
 		return nil, err
 	}
+	if a.Alerts, err = buildAlerts(ctx, cfg, o, st, ag, a); err != nil {
+		a.closeAll()
+		return nil, err
+	}
 	if o.Operator == nil {
 		o.Operator = access.Operator(st, time.Now, o.OpenLoopback) // token lifetimes are wall time, whatever the agency's clock
 	}
 	a.Web, err = web.New(web.Options{Store: st, Catalogue: cat, Clock: o.Clock, Logger: o.Logger.With("part", "web"),
 		Overrider: ag, Operator: o.Operator, Sources: a.healthList, MaxBody: cfg.Server.MaxBodyBytes,
-		Version: o.Version, Banner: o.Banner, Ready: a.ready, Events: ag.Subscribe, Links: web.Links(cfg.Links), Alerts: web.AlertsFunc(a.alerts),
+		Version: o.Version, Banner: o.Banner, Ready: a.ready, Events: ag.Subscribe, Links: web.Links(cfg.Links),
+		Alerts: alertView{a.Alerts, cfg.Alerts}, AlertBook: alertView{a.Alerts, cfg.Alerts}, Silences: alertView{a.Alerts, cfg.Alerts},
 		FirstUnready: func(ctx context.Context) (uint32, error) {
 			states, err := steer.StoreSource{Store: st}.Snapshot(ctx, 0)
 			if err != nil {
@@ -212,11 +219,11 @@ func (a *App) ready(ctx context.Context) error {
 	return err
 }
 
-// Step polls every spy whose interval has passed and runs one reconcile pass: the agency's work for one
-// tick of simulated time, done synchronously. As in Run, every open run is reconciled on the first step
-// and once per resync interval after it, and a source's view advancing reconciles the runs waiting for
-// it in the same step. Spies that fail are counted in their health as in Run; Step fails only when the
-// pass does.
+// Step polls every spy whose interval has passed, runs one reconcile pass and one evaluation of the
+// alerts: the agency's work for one tick of simulated time, done synchronously. As in Run, every open
+// run is reconciled on the first step and once per resync interval after it, and a source's view
+// advancing reconciles the runs waiting for it in the same step. Spies that fail are counted in their
+// health as in Run; Step fails only when the pass or the evaluation does.
 func (a *App) Step(ctx context.Context) error {
 	for _, r := range a.runners {
 		_, _ = r.PollIfDue(ctx)
@@ -225,7 +232,10 @@ func (a *App) Step(ctx context.Context) error {
 		a.nextResync = now.Add(a.o.Config.Agency.ResyncInterval)
 		a.Agency.Resync()
 	}
-	return a.Agency.Pass(ctx)
+	if err := a.Agency.Pass(ctx); err != nil {
+		return err
+	}
+	return a.Alerts.Evaluate(ctx)
 }
 
 // Addr is the address the web server bound, once Run has started it (nil before).
@@ -251,6 +261,30 @@ func (a *App) Run(ctx context.Context, addr string) error {
 	wg.Go(func() {
 		if err := a.Agency.Run(ctx); err != nil {
 			errc <- fmt.Errorf("agency: %w", err)
+		}
+	})
+	wg.Go(func() {
+		if err := a.Alerts.Run(ctx); err != nil && ctx.Err() == nil {
+			a.log.Error("alert evaluation stopped", "err", err)
+		}
+	})
+	// A changed decision (a run blocked, released) is looked at by the alerts at once, not at their next
+	// interval.
+	decisions, unsubscribeAlerts := a.Agency.Subscribe(64)
+	defer unsubscribeAlerts()
+	wg.Go(func() {
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case e, ok := <-decisions:
+				if !ok {
+					return
+				}
+				if e.DecisionChanged {
+					a.Alerts.Wake()
+				}
+			}
 		}
 	})
 	events, unsubscribe := a.Agency.Subscribe(64)

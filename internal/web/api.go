@@ -275,20 +275,3 @@ func (s *Server) outbox(w http.ResponseWriter, r *http.Request) {
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"entries": out})
 }
-
-// alertsAPI lists the firing alerts (design.md: GET /api/v1/alerts).
-func (s *Server) alertsAPI(w http.ResponseWriter, r *http.Request) {
-	if s.o.Alerts == nil {
-		writeJSON(w, http.StatusOK, map[string]any{"alerts": []Alert{}, "configured": false})
-		return
-	}
-	list, err := s.o.Alerts.Firing(r.Context())
-	if err != nil {
-		s.fail(w, r, err)
-		return
-	}
-	if list == nil {
-		list = []Alert{}
-	}
-	writeJSON(w, http.StatusOK, map[string]any{"alerts": list, "configured": true})
-}
