@@ -183,7 +183,9 @@ func TestSilencesAPI(t *testing.T) {
 	// Without the operator role: refused, nothing made.
 	_, closed := seeded(t, func(o *Options) {
 		o.AlertBook, o.Silences = b, b
-		o.Operator = func(*http.Request) (string, error) { return "", apperr.Errorf(apperr.Unauthorized, "a token of the operate scope is needed") }
+		o.Operator = func(*http.Request) (string, error) {
+			return "", apperr.Errorf(apperr.Unauthorized, "a token of the operate scope is needed")
+		}
 	})
 	if code, _ := post(t, closed+"/api/v1/silences", body); code != 401 {
 		t.Errorf("add without a token: %d", code)
@@ -208,7 +210,7 @@ func TestAlertsPage(t *testing.T) {
 	}
 	noHostileMarkup(t, "alerts page", page)
 	section := func(id string) string {
-		return regexp.MustCompile(`(?s)<table class="list[^"]*" id="`+id+`">.*?</table>`).FindString(page)
+		return regexp.MustCompile(`(?s)<table class="list[^"]*" id="` + id + `">.*?</table>`).FindString(page)
 	}
 	if s := section("firing"); !strings.Contains(s, `href="/runs/392675"`) || !strings.Contains(s, `href="/workflows/SiPixelAli"`) ||
 		!strings.Contains(s, `href="/alerts/runbook#upload-failed"`) || strings.Contains(s, "source-stale") {
