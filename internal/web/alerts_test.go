@@ -293,3 +293,31 @@ func TestAlertsPageWithoutOperator(t *testing.T) {
 		t.Error("a client without the operator role sees silence forms, or is not told why not")
 	}
 }
+
+// TestAtRiskTimeLeft: a workflow flagged at-risk says until when, in the API and on the run page.
+func TestAtRiskTimeLeft(t *testing.T) {
+	t.Parallel()
+	w, base := seeded(t, nil)
+	rs, err := w.st.RunState(w.ctx, runFailed)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lock := rs.Info.Stop.Add(47*time.Hour + 30*time.Minute)
+	var v RunView
+	if code := get(t, base+"/api/v1/runs/392675", &v); code != 200 {
+		t.Fatalf("run: %d", code)
+	}
+	i := slices.IndexFunc(v.Workflows, func(x WorkflowView) bool { return x.Name == "SiPixelAli" })
+	if i < 0 || v.Workflows[i].AtRiskUntil == nil || !v.Workflows[i].AtRiskUntil.Equal(lock) {
+		t.Fatalf("SiPixelAli %+v, want at risk until %s", v.Workflows[i], lock)
+	}
+	for _, x := range v.Workflows {
+		if x.AtRiskUntil != nil && !slices.Contains(x.Flags, "at-risk") {
+			t.Errorf("%s has at_risk_until without the flag", x.Name)
+		}
+	}
+	_, page, _ := fetch(t, base+"/runs/392675")
+	if !strings.Contains(page, `class="bad at-risk-left">Tier-0 locks the run in `) {
+		t.Error("the run page does not say how long is left before Tier-0's lock")
+	}
+}

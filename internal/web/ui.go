@@ -67,6 +67,7 @@ func newUI() (*ui, error) {
 		"matchers":     matcherText,
 		"holdSpan":     func(now, t time.Time) string { return holdFor(now.Sub(t)) },
 		"dict":         dict,
+		"ptr":          func(t time.Time) *time.Time { return &t },
 	}
 	base, err := template.New("layout.html").Funcs(funcs).ParseFS(assetsFS, "assets/templates/layout.html")
 	if err != nil {
