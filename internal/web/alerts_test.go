@@ -321,3 +321,22 @@ func TestAtRiskTimeLeft(t *testing.T) {
 		t.Error("the run page does not say how long is left before Tier-0's lock")
 	}
 }
+
+// FuzzParseMatchers: the silence form's matcher text never panics the parser, and what it accepts has
+// a label name and one of the four operators.
+func FuzzParseMatchers(f *testing.F) {
+	for _, s := range []string{"alertname=workflow-late\nrun=400123", `workflow=~"SiPixel.*"`, "source!~oms|dqm", "run!=1", "=x", "a", "a=\"unterminated", "\n\n"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, text string) {
+		ms, err := parseMatchers(text)
+		if err != nil {
+			return
+		}
+		for _, m := range ms {
+			if m.Name == "" || !slices.Contains([]string{"=", "!=", "=~", "!~"}, m.Op) {
+				t.Fatalf("accepted %+v from %q", m, text)
+			}
+		}
+	})
+}
