@@ -1,7 +1,8 @@
 // Package web serves Spy Agency over HTTP: the JSON API of design.md, health and readiness, and the
-// operators' pages (run board, run page, workflow, sources and release pages) with live updates over
-// server-sent events. The pages are rendered on the server with html/template; the little JavaScript
-// there is, the CSS and the templates are embedded (assets/), and nothing is fetched from outside.
+// operators' pages (run board, run page, workflow, sources, release and alerts pages) with live
+// updates over server-sent events. The pages are rendered on the server with html/template; the little
+// JavaScript there is, the CSS and the templates are embedded (assets/), and nothing is fetched from
+// outside.
 package web
 
 import (
