@@ -73,8 +73,8 @@ func advance(live []*episode, in advanceInput) []*episode {
 	}
 	open := map[string]*episode{}
 	for _, e := range live {
-		if e.State == store.AlertResolved {
-			continue // kept only for a notice still owed
+		if e.State == store.AlertResolved || e.gone {
+			continue // kept only for a notice still owed, or to be deleted once the store writes
 		}
 		open[e.Fingerprint] = e
 		cfg, enabled := in.rules[e.Rule]
@@ -186,7 +186,7 @@ func mute(live []*episode, in advanceInput) {
 		}
 	}
 	for _, e := range live {
-		if e.State == store.AlertResolved {
+		if e.State == store.AlertResolved || e.gone {
 			continue
 		}
 		wasMuted := e.muted()

@@ -411,3 +411,36 @@ func TestStoreRefusesWrites(t *testing.T) {
 		t.Fatalf("told %v", rec.notices())
 	}
 }
+
+// TestPendingGoneWhileStoreRefuses: a pending alert whose condition went while the store refused writes,
+// then came back, is a new pending episode; once the store writes, the old one is deleted and the new
+// one kept, with no conflict between them.
+func TestPendingGoneWhileStoreRefuses(t *testing.T) {
+	t.Parallel()
+	r := newRig(t)
+	r.cfg.Rules.RunHeld.For, r.cfg.Rules.RunHeld.After = time.Hour, 0
+	fs := &refusing{Store: r.st}
+	e, err := New(context.Background(), Options{Store: fs, Clock: r.clk, Runs: r.w, Config: r.cfg, Wall: r.wall.Now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.e = e
+	held := runState(testRun, pcl.ReadinessHeld, t0, wf("SiStripGains", pcl.StateInDB))
+	r.w.set(held)
+	r.at(0) // stored
+	fs.refuse.Store(true)
+	r.w.set()
+	r.at(10 * time.Minute) // gone, not deleted
+	r.w.set(held)
+	r.at(20 * time.Minute) // back: a new episode
+	fs.refuse.Store(false)
+	r.at(30 * time.Minute)
+	stored, err := r.st.LiveAlerts(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	live := slices.DeleteFunc(stored, func(a store.Alert) bool { return a.Rule != "run-held" })
+	if len(live) != 1 || live[0].State != store.AlertPending || !live[0].Active.Equal(t0.Add(20*time.Minute)) {
+		t.Fatalf("stored %+v, want the new pending episode only", live)
+	}
+}
