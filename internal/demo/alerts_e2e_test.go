@@ -127,7 +127,7 @@ func TestAlertsOnTheSimulator(t *testing.T) {
 	d := stepped(t, "default", alertSeed)
 	ctx := t.Context()
 	start := sim.DefaultStart
-	const step = 5 * time.Minute
+	const step = 10 * time.Minute
 	end := start.Add(73 * time.Hour)
 	for now := start.Add(step); !now.After(end); now = now.Add(step) {
 		if err := d.Step(ctx, now); err != nil {
