@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -90,12 +91,17 @@ func New(ctx context.Context, o Options) (*Evaluator, error) {
 	if len(o.Policy.Classes) == 0 {
 		o.Policy = pcl.DefaultPolicy()
 	}
+	o.Config.ExternalURL = strings.TrimRight(o.Config.ExternalURL, "/")
 	e := &Evaluator{o: o, log: o.Logger, rules: map[string]config.AlertRule{}, kick: make(chan struct{}, 1)}
 	for _, name := range config.AlertRuleNames {
 		if _, ok := ruleByName(name); !ok {
 			return nil, fmt.Errorf("alert: rule %q of the configuration has no implementation", name)
 		}
-		if r, ok := o.Config.Rules.Rule(name); ok && r.Enabled {
+		r, _ := o.Config.Rules.Rule(name)
+		if r.Runbook == "" {
+			r.Runbook = config.DefaultRunbook(o.Config.ExternalURL, name)
+		}
+		if r.Enabled {
 			e.rules[name] = r
 		}
 	}
@@ -335,6 +341,18 @@ func (e *Evaluator) Firing() []store.Alert {
 // History returns resolved alerts, newest first.
 func (e *Evaluator) History(ctx context.Context, q store.AlertQuery) ([]store.Alert, error) {
 	return e.o.Store.AlertHistory(ctx, q)
+}
+
+// RunbookOf is a rule's runbook link, as its alerts carry it.
+func (e *Evaluator) RunbookOf(rule string) string {
+	if r, ok := e.rules[rule]; ok {
+		return r.Runbook
+	}
+	r, _ := e.o.Config.Rules.Rule(rule)
+	if r.Runbook != "" {
+		return r.Runbook
+	}
+	return config.DefaultRunbook(e.o.Config.ExternalURL, rule)
 }
 
 // Notifiers is every notifier's health.

@@ -24,8 +24,10 @@ func buildAlerts(ctx context.Context, cfg *config.Config, o Options, st store.St
 	if err != nil {
 		return nil, err
 	}
+	settings := cfg.Alerts
+	settings.ExternalURL = cfg.AlertsURL() // from the address the server has now, flags included
 	return alert.New(ctx, alert.Options{Store: st, Clock: o.Clock, Runs: openRuns{ag, st}, Sources: sources, Policy: cfg.Policy,
-		Config: cfg.Alerts, Notifiers: notifiers, DiskPath: storeDir(cfg), Logger: o.Logger.With("part", "alerts")})
+		Config: settings, Notifiers: notifiers, DiskPath: storeDir(cfg), Logger: o.Logger.With("part", "alerts")})
 }
 
 // storeDir is the directory of an SQLite store's file, for its free space; "" for another store.
@@ -70,8 +72,7 @@ type alertView struct {
 func (v alertView) views(list []store.Alert) []web.Alert {
 	out := make([]web.Alert, 0, len(list))
 	for _, a := range list {
-		r, _ := v.cfg.Rules.Rule(a.Rule)
-		out = append(out, web.AlertOf(a, r.Runbook))
+		out = append(out, web.AlertOf(a, v.e.RunbookOf(a.Rule)))
 	}
 	return out
 }

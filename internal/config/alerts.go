@@ -269,25 +269,33 @@ func notifierDefault(t reflect.Type) (reflect.Value, bool) {
 	return v, true
 }
 
-// finishAlerts fills the defaults that depend on other fields.
+// finishAlerts fills the defaults that depend on other fields. The external URL (and with it the
+// default runbook links) is not filled here: flags change server.addr after the file is read, so it is
+// worked out when the alerts start (AlertsURL).
 func (c *Config) finishAlerts() {
-	a := &c.Alerts
-	if a.ExternalURL == "" {
-		a.ExternalURL = c.Server.PublicURL
-		if a.ExternalURL == "" {
-			a.ExternalURL = "http://" + c.Server.Addr
-		}
-	}
-	a.ExternalURL = strings.TrimRight(a.ExternalURL, "/")
 	for _, name := range AlertRuleNames {
-		r := a.Rules.field(name)
-		if r.Runbook == "" {
-			r.Runbook = a.ExternalURL + "/alerts/runbook#" + name
-		}
-		if len(r.GroupBy) == 0 {
+		if r := c.Alerts.Rules.field(name); len(r.GroupBy) == 0 {
 			r.GroupBy = []string{"alertname"}
 		}
 	}
+}
+
+// AlertsURL is the dashboard's address for the links alerts carry: alerts.external_url, else
+// server.public_url, else http://<server.addr>, without a trailing slash.
+func (c *Config) AlertsURL() string {
+	u := c.Alerts.ExternalURL
+	if u == "" {
+		u = c.Server.PublicURL
+	}
+	if u == "" {
+		u = "http://" + c.Server.Addr
+	}
+	return strings.TrimRight(u, "/")
+}
+
+// DefaultRunbook is a rule's runbook link when none is configured: the runbook the server serves.
+func DefaultRunbook(externalURL, rule string) string {
+	return strings.TrimRight(externalURL, "/") + "/alerts/runbook#" + rule
 }
 
 var labelName = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)

@@ -24,15 +24,17 @@ alerts:
 		t.Fatal(err)
 	}
 	a := c.Alerts
-	if a.ExternalURL != "https://spyagency.web.cern.ch" || a.Interval != 30*time.Second || a.MaxSilence != 168*time.Hour {
-		t.Errorf("alerts block %+v", a)
+	if c.AlertsURL() != "https://spyagency.web.cern.ch" || a.Interval != 30*time.Second || a.MaxSilence != 168*time.Hour {
+		t.Errorf("alerts block %+v, URL %s", a, c.AlertsURL())
 	}
 	for _, name := range AlertRuleNames {
 		r, ok := a.Rules.Rule(name)
-		if !ok || !r.Enabled || r.Severity == "" || r.Runbook != "https://spyagency.web.cern.ch/alerts/runbook#"+name ||
-			!slices.Equal(r.GroupBy, []string{"alertname"}) {
+		if !ok || !r.Enabled || r.Severity == "" || r.Runbook != "" || !slices.Equal(r.GroupBy, []string{"alertname"}) {
 			t.Errorf("rule %s: %+v (known %v)", name, r, ok)
 		}
+	}
+	if got := DefaultRunbook(c.AlertsURL(), "at-risk"); got != "https://spyagency.web.cern.ch/alerts/runbook#at-risk" {
+		t.Errorf("default runbook %s", got)
 	}
 	if a.Rules.RunHeld.After != 3*time.Hour || a.Rules.WorkflowLate.After != 10*time.Hour || a.Rules.InOrderJam.Count != 1 ||
 		a.Rules.StoreTrouble.MinFreeBytes != 1<<30 || a.Rules.SourceStale.KeepFiringFor != 10*time.Minute {
@@ -47,8 +49,17 @@ alerts:
 	if e := a.Email[0]; e.Timeout != 10*time.Second || e.RetryFor != time.Hour {
 		t.Errorf("email defaults %+v", e)
 	}
-	if d := Default(); d.Alerts.ExternalURL != "http://127.0.0.1:8080" {
-		t.Errorf("default external URL %q, want the server's address", d.Alerts.ExternalURL)
+	d := Default()
+	if d.AlertsURL() != "http://127.0.0.1:8080" {
+		t.Errorf("default external URL %q, want the server's address", d.AlertsURL())
+	}
+	d.Server.Addr = "127.0.0.1:18931" // a flag, after the file was read
+	if d.AlertsURL() != "http://127.0.0.1:18931" {
+		t.Errorf("external URL %q after the address changed", d.AlertsURL())
+	}
+	d.Alerts.ExternalURL = "https://alerts.example.cern.ch/"
+	if d.AlertsURL() != "https://alerts.example.cern.ch" {
+		t.Errorf("external URL %q, want the configured one", d.AlertsURL())
 	}
 }
 
