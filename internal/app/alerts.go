@@ -2,67 +2,113 @@ package app
 
 import (
 	"context"
-	"fmt"
-	"sort"
+	"os"
+	"path/filepath"
+	"strings"
 
+	"github.com/cms-pcl/spyagency/internal/agency"
+	"github.com/cms-pcl/spyagency/internal/alert"
+	"github.com/cms-pcl/spyagency/internal/apperr"
+	"github.com/cms-pcl/spyagency/internal/config"
+	"github.com/cms-pcl/spyagency/internal/pcl"
 	"github.com/cms-pcl/spyagency/internal/store"
 	"github.com/cms-pcl/spyagency/internal/web"
 )
 
-// alertRules are the web's AlertSource: the firing alerts (one line of plain words each, details
-// apart), derived from what is stored and from the spies' health, so they survive a restart and clear
-// themselves when their cause is gone:
-//   - push-undeliverable: a decision given up on (a dead letter) that no later version of the same run
-//     has replaced at that target. Tier-0 may be acting on an older decision.
-//   - source-stale: a spy whose source failed too often in a row; nothing is concluded from its silence.
-//
-// Rules over workflows (late, failed uploads, runs held too long), silences and notifiers are not built
-// yet.
-type alertRules struct {
-	store   store.Store
-	sources web.SourceHealth
-}
+// The alerts' wiring: the evaluator (internal/alert) reads the open runs' states and the spies'
+// health, and the web reads and silences through alertView. The rules, their state and the notifiers
+// are all in internal/alert.
 
-// Firing lists the alerts firing now.
-func (r alertRules) Firing(ctx context.Context) ([]web.Alert, error) {
-	entries, err := r.store.Outbox(ctx, "", 5000)
+func buildAlerts(ctx context.Context, cfg *config.Config, o Options, st store.Store, ag *agency.Agency, sources alert.Sources) (*alert.Evaluator, error) {
+	notifiers, err := alert.BuildNotifiers(cfg.Alerts, os.LookupEnv)
 	if err != nil {
 		return nil, err
 	}
-	type key struct {
-		target string
-		run    uint32
+	settings := cfg.Alerts
+	settings.ExternalURL = cfg.AlertsURL() // from the address the server has now, flags included
+	return alert.New(ctx, alert.Options{Store: st, Clock: o.Clock, Runs: openRuns{ag, st}, Sources: sources, Policy: cfg.Policy,
+		Config: settings, Notifiers: notifiers, DiskPath: storeDir(cfg), Logger: o.Logger.With("part", "alerts")})
+}
+
+// storeDir is the directory of an SQLite store's file, for its free space; "" for another store.
+func storeDir(cfg *config.Config) string {
+	path, ok := strings.CutPrefix(cfg.Store.DSN, "sqlite:")
+	if !ok {
+		return ""
 	}
-	delivered := map[key]int64{} // newest delivered version per target and run
-	for _, e := range entries {
-		if e.Delivered != nil && e.Version > delivered[key{e.Target, e.Run}] {
-			delivered[key{e.Target, e.Run}] = e.Version
+	return filepath.Dir(strings.TrimPrefix(path, "//"))
+}
+
+// openRuns gives the evaluator the states of the runs the agency still watches: open work only, so an
+// evaluation costs the same however long the history.
+type openRuns struct {
+	ag *agency.Agency
+	st store.Store
+}
+
+func (o openRuns) OpenRunStates(ctx context.Context) ([]pcl.RunState, error) {
+	runs := o.ag.OpenRuns()
+	out := make([]pcl.RunState, 0, len(runs))
+	for _, run := range runs {
+		rs, err := o.st.RunState(ctx, run)
+		if apperr.Is(err, apperr.NotFound) {
+			continue // known to the agency before its first state was stored
 		}
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, rs)
 	}
-	var out []web.Alert
-	for _, e := range entries {
-		if !e.Dead || delivered[key{e.Target, e.Run}] > e.Version {
-			continue
-		}
-		// A dead entry's NextAttempt is the moment it was given up.
-		out = append(out, web.Alert{Name: "push-undeliverable", Severity: "critical", Run: e.Run, Since: e.NextAttempt,
-			Summary: fmt.Sprintf("%s: decision v%d of run %d undeliverable", e.Target, e.Version, e.Run),
-			Details: fmt.Sprintf("given up after %d attempt(s); Tier-0 may be acting on an older decision of the run. Last error: %s",
-				e.Attempts, e.LastError)})
-	}
-	for _, h := range r.sources.SourceHealth() {
-		if !h.Stale {
-			continue
-		}
-		// Since the last good poll: the source has given nothing to trust from then on.
-		al := web.Alert{Name: "source-stale", Severity: "warning", Since: h.LastSuccess,
-			Summary: fmt.Sprintf("%s: no good answer for %d polls", h.Name, h.Failures),
-			Details: fmt.Sprintf("nothing is concluded from what it would show until it answers again. Last error: %s", h.Error)}
-		if h.LastSuccess.IsZero() {
-			al.Summary = fmt.Sprintf("%s: no good answer in any of its %d polls", h.Name, h.Failures)
-		}
-		out = append(out, al)
-	}
-	sort.SliceStable(out, func(i, j int) bool { return out[i].Severity < out[j].Severity })
 	return out, nil
+}
+
+// alertView is the evaluator as the web reads it: the header's firing alerts, the Alerts page, the
+// runbook, and silences.
+type alertView struct {
+	e   *alert.Evaluator
+	cfg config.Alerts
+}
+
+func (v alertView) views(list []store.Alert) []web.Alert {
+	out := make([]web.Alert, 0, len(list))
+	for _, a := range list {
+		out = append(out, web.AlertOf(a, v.e.RunbookOf(a.Rule)))
+	}
+	return out
+}
+
+func (v alertView) Firing(context.Context) ([]web.Alert, error) { return v.views(v.e.Firing()), nil }
+func (v alertView) Active(context.Context) ([]web.Alert, error) { return v.views(v.e.Active()), nil }
+
+func (v alertView) History(ctx context.Context, limit int) ([]web.Alert, error) {
+	list, err := v.e.History(ctx, store.AlertQuery{Limit: limit})
+	return v.views(list), err
+}
+
+func (v alertView) Notifiers() []web.NotifierStatus {
+	var out []web.NotifierStatus
+	for _, h := range v.e.Notifiers() {
+		out = append(out, web.NotifierStatus{Name: h.Name, Kind: h.Kind, Healthy: h.Healthy(), LastSuccess: h.LastSuccess,
+			LastError: h.LastError, Failures: h.Failures, GivenUp: h.GivenUp, NextAttempt: h.NextAttempt})
+	}
+	return out
+}
+
+func (v alertView) Runbook() []web.RunbookEntry {
+	var out []web.RunbookEntry
+	for _, d := range alert.Runbook() {
+		r, _ := v.cfg.Rules.Rule(d.Name)
+		out = append(out, web.RunbookEntry{Name: d.Name, Severity: r.Severity, Enabled: r.Enabled, Meaning: d.Meaning, Action: d.Action})
+	}
+	return out
+}
+
+func (v alertView) List(ctx context.Context, all bool) ([]store.Silence, error) {
+	return v.e.Silences(ctx, all, 0)
+}
+func (v alertView) Add(ctx context.Context, s store.Silence) (store.Silence, error) {
+	return v.e.AddSilence(ctx, s)
+}
+func (v alertView) Expire(ctx context.Context, id int64, actor string) (store.Silence, error) {
+	return v.e.ExpireSilence(ctx, id, actor)
 }

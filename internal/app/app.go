@@ -20,6 +20,7 @@ import (
 
 	"github.com/cms-pcl/spyagency/internal/access"
 	"github.com/cms-pcl/spyagency/internal/agency"
+	"github.com/cms-pcl/spyagency/internal/alert"
 	"github.com/cms-pcl/spyagency/internal/apperr"
 	"github.com/cms-pcl/spyagency/internal/clock"
 	"github.com/cms-pcl/spyagency/internal/config"
@@ -58,7 +59,9 @@ type App struct {
 	Web     *web.Server
 	Handler http.Handler // everything served: the web, Tier-0's pull API under /t0/ included
 	// Tokens makes, lists and revokes API tokens in the store.
-	Tokens  *access.Tokens
+	Tokens *access.Tokens
+	// Alerts evaluates the alert rules and tells the notifiers (internal/alert).
+	Alerts  *alert.Evaluator
 	spies   *spies
 	pushers []*steer.Pusher
 	targets []func() error // close the push targets' connections (SQL)
@@ -121,6 +124,9 @@ func New(ctx context.Context, o Options) (_ *App, err error) {
 	if a.pushers, a.targets, err = buildPushers(ctx, cfg, st, o.Clock, o.Logger.With("part", "steer")); err != nil {
 		return nil, err
 	}
+	if a.Alerts, err = buildAlerts(ctx, cfg, o, st, ag, a.spies); err != nil {
+		return nil, err
+	}
 	if o.WallNow == nil {
 		o.WallNow = time.Now // token and session lifetimes are wall time, whatever the agency's clock
 	}
@@ -140,7 +146,8 @@ func New(ctx context.Context, o Options) (_ *App, err error) {
 	a.Web, err = web.New(web.Options{Store: st, Catalogue: cat, Clock: o.Clock, Logger: o.Logger.With("part", "web"),
 		Overrider: ag, Sources: a.spies, MaxBody: cfg.Server.MaxBodyBytes,
 		Version: o.Version, Banner: o.Banner, Ready: readiness{up: a.up, store: st}, Events: ag,
-		Links: web.Links(cfg.Links), Alerts: alertRules{store: st, sources: a.spies},
+		Links:  web.Links(cfg.Links),
+		Alerts: alertView{a.Alerts, cfg.Alerts}, AlertBook: alertView{a.Alerts, cfg.Alerts}, Silences: alertView{a.Alerts, cfg.Alerts},
 		FirstUnready: firstUnready{store: st, policy: cfg.Policy},
 		Access:       o.Access, Login: login, Proxies: proxies, WallNow: o.WallNow,
 		ReadNeedsLogin: cfg.Access.Read == "authenticated", PullNeedsToken: cfg.Access.Pull == "token",
@@ -185,11 +192,11 @@ func dirOf(path string) string {
 // shows).
 func (a *App) SourceHealth() []pcl.SourceHealth { return a.spies.SourceHealth() }
 
-// Step polls every spy whose interval has passed and runs one reconcile pass: the agency's work for one
-// tick of simulated time, done synchronously. As the loop Start runs does, every open run is reconciled
-// on the first step and once per resync interval after it, and a source's view advancing reconciles the
-// runs waiting for it in the same step. Spies that fail are counted in their health as in Start; Step
-// fails only when the pass does.
+// Step polls every spy whose interval has passed, runs one reconcile pass and one evaluation of the
+// alerts: the agency's work for one tick of simulated time, done synchronously. As the loop Start runs
+// does, every open run is reconciled on the first step and once per resync interval after it, and a
+// source's view advancing reconciles the runs waiting for it in the same step. Spies that fail are
+// counted in their health as in Start; Step fails only when the pass or the evaluation does.
 func (a *App) Step(ctx context.Context) error {
 	for _, r := range a.spies.runners {
 		_, _ = r.PollIfDue(ctx)
@@ -198,7 +205,10 @@ func (a *App) Step(ctx context.Context) error {
 		a.nextResync = now.Add(a.o.Config.Agency.ResyncInterval)
 		a.Agency.Resync()
 	}
-	return a.Agency.Pass(ctx)
+	if err := a.Agency.Pass(ctx); err != nil {
+		return err
+	}
+	return a.Alerts.Evaluate(ctx)
 }
 
 // Addr is the address the web server bound, once Start has started it (nil before).

@@ -85,11 +85,17 @@ func (a *App) start(ctx context.Context, addr string) error {
 	return nil
 }
 
-// runParts starts the loops: the agency, the pushers (woken by every new decision) and the spies.
+// runParts starts the loops: the agency, the alerts' evaluator, the pushers (woken by every new
+// decision) and the spies.
 func (a *App) runParts(ctx context.Context) {
 	a.life.parts.Go(func() {
 		if err := a.Agency.Run(ctx); err != nil {
 			a.fail(fmt.Errorf("agency: %w", err))
+		}
+	})
+	a.life.parts.Go(func() {
+		if err := a.Alerts.Run(ctx); err != nil && ctx.Err() == nil {
+			a.log.Error("alert evaluation stopped", "err", err)
 		}
 	})
 	for _, p := range a.pushers {
@@ -99,8 +105,9 @@ func (a *App) runParts(ctx context.Context) {
 			}
 		})
 	}
-	if len(a.pushers) > 0 {
-		// A new decision is pushed at once rather than at the pushers' next idle tick.
+	// A new decision is pushed at once rather than at the pushers' next idle tick, and looked at by the
+	// alerts (a run blocked, released) at once rather than at their next interval.
+	{
 		events, unsubscribe := a.Agency.Subscribe(64)
 		a.life.unsubscribe = unsubscribe
 		a.life.parts.Go(func() {
@@ -116,6 +123,7 @@ func (a *App) runParts(ctx context.Context) {
 						for _, p := range a.pushers {
 							p.Wake()
 						}
+						a.Alerts.Wake()
 					}
 				}
 			}

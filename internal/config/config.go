@@ -46,6 +46,8 @@ type Config struct {
 	Steering Steering `yaml:"steering"`
 	// Access is who may do what: reading, Tier-0's pull API, the OIDC login (docs/security.md).
 	Access Access `yaml:"access"`
+	// Alerts are the rules over the loop and where alerts are sent (docs/alerts.md).
+	Alerts Alerts `yaml:"alerts"`
 
 	// Warnings are what Parse accepted but a person should change (a deprecated key), for serve to log.
 	Warnings []Problem `yaml:"-"`
@@ -366,6 +368,7 @@ func preDefaults() *Config {
 			FailedAuthWindow: DefaultFailedAuthWindow,
 			OIDC:             OIDC{RolesClaim: DefaultRolesClaim, SessionTTL: DefaultSessionTTL},
 		},
+		Alerts: defaultAlerts(),
 		Agency: Agency{
 			ReconcileBatch: DefaultReconcileBatch,
 			ResyncInterval: DefaultResyncInterval,
@@ -403,6 +406,7 @@ func (c *Config) finish(present func(path string) bool) {
 	if len(c.Access.OIDC.Scopes) == 0 {
 		c.Access.OIDC.Scopes = []string{"openid", "profile", "email"}
 	}
+	c.finishAlerts()
 }
 
 // namedSource is a source block with its name, pointing into the Config.

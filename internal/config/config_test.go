@@ -209,6 +209,17 @@ func TestFullExampleSetsEveryField(t *testing.T) {
 			if !presentInAny(d, "steering.targets[%d]."+strings.TrimPrefix(m, "steering.targets[0]."), 5) {
 				realMissing = append(realMissing, m)
 			}
+		case strings.HasPrefix(m, "alerts.rules."):
+			// Each rule's block has the same keys, and a threshold only where the rule reads one:
+			// each key must appear among the rules.
+			key := m[strings.LastIndex(m, ".")+1:]
+			found := false
+			for _, rule := range AlertRuleNames {
+				found = found || d.present("alerts.rules."+rule+"."+key)
+			}
+			if !found {
+				realMissing = append(realMissing, m)
+			}
 		case strings.HasPrefix(m, "sources."):
 			key := m[strings.LastIndex(m, ".")+1:]
 			found := false
@@ -404,6 +415,12 @@ func TestReferenceDocumentsEveryKey(t *testing.T) {
 			paths = append(paths, path)
 		case typ.Kind() == reflect.Slice:
 			walk(path+"["+string(rune('i'+depth))+"]", typ.Elem(), depth+1)
+		case typ == reflect.TypeFor[AlertRules]():
+			// One block per rule, all alike: documented once, as alerts.rules.<rule>.<key>.
+			rule := reflect.TypeFor[AlertRule]()
+			for i := range rule.NumField() {
+				walk(path+".<rule>."+fieldKey(rule.Field(i)), rule.Field(i).Type, depth)
+			}
 		case typ == reflect.TypeFor[Source]():
 			for i := range typ.NumField() {
 				walk(path[:strings.LastIndex(path, ".")]+".<name>."+fieldKey(typ.Field(i)), typ.Field(i).Type, depth)

@@ -431,6 +431,9 @@ func (d *decoder) resolveOr(n *yaml.Node) *yaml.Node {
 // elementDefault is what a list element starts as before its keys are read: a policy class omitting a
 // field takes it from the default policy.
 func elementDefault(t reflect.Type) (reflect.Value, bool) {
+	if v, ok := notifierDefault(t); ok {
+		return v, true
+	}
 	if t == reflect.TypeFor[pcl.ClassPolicy]() {
 		base := pcl.DefaultPolicy().Classes[0]
 		base.Pattern, base.Required, base.NoPayloadOK = "", nil, nil

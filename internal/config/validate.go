@@ -50,6 +50,7 @@ func (d *decoder) validate(c *Config) {
 	d.checkAgency(c.Agency)
 	d.checkSteering(c.Steering)
 	d.checkAccess(c)
+	d.checkAlerts(c.Alerts)
 	d.checkClock(c.Clock)
 	d.checkSimulatedClock(c)
 	if c.DataDir == "" {

@@ -56,7 +56,7 @@ func (s State) Bad(noPayloadOK bool) bool { return s.Terminal() && !s.OK(noPaylo
 type Flag string
 
 const (
-	FlagAtRisk            Flag = "at-risk"            // likely to miss its deadline, or the FCSR passed it before upload
+	FlagAtRisk            Flag = "at-risk"            // will miss Tier-0's own lock of the run unless something changes (WorkflowStatus.AtRiskUntil)
 	FlagUnchangedPayload  Flag = "unchanged-payload"  // the payload equals the previous IOV's: a "null" update
 	FlagDetectorOff       Flag = "detector-off"       // the detector it calibrates was not in the run
 	FlagSpecialRun        Flag = "special-run"        // not a standard run of its class (no field, commissioning)
@@ -214,17 +214,21 @@ func (m *Milestones) Latest() time.Time {
 
 // WorkflowStatus is the derived status of one workflow for one run.
 type WorkflowStatus struct {
-	Name       string     `json:"name"`
-	State      State      `json:"state"`
-	Quality    Quality    `json:"quality"`
-	Required   bool       `json:"required"`
-	Flags      []Flag     `json:"flags"`
-	Reason     string     `json:"reason,omitempty"`
-	Updated    time.Time  `json:"updated,omitzero"`  // time of the newest observation that moved it
-	Deadline   time.Time  `json:"deadline,omitzero"` // zero while the run is ongoing
-	Milestones Milestones `json:"milestones"`
-	Files      []string   `json:"files,omitempty"`
-	Hashes     []string   `json:"hashes,omitempty"` // payload hashes harvested for this run
+	Name     string    `json:"name"`
+	State    State     `json:"state"`
+	Quality  Quality   `json:"quality"`
+	Required bool      `json:"required"`
+	Flags    []Flag    `json:"flags"`
+	Reason   string    `json:"reason,omitempty"`
+	Updated  time.Time `json:"updated,omitzero"`  // time of the newest observation that moved it
+	Deadline time.Time `json:"deadline,omitzero"` // zero while the run is ongoing
+	// AtRiskUntil is set with the at-risk flag: the moment Tier-0 locks the run on its own (stop + its
+	// release delay − the lock offset), by which the workflow must be ok; the time left is it minus
+	// now. Zero when the workflow is not at risk.
+	AtRiskUntil time.Time  `json:"at_risk_until,omitzero"`
+	Milestones  Milestones `json:"milestones"`
+	Files       []string   `json:"files,omitempty"`
+	Hashes      []string   `json:"hashes,omitempty"` // payload hashes harvested for this run
 	// Evidence are the store's sequence numbers (Observation.Seq) of the observations the state rests
 	// on: the IOVs that put the payload in the DB, the verdict that failed it, the override that
 	// accepted it. Sorted, each once.

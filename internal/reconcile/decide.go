@@ -25,14 +25,9 @@ func (d *deriver) flags(wi int, w *pcl.Workflow, ws *pcl.WorkflowStatus) {
 			add(pcl.FlagSpecialRun)
 		}
 	}
-	if !ws.State.Terminal() && ws.State != pcl.StateNotExpected && !ws.Deadline.IsZero() {
-		if !d.in.Now.Before(d.riskAt(ws)) {
-			add(pcl.FlagAtRisk)
-		}
-		// Once the first condition-safe run passed this run, a pcl-synchronized upload of it is too late.
-		if d.in.FCSR > f.run && (ws.State == pcl.StateAwaitingHarvest || ws.State == pcl.StateHarvested || ws.State == pcl.StateUploading) {
-			add(pcl.FlagAtRisk)
-		}
+	if d.atRisk(ws) { // risk.go
+		add(pcl.FlagAtRisk)
+		ws.AtRiskUntil = LockAt(*f.info.Stop)
 	}
 	if d.unchanged {
 		add(pcl.FlagUnchangedPayload)
@@ -72,12 +67,6 @@ func (d *deriver) flags(wi int, w *pcl.Workflow, ws *pcl.WorkflowStatus) {
 	if len(ws.Flags) > 1 { // most workflows have no flag: skip the sort's call
 		slices.Sort(ws.Flags)
 	}
-}
-
-// riskAt is when a workflow not yet final becomes at risk of missing its deadline.
-func (d *deriver) riskAt(ws *pcl.WorkflowStatus) time.Time {
-	window := float64(d.cp.WorkflowDeadline) * d.cp.AtRiskFraction
-	return d.f.info.Stop.Add(time.Duration(window))
 }
 
 // decide derives the run's readiness from its workflows, the overrides and Tier-0's releases, and the

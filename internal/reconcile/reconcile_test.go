@@ -435,7 +435,7 @@ func TestNextWake(t *testing.T) {
 	t.Parallel()
 	base := concat(one(stopped()), collisionsConfig())
 	rs := Reconcile(Input{Run: testRun, Observations: base, Catalogue: catalog, Policy: onlyGains(pcl.OnTimeoutRelease), Now: at(time.Hour)})
-	if want := at(15 * time.Hour); !rs.NextWake.Equal(want) { // 75 % of the 20 h workflow deadline
+	if want := at(13 * time.Hour); !rs.NextWake.Equal(want) { // Tier-0's 12 h harvest timeout and an hour for its files
 		t.Errorf("next wake %s, want the at-risk threshold %s", rs.NextWake, want)
 	}
 	rs = Reconcile(Input{Run: testRun, Observations: base, Catalogue: catalog, Policy: onlyGains(pcl.OnTimeoutRelease), Now: at(21 * time.Hour)})

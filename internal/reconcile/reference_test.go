@@ -594,11 +594,14 @@ func (r *refRun) refFlags(w *pcl.Workflow, ws *pcl.WorkflowStatus) []pcl.Flag {
 			set[pcl.FlagSpecialRun] = true
 		}
 	}
-	if !ws.State.Terminal() && !ws.Deadline.IsZero() {
-		risk := r.stop().Add(time.Duration(float64(r.cp.WorkflowDeadline) * r.cp.AtRiskFraction))
+	if ws.State != pcl.StateNotExpected && !ws.Deadline.IsZero() {
 		early := ws.State == pcl.StateAwaitingHarvest || ws.State == pcl.StateHarvested || ws.State == pcl.StateUploading
-		if !r.in.Now.Before(risk) || (r.in.FCSR > r.in.Run && early) {
+		// At risk of missing Tier-0's lock: a bad final state, a step behind Tier-0's schedule, or an
+		// upload that the FCSR has already passed.
+		if (ws.State.Terminal() && ws.State.Bad(r.cp.AllowsNoPayload(w.Name))) ||
+			(!ws.State.Terminal() && (!r.in.Now.Before(r.refRiskAt(ws)) || (r.in.FCSR > r.in.Run && early))) {
 			set[pcl.FlagAtRisk] = true
+			ws.AtRiskUntil = r.stop().Add(48*time.Hour - 30*time.Minute)
 		}
 	}
 	if r.unchanged {
@@ -781,6 +784,16 @@ func (r *refRun) refDecide(rs *pcl.RunState) pcl.Decision {
 	return d
 }
 
+// refRiskAt is when a workflow that is not final falls behind Tier-0's schedule: 12 h + 1 h for a
+// harvest, 18 h for an upload, or the policy's fraction of the workflow deadline if that is earlier.
+func (r *refRun) refRiskAt(ws *pcl.WorkflowStatus) time.Time {
+	step := 18 * time.Hour
+	if ws.State == pcl.StatePending || ws.State == pcl.StateAwaitingHarvest {
+		step = 13 * time.Hour
+	}
+	return r.stop().Add(min(step, time.Duration(float64(r.cp.WorkflowDeadline)*r.cp.AtRiskFraction)))
+}
+
 func (r *refRun) refNextWake(rs *pcl.RunState) time.Time {
 	if rs.Decision.State == pcl.ReadinessReleased {
 		return time.Time{}
@@ -788,7 +801,7 @@ func (r *refRun) refNextWake(rs *pcl.RunState) time.Time {
 	var times []time.Time
 	for _, ws := range rs.Workflows {
 		if !ws.State.Terminal() && !ws.Deadline.IsZero() {
-			times = append(times, ws.Deadline, r.stop().Add(time.Duration(float64(r.cp.WorkflowDeadline)*r.cp.AtRiskFraction)))
+			times = append(times, ws.Deadline, r.refRiskAt(&ws))
 		}
 	}
 	if !rs.Deadline.IsZero() && (rs.Decision.State == pcl.ReadinessWaiting || rs.Decision.State == pcl.ReadinessBlocked) {
@@ -848,6 +861,7 @@ func differences(fast, ref pcl.RunState) []string {
 		diff(f.Name+" milestones", f.Milestones, g.Milestones)
 		diff(f.Name+" evidence", f.Evidence, g.Evidence)
 		diff(f.Name+" deadline", f.Deadline, g.Deadline)
+		diff(f.Name+" at risk until", f.AtRiskUntil, g.AtRiskUntil)
 	}
 	return out
 }

@@ -1,5 +1,6 @@
 // Package store defines what Spy Agency keeps: observations (appended idempotently), the state derived
-// from them per run, versioned decisions, the push outbox, the audit log, spy cursors and settings.
+// from them per run, versioned decisions, the push outbox, the audit log, spy cursors, settings, and
+// the alerts' state, history and silences.
 //
 // Store is the interface; package store/sqlite is the embedded implementation and store/storetest the
 // conformance suite that every implementation must pass.
@@ -202,6 +203,9 @@ type Store interface {
 	Setting(ctx context.Context, key string) (string, bool, error)
 	// SetSetting stores a key-value setting.
 	SetSetting(ctx context.Context, key, value string) error
+
+	// Alert state, history and silences (alerts.go).
+	AlertStore
 
 	// Close releases the store; using it afterwards is an error.
 	Close() error

@@ -75,27 +75,8 @@ func (s *Server) runAction(w http.ResponseWriter, r *http.Request) {
 		s.pageError(w, r, err)
 		return
 	}
-	// A browser's post carries its cookie (or comes from the demo's loopback) by itself, so it must
-	// prove it comes from this server's page; a token in the Authorization header is never added by a
-	// browser, and needs no such proof.
-	fromBrowser := principalOf(r).Via != access.ViaToken
-	if err := sameOrigin(r); fromBrowser && err != nil {
+	if err := s.parsePageForm(w, r, "the run page"); err != nil {
 		s.pageError(w, r, err)
-		return
-	}
-	r.Body = http.MaxBytesReader(w, r.Body, s.o.MaxBody)
-	if err := r.ParseForm(); err != nil {
-		var tooBig *http.MaxBytesError
-		if errors.As(err, &tooBig) {
-			err = apperr.Errorf(apperr.Invalid, "form over %d bytes", s.o.MaxBody)
-		} else {
-			err = apperr.Errorf(apperr.Invalid, "bad form: %v", err)
-		}
-		s.pageError(w, r, err)
-		return
-	}
-	if fromBrowser && !validToken(r.PostForm.Get("token"), s.csrfFor(r)) {
-		s.pageError(w, r, apperr.Errorf(apperr.Forbidden, "the form is stale or was not made by this server; reload the run page"))
 		return
 	}
 	actor, err := s.operator(r)
@@ -153,4 +134,27 @@ func describeAction(c confirmData) string {
 		return fmt.Sprintf("Undo the accept of %s for run %d.", c.Workflow, c.Run)
 	}
 	return fmt.Sprintf("Clear the hold or forced release of run %d.", c.Run)
+}
+
+// parsePageForm reads a form posted from one of this server's pages (page names it for the error). A
+// browser's post carries its cookie (or comes from the demo's loopback) by itself, so it must prove it
+// comes from this server's page: the same origin and the form token of its session (or of the
+// process). A token in the Authorization header is never added by a browser, and needs no such proof.
+func (s *Server) parsePageForm(w http.ResponseWriter, r *http.Request, page string) error {
+	fromBrowser := principalOf(r).Via != access.ViaToken
+	if err := sameOrigin(r); fromBrowser && err != nil {
+		return err
+	}
+	r.Body = http.MaxBytesReader(w, r.Body, s.o.MaxBody)
+	if err := r.ParseForm(); err != nil {
+		var tooBig *http.MaxBytesError
+		if errors.As(err, &tooBig) {
+			return apperr.Errorf(apperr.Invalid, "form over %d bytes", s.o.MaxBody)
+		}
+		return apperr.Errorf(apperr.Invalid, "bad form: %v", err)
+	}
+	if fromBrowser && !validToken(r.PostForm.Get("token"), s.csrfFor(r)) {
+		return apperr.Errorf(apperr.Forbidden, "the form is stale or was not made by this server; reload %s", page)
+	}
+	return nil
 }

@@ -43,6 +43,8 @@ type WorkflowView struct {
 	Reason   string      `json:"reason,omitempty"`
 	Updated  *time.Time  `json:"updated"`
 	Deadline *time.Time  `json:"deadline"`
+	// AtRiskUntil is Tier-0's own lock of the run, set while the workflow is flagged at-risk.
+	AtRiskUntil *time.Time `json:"at_risk_until"`
 }
 
 func timePtr(t time.Time) *time.Time {
@@ -69,7 +71,8 @@ func viewOf(rs pcl.RunState) RunView {
 			flags = []pcl.Flag{}
 		}
 		v.Workflows = append(v.Workflows, WorkflowView{Name: ws.Name, State: ws.State, Quality: ws.Quality,
-			Required: ws.Required, Flags: flags, Reason: ws.Reason, Updated: timePtr(ws.Updated), Deadline: timePtr(ws.Deadline)})
+			Required: ws.Required, Flags: flags, Reason: ws.Reason, Updated: timePtr(ws.Updated), Deadline: timePtr(ws.Deadline),
+			AtRiskUntil: timePtr(ws.AtRiskUntil)})
 	}
 	return v
 }
@@ -270,21 +273,4 @@ func (s *Server) outbox(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"entries": out})
-}
-
-// alertsAPI lists the firing alerts (design.md: GET /api/v1/alerts).
-func (s *Server) alertsAPI(w http.ResponseWriter, r *http.Request) {
-	if s.o.Alerts == nil {
-		writeJSON(w, http.StatusOK, map[string]any{"alerts": []Alert{}, "configured": false})
-		return
-	}
-	list, err := s.o.Alerts.Firing(r.Context())
-	if err != nil {
-		s.fail(w, r, err)
-		return
-	}
-	if list == nil {
-		list = []Alert{}
-	}
-	writeJSON(w, http.StatusOK, map[string]any{"alerts": list, "configured": true})
 }

@@ -91,6 +91,11 @@ var routeRules = map[string]rule{
 	"POST /api/v1/silences":        ruleOperate,
 	"DELETE /api/v1/silences/{id}": ruleOperate,
 	"GET /alerts":                  ruleRead,
+	"GET /alerts/runbook":          ruleRead,
+	"GET /api/v1/alerts/history":   ruleRead,
+	// The Alerts page's silence forms: the same operator action as the API's, with a form token.
+	"POST /alerts/silences":             ruleOperate,
+	"POST /alerts/silences/{id}/expire": ruleOperate,
 }
 
 // routeMux is a ServeMux that remembers the patterns registered on it, for the authorization matrix.
@@ -349,6 +354,12 @@ func (s *Server) operator(r *http.Request) (string, error) {
 	if s.o.Overrider == nil {
 		return "", apperr.Errorf(apperr.Forbidden, "operator actions are not enabled on this server (they need the operator role; see docs/operator-guide.md)")
 	}
+	return s.operatorFor(r, "act on runs")
+}
+
+// operatorFor says who is an operator with the request, for an operator action (overrides, silences),
+// or why nobody may do it.
+func (s *Server) operatorFor(r *http.Request, what string) (string, error) {
 	if s.o.Access == nil {
 		p, err := s.legacyOperator(r)
 		return p.Name, err
@@ -358,9 +369,9 @@ func (s *Server) operator(r *http.Request) (string, error) {
 	case p.CanOperate():
 		return p.Name, nil
 	case p.IsAnonymous() && s.o.Login != nil:
-		return "", apperr.Errorf(apperr.Unauthorized, "log in as an operator to act on runs")
+		return "", apperr.Errorf(apperr.Unauthorized, "log in as an operator to %s", what)
 	case p.IsAnonymous():
 		return "", apperr.Errorf(apperr.Unauthorized, "operator actions need the operator role or a token of the operate scope")
 	}
-	return "", apperr.Errorf(apperr.Forbidden, "%s may not act on runs: that needs the operator role or a token of the operate scope", p.Describe())
+	return "", apperr.Errorf(apperr.Forbidden, "%s may not %s: that needs the operator role or a token of the operate scope", p.Describe(), what)
 }

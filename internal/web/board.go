@@ -125,6 +125,9 @@ func cellOf(ws pcl.WorkflowStatus, blocking []string) boardCell {
 	c.Class = strings.Join(classes, " ")
 	c.Label = strings.Join(words, ", ")
 	c.Title = ws.Name + ": " + c.Label
+	if !ws.AtRiskUntil.IsZero() {
+		c.Title += " (Tier-0 locks the run " + when(ws.AtRiskUntil) + ")"
+	}
 	if ws.Reason != "" {
 		c.Title += " — " + ws.Reason
 	}

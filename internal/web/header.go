@@ -20,20 +20,35 @@ import (
 // carries the whole part, a newer one replaces an older one, and a page that (re)connects is sent the
 // current ones first, so they need no replay and take no room in the replay ring.
 
-// Alert is a firing alert as the board's header and GET /api/v1/alerts show it.
+// Alert is an alert as the board's header, the Alerts page and GET /api/v1/alerts show it.
 type Alert struct {
-	Name     string `json:"name"`
-	Severity string `json:"severity"` // critical or warning
+	ID       int64  `json:"id,omitempty"`
+	Name     string `json:"name"`     // the rule
+	Severity string `json:"severity"` // critical, warning or info
+	State    string `json:"state"`    // pending, firing or resolved
+	// Labels identify it (alertname, severity, run, workflow, source, ...) and are what silences match.
+	Labels map[string]string `json:"labels"`
 	// Summary is the alert in plain words, one line, without its time ("oms: no good answer for 10
 	// polls"); the page adds "since" and Since.
 	Summary string `json:"summary"`
 	// Details is what an operator reads once the line caught their eye (the last error, the attempts).
-	Details string    `json:"details,omitempty"`
-	Run     uint32    `json:"run,omitempty"`
-	Since   time.Time `json:"since"` // zero when unknown
+	Details  string    `json:"details,omitempty"`
+	Since    time.Time `json:"since"` // when its condition began; zero when unknown
+	Run      uint32    `json:"run"`   // 0: not about one run
+	Workflow string    `json:"workflow"`
+	// SilencedBy are the silences keeping it from notifying; InhibitedBy the alert holding it back (the
+	// staleness of a source that explains it); StaleInputs the sources whose staleness keeps it from
+	// resolving.
+	SilencedBy  []int64   `json:"silenced_by"`
+	InhibitedBy string    `json:"inhibited_by,omitempty"`
+	StaleInputs []string  `json:"stale_inputs,omitempty"`
+	Runbook     string    `json:"runbook,omitempty"`
+	Fired       time.Time `json:"fired,omitzero"`
+	Resolved    time.Time `json:"resolved,omitzero"`
 }
 
-// AlertSource lists the alerts firing now. The web only shows them; the rules live elsewhere.
+// AlertSource lists the alerts firing now (and neither silenced nor inhibited): what the header shows.
+// The web only shows them; the rules live elsewhere.
 type AlertSource interface {
 	Firing(ctx context.Context) ([]Alert, error)
 }

@@ -30,6 +30,9 @@ var matrixRules = map[string]rule{
 	"GET /t0/v1/ready_runs": rulePull, "GET /t0/v1/first_unready_run": rulePull,
 	"POST /api/v1/runs/{run}/override": ruleOperate, "POST /runs/{run}/actions": ruleOperate,
 	"GET /api/v1/tokens": ruleAdmin, "DELETE /api/v1/tokens/{name}": ruleAdmin, "GET /api/v1/config": ruleAdmin,
+	"GET /alerts": ruleRead, "GET /alerts/runbook": ruleRead, "GET /api/v1/alerts/history": ruleRead,
+	"GET /api/v1/silences": ruleRead, "POST /api/v1/silences": ruleOperate, "DELETE /api/v1/silences/{id}": ruleOperate,
+	"POST /alerts/silences": ruleOperate, "POST /alerts/silences/{id}/expire": ruleOperate,
 }
 
 // setClock is a wall clock a test moves.
@@ -150,6 +153,8 @@ func (aw *accessWorld) serve(t testing.TB, mod func(*Options)) (*httptest.Server
 	return aw.world.serve(t, func(o *Options) {
 		o.Access = &access.Guard{Tokens: aw.tokens, Sessions: aw.sessions}
 		o.Pull, o.Tokens, o.Config = pullStub{}, aw.tokens, configStub{}
+		b := &book{} // the alerts and silences, so that their routes reach their handlers
+		o.Alerts, o.AlertBook, o.Silences = b, b, b
 		o.WallNow = aw.wall.Now
 		o.FailedAuthLimit = 1 << 20 // the matrix presents bad credentials on purpose; TestFailedAuthLimit tests the limit
 		if mod != nil {
@@ -187,7 +192,7 @@ func send(t *testing.T, base, pattern string, c credential) int {
 	switch {
 	case strings.HasSuffix(pattern, "/override"):
 		body, ctype = strings.NewReader(`{"action":"hold","reason":"authorization matrix"}`), "application/json"
-	case strings.HasSuffix(pattern, "/actions"), strings.HasSuffix(pattern, "/logout"):
+	case strings.HasSuffix(pattern, "/actions"), strings.HasSuffix(pattern, "/logout"), strings.HasPrefix(pattern, "POST /alerts/silences"):
 		body, ctype = strings.NewReader(url.Values{"action": {"hold"}, "reason": {"matrix"}, "token": {c.csrf}}.Encode()), "application/x-www-form-urlencoded"
 	}
 	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)

@@ -30,7 +30,7 @@ type ui struct {
 	version map[string]string
 }
 
-var pageNames = []string{"board", "run", "workflow", "workflows", "sources", "releases", "confirm", "error"}
+var pageNames = []string{"board", "run", "workflow", "workflows", "sources", "releases", "confirm", "error", "alerts", "runbook"}
 
 func newUI() (*ui, error) {
 	u := &ui{pages: map[string]*template.Template{}, static: map[string][]byte{}, version: map[string]string{}}
@@ -63,6 +63,11 @@ func newUI() (*ui, error) {
 		"holdFor":      func(now time.Time, since *time.Time) string { return holdFor(now.Sub(*since)) },
 		"heldText":     heldText,
 		"observedNote": func() string { return observedNote },
+		"silenceOf":    silenceMatchers,
+		"matchers":     matcherText,
+		"holdSpan":     func(now, t time.Time) string { return holdFor(now.Sub(t)) },
+		"dict":         dict,
+		"ptr":          func(t time.Time) *time.Time { return &t },
 	}
 	base, err := template.New("layout.html").Funcs(funcs).ParseFS(assetsFS, "assets/templates/layout.html")
 	if err != nil {

@@ -1,7 +1,8 @@
 // Package web serves Spy Agency over HTTP: the JSON API of design.md, health and readiness, and the
-// operators' pages (run board, run page, workflow, sources and release pages) with live updates over
-// server-sent events. The pages are rendered on the server with html/template; the little JavaScript
-// there is, the CSS and the templates are embedded (assets/), and nothing is fetched from outside.
+// operators' pages (run board, run page, workflow, sources, release and alerts pages) with live
+// updates over server-sent events. The pages are rendered on the server with html/template; the little
+// JavaScript there is, the CSS and the templates are embedded (assets/), and nothing is fetched from
+// outside.
 package web
 
 import (
@@ -112,6 +113,10 @@ type Options struct {
 	// Alerts lists the firing alerts for the board's header and the API; nil: the header says alerts
 	// are not configured.
 	Alerts AlertSource
+	// AlertBook is the alert evaluator's read side for the Alerts page and the API; Silences makes and
+	// ends silences (alerts.go). Nil: no Alerts page content, no silences.
+	AlertBook AlertBook
+	Silences  Silences
 	// Heartbeat is how often an idle event stream sends a tick (default 15s of wall time).
 	Heartbeat time.Duration
 	// HeaderEvery is how often the header's sources and alerts are looked at for the live page
@@ -188,7 +193,6 @@ func (s *Server) routes() {
 	s.mux.HandleFunc("GET /api/v1/sources", s.sources)
 	s.mux.HandleFunc("GET /api/v1/audit", s.audit)
 	s.mux.HandleFunc("GET /api/v1/outbox", s.outbox)
-	s.mux.HandleFunc("GET /api/v1/alerts", s.alertsAPI)
 	s.mux.HandleFunc("GET /api/v1/version", s.version)
 	s.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
@@ -197,6 +201,7 @@ func (s *Server) routes() {
 	s.pageRoutes()
 	s.authRoutes()
 	s.adminRoutes()
+	s.alertRoutes()
 	s.mux.HandleFunc("/api/", func(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, apperr.Errorf(apperr.NotFound, "no such endpoint: %s %s", r.Method, r.URL.Path))
 	})

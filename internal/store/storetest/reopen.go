@@ -41,6 +41,14 @@ func testReopen(t *testing.T, open func(t *testing.T, dir string) store.Store) {
 	must(t, "audit", s.AppendAudit(ctx, store.AuditEntry{At: t0, Run: 392669, Actor: "jdoe", Action: "hold", Detail: "DT off"}))
 	must(t, "cursor", s.SetCursor(ctx, "conddb", store.Cursor{Value: "2025-06-17T06:12:41Z", View: t0.Add(90 * time.Second)}))
 	must(t, "setting", s.SetSetting(ctx, "release.paused", "true"))
+	// A firing alert with what a notifier was told, and a silence: a restart must neither forget the
+	// alert nor tell anyone again.
+	firing := firingAlert(t0)
+	firing.Notified = map[string]store.Notified{"shift-mail": {Epoch: t0, Firing: t0.Add(time.Minute)}}
+	firing = saveAlerts(t, s, store.AlertWrite{Save: []store.Alert{firing}})[0]
+	silence, err := s.AddSilence(ctx, silenceOf(t0, time.Hour, store.Matcher{Name: "run", Op: "=", Value: "392671"}),
+		store.AuditEntry{Actor: "jdoe", Action: "silence"})
+	must(t, "silence", err)
 	must(t, "close", s.Close())
 
 	s = open(t, dir)
@@ -72,9 +80,18 @@ func testReopen(t *testing.T, open func(t *testing.T, dir string) store.Store) {
 	}
 	audit, err := s.Audit(ctx, store.AuditQuery{})
 	must(t, "audit", err)
-	if len(audit) != 2 {
-		t.Fatalf("audit after reopening has %d entries, want 2", len(audit))
+	if len(audit) != 3 {
+		t.Fatalf("audit after reopening has %d entries, want 3", len(audit))
 	}
+	live, err := s.LiveAlerts(ctx)
+	must(t, "live alerts", err)
+	if len(live) != 1 {
+		t.Fatalf("%d live alerts after reopening, want 1", len(live))
+	}
+	sameJSON(t, "firing alert after reopening", firing, live[0])
+	got, err := s.Silence(ctx, silence.ID)
+	must(t, "silence", err)
+	sameJSON(t, "silence after reopening", silence, got)
 	if c, err := s.Cursor(ctx, "conddb"); err != nil || c.Value != "2025-06-17T06:12:41Z" || !c.View.Equal(t0.Add(90*time.Second)) {
 		t.Fatalf("cursor after reopening %+v (err %v), want its value and view", c, err)
 	}
