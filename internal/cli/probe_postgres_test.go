@@ -9,7 +9,7 @@ import (
 	"time"
 
 	"github.com/cms-pcl/spyagency/internal/dbdriver"
-	"github.com/cms-pcl/spyagency/internal/steer/pgtest"
+	"github.com/cms-pcl/spyagency/internal/pgtest"
 )
 
 // TestProbeCondDBPostgres probes a condition DB on a real PostgreSQL server, through the binary's own

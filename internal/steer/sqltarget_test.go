@@ -11,7 +11,7 @@ import (
 
 	"github.com/cms-pcl/spyagency/internal/clock"
 	"github.com/cms-pcl/spyagency/internal/pcl"
-	"github.com/cms-pcl/spyagency/internal/steer/pgtest"
+	"github.com/cms-pcl/spyagency/internal/pgtest"
 )
 
 type tableRow struct {
