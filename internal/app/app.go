@@ -27,6 +27,7 @@ import (
 	"github.com/cms-pcl/spyagency/internal/pcl"
 	"github.com/cms-pcl/spyagency/internal/steer"
 	"github.com/cms-pcl/spyagency/internal/store"
+	"github.com/cms-pcl/spyagency/internal/store/postgres"
 	"github.com/cms-pcl/spyagency/internal/store/sqlite"
 	"github.com/cms-pcl/spyagency/internal/web"
 )
@@ -160,7 +161,9 @@ func New(ctx context.Context, o Options) (_ *App, err error) {
 	return a, nil
 }
 
-// OpenStore opens the configured store: sqlite:PATH (the directory is made if missing).
+// OpenStore opens the configured store: sqlite:PATH (the directory is made if missing) or a
+// postgres://... database (its password from store.password_file or store.password_env, or libpq's
+// PGPASSWORD and ~/.pgpass, which pgx reads).
 func OpenStore(ctx context.Context, cfg *config.Config, clk clock.Clock, log *slog.Logger) (store.Store, error) {
 	dsn, err := cfg.Store.ConnString(os.LookupEnv)
 	if err != nil {
@@ -176,7 +179,7 @@ func OpenStore(ctx context.Context, cfg *config.Config, clk clock.Clock, log *sl
 		}
 		return sqlite.OpenDSN(ctx, dsn, sqlite.Options{Now: clk.Now, Logger: log.With("part", "store")})
 	case strings.HasPrefix(dsn, "postgres://"), strings.HasPrefix(dsn, "postgresql://"):
-		return nil, apperr.Errorf(apperr.Invalid, "store: the PostgreSQL store is not built yet; use sqlite:PATH")
+		return postgres.Open(ctx, dsn, postgres.Options{Now: clk.Now, Logger: log.With("part", "store")})
 	}
 	return nil, apperr.Errorf(apperr.Invalid, "store: DSN %q is neither sqlite:PATH nor postgres://...", dsn)
 }

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/cms-pcl/spyagency/internal/fixtures"
+	"github.com/cms-pcl/spyagency/internal/pgtest"
 )
 
 // syncBuffer is a bytes.Buffer safe to write from the command and read from the test.
@@ -162,10 +163,25 @@ func TestProbeBadSource(t *testing.T) {
 
 func TestServeStartsAndStops(t *testing.T) {
 	t.Parallel()
+	serveStartsAndStops(t, "sqlite:"+filepath.Join(t.TempDir(), "data", "spy.db"))
+}
+
+// TestServeOnPostgres: serve --store postgres://... opens the PostgreSQL store, serves from it, and
+// never prints the DSN's password.
+func TestServeOnPostgres(t *testing.T) {
+	t.Parallel()
+	errs := serveStartsAndStops(t, pgtest.Schema(t))
+	if !strings.Contains(errs, "store postgres://") {
+		t.Errorf("serve does not say which store it serves: %s", errs)
+	}
+}
+
+// serveStartsAndStops runs serve on a store, reads the runs from it, stops it, and returns its stderr.
+func serveStartsAndStops(t *testing.T, store string) string {
+	t.Helper()
 	ctx, cancel := context.WithCancel(t.Context())
 	var out, errb syncBuffer
 	done := make(chan int, 1)
-	store := "sqlite:" + filepath.Join(t.TempDir(), "data", "spy.db")
 	go func() { done <- Main(ctx, []string{"serve", "--addr", "127.0.0.1:0", "--store", store}, &out, &errb) }()
 	re := regexp.MustCompile(`serving on (http://[0-9.:]+)`)
 	var base string
@@ -200,6 +216,7 @@ func TestServeStartsAndStops(t *testing.T) {
 	if out.String() != "" {
 		t.Errorf("serve wrote to stdout: %q", out.String())
 	}
+	return errb.String()
 }
 
 func TestServeRefusesBadStore(t *testing.T) {

@@ -15,12 +15,18 @@ import (
 	"github.com/cms-pcl/spyagency/internal/app"
 	"github.com/cms-pcl/spyagency/internal/config"
 	"github.com/cms-pcl/spyagency/internal/pcl"
+	"github.com/cms-pcl/spyagency/internal/pgtest"
 )
 
 // startServer runs a whole instance on a temp store holding one waiting run.
 func startServer(t *testing.T) (base, dsn string) {
 	t.Helper()
-	dsn = "sqlite:" + filepath.Join(t.TempDir(), "spy.db")
+	return startServerOn(t, "sqlite:"+filepath.Join(t.TempDir(), "spy.db"))
+}
+
+// startServerOn is startServer on the store a DSN names.
+func startServerOn(t *testing.T, dsn string) (base, storeDSN string) {
+	t.Helper()
 	cfg := config.Default()
 	cfg.Store.DSN = dsn
 	ctx, cancel := context.WithCancel(t.Context())
@@ -123,6 +129,18 @@ func TestClientRefusesUnknownFields(t *testing.T) {
 func TestTokenCommands(t *testing.T) {
 	t.Parallel()
 	base, dsn := startServer(t)
+	tokenCommands(t, base, dsn)
+}
+
+// TestTokenCommandsOnPostgres is TestTokenCommands with a server and the token commands on the
+// PostgreSQL store (token create|list|revoke --store postgres://...).
+func TestTokenCommandsOnPostgres(t *testing.T) {
+	t.Parallel()
+	base, dsn := startServerOn(t, pgtest.Schema(t))
+	tokenCommands(t, base, dsn)
+}
+
+func tokenCommands(t *testing.T, base, dsn string) {
 	code, tok, errs := run(t, "token", "create", "--store", dsn, "--name", "tier0-prod", "--scope", "steer", "--expires", "720h")
 	if code != 0 || !strings.HasPrefix(tok, "sa_") || !strings.Contains(errs, "shown only now") {
 		t.Fatalf("token create: %d %q %q", code, tok, errs)

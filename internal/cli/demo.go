@@ -15,7 +15,7 @@ func runDemo(e *env, args []string) error {
 	fs := e.flags("demo", "demo [--addr 127.0.0.1:8080] [--data DIR] [--speed N] [--seed N] [--faults none|default|heavy] [--store DSN]")
 	addr := fs.String("addr", "127.0.0.1:8080", "the dashboard's address")
 	data := fs.String("data", "", "data directory (default: spyagency-demo in the user's cache directory)")
-	dsn := fs.String("store", "", "store DSN (default: a fresh sqlite store under --data)")
+	dsn := fs.String("store", "", "store DSN: sqlite:PATH or postgres://... (default: a fresh sqlite store under --data)")
 	sf := addSimFlags(fs)
 	if err := e.parse(fs, args); err != nil {
 		return err

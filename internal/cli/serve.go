@@ -6,13 +6,14 @@ import (
 
 	"github.com/cms-pcl/spyagency/internal/app"
 	"github.com/cms-pcl/spyagency/internal/config"
+	"github.com/cms-pcl/spyagency/internal/redact"
 )
 
 func runServe(e *env, args []string) error {
 	fs := e.flags("serve", "serve [--config FILE] [--addr ADDR] [--store DSN]")
 	file := fs.String("config", "", "configuration file (default: the built-in defaults)")
 	addr := fs.String("addr", "", "listen address, overriding server.addr")
-	dsn := fs.String("store", "", "store DSN (sqlite:PATH), overriding store.dsn")
+	dsn := fs.String("store", "", "store DSN (sqlite:PATH or postgres://...), overriding store.dsn")
 	level := fs.String("log-level", "info", "debug, info, warn or error")
 	if err := e.parse(fs, args); err != nil {
 		return err
@@ -50,7 +51,7 @@ func runServe(e *env, args []string) error {
 	go func() {
 		select {
 		case <-a.Started():
-			fmt.Fprintf(e.stderr, "spyagency: serving on http://%s (store %s)\n", a.Addr(), cfg.Store.DSN)
+			fmt.Fprintf(e.stderr, "spyagency: serving on http://%s (store %s)\n", a.Addr(), redact.URL(cfg.Store.DSN))
 		case <-e.ctx.Done():
 		}
 	}()

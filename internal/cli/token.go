@@ -66,7 +66,7 @@ func cliActor() string {
 
 func tokenCreate(e *env, args []string) error {
 	fs := e.flags("token create", "token create --store DSN --name NAME --scope read|steer|operate [--expires DURATION]")
-	dsn := fs.String("store", "", "the store DSN (sqlite:PATH), as the server's")
+	dsn := fs.String("store", "", "the store DSN (sqlite:PATH or postgres://...), as the server's")
 	name := fs.String("name", "", "who or what the token is for")
 	scope := fs.String("scope", "", "read, steer (read and Tier-0's pull API) or operate (read and operator actions)")
 	expires := fs.Duration("expires", 0, "lifetime on the wall clock, e.g. 720h (default: no expiry)")
@@ -108,7 +108,7 @@ func expiry(t time.Time) string {
 
 func tokenList(e *env, args []string) error {
 	fs := e.flags("token list", "token list --store DSN [--json]")
-	dsn := fs.String("store", "", "the store DSN (sqlite:PATH), as the server's")
+	dsn := fs.String("store", "", "the store DSN (sqlite:PATH or postgres://...), as the server's")
 	asJSON := fs.Bool("json", false, "one JSON object per token instead of a table")
 	if err := e.parse(fs, args); err != nil {
 		return err
@@ -162,7 +162,7 @@ func stamp(t time.Time) string { return t.UTC().Format("2006-01-02 15:04Z") }
 
 func tokenRevoke(e *env, args []string) error {
 	fs := e.flags("token revoke", "token revoke NAME --store DSN")
-	dsn := fs.String("store", "", "the store DSN (sqlite:PATH), as the server's")
+	dsn := fs.String("store", "", "the store DSN (sqlite:PATH or postgres://...), as the server's")
 	pos, err := e.parseInterleaved(fs, args)
 	if err != nil {
 		return err

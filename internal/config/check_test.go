@@ -283,13 +283,18 @@ func TestLeaseTTLRefusedUntilUsed(t *testing.T) {
 	}
 }
 
-// TestUnbuiltStoreAndSimulatedClock: a PostgreSQL store DSN is refused as not built yet, and a simulated
-// clock is refused unless every enabled source is on this machine, each at its line.
-func TestUnbuiltStoreAndSimulatedClock(t *testing.T) {
+// TestPostgresStoreAndSimulatedClock: a PostgreSQL store DSN is accepted, one with a password in it is
+// refused at its line, and a simulated clock is refused unless every enabled source is on this
+// machine, each at its line.
+func TestPostgresStoreAndSimulatedClock(t *testing.T) {
 	t.Parallel()
-	problems := Check("pg.yaml", []byte("data_dir: /tmp/x\nstore:\n  dsn: postgres://spy@db.cern.ch:6600/spy\n"))
-	if len(problems) != 1 || problems[0].Line != 3 || problems[0].Field != "store.dsn" || !strings.Contains(problems[0].Message, "not built yet") {
-		t.Errorf("a postgres store: %v", problems)
+	if problems := Check("pg.yaml", []byte("data_dir: /tmp/x\nstore:\n  dsn: postgres://spy@db.cern.ch:6600/spy\n  password_env: SPY_PW\n")); len(problems) != 0 {
+		t.Errorf("a postgres store: %v, want none", problems)
+	}
+	problems := Check("pg.yaml", []byte("data_dir: /tmp/x\nstore:\n  dsn: postgres://spy:hunter2@db.cern.ch:6600/spy\n"))
+	if len(problems) != 1 || problems[0].Line != 3 || problems[0].Field != "store.dsn" || !strings.Contains(problems[0].Message, "password") ||
+		strings.Contains(problems[0].String(), "hunter2") {
+		t.Errorf("a postgres store with a password in its DSN: %v", problems)
 	}
 	clock := "clock:\n  speed: 600\n  epoch: 2026-05-04T06:00:00Z\n  wall_start: 2026-11-26T20:00:00Z\n"
 	far := "sources:\n  oms:\n    url: https://cmsoms.cern.ch/agg/api/v1\n  tier0:\n    url: http://127.0.0.1:8081/t0wmadatasvc/prod\n" + clock

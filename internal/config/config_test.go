@@ -149,8 +149,8 @@ func TestFullExample(t *testing.T) {
 	}
 }
 
-// commentedOut are the keys a production file leaves out: the simulated clock, and the password of the
-// PostgreSQL store that is not built yet.
+// commentedOut are the keys a production file leaves out: the simulated clock, and the password of a
+// PostgreSQL store (the example's store is SQLite).
 var commentedOut = map[string][]string{
 	"clock":               {"clock", "speed", "epoch", "wall_start"},
 	"store.password_file": {"password_file"},

@@ -22,13 +22,7 @@ import (
 // the nearest enclosing key when the value is a default).
 func (d *decoder) validate(c *Config) {
 	d.checkServer(c.Server)
-	before := len(d.problems)
 	d.checkDSN("store.dsn", c.Store.DSN)
-	if isPostgres(c.Store.DSN) && len(d.problems) == before {
-		// Accepting it here would only move the refusal to the start of serve, after the operator was
-		// told the file is fine.
-		d.addf(d.at("store.dsn"), "store.dsn", "the PostgreSQL store is not built yet: use sqlite:PATH (the default, sqlite:<data_dir>/spyagency.db)")
-	}
 	if (c.Store.PasswordFile != "" || c.Store.PasswordEnv != "") && !isPostgres(c.Store.DSN) {
 		d.addf(d.at("store.password_file"), "store.password_file", "a database password only applies to a postgres:// DSN")
 	}

@@ -9,6 +9,7 @@ import (
 
 	"github.com/cms-pcl/spyagency/internal/clock"
 	"github.com/cms-pcl/spyagency/internal/pcl"
+	"github.com/cms-pcl/spyagency/internal/pgtest"
 	"github.com/cms-pcl/spyagency/internal/sim"
 )
 
@@ -22,9 +23,15 @@ func stepped(t *testing.T, faults string, seed uint64) *Demo {
 // steppedWith is stepped with the simulator's handler wrapped (nil: as it is).
 func steppedWith(t *testing.T, faults string, seed uint64, wrap func(clk *clock.Fake, h http.Handler) http.Handler) *Demo {
 	t.Helper()
+	return steppedOn(t, "", faults, seed, wrap)
+}
+
+// steppedOn is steppedWith on the store a DSN names ("": a fresh SQLite store).
+func steppedOn(t *testing.T, dsn, faults string, seed uint64, wrap func(clk *clock.Fake, h http.Handler) http.Handler) *Demo {
+	t.Helper()
 	ctx, cancel := context.WithCancel(t.Context())
 	clk := clock.NewFake(sim.DefaultStart)
-	d, err := New(ctx, Options{DataDir: t.TempDir(), Seed: seed, Faults: faults, Clock: clk, Stepped: true, Addr: "127.0.0.1:0"})
+	d, err := New(ctx, Options{DataDir: t.TempDir(), StoreDSN: dsn, Seed: seed, Faults: faults, Clock: clk, Stepped: true, Addr: "127.0.0.1:0"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -53,7 +60,21 @@ func TestEndToEndSafety(t *testing.T) {
 		t.Skip("three simulated days")
 	}
 	t.Parallel()
-	d := stepped(t, "default", 7)
+	checkSafety(t, stepped(t, "default", 7))
+}
+
+// TestEndToEndSafetyOnPostgres is TestEndToEndSafety on the PostgreSQL store.
+func TestEndToEndSafetyOnPostgres(t *testing.T) {
+	if testing.Short() {
+		t.Skip("three simulated days")
+	}
+	t.Parallel()
+	checkSafety(t, steppedOn(t, pgtest.Schema(t), "default", 7, nil))
+}
+
+// checkSafety steps a demo through three simulated days and checks every run of the first day and every
+// release against the simulator's truth.
+func checkSafety(t *testing.T, d *Demo) {
 	ctx := t.Context()
 	start := sim.DefaultStart
 	end := start.Add(72 * time.Hour)
