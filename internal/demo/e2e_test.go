@@ -60,24 +60,28 @@ func TestEndToEndSafety(t *testing.T) {
 		t.Skip("three simulated days")
 	}
 	t.Parallel()
-	checkSafety(t, stepped(t, "default", 7))
+	checkSafety(t, stepped(t, "default", 7), 72*time.Hour)
 }
 
-// TestEndToEndSafetyOnPostgres is TestEndToEndSafety on the PostgreSQL store.
+// TestEndToEndSafetyOnPostgres is TestEndToEndSafety on the PostgreSQL store, over two simulated days
+// instead of three (every store call is a round trip to the server, and the race detector
+// multiplies it): every release is checked against the truth, the completeness of the first day is
+// left to the SQLite run.
 func TestEndToEndSafetyOnPostgres(t *testing.T) {
 	if testing.Short() {
 		t.Skip("three simulated days")
 	}
 	t.Parallel()
-	checkSafety(t, steppedOn(t, pgtest.Schema(t), "default", 7, nil))
+	checkSafety(t, steppedOn(t, pgtest.Schema(t), "default", 7, nil), 48*time.Hour)
 }
 
-// checkSafety steps a demo through three simulated days and checks every run of the first day and every
-// release against the simulator's truth.
-func checkSafety(t *testing.T, d *Demo) {
+// checkSafety steps a demo through span of simulated time and checks every release against the
+// simulator's truth and, when span leaves two days after the first, that every run of the first day
+// reached a final readiness.
+func checkSafety(t *testing.T, d *Demo, span time.Duration) {
 	ctx := t.Context()
 	start := sim.DefaultStart
-	end := start.Add(72 * time.Hour)
+	end := start.Add(span)
 	failures := map[pcl.Source]int{}
 	injected := 0
 	for now := start.Add(5 * time.Minute); !now.After(end); now = now.Add(5 * time.Minute) {
@@ -101,7 +105,7 @@ func checkSafety(t *testing.T, d *Demo) {
 	policy := pcl.DefaultPolicy()
 	checked := 0
 	for _, r := range d.Sim.Runs() {
-		if r.Stop.IsZero() || r.Stop.After(start.Add(24*time.Hour)) {
+		if span < 72*time.Hour || r.Stop.IsZero() || r.Stop.After(start.Add(24*time.Hour)) {
 			continue
 		}
 		rs, err := d.App.Store.RunState(ctx, r.Number)
@@ -116,7 +120,7 @@ func checkSafety(t *testing.T, d *Demo) {
 			t.Errorf("run %d (%s, stopped %s) is still %s after two days: %s", r.Number, r.Class, r.Stop.Format("Jan 2 15:04"), rs.Decision.State, rs.Decision.Reason)
 		}
 	}
-	if checked < 5 {
+	if span >= 72*time.Hour && checked < 5 {
 		t.Fatalf("only %d runs stopped on the first day", checked)
 	}
 	releases := 0
