@@ -72,6 +72,7 @@ var routeRules = map[string]rule{
 	"GET /api/v1/alerts":               ruleRead,
 	"GET /api/v1/version":              ruleRead,
 	"GET /api/v1/whoami":               ruleRead,
+	"GET /api/v1/openapi.json":         ruleRead,
 	"GET /{$}":                         ruleRead,
 	"GET /runs/{run}":                  ruleRead,
 	"GET /workflows":                   ruleRead,
