@@ -20,10 +20,10 @@ import (
 
 	"github.com/cms-pcl/spyagency/internal/access"
 	"github.com/cms-pcl/spyagency/internal/apperr"
-	"github.com/cms-pcl/spyagency/internal/web/openapi"
 	"github.com/cms-pcl/spyagency/internal/clock"
 	"github.com/cms-pcl/spyagency/internal/pcl"
 	"github.com/cms-pcl/spyagency/internal/store"
+	"github.com/cms-pcl/spyagency/internal/web/openapi"
 )
 
 // What the server needs from the rest of the process arrives as these small interfaces, each answered
