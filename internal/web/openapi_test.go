@@ -19,7 +19,7 @@ func documented(pattern string) (openapi.Operation, bool) {
 	if !ok {
 		return openapi.Operation{}, false // "/api/": the JSON 404 of every unknown endpoint
 	}
-	if strings.HasPrefix(path, "/api/v1/") || strings.HasPrefix(path, "/t0/") || slices.Contains([]string{"/events", "/healthz", "/readyz"}, path) {
+	if strings.HasPrefix(path, "/api/v1/") || strings.HasPrefix(path, "/t0/") || slices.Contains([]string{"/events", "/healthz", "/readyz", "/metrics"}, path) {
 		return openapi.Operation{Method: method, Path: path}, true
 	}
 	return openapi.Operation{}, false
