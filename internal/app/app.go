@@ -64,6 +64,7 @@ type App struct {
 	// Alerts evaluates the alert rules and tells the notifiers (internal/alert).
 	Alerts  *alert.Evaluator
 	spies   *spies
+	metrics *processMetrics
 	pushers []*steer.Pusher
 	targets []func() error // close the push targets' connections (SQL)
 
@@ -112,7 +113,10 @@ func New(ctx context.Context, o Options) (_ *App, err error) {
 		return nil, err
 	}
 	a.Agency = ag
-	if a.spies.runners, a.spies.closers, err = buildRunners(cfg, cat, o.Clock, o.Logger, st, ag, o.Stepped); err != nil {
+	if a.metrics, err = newProcessMetrics(); err != nil {
+		return nil, err
+	}
+	if a.spies.runners, a.spies.closers, err = buildRunners(cfg, cat, o.Clock, o.Logger, st, ag, o.Stepped, a.metrics.events); err != nil {
 		return nil, err
 	}
 	// Each source's view as persisted before the agency's first pass, so that a restart concludes what
@@ -143,14 +147,18 @@ func New(ctx context.Context, o Options) (_ *App, err error) {
 	if err != nil {
 		return nil, err
 	}
+	first := firstUnready{store: st, policy: cfg.Policy}
+	if err := a.metrics.collect(a, st, targetNames(cfg), first); err != nil {
+		return nil, err
+	}
 	readyRuns, firstUnreadyRun := steer.PullHandlersLog(steer.StoreSource{Store: st}, cfg.Policy, o.Logger.With("part", "pull"))
 	a.Web, err = web.New(web.Options{Store: st, Catalogue: cat, Clock: o.Clock, Logger: o.Logger.With("part", "web"),
 		Overrider: ag, Sources: a.spies, MaxBody: cfg.Server.MaxBodyBytes,
 		Version: o.Version, Banner: o.Banner, Ready: readiness{up: a.up, store: st}, Events: ag,
 		Links:  web.Links(cfg.Links),
 		Alerts: alertView{a.Alerts, cfg.Alerts}, AlertBook: alertView{a.Alerts, cfg.Alerts}, Silences: alertView{a.Alerts, cfg.Alerts},
-		FirstUnready: firstUnready{store: st, policy: cfg.Policy},
-		Access:       o.Access, Login: login, Proxies: proxies, WallNow: o.WallNow,
+		FirstUnready: first, Metrics: a.metrics.handler(), Requests: a.metrics.requests,
+		Access: o.Access, Login: login, Proxies: proxies, WallNow: o.WallNow,
 		ReadNeedsLogin: cfg.Access.Read == "authenticated", PullNeedsToken: cfg.Access.Pull == "token",
 		FailedAuthLimit: cfg.Access.FailedAuthLimit, FailedAuthWindow: cfg.Access.FailedAuthWindow,
 		Pull: pullAPI{readyRuns, firstUnreadyRun}, Tokens: a.Tokens, Config: configView{cfg}})

@@ -120,6 +120,7 @@ func (a *App) runParts(ctx context.Context) {
 						return
 					}
 					if e.DecisionChanged {
+						a.metrics.events.Decided(e.State)
 						for _, p := range a.pushers {
 							p.Wake()
 						}

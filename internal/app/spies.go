@@ -10,6 +10,7 @@ import (
 	"github.com/cms-pcl/spyagency/internal/clock"
 	"github.com/cms-pcl/spyagency/internal/config"
 	"github.com/cms-pcl/spyagency/internal/httpx"
+	"github.com/cms-pcl/spyagency/internal/metrics"
 	"github.com/cms-pcl/spyagency/internal/pcl"
 	"github.com/cms-pcl/spyagency/internal/spy"
 	"github.com/cms-pcl/spyagency/internal/spy/conddb"
@@ -85,7 +86,7 @@ func (s *spies) close() []error {
 
 // buildRunners builds the enabled sources' spies and their runners, and lists the spies that must be
 // closed (on an error too, so the caller can close what was built).
-func buildRunners(cfg *config.Config, cat *pcl.Catalogue, clk clock.Clock, log *slog.Logger, st store.Store, ag *agency.Agency, stepped bool) ([]*runner.Runner, []io.Closer, error) {
+func buildRunners(cfg *config.Config, cat *pcl.Catalogue, clk clock.Clock, log *slog.Logger, st store.Store, ag *agency.Agency, stepped bool, ev *metrics.Events) ([]*runner.Runner, []io.Closer, error) {
 	classes, err := config.NewClassifier(cfg.RunClasses)
 	if err != nil {
 		return nil, nil, err
@@ -110,7 +111,7 @@ func buildRunners(cfg *config.Config, cat *pcl.Catalogue, clk clock.Clock, log *
 		// Clock schedules the polls; their deadlines and backoff are the runner's wall clock (its
 		// default), so that simulated time never shortens a source's time to answer.
 		out = append(out, runner.New(sp, runner.Options{Clock: clk, Interval: sc.Interval, Jitter: sc.Jitter, Timeout: sc.Timeout,
-			StaleAfter: sc.StaleAfter, Retries: retries, Cursors: st, Sink: ag.Ingest, Viewed: ag.SourceViewed,
+			StaleAfter: sc.StaleAfter, Retries: retries, Cursors: st, Sink: detectedSink(ag.Ingest, ev), Viewed: ag.SourceViewed,
 			Logger: log.With("spy", string(src))}))
 	}
 	return out, closers, nil

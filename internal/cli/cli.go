@@ -166,12 +166,40 @@ func cacheDir(name string) (string, error) {
 
 func discardLogger() *slog.Logger { return slog.New(slog.DiscardHandler) }
 
+// logger writes to w at the level: text for a person at a terminal, JSON lines for a log collector
+// (journald, a container runtime) otherwise; SPYAGENCY_LOG_FORMAT=text or json decides instead.
 func logger(w io.Writer, level string) (*slog.Logger, error) {
 	var l slog.Level
 	if err := l.UnmarshalText([]byte(level)); err != nil {
 		return nil, fmt.Errorf("bad --log-level %q: want debug, info, warn or error", level)
 	}
-	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: l})), nil
+	opts := &slog.HandlerOptions{Level: l}
+	switch f := os.Getenv(logFormatEnv); f {
+	case "text":
+		return slog.New(slog.NewTextHandler(w, opts)), nil
+	case "json":
+		return slog.New(slog.NewJSONHandler(w, opts)), nil
+	case "", "auto":
+		if isTerminal(w) {
+			return slog.New(slog.NewTextHandler(w, opts)), nil
+		}
+		return slog.New(slog.NewJSONHandler(w, opts)), nil
+	default:
+		return nil, fmt.Errorf("bad %s %q: want text, json or auto", logFormatEnv, f)
+	}
+}
+
+// logFormatEnv names the environment variable that chooses the log format.
+const logFormatEnv = "SPYAGENCY_LOG_FORMAT"
+
+// isTerminal says whether w is a character device (a terminal), not a file, pipe or socket.
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	if !ok {
+		return false
+	}
+	fi, err := f.Stat()
+	return err == nil && fi.Mode()&os.ModeCharDevice != 0
 }
 
 // buildVersion is the version and commit to report. A version set with -ldflags wins; otherwise the

@@ -236,3 +236,35 @@ func TestServeRefusesBadStore(t *testing.T) {
 		t.Errorf("bad DSN: %d %q", code, errs)
 	}
 }
+
+// TestLogFormat: JSON lines where nobody reads at a terminal (a file, a pipe, the journal), text when
+// asked, and a clear error for a format that does not exist.
+func TestLogFormat(t *testing.T) {
+	var buf strings.Builder
+	for _, c := range []struct {
+		env, want string
+	}{{"", `{"time":`}, {"auto", `{"time":`}, {"json", `{"time":`}, {"text", "time="}} {
+		t.Setenv(logFormatEnv, c.env)
+		buf.Reset()
+		log, err := logger(&buf, "info")
+		if err != nil {
+			t.Fatal(err)
+		}
+		log.Info("run decided", "run", 392680, "workflow", "SiStripGains")
+		if !strings.HasPrefix(buf.String(), c.want) || !strings.Contains(buf.String(), "392680") {
+			t.Errorf("%s=%q: %q, want a line starting %q", logFormatEnv, c.env, buf.String(), c.want)
+		}
+	}
+	t.Setenv(logFormatEnv, "xml")
+	if _, err := logger(&buf, "info"); err == nil || !strings.Contains(err.Error(), "text, json or auto") {
+		t.Errorf("xml: %v", err)
+	}
+	f, err := os.CreateTemp(t.TempDir(), "log")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if isTerminal(f) {
+		t.Error("a file taken for a terminal")
+	}
+}

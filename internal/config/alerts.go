@@ -36,20 +36,20 @@ type Alerts struct {
 
 // AlertRules holds one block per rule; the keys are the rules' names.
 type AlertRules struct {
-	WorkflowLate      AlertRule `yaml:"workflow-late"`
-	UploadFailed      AlertRule `yaml:"upload-failed"`
-	TooLate           AlertRule `yaml:"too-late"`
-	NoPayload         AlertRule `yaml:"no-payload"`
-	DQMBad            AlertRule `yaml:"dqm-bad"`
-	AtRisk            AlertRule `yaml:"at-risk"`
-	RunBlocked        AlertRule `yaml:"run-blocked"`
-	RunTimedOut       AlertRule `yaml:"run-timed-out"`
-	RunHeld           AlertRule `yaml:"run-held"`
-	InOrderJam        AlertRule `yaml:"in-order-jam"`
-	SourceStale       AlertRule `yaml:"source-stale"`
-	PushUndeliverable AlertRule `yaml:"push-undeliverable"`
-	StoreTrouble      AlertRule `yaml:"store-trouble"`
-	NotifierFailing   AlertRule `yaml:"notifier-failing"`
+	WorkflowLate      AlertRule `yaml:"workflow-late"`      // a workflow not final `after` its run's stop, or timed out
+	UploadFailed      AlertRule `yaml:"upload-failed"`      // the upload service refused a payload
+	TooLate           AlertRule `yaml:"too-late"`           // a payload reached the DB after the run it was for was released
+	NoPayload         AlertRule `yaml:"no-payload"`         // a required workflow wrote no payload where the policy does not allow it
+	DQMBad            AlertRule `yaml:"dqm-bad"`            // the DQM quality test of a workflow's output says bad
+	AtRisk            AlertRule `yaml:"at-risk"`            // a workflow predicted to miss Tier-0's own lock of its run
+	RunBlocked        AlertRule `yaml:"run-blocked"`        // a run that needs a person
+	RunTimedOut       AlertRule `yaml:"run-timed-out"`      // a run past its deadline
+	RunHeld           AlertRule `yaml:"run-held"`           // a run held by an operator `after` this long
+	InOrderJam        AlertRule `yaml:"in-order-jam"`       // `count` releasable runs wait behind the first unready one
+	SourceStale       AlertRule `yaml:"source-stale"`       // a spied CMS system stopped answering
+	PushUndeliverable AlertRule `yaml:"push-undeliverable"` // a push target refuses or cannot be reached: dead letters
+	StoreTrouble      AlertRule `yaml:"store-trouble"`      // the store fails, or its disk has less than min_free_bytes
+	NotifierFailing   AlertRule `yaml:"notifier-failing"`   // a notifier cannot deliver alerts
 }
 
 // AlertRule is one rule's settings. Only some rules have a threshold: After, Count and MinFreeBytes
@@ -138,9 +138,9 @@ type NotifierCommon struct {
 
 // AlertmanagerNotifier is one Alertmanager.
 type AlertmanagerNotifier struct {
-	Name     string        `yaml:"name"`
-	Timeout  time.Duration `yaml:"timeout"`
-	RetryFor time.Duration `yaml:"retry_for"`
+	Name     string        `yaml:"name"`      // identifies the notifier in its health and the notification log; unique
+	Timeout  time.Duration `yaml:"timeout"`   // one delivery attempt; default 10s
+	RetryFor time.Duration `yaml:"retry_for"` // a failing notification is retried with backoff this long, then given up; default 1h
 	// URL is Alertmanager's base URL; alerts are posted to <url>/api/v2/alerts.
 	URL string `yaml:"url"`
 	// TokenFile or TokenEnv hold a bearer token, when Alertmanager sits behind an authenticating proxy.
@@ -153,10 +153,10 @@ type AlertmanagerNotifier struct {
 
 // WebhookNotifier is one receiver of Alertmanager's webhook payload.
 type WebhookNotifier struct {
-	Name     string        `yaml:"name"`
-	Timeout  time.Duration `yaml:"timeout"`
-	RetryFor time.Duration `yaml:"retry_for"`
-	URL      string        `yaml:"url"`
+	Name     string        `yaml:"name"`      // identifies the notifier in its health and the notification log; unique
+	Timeout  time.Duration `yaml:"timeout"`   // one delivery attempt; default 10s
+	RetryFor time.Duration `yaml:"retry_for"` // a failing notification is retried with backoff this long, then given up; default 1h
+	URL      string        `yaml:"url"`       // where Alertmanager's webhook payload is posted
 	// TokenFile or TokenEnv hold a bearer token sent with each post.
 	TokenFile string `yaml:"token_file"`
 	TokenEnv  string `yaml:"token_env"`
@@ -165,9 +165,9 @@ type WebhookNotifier struct {
 // EmailNotifier sends mail over SMTP. STARTTLS is always required: the password must not travel in
 // clear.
 type EmailNotifier struct {
-	Name     string        `yaml:"name"`
-	Timeout  time.Duration `yaml:"timeout"`
-	RetryFor time.Duration `yaml:"retry_for"`
+	Name     string        `yaml:"name"`      // identifies the notifier in its health and the notification log; unique
+	Timeout  time.Duration `yaml:"timeout"`   // one delivery attempt; default 10s
+	RetryFor time.Duration `yaml:"retry_for"` // a failing notification is retried with backoff this long, then given up; default 1h
 	// SMTP is the server, host:port (587 is submission with STARTTLS).
 	SMTP string `yaml:"smtp"`
 	// From is the sender; To the recipients.

@@ -56,8 +56,11 @@ type Config struct {
 // Clock lets serve share the time of a simulated CMS: simulated time was Epoch at wall time WallStart
 // and runs Speed times faster than the wall. Speed 0 (the default) is the wall clock.
 type Clock struct {
-	Speed     float64   `yaml:"speed"`
-	Epoch     time.Time `yaml:"epoch"`
+	// Speed is how many times faster than the wall simulated time runs; 0 (the default) is the wall clock.
+	Speed float64 `yaml:"speed"`
+	// Epoch is the simulated time at WallStart.
+	Epoch time.Time `yaml:"epoch"`
+	// WallStart is the wall time at which simulated time was Epoch (when the simulator started).
 	WallStart time.Time `yaml:"wall_start"`
 }
 
@@ -80,8 +83,9 @@ type PushTarget struct {
 	SecretEnv  string `yaml:"secret_env"`
 	// DSN is the sql target's database: postgres://... or sqlite:PATH; Table its table
 	// (default spyagency_readiness).
-	DSN          string `yaml:"dsn"`
-	Table        string `yaml:"table"`
+	DSN   string `yaml:"dsn"`
+	Table string `yaml:"table"`
+	// PasswordFile or PasswordEnv hold the sql target's database password (never in the DSN).
 	PasswordFile string `yaml:"password_file"`
 	PasswordEnv  string `yaml:"password_env"`
 	// Timeout bounds one delivery attempt (default 30s); MaxAttempts before a dead letter (default 100).
@@ -159,9 +163,9 @@ type OIDC struct {
 // OIDCRoles lists, per role, the values of the roles claim that give it; a person gets the highest.
 // With viewer empty anyone the provider logs in may view; otherwise only the listed may log in.
 type OIDCRoles struct {
-	Viewer   []string `yaml:"viewer"`
-	Operator []string `yaml:"operator"`
-	Admin    []string `yaml:"admin"`
+	Viewer   []string `yaml:"viewer"`   // may read; empty: anyone the provider logs in
+	Operator []string `yaml:"operator"` // may also override runs and silence alerts
+	Admin    []string `yaml:"admin"`    // may also list and revoke tokens and see the configuration
 }
 
 // LoginEnabled says whether people log in.

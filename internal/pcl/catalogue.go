@@ -10,9 +10,13 @@ import (
 // Input is one tag that a workflow's AlcaHarvest writes into its .db file, with the tags of the condition
 // DB it is uploaded to.
 type Input struct {
-	Tag          string   `yaml:"tag" json:"tag"`
+	// Tag is the tag in the harvested .db file (the record's tag in the upload metadata's inputTag);
+	// unique in the catalogue.
+	Tag string `yaml:"tag" json:"tag"`
+	// Destinations are the condition DB tags the payload is uploaded to (the metadata's destinationTags).
 	Destinations []string `yaml:"destinations" json:"destinations"`
-	TimeType     TimeType `yaml:"time_type" json:"time_type"`
+	// TimeType is the tag's IOV unit: run, lumi, time, hash or user. Default run.
+	TimeType TimeType `yaml:"time_type" json:"time_type"`
 	// Gates says of some destination tags whether they gate PromptReco, whatever their synchronization
 	// says (see TagGates): true for a tag the prompt global tag reads although its synchronization is
 	// hlt or express, false for one it does not read although it is a pcl tag. Keys are destinations
@@ -22,11 +26,17 @@ type Input struct {
 
 // Workflow is one PCL workflow of the catalogue (cms-interfaces.md §5).
 type Workflow struct {
-	Name     string   `yaml:"name" json:"name"`
-	Producer string   `yaml:"producer" json:"producer"` // the AlCaReco producer in express_config's alca_skim
-	Streams  []string `yaml:"streams" json:"streams"`   // the Tier-0 express streams that run it
-	Inputs   []Input  `yaml:"inputs" json:"inputs"`
-	Detector string   `yaml:"detector,omitempty" json:"detector,omitempty"` // OMS component it calibrates
+	// Name is the workflow's name on the board and in the policy (SiStripGains); unique.
+	Name string `yaml:"name" json:"name"`
+	// Producer is the AlCaReco producer in Tier-0's express_config alca_skim (PromptCalibProdSiStripGains).
+	Producer string `yaml:"producer" json:"producer"`
+	// Streams are the Tier-0 express streams that run it; HIExpress and HIExpressAlignment count as
+	// their pp twins.
+	Streams []string `yaml:"streams" json:"streams"`
+	// Inputs are the tags its AlcaHarvest writes, each with its destination tags.
+	Inputs []Input `yaml:"inputs" json:"inputs"`
+	// Detector is the OMS component it calibrates (TRACKER, PIXEL, ECAL, CTPPS).
+	Detector string `yaml:"detector,omitempty" json:"detector,omitempty"`
 }
 
 // Catalogue is the set of PCL workflows Spy Agency knows, looked up by name and by input tag.

@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/cms-pcl/spyagency/internal/access"
 	"github.com/cms-pcl/spyagency/internal/apperr"
@@ -72,6 +73,8 @@ var routeRules = map[string]rule{
 	"GET /api/v1/alerts":               ruleRead,
 	"GET /api/v1/version":              ruleRead,
 	"GET /api/v1/whoami":               ruleRead,
+	"GET /api/v1/openapi.json":         ruleRead,
+	"GET /metrics":                     ruleRead, // open unless reading needs a login: then a read token (Prometheus' bearer_token_file)
 	"GET /{$}":                         ruleRead,
 	"GET /runs/{run}":                  ruleRead,
 	"GET /workflows":                   ruleRead,
@@ -142,6 +145,57 @@ func securityHeaders(h http.Header, secure bool) {
 }
 
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if s.o.Requests == nil {
+		s.serve(w, r)
+		return
+	}
+	start := time.Now() // wall time: a request takes real time whatever the agency's clock says
+	rec := &statusRecorder{ResponseWriter: w}
+	s.serve(rec, r)
+	route := "unmatched"
+	if _, pattern := s.mux.Handler(r); pattern != "" {
+		route = pattern
+	}
+	s.o.Requests.ObserveRequest(route, rec.status(), time.Since(start))
+}
+
+// statusRecorder remembers the status a handler wrote. Unwrap lets http.ResponseController reach the
+// connection (the event stream flushes and lifts its deadlines through it).
+type statusRecorder struct {
+	http.ResponseWriter
+	code int
+}
+
+func (s *statusRecorder) WriteHeader(code int) {
+	if s.code == 0 {
+		s.code = code
+	}
+	s.ResponseWriter.WriteHeader(code)
+}
+
+func (s *statusRecorder) Write(b []byte) (int, error) {
+	if s.code == 0 {
+		s.code = http.StatusOK
+	}
+	return s.ResponseWriter.Write(b)
+}
+
+func (s *statusRecorder) Flush() {
+	if f, ok := s.ResponseWriter.(http.Flusher); ok {
+		f.Flush()
+	}
+}
+
+func (s *statusRecorder) Unwrap() http.ResponseWriter { return s.ResponseWriter }
+
+func (s *statusRecorder) status() int {
+	if s.code == 0 {
+		return http.StatusOK
+	}
+	return s.code
+}
+
+func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 	c := s.o.Proxies.Resolve(r)
 	r = access.WithClient(r, c)
 	securityHeaders(w.Header(), c.Secure)

@@ -23,6 +23,7 @@ import (
 	"github.com/cms-pcl/spyagency/internal/clock"
 	"github.com/cms-pcl/spyagency/internal/pcl"
 	"github.com/cms-pcl/spyagency/internal/store"
+	"github.com/cms-pcl/spyagency/internal/web/openapi"
 )
 
 // What the server needs from the rest of the process arrives as these small interfaces, each answered
@@ -122,6 +123,16 @@ type Options struct {
 	// HeaderEvery is how often the header's sources and alerts are looked at for the live page
 	// (default 2s of wall time); a part is sent only when it changed.
 	HeaderEvery time.Duration
+	// Metrics serves GET /metrics (Prometheus' text format, internal/metrics); nil: 404.
+	Metrics http.Handler
+	// Requests is told of every request answered, by the route pattern it matched ("unmatched" when
+	// none did), for the metrics; nil: nobody is.
+	Requests RequestObserver
+}
+
+// RequestObserver counts answered requests (metrics.Requests is one).
+type RequestObserver interface {
+	ObserveRequest(route string, code int, d time.Duration)
 }
 
 // Links are the base URLs of the CMS web pages the run page links to (config.Links, which the app
@@ -198,6 +209,17 @@ func (s *Server) routes() {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	})
 	s.mux.HandleFunc("GET /readyz", s.readyz)
+	s.mux.HandleFunc("GET /metrics", func(w http.ResponseWriter, r *http.Request) {
+		if s.o.Metrics == nil {
+			s.fail(w, r, apperr.Errorf(apperr.NotFound, "this process serves no metrics"))
+			return
+		}
+		s.o.Metrics.ServeHTTP(w, r)
+	})
+	s.mux.HandleFunc("GET /api/v1/openapi.json", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json; charset=utf-8")
+		_, _ = w.Write(openapi.Document())
+	})
 	s.pageRoutes()
 	s.authRoutes()
 	s.adminRoutes()

@@ -73,6 +73,10 @@ type Runner struct {
 	failures    int
 	lastErr     string
 	polls       int
+	// What Counts reports: failed polls and observations stored since start, the last poll's wall time.
+	failed   uint64
+	observed uint64
+	lastTook time.Duration
 }
 
 // New makes a Runner for sp.
@@ -256,11 +260,29 @@ func (r *Runner) PollIfDue(ctx context.Context) (bool, error) {
 // the interval allows), validates the observations, hands them to the sink and only then saves the new
 // cursor. It updates the health either way.
 func (r *Runner) PollOnce(ctx context.Context) error {
+	start := r.opts.Wall.Now()
 	err := r.pollOnce(ctx)
 	if ctx.Err() == nil { // a poll cut short by shutdown says nothing about the source
 		r.record(err)
+		r.mu.Lock()
+		r.lastTook = r.opts.Wall.Now().Sub(start)
+		r.mu.Unlock()
 	}
 	return err
+}
+
+// Counts are what a runner counted since it was made, for the process's metrics.
+type Counts struct {
+	Polls, Failed, Observations uint64
+	LastPoll                    time.Duration // wall time of the last poll
+}
+
+// Counts reports the polls made, those that failed, the observations stored and the last poll's wall
+// time.
+func (r *Runner) Counts() Counts {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return Counts{Polls: uint64(r.polls), Failed: r.failed, Observations: r.observed, LastPoll: r.lastTook}
 }
 
 func (r *Runner) pollOnce(ctx context.Context) error {
@@ -282,6 +304,9 @@ func (r *Runner) pollOnce(ctx context.Context) error {
 		if err := r.opts.Sink(ctx, r.sp.Source(), res.Observations); err != nil {
 			return fmt.Errorf("%s: storing %d observations: %w", r.name, len(res.Observations), err)
 		}
+		r.mu.Lock()
+		r.observed += uint64(len(res.Observations))
+		r.mu.Unlock()
 	}
 	// The view is persisted with the cursor, after the observations it vouches for are stored: a crash
 	// in between leaves the older view, which concludes less. It is written on every poll, also when
@@ -427,6 +452,7 @@ func (r *Runner) record(err error) {
 		return
 	}
 	r.failures++
+	r.failed++
 	r.lastErr = err.Error()
 }
 

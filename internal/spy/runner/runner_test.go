@@ -418,3 +418,31 @@ func TestPollIfDueKeepsTheInterval(t *testing.T) {
 		t.Errorf("%d polls in an hour at a 10-minute interval, want 6", polled)
 	}
 }
+
+// TestCounts: polls, failures and stored observations are counted for the metrics, a poll's wall time
+// is measured on the wall clock, and a poll cut short by shutdown counts for nothing.
+func TestCounts(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		clk := clock.NewFake(t0)
+		slow := func(ctx context.Context, c string) (spy.Result, error) {
+			time.Sleep(250 * time.Millisecond) // the wall clock of the bubble
+			return ok("c2", fcsr(1), fcsr(2))(ctx, c)
+		}
+		sp := &fakeSpy{clk: clk, script: []func(context.Context, string) (spy.Result, error){
+			ok("c1", fcsr(1)), fail(errors.New("HTTP 404")), slow}}
+		r := New(sp, Options{Clock: clk, Retries: -1, Sink: (&recordingSink{}).sink})
+		for range 3 {
+			_ = r.PollOnce(t.Context())
+		}
+		got := r.Counts()
+		if got.Polls != 3 || got.Failed != 1 || got.Observations != 3 || got.LastPoll != 250*time.Millisecond {
+			t.Errorf("counts %+v, want 3 polls, 1 failed, 3 observations, last poll 250ms", got)
+		}
+		ctx, cancel := context.WithCancel(t.Context())
+		cancel()
+		_ = r.PollOnce(ctx)
+		if r.Counts().Polls != 3 {
+			t.Errorf("a poll cut short by shutdown was counted: %+v", r.Counts())
+		}
+	})
+}

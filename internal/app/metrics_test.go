@@ -1,0 +1,129 @@
+package app
+
+import (
+	"context"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	dto "github.com/prometheus/client_model/go"
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
+
+	"github.com/cms-pcl/spyagency/internal/pcl"
+)
+
+// TestMetricsServed: a running process serves /metrics that Prometheus' linter accepts and its text
+// parser reads back, with the spies' polls, the open runs by readiness, the outbox and the requests
+// counted as they happened.
+func TestMetricsServed(t *testing.T) {
+	t.Parallel()
+	cfg := fullConfig(t, t.TempDir())
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	a, err := New(ctx, Options{Config: cfg})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	base := "http://" + a.Addr().String()
+	stop := time.Now().Add(-time.Hour).UTC()
+	if err := a.Agency.Ingest(ctx, pcl.SourceOMS, []pcl.Observation{
+		{Source: pcl.SourceOMS, Kind: pcl.KindRun, Run: 392680, At: stop, RunInfo: &pcl.RunInfo{Start: stop.Add(-time.Hour), Stop: &stop, Class: "Collisions25", LastUpdate: stop}},
+		{Source: pcl.SourceTier0, Kind: pcl.KindExpressConfig, Run: 392680, At: stop, Stream: "Express", Producers: []string{"PromptCalibProdSiStripGains"}},
+	}); err != nil {
+		t.Fatal(err)
+	}
+	var fams map[string]*dto.MetricFamily
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		if _, err := http.Get(base + "/api/v1/runs"); err != nil {
+			t.Fatal(err)
+		}
+		resp, err := http.Get(base + "/metrics")
+		if err != nil {
+			t.Fatal(err)
+		}
+		parser := expfmt.NewTextParser(model.UTF8Validation)
+		fams, err = parser.TextToMetricFamilies(resp.Body)
+		resp.Body.Close()
+		if err != nil {
+			t.Fatalf("the scraped text does not parse: %v", err)
+		}
+		if polled(fams) && fams["spyagency_runs"] != nil && gaugeOf(fams["spyagency_runs"], "readiness", "waiting") == 1 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("metrics never showed both spies polled and the waiting run:\n%v", fams["spyagency_runs"])
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	for _, name := range []string{"spyagency_source_healthy", "spyagency_source_lag_seconds", "spyagency_first_unready_run",
+		"spyagency_outbox_pending", "spyagency_alerts", "spyagency_http_requests_total", "spyagency_workflows",
+		"spyagency_decisions_total", "go_goroutines", "process_resident_memory_bytes"} {
+		if fams[name] == nil {
+			t.Errorf("%s not served", name)
+		}
+	}
+	if got := gaugeOf(fams["spyagency_first_unready_run"]); got != 392680 {
+		t.Errorf("first unready run %v, want 392680", got)
+	}
+	if got := gaugeOf(fams["spyagency_outbox_pending"], "target", "tier0-db"); got < 0 {
+		t.Errorf("outbox pending %v", got)
+	}
+	problems, err := testutil.GatherAndLint(a.metrics.reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range problems {
+		if strings.HasPrefix(p.Metric, "spyagency_") {
+			t.Errorf("lint: %s: %s", p.Metric, p.Text)
+		}
+	}
+}
+
+// polled: both configured spies polled at least once.
+func polled(fams map[string]*dto.MetricFamily) bool {
+	f := fams["spyagency_source_polls_total"]
+	if f == nil || len(f.Metric) < 2 {
+		return false
+	}
+	for _, m := range f.Metric {
+		if m.Counter.GetValue() < 1 {
+			return false
+		}
+	}
+	return true
+}
+
+// gaugeOf is the value of the family's metric with the labels (a counter's too), -1 when absent.
+func gaugeOf(f *dto.MetricFamily, labels ...string) float64 {
+	if f == nil {
+		return -1
+	}
+	for _, m := range f.Metric {
+		ok := true
+		for i := 0; i+1 < len(labels); i += 2 {
+			found := false
+			for _, l := range m.Label {
+				found = found || l.GetName() == labels[i] && l.GetValue() == labels[i+1]
+			}
+			ok = ok && found
+		}
+		if !ok {
+			continue
+		}
+		if m.Gauge != nil {
+			return m.Gauge.GetValue()
+		}
+		if m.Counter != nil {
+			return m.Counter.GetValue()
+		}
+	}
+	return -1
+}
