@@ -28,6 +28,9 @@ func (s *Store) SaveAlerts(ctx context.Context, w store.AlertWrite) ([]store.Ale
 	out := make([]store.Alert, len(w.Save))
 	copy(out, w.Save)
 	err := s.write(ctx, "save alerts", func(tx pgx.Tx) error {
+		if err := s.checkFence(ctx, tx); err != nil {
+			return err
+		}
 		if len(w.Delete) > 0 {
 			if _, err := tx.Exec(ctx, "DELETE FROM alerts WHERE id = ANY($1::bigint[])", w.Delete); err != nil {
 				return fmt.Errorf("delete alerts %v: %w", w.Delete, err)

@@ -31,6 +31,9 @@ func (s *Store) SaveDecision(ctx context.Context, w store.DecisionWrite) (pcl.De
 			d.Run, d.Version, current, current+1)
 	}
 	err = s.write(ctx, fmt.Sprintf("save decision %d of run %d", d.Version, d.Run), func(tx pgx.Tx) error {
+		if err := s.checkFence(ctx, tx); err != nil {
+			return err
+		}
 		var current int64
 		if err := tx.QueryRow(ctx, "SELECT coalesce(max(version), 0) FROM decisions WHERE run = $1",
 			int64(d.Run)).Scan(&current); err != nil {

@@ -115,6 +115,9 @@ func (s *Store) MarkFailed(ctx context.Context, id int64, at, next time.Time, er
 
 func (s *Store) updateOutbox(ctx context.Context, id int64, what, query string, args ...any) error {
 	return s.write(ctx, what, func(tx pgx.Tx) error {
+		if err := s.checkFence(ctx, tx); err != nil {
+			return err
+		}
 		tag, err := tx.Exec(ctx, query, args...)
 		if err != nil {
 			return err

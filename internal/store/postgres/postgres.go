@@ -16,6 +16,9 @@
 //   - Every multi-row write (a decision with its outbox and audit, an override with its audit, an
 //     evaluation's alerts) is one transaction.
 //
+// For several processes on one database it also keeps the leader lease and fences the leader-only
+// writes with its epoch (lease.go); the app does not take the lease yet.
+//
 // Nothing holds a session-level lock or state (an advisory lock, a temporary table, a SET outside a
 // transaction), so the store works behind a connection pooler in transaction mode. pgx prepares and
 // caches statements by default; behind PgBouncer older than 1.21 add default_query_exec_mode=exec to
@@ -61,7 +64,9 @@ type Store struct {
 	pool   *pgxpool.Pool
 	now    func() time.Time
 	log    *slog.Logger
-	closed atomic.Bool
+	closed *atomic.Bool // shared with the Fenced views
+	// fence, set on a Fenced view, is the lease epoch its leader-only writes must still hold.
+	fence *fence
 }
 
 var _ store.Store = (*Store)(nil)
@@ -100,7 +105,7 @@ func Open(ctx context.Context, dsn string, opts Options) (*Store, error) {
 	if err != nil {
 		return nil, apperr.Errorf(apperr.Invalid, "store %s: %w", name, err)
 	}
-	s := &Store{name: name, pool: pool, now: opts.Now, log: opts.Logger.With("store", name)}
+	s := &Store{name: name, pool: pool, now: opts.Now, log: opts.Logger.With("store", name), closed: new(atomic.Bool)}
 	if err := pool.Ping(ctx); err != nil {
 		pool.Close()
 		return nil, apperr.Errorf(apperr.Unavailable, "store %s: cannot connect: %w", name, err)
