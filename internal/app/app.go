@@ -157,7 +157,7 @@ func New(ctx context.Context, o Options) (_ *App, err error) {
 		Version: o.Version, Banner: o.Banner, Ready: readiness{up: a.up, store: st}, Events: ag,
 		Links:  web.Links(cfg.Links),
 		Alerts: alertView{a.Alerts, cfg.Alerts}, AlertBook: alertView{a.Alerts, cfg.Alerts}, Silences: alertView{a.Alerts, cfg.Alerts},
-		FirstUnready: first, Metrics: a.metrics.handler(), Requests: a.metrics.requests,
+		FirstUnready: first, Metrics: a.metrics.handler(), Requests: a.metrics.requests, Cluster: soleReplica{replicaID()},
 		Access: o.Access, Login: login, Proxies: proxies, WallNow: o.WallNow,
 		ReadNeedsLogin: cfg.Access.Read == "authenticated", PullNeedsToken: cfg.Access.Pull == "token",
 		FailedAuthLimit: cfg.Access.FailedAuthLimit, FailedAuthWindow: cfg.Access.FailedAuthWindow,

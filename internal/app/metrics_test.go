@@ -2,6 +2,7 @@ package app
 
 import (
 	"context"
+	"encoding/json"
 	"net/http"
 	"strings"
 	"testing"
@@ -15,10 +16,10 @@ import (
 	"github.com/cms-pcl/spyagency/internal/pcl"
 )
 
-// TestMetricsServed: a running process serves /metrics that Prometheus' linter accepts and its text
+// TestMetricsAndClusterServed: a running process is its own leader in /api/v1/cluster, and serves /metrics that Prometheus' linter accepts and its text
 // parser reads back, with the spies' polls, the open runs by readiness, the outbox and the requests
 // counted as they happened.
-func TestMetricsServed(t *testing.T) {
+func TestMetricsAndClusterServed(t *testing.T) {
 	t.Parallel()
 	cfg := fullConfig(t, t.TempDir())
 	ctx, cancel := context.WithCancel(t.Context())
@@ -75,6 +76,20 @@ func TestMetricsServed(t *testing.T) {
 	}
 	if got := gaugeOf(fams["spyagency_outbox_pending"], "target", "tier0-db"); got < 0 {
 		t.Errorf("outbox pending %v", got)
+	}
+	resp, err := http.Get(base + "/api/v1/cluster")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var cl struct {
+		Self, Leader string
+		Epoch        int64
+		Members      []string
+	}
+	json.NewDecoder(resp.Body).Decode(&cl)
+	resp.Body.Close()
+	if cl.Self == "" || cl.Leader != cl.Self || cl.Epoch != 1 || len(cl.Members) != 1 || cl.Members[0] != cl.Self {
+		t.Errorf("cluster of a single process %+v: it is its own leader", cl)
 	}
 	problems, err := testutil.GatherAndLint(a.metrics.reg)
 	if err != nil {

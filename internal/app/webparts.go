@@ -3,12 +3,15 @@ package app
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
+	"os"
 
 	"github.com/cms-pcl/spyagency/internal/config"
 	"github.com/cms-pcl/spyagency/internal/pcl"
 	"github.com/cms-pcl/spyagency/internal/steer"
 	"github.com/cms-pcl/spyagency/internal/store"
+	"github.com/cms-pcl/spyagency/internal/web"
 )
 
 // The parts of the process the web reads, each answering one of its small interfaces.
@@ -56,3 +59,20 @@ func (p pullAPI) FirstUnreadyRun(w http.ResponseWriter, r *http.Request) { p.fir
 type configView struct{ cfg *config.Config }
 
 func (c configView) ConfigYAML() string { return c.cfg.String() }
+
+// soleReplica is the cluster of a process that is its own leader: a single process on SQLite, which
+// no other replica shares the store with.
+type soleReplica struct{ id string }
+
+func (s soleReplica) Cluster(context.Context) (web.Cluster, error) {
+	return web.Cluster{Self: s.id, Leader: s.id, Epoch: 1, Members: []string{s.id}}, nil
+}
+
+// replicaID names this process among replicas: the host (a pod's name on Kubernetes) and the process.
+func replicaID() string {
+	host, err := os.Hostname()
+	if err != nil || host == "" {
+		host = "spyagency"
+	}
+	return fmt.Sprintf("%s-%d", host, os.Getpid())
+}

@@ -95,7 +95,8 @@ func startChild(t *testing.T, bin, name, cfg, logPath string) *child {
 	}
 	c.cmd = exec.Command(bin, "serve", "--config", cfg, "--addr", "127.0.0.1:0")
 	c.cmd.SysProcAttr = procAttr()
-	c.cmd.Env = append(os.Environ(), "SPYAGENCY_LOG_FORMAT=text") // the lines below are matched as text
+	// The log lines are matched as text below; a pipe would get JSON.
+	c.cmd.Env = append(os.Environ(), "SPYAGENCY_LOG_FORMAT=text")
 	c.cmd.Stdout = logf // serve prints nothing on stdout; keep whatever it would say
 	stderr, err := c.cmd.StderrPipe()
 	if err != nil {

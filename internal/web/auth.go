@@ -74,6 +74,7 @@ var routeRules = map[string]rule{
 	"GET /api/v1/version":              ruleRead,
 	"GET /api/v1/whoami":               ruleRead,
 	"GET /api/v1/openapi.json":         ruleRead,
+	"GET /api/v1/cluster":              ruleRead,
 	"GET /metrics":                     ruleRead, // open unless reading needs a login: then a read token (Prometheus' bearer_token_file)
 	"GET /{$}":                         ruleRead,
 	"GET /runs/{run}":                  ruleRead,

@@ -24,7 +24,7 @@ var matrixRules = map[string]rule{
 	"GET /auth/login": rulePublic, "GET /auth/callback": rulePublic, "POST /auth/logout": rulePublic,
 	"GET /api/v1/runs": ruleRead, "GET /api/v1/runs/{run}": ruleRead, "GET /api/v1/workflows": ruleRead,
 	"GET /api/v1/sources": ruleRead, "GET /api/v1/audit": ruleRead, "GET /api/v1/outbox": ruleRead,
-	"GET /api/v1/alerts": ruleRead, "GET /api/v1/version": ruleRead, "GET /api/v1/whoami": ruleRead, "GET /api/v1/openapi.json": ruleRead, "GET /metrics": ruleRead,
+	"GET /api/v1/alerts": ruleRead, "GET /api/v1/version": ruleRead, "GET /api/v1/whoami": ruleRead, "GET /api/v1/openapi.json": ruleRead, "GET /metrics": ruleRead, "GET /api/v1/cluster": ruleRead,
 	"GET /{$}": ruleRead, "GET /runs/{run}": ruleRead, "GET /workflows": ruleRead, "GET /workflows/{name}": ruleRead,
 	"GET /sources": ruleRead, "GET /releases": ruleRead, "GET /events": ruleRead,
 	"GET /t0/v1/ready_runs": rulePull, "GET /t0/v1/first_unready_run": rulePull,

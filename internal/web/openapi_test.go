@@ -1,6 +1,7 @@
 package web
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"net/http"
@@ -68,6 +69,9 @@ func TestOpenAPIDescribesTheReplies(t *testing.T) {
 	b := &book{active: sampleAlerts(), history: sampleAlerts()[:1]}
 	_, base := seeded(t, func(o *Options) {
 		o.Alerts, o.AlertBook, o.Silences, o.Operator, o.Pull = b, b, b, operatorLoopback, pullStub{}
+		o.Cluster = clusterFunc(func(context.Context) (Cluster, error) {
+			return Cluster{Self: "spyagency-0", Leader: "spyagency-0", Epoch: 1, Members: []string{"spyagency-0"}}, nil
+		})
 	})
 	call := func(method, op, path, body string) {
 		t.Helper()
@@ -96,7 +100,7 @@ func TestOpenAPIDescribesTheReplies(t *testing.T) {
 	call("POST", "/api/v1/runs/{run}/override", fmt.Sprintf("/api/v1/runs/%d/override", runUploading), `{"action": "hold", "reason": "checking the tag"}`)
 	call("POST", "/api/v1/runs/{run}/override", fmt.Sprintf("/api/v1/runs/%d/override", runUploading), `{"action": "hold"}`)
 	for _, p := range []string{"/api/v1/workflows", "/api/v1/sources", "/api/v1/audit", "/api/v1/outbox", "/api/v1/version",
-		"/api/v1/whoami", "/api/v1/alerts", "/api/v1/alerts/history", "/api/v1/silences", "/api/v1/openapi.json",
+		"/api/v1/whoami", "/api/v1/alerts", "/api/v1/alerts/history", "/api/v1/silences", "/api/v1/openapi.json", "/api/v1/cluster",
 		"/t0/v1/first_unready_run", "/t0/v1/ready_runs", "/healthz", "/readyz"} {
 		call("GET", p, p, "")
 	}
@@ -107,3 +111,7 @@ func TestOpenAPIDescribesTheReplies(t *testing.T) {
 	call("DELETE", "/api/v1/silences/{id}", "/api/v1/silences/999", "")
 	call("GET", "/api/v1/tokens", "/api/v1/tokens", "") // 403 without an admin's login: an error reply
 }
+
+type clusterFunc func(context.Context) (Cluster, error)
+
+func (f clusterFunc) Cluster(ctx context.Context) (Cluster, error) { return f(ctx) }

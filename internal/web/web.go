@@ -123,11 +123,28 @@ type Options struct {
 	// HeaderEvery is how often the header's sources and alerts are looked at for the live page
 	// (default 2s of wall time); a part is sent only when it changed.
 	HeaderEvery time.Duration
+	// Cluster answers GET /api/v1/cluster; nil: a 404.
+	Cluster ClusterInfo
 	// Metrics serves GET /metrics (Prometheus' text format, internal/metrics); nil: 404.
 	Metrics http.Handler
 	// Requests is told of every request answered, by the route pattern it matched ("unmatched" when
 	// none did), for the metrics; nil: nobody is.
 	Requests RequestObserver
+}
+
+// ClusterInfo says which replicas serve and which of them leads (GET /api/v1/cluster).
+type ClusterInfo interface {
+	Cluster(ctx context.Context) (Cluster, error)
+}
+
+// Cluster is the replicas of one deployment: this one (Self), the one that runs the spies, the
+// reconcile and the pushes (Leader, "" while none holds the lease), the lease's epoch (the fencing
+// token), and every replica known to be alive. A single process on SQLite is its own leader.
+type Cluster struct {
+	Self    string   `json:"self"`
+	Leader  string   `json:"leader"`
+	Epoch   int64    `json:"epoch"`
+	Members []string `json:"members"`
 }
 
 // RequestObserver counts answered requests (metrics.Requests is one).
@@ -215,6 +232,21 @@ func (s *Server) routes() {
 			return
 		}
 		s.o.Metrics.ServeHTTP(w, r)
+	})
+	s.mux.HandleFunc("GET /api/v1/cluster", func(w http.ResponseWriter, r *http.Request) {
+		if s.o.Cluster == nil {
+			s.fail(w, r, apperr.Errorf(apperr.NotFound, "this process does not know its cluster"))
+			return
+		}
+		c, err := s.o.Cluster.Cluster(r.Context())
+		if err != nil {
+			s.fail(w, r, err)
+			return
+		}
+		if c.Members == nil {
+			c.Members = []string{}
+		}
+		writeJSON(w, http.StatusOK, c)
 	})
 	s.mux.HandleFunc("GET /api/v1/openapi.json", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/json; charset=utf-8")
