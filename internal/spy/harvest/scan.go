@@ -154,7 +154,7 @@ func (w *walker) visit(path string, mtime time.Time) error {
 		w.restatYoung(old)
 		return w.visitSubdirs(path, old.subdirs)
 	}
-	ents, err := readDir(path)
+	names, err := readNames(path)
 	if err != nil {
 		if path == w.s.cfg.Dir {
 			return fmt.Errorf("harvest spy: scanning %s: %w", path, err)
@@ -170,17 +170,22 @@ func (w *walker) visit(path string, mtime time.Time) error {
 		minYoung, maxOld uint32
 		anyYoung         bool
 	)
-	for _, e := range ents {
-		name := e.Name()
-		if e.IsDir() {
-			d.subdirs = append(d.subdirs, name)
-			continue
-		}
-		if !e.Type().IsRegular() {
-			continue
-		}
+	for _, name := range names {
+		p := filepath.Join(path, name)
 		n, perr := pcl.ParseHarvestName(name)
 		if perr != nil {
+			// A subdirectory (a year's folder), or a name to ignore.
+			fi, err := os.Lstat(p)
+			w.stats.stats++
+			switch {
+			case err != nil:
+				continue
+			case fi.IsDir():
+				d.subdirs = append(d.subdirs, name)
+				continue
+			case !fi.Mode().IsRegular():
+				continue
+			}
 			if old == nil || !old.ignored[name] {
 				w.s.log.Debug("harvest area: ignoring a file that is not a harvest file", "path", filepath.Join(path, name), "reason", perr)
 			}
@@ -190,10 +195,16 @@ func (w *walker) visit(path string, mtime time.Time) error {
 		if !w.full && old != nil && old.files[name] == nil && n.Run < old.floor {
 			continue // an old file, below the lookback when the directory was last read in full
 		}
-		fi, err := e.Info()
+		fi, err := os.Lstat(p)
 		w.stats.stats++
 		if err != nil {
 			continue // gone between listing and stat: the next scan sees it settle
+		}
+		if !fi.Mode().IsRegular() {
+			if fi.IsDir() {
+				d.subdirs = append(d.subdirs, name)
+			}
+			continue
 		}
 		if fi.ModTime().Before(w.cutoff) {
 			maxOld = max(maxOld, n.Run)
@@ -203,7 +214,7 @@ func (w *walker) visit(path string, mtime time.Time) error {
 			minYoung = n.Run
 		}
 		anyYoung = true
-		f := &fileRec{path: filepath.Join(path, name), base: name, name: n, size: fi.Size(), mtime: fi.ModTime(),
+		f := &fileRec{path: p, base: name, name: n, size: fi.Size(), mtime: fi.ModTime(),
 			settled: w.settledAt(fi.ModTime())}
 		if p := old.file(name); p != nil {
 			f.stem = p.stem
@@ -233,15 +244,15 @@ func (d *dirState) file(name string) *fileRec {
 	return d.files[name]
 }
 
-// readDir lists a directory in the order the file system gives (os.ReadDir's sort costs a third of
-// listing a year folder, and nothing here needs the order).
-func readDir(path string) ([]os.DirEntry, error) {
+// readNames lists a directory's names in the order the file system gives: os.ReadDir's sort and its
+// entries cost half of listing a year folder, and only the names of new files need more.
+func readNames(path string) ([]string, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, err
 	}
 	defer f.Close()
-	return f.ReadDir(-1)
+	return f.Readdirnames(-1)
 }
 
 // restatYoung stats again the files of an unchanged directory whose own time was too recent to be
