@@ -5,6 +5,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"time"
 
 	"github.com/cms-pcl/spyagency/internal/agency"
 	"github.com/cms-pcl/spyagency/internal/clock"
@@ -30,8 +31,9 @@ type SpyParams struct {
 	Logger    *slog.Logger
 	Hints     spy.Hints
 	ClassOf   func(pcl.RunInfo) string
-	Tags      []string // conddb: a fixed list of tags (probe's --tag)
-	FirstRun  uint32   // oms: where to start without a cursor (probe's --run)
+	Tags      []string      // conddb: a fixed list of tags (probe's --tag)
+	FirstRun  uint32        // oms: where to start without a cursor (probe's --run)
+	Lookback  time.Duration // harvest: files older than this are neither read nor remembered (agency.lookback)
 }
 
 // NewSpy builds the spy of one source from its configuration block.
@@ -49,7 +51,8 @@ func NewSpy(src pcl.Source, sc config.Source, p SpyParams) (spy.Spy, error) {
 	case pcl.SourceDQM:
 		return dqm.New(dqm.Config{BaseURL: sc.URL, Client: client(), Hints: p.Hints, Clock: p.Clock, Catalogue: p.Catalogue, Logger: log})
 	case pcl.SourceHarvest:
-		return harvest.New(harvest.Config{Dir: sc.Dir, Catalogue: p.Catalogue, Logger: log, Clock: p.Clock})
+		return harvest.New(harvest.Config{Dir: sc.Dir, Catalogue: p.Catalogue, Logger: log, Clock: p.Clock,
+			Lookback: p.Lookback, FullRescan: sc.FullRescan, MtimeSlack: sc.MtimeSlack})
 	case pcl.SourceCondDB:
 		return conddb.New(conddb.Config{DSN: sc.DSN, Tags: p.Tags, Hints: p.Hints, Clock: p.Clock, Logger: log})
 	case pcl.SourceDropbox:
@@ -97,7 +100,8 @@ func buildRunners(cfg *config.Config, cat *pcl.Catalogue, clk clock.Clock, log *
 	)
 	for _, src := range cfg.Sources.Enabled() {
 		sc, _ := cfg.Sources.ByName(src)
-		sp, err := NewSpy(src, sc, SpyParams{Catalogue: cat, Clock: clk, Logger: log, Hints: ag.Hints(), ClassOf: classes.ClassOf})
+		sp, err := NewSpy(src, sc, SpyParams{Catalogue: cat, Clock: clk, Logger: log, Hints: ag.Hints(), ClassOf: classes.ClassOf,
+			Lookback: cfg.Agency.Lookback})
 		if err != nil {
 			return nil, closers, fmt.Errorf("source %s: %w", src, err)
 		}

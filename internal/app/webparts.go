@@ -41,11 +41,11 @@ type firstUnready struct {
 }
 
 func (f firstUnready) FirstUnready(ctx context.Context) (uint32, error) {
-	states, err := steer.StoreSource{Store: f.store}.Snapshot(ctx, 0)
+	v, err := steer.StoreSource{Store: f.store}.Snapshot(ctx, 0, 0)
 	if err != nil {
 		return 0, err
 	}
-	return steer.FirstUnreadyRun(states, f.policy), nil
+	return steer.FirstUnreadyIn(v, f.policy), nil
 }
 
 // pullAPI is the web's TierZeroPull: steering's handlers of Tier-0's pull API.

@@ -244,6 +244,12 @@ type Source struct {
 	TokenFile string `yaml:"token_file"`
 	// TokenEnv names an environment variable holding the same; TokenFile wins when both are set.
 	TokenEnv string `yaml:"token_env"`
+	// FullRescan (harvest only) is how often, in real time, the harvest spy lists every directory and
+	// stats every file whatever the directories' modification times say. Default 6h.
+	FullRescan time.Duration `yaml:"full_rescan"`
+	// MtimeSlack (harvest only) is how much older than a listing a directory's modification time must
+	// be for the listing to be trusted while that time does not move. Default 2s.
+	MtimeSlack time.Duration `yaml:"mtime_slack"`
 }
 
 // Links are base URLs for links out of the web page. Defaults are CERN's production services; an

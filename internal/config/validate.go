@@ -205,6 +205,17 @@ func (d *decoder) checkSource(field string, name pcl.Source, s Source) {
 	if s.StaleAfter < 1 {
 		d.addf(d.at(field+".stale_after"), field+".stale_after", "must be at least 1 failed poll, got %d", s.StaleAfter)
 	}
+	for _, k := range []struct {
+		key string
+		v   time.Duration
+	}{{"full_rescan", s.FullRescan}, {"mtime_slack", s.MtimeSlack}} {
+		switch {
+		case k.v < 0:
+			d.addf(d.at(field+"."+k.key), field+"."+k.key, "must not be negative, got %s", k.v)
+		case k.v != 0 && name != pcl.SourceHarvest:
+			d.addf(d.at(field+"."+k.key), field+"."+k.key, "only the harvest source reads it")
+		}
+	}
 }
 
 func (d *decoder) checkClassRules(rules []ClassRule) {

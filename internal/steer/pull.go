@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/cms-pcl/spyagency/internal/pcl"
+	"github.com/cms-pcl/spyagency/internal/store"
 )
 
 // ReadyRun is one element of GET /t0/v1/ready_runs, in Tier-0's field names.
@@ -77,16 +78,27 @@ func byRun(states []pcl.RunState) []pcl.RunState {
 // ReadyRuns instead. Runs Spy Agency does not know (gaps in the numbering) do not block: Spy Agency learns
 // every run from OMS, and run numbers are not contiguous.
 func FirstUnreadyRun(states []pcl.RunState, policy pcl.Policy) uint32 {
-	sorted := byRun(states)
+	return FirstUnreadyIn(store.ReleaseView{Runs: states}, policy)
+}
+
+// FirstUnreadyIn is FirstUnreadyRun over a release view: the lowest run of v.Runs that is not
+// releasable, or the highest known run (v.Highest, or the highest of v.Runs) + 1. The runs a view
+// leaves out are persisted releases, releasable under any policy, so the answer is the one every run
+// would give.
+func FirstUnreadyIn(v store.ReleaseView, policy pcl.Policy) uint32 {
+	sorted := byRun(v.Runs)
 	for _, rs := range sorted {
 		if !Releasable(rs, policy) {
 			return rs.Run
 		}
 	}
-	if len(sorted) == 0 {
+	highest := v.Highest
+	if len(sorted) > 0 {
+		highest = max(highest, sorted[len(sorted)-1].Run)
+	}
+	if highest == 0 {
 		return 1
 	}
-	highest := sorted[len(sorted)-1].Run
 	if highest == math.MaxUint32 {
 		return highest // cannot say "above the highest"; the highest itself stays unreleased, which is safe
 	}

@@ -16,44 +16,29 @@ import (
 	"github.com/cms-pcl/spyagency/internal/t0envelope"
 )
 
-// StateSource reads one consistent snapshot of the derived run states: every known run up to upTo (0: every
-// run). A snapshot, because in-order release makes a run's readiness depend on every run before it: states
-// read piecewise while decisions are being written could mix an old state of a blocker with a new state of
-// the runs behind it.
+// StateSource reads one consistent snapshot of what in-order release depends on up to upTo (0: every
+// run): every run that is not a persisted release, every run in [from, upTo] (from 0: no range), and the
+// highest known run. A snapshot, because in-order release makes a run's readiness depend on every run
+// before it: states read piecewise while decisions are being written could mix an old state of a blocker
+// with a new state of the runs behind it. Released runs outside the range are left out: a persisted
+// release is releasable whatever the policy, so it blocks nothing, and the read does not grow with the
+// released history.
 type StateSource interface {
-	Snapshot(ctx context.Context, upTo uint32) ([]pcl.RunState, error)
+	Snapshot(ctx context.Context, from, upTo uint32) (store.ReleaseView, error)
 }
 
-// DefaultSnapshotLimit bounds one snapshot read: far more runs than one store holds in years of data
-// taking (CMS records some thousands of runs a year), small enough to stop a runaway read.
-const DefaultSnapshotLimit = 200_000
-
-// StoreSource reads snapshots from a store with ONE RunStates query rather than paging: a single SELECT
-// sees one committed state of the database (SQLite holds one read transaction for the statement, a
-// PostgreSQL statement runs on one MVCC snapshot), whereas pages read one after another would not. A store
-// holding more runs than Limit is refused rather than answered from a partial read, which could miss a
-// blocking run.
+// StoreSource reads snapshots from a store's ReleaseView, one read transaction per request.
 type StoreSource struct {
 	Store store.Store
-	Limit int // 0: DefaultSnapshotLimit
 }
 
-// Snapshot reads every run up to upTo in one query.
-func (s StoreSource) Snapshot(ctx context.Context, upTo uint32) ([]pcl.RunState, error) {
-	limit := s.Limit
-	if limit <= 0 {
-		limit = DefaultSnapshotLimit
-	}
-	// Ask for one more than the limit to tell "exactly limit runs" from "more than limit".
-	states, err := s.Store.RunStates(ctx, store.RunQuery{To: upTo, Limit: limit + 1, Summary: true})
+// Snapshot reads the open work up to upTo and the range [from, upTo] in one consistent read.
+func (s StoreSource) Snapshot(ctx context.Context, from, upTo uint32) (store.ReleaseView, error) {
+	v, err := s.Store.ReleaseView(ctx, store.ReleaseQuery{From: from, UpTo: upTo})
 	if err != nil {
-		return nil, fmt.Errorf("read run states: %w", err)
+		return v, fmt.Errorf("read run states: %w", err)
 	}
-	if len(states) > limit {
-		return nil, apperr.Errorf(apperr.Unavailable,
-			"the store holds more than %d runs up to %d; a partial read could miss a blocking run, so none is reported (raise the snapshot limit)", limit, upTo)
-	}
-	return states, nil
+	return v, nil
 }
 
 // runParam is how Tier-0's Data Service writes a run number.
@@ -64,7 +49,7 @@ var runParam = regexp.MustCompile(`^[1-9][0-9]{0,9}$`)
 //	GET /t0/v1/ready_runs?from=&to=  → {"result": [{"run", "ready", "state", "version", "decided"}, ...]}
 //	GET /t0/v1/first_unready_run     → {"result": [N]}
 //
-// Both read one snapshot per request. Replies use Tier-0's chunked layout (one element per line) and are
+// Both read one snapshot per request: the open work and the range asked for, never the whole history. Replies use Tier-0's chunked layout (one element per line) and are
 // never cached: a stale "ready" is exactly what must not happen. Errors are {"error", "code"}.
 func PullHandlers(src StateSource, policy pcl.Policy) (readyRuns, firstUnready http.HandlerFunc) {
 	return PullHandlersLog(src, policy, slog.New(slog.DiscardHandler))
@@ -81,12 +66,13 @@ func PullHandlersLog(src StateSource, policy pcl.Policy, log *slog.Logger) (read
 			writeError(w, log, err)
 			return
 		}
-		states, err := src.Snapshot(r.Context(), to)
+		// Every run of the range is listed, released or not; from omitted is the first run.
+		v, err := src.Snapshot(r.Context(), max(from, 1), to)
 		if err != nil {
 			writeError(w, log, fmt.Errorf("ready_runs: %w", err))
 			return
 		}
-		writeResult(w, log, ReadyRuns(states, from, to, policy))
+		writeResult(w, log, ReadyRuns(v.Runs, from, to, policy))
 	}
 	firstUnready = func(w http.ResponseWriter, r *http.Request) {
 		if !allowGet(w, r) {
@@ -96,12 +82,12 @@ func PullHandlersLog(src StateSource, policy pcl.Policy, log *slog.Logger) (read
 			writeError(w, log, err)
 			return
 		}
-		states, err := src.Snapshot(r.Context(), 0)
+		v, err := src.Snapshot(r.Context(), 0, 0)
 		if err != nil {
 			writeError(w, log, fmt.Errorf("first_unready_run: %w", err))
 			return
 		}
-		writeResult(w, log, []uint32{FirstUnreadyRun(states, policy)})
+		writeResult(w, log, []uint32{FirstUnreadyIn(v, policy)})
 	}
 	return readyRuns, firstUnready
 }

@@ -14,12 +14,15 @@ import (
 	"github.com/cms-pcl/spyagency/internal/apperr"
 	"github.com/cms-pcl/spyagency/internal/clock"
 	"github.com/cms-pcl/spyagency/internal/pcl"
+	"github.com/cms-pcl/spyagency/internal/store"
 )
 
 type sourceFunc func(ctx context.Context, upTo uint32) ([]pcl.RunState, error)
 
-func (f sourceFunc) Snapshot(ctx context.Context, upTo uint32) ([]pcl.RunState, error) {
-	return f(ctx, upTo)
+// Snapshot gives every state f returns: a release view may hold more than the open work.
+func (f sourceFunc) Snapshot(ctx context.Context, _, upTo uint32) (store.ReleaseView, error) {
+	states, err := f(ctx, upTo)
+	return store.ReleaseView{Runs: states}, err
 }
 
 func get(t *testing.T, h http.HandlerFunc, method, target string) (int, string, http.Header) {
@@ -168,12 +171,21 @@ func TestStoreSource(t *testing.T) {
 		t.Errorf("ready_runs for 101: %d %s", code, body)
 	}
 
-	_, tight := PullHandlers(StoreSource{Store: st, Limit: 2}, testPolicy())
-	if code, body, _ := get(t, tight, "GET", "/t0/v1/first_unready_run"); code != 503 || !strings.Contains(body, "more than 2 runs") {
-		t.Errorf("snapshot over the limit: %d %s, want 503 rather than a partial answer", code, body)
+	// Released runs are left out of the snapshot but still count: above them all, the answer is the
+	// highest + 1, and a range lists them.
+	for _, run := range []uint32{100, 101, 102} {
+		decide(t, st, t0.Add(2*time.Minute), run, pcl.ReadinessReleased, true)
 	}
-	_, exact := PullHandlers(StoreSource{Store: st, Limit: 3}, testPolicy())
-	if code, _, _ := get(t, exact, "GET", "/t0/v1/first_unready_run"); code != 200 {
-		t.Errorf("snapshot of exactly the limit: %d, want 200", code)
+	if code, body, _ := get(t, first, "GET", "/t0/v1/first_unready_run"); code != 200 || body != "{\"result\": [\n 103\n]}\n" {
+		t.Errorf("first_unready_run with every run released: %d %q", code, body)
+	}
+	decide(t, st, t0.Add(3*time.Minute), 103, pcl.ReadinessWaiting, false)
+	code, body, _ = get(t, readyRuns, "GET", "/t0/v1/ready_runs")
+	if code != 200 || strings.Count(body, `"ready":true`) != 3 || !strings.Contains(body, `"run":103,"ready":false`) {
+		t.Errorf("ready_runs over released history: %d %s", code, body)
+	}
+	code, body, _ = get(t, readyRuns, "GET", "/t0/v1/ready_runs?from=102")
+	if code != 200 || strings.Contains(body, `"run":101`) || !strings.Contains(body, `"run":102,"ready":true,"state":"released"`) {
+		t.Errorf("ready_runs from 102: %d %s", code, body)
 	}
 }

@@ -37,6 +37,25 @@ type RunQuery struct {
 	Summary bool
 }
 
+// ReleaseQuery selects what in-order release reads (Store.ReleaseView).
+type ReleaseQuery struct {
+	// UpTo bounds the runs read to those numbered ≤ UpTo; 0 for no bound.
+	UpTo uint32
+	// From also selects every run in [From, UpTo] whatever its state (a ready_runs range); 0 selects
+	// no range, only the runs that are not released.
+	From uint32
+}
+
+// ReleaseView is one consistent read of what in-order release depends on.
+type ReleaseView struct {
+	// Runs are summary states (Run, Class and Decision only), oldest run first: every run ≤ UpTo whose
+	// decision is not a persisted release (a decision in state released with version ≥ 1), and every
+	// run in [From, UpTo]; each run once.
+	Runs []pcl.RunState
+	// Highest is the highest known run ≤ UpTo (any state), 0 when no run is known.
+	Highest uint32
+}
+
 // OutboxEntry is one decision waiting to be pushed to one target. The pair (Target, Run, Version) is
 // unique; the idempotency key a receiver sees is "<run>:<version>".
 type OutboxEntry struct {
@@ -134,6 +153,17 @@ type Store interface {
 	RunState(ctx context.Context, run uint32) (pcl.RunState, error)
 	// RunStates returns derived states, newest run first.
 	RunStates(ctx context.Context, q RunQuery) ([]pcl.RunState, error)
+	// ReleaseView reads in one consistent read (one transaction, one snapshot of the store) the runs
+	// that can stop in-order release up to q.UpTo, those of the range q.From..q.UpTo, and the highest
+	// known run. A persisted release is releasable whatever the policy, so these are all that Tier-0's
+	// first_unready_run and ready_runs need; the cost grows with the runs not released and the range,
+	// not with the released history.
+	ReleaseView(ctx context.Context, q ReleaseQuery) (ReleaseView, error)
+	// OpenRunStates returns the full states (as RunState gives them) of the runs that may still be
+	// open work, oldest run first: every run whose decision is not a persisted release, and every
+	// persisted release whose run stopped at or after since or has no stop time. The agency's start-up
+	// reads these instead of every stored state; the cost does not grow with the released history.
+	OpenRunStates(ctx context.Context, since time.Time) ([]pcl.RunState, error)
 	// DueRuns returns the runs whose NextWake is set and not after now, oldest wake first.
 	DueRuns(ctx context.Context, now time.Time, limit int) ([]uint32, error)
 	// NextWake returns the earliest NextWake of any run, zero when no run has one: when the agency must

@@ -90,6 +90,8 @@ var routeRules = map[string]rule{
 	"GET /api/v1/tokens":               ruleAdmin,
 	"DELETE /api/v1/tokens/{name}":     ruleAdmin,
 	"GET /api/v1/config":               ruleAdmin,
+	"GET /admin":                       ruleAdmin,
+	"POST /admin/tokens/{name}/revoke": ruleAdmin,
 	// Silences (issue 14) are operator actions; reading them and the alerts page is reading.
 	"GET /api/v1/silences":         ruleRead,
 	"POST /api/v1/silences":        ruleOperate,

@@ -30,6 +30,7 @@ var matrixRules = map[string]rule{
 	"GET /t0/v1/ready_runs": rulePull, "GET /t0/v1/first_unready_run": rulePull,
 	"POST /api/v1/runs/{run}/override": ruleOperate, "POST /runs/{run}/actions": ruleOperate,
 	"GET /api/v1/tokens": ruleAdmin, "DELETE /api/v1/tokens/{name}": ruleAdmin, "GET /api/v1/config": ruleAdmin,
+	"GET /admin": ruleAdmin, "POST /admin/tokens/{name}/revoke": ruleAdmin,
 	"GET /alerts": ruleRead, "GET /alerts/runbook": ruleRead, "GET /api/v1/alerts/history": ruleRead,
 	"GET /api/v1/silences": ruleRead, "POST /api/v1/silences": ruleOperate, "DELETE /api/v1/silences/{id}": ruleOperate,
 	"POST /alerts/silences": ruleOperate, "POST /alerts/silences/{id}/expire": ruleOperate,
@@ -178,6 +179,8 @@ func concrete(pattern string) (method, path string) {
 		path = "/workflows/SiStripGains"
 	case strings.HasPrefix(path, "/api/v1/tokens/"):
 		path = "/api/v1/tokens/no-such-token"
+	case strings.HasPrefix(path, "/admin/tokens/"):
+		path = "/admin/tokens/no-such-token/revoke"
 	}
 	return method, path
 }
@@ -192,7 +195,8 @@ func send(t *testing.T, base, pattern string, c credential) int {
 	switch {
 	case strings.HasSuffix(pattern, "/override"):
 		body, ctype = strings.NewReader(`{"action":"hold","reason":"authorization matrix"}`), "application/json"
-	case strings.HasSuffix(pattern, "/actions"), strings.HasSuffix(pattern, "/logout"), strings.HasPrefix(pattern, "POST /alerts/silences"):
+	case strings.HasSuffix(pattern, "/actions"), strings.HasSuffix(pattern, "/logout"), strings.HasPrefix(pattern, "POST /alerts/silences"),
+		strings.HasPrefix(pattern, "POST /admin/"):
 		body, ctype = strings.NewReader(url.Values{"action": {"hold"}, "reason": {"matrix"}, "token": {c.csrf}}.Encode()), "application/x-www-form-urlencoded"
 	}
 	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)

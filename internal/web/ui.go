@@ -30,7 +30,7 @@ type ui struct {
 	version map[string]string
 }
 
-var pageNames = []string{"board", "run", "workflow", "workflows", "sources", "releases", "confirm", "error", "alerts", "runbook"}
+var pageNames = []string{"board", "run", "workflow", "workflows", "sources", "releases", "confirm", "error", "alerts", "runbook", "admin"}
 
 func newUI() (*ui, error) {
 	u := &ui{pages: map[string]*template.Template{}, static: map[string][]byte{}, version: map[string]string{}}

@@ -4,7 +4,11 @@
 // and its upload loop writes <name>.txt.uploaded once it sent the file to the dropBox
 // (cms-interfaces.md §1, §4).
 //
-// The spy scans the directory tree recursively. A .db+.txt pair becomes a KindHarvestFile observation
+// The spy scans the directory tree recursively and incrementally (scan.go): a directory is listed
+// again only when its modification time moved or was too recent to trust, only files young enough to
+// change are stat'ed again, files older than the lookback are neither read nor remembered, and a full
+// rescan every few hours is the safety net. A poll with nothing new costs a few stat calls whatever
+// the area's size. A .db+.txt pair becomes a KindHarvestFile observation
 // carrying the input tag's IOVs read from the .db (the payload hashes that the condition DB spy later
 // matches); a marker becomes a KindUploadMarker. A .db whose .txt has not appeared yet is still being
 // written and is left for a later scan. Names that do not match are ignored (debug log).

@@ -6,7 +6,6 @@ import (
 	"encoding/hex"
 	"fmt"
 	"io"
-	"io/fs"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -33,7 +32,26 @@ type Config struct {
 	Catalogue *pcl.Catalogue
 	Logger    *slog.Logger
 	Clock     clock.Clock
+	// Lookback: files modified longer ago than this (on Clock) are neither read nor remembered, so the
+	// spy's memory grows with the runs still watched, not with the area (default 14 days, the agency's
+	// lookback).
+	Lookback time.Duration
+	// FullRescan is how often (in real time) every directory is listed and every file stat'ed whatever
+	// the directories' modification times say: the safety net for what they cannot show (a file
+	// rewritten in place, a clock gone wrong). Default 6h.
+	FullRescan time.Duration
+	// MtimeSlack is how much older than a listing's start a directory's (or file's) modification time
+	// must be for the listing to be trusted while the time does not move: the file system's time
+	// granularity plus the file server's clock offset. Default 2s.
+	MtimeSlack time.Duration
 }
+
+// Defaults of Config.
+const (
+	DefaultLookback   = 14 * 24 * time.Hour
+	DefaultFullRescan = 6 * time.Hour
+	DefaultMtimeSlack = 2 * time.Second
+)
 
 // Spy watches one harvest area.
 type Spy struct {
@@ -42,10 +60,20 @@ type Spy struct {
 	clk      clock.Clock
 	instance string // tells this process's cursors from another's
 
+	wall func() time.Time // real time, which file systems stamp directories with
+
+	scanMu   sync.Mutex // one scan at a time; guards dirs, lastFull, last
+	dirs     map[string]*dirState
+	lastFull time.Time // wall clock at the start of the last full rescan
+	last     scanStats
+
+	watchMu  sync.Mutex
+	dirty    map[string]bool // directories notifications named since the last scan
+	dirtyAll bool            // notifications were lost: rescan everything
+
 	mu       sync.Mutex
 	gen      uint64
 	entries  map[string]*entry // by file name (.db for pairs, .txt.uploaded for markers)
-	ignored  map[string]bool   // names already logged as not matching
 	problems map[string]Problem
 }
 
@@ -58,7 +86,7 @@ type Problem struct {
 
 // entry is what the spy made of one upload's files, kept while they do not change.
 type entry struct {
-	stamp string // sizes and mtimes of the files it was read from
+	stamp stamp // sizes and mtimes of the files it was read from
 	obs   *pcl.Observation
 	sent  uint64 // the generation whose poll last returned obs; 0 not yet
 }
@@ -78,14 +106,27 @@ func New(cfg Config) (*Spy, error) {
 	if cfg.Clock == nil {
 		cfg.Clock = clock.Real{}
 	}
+	for _, d := range []struct {
+		v   *time.Duration
+		def time.Duration
+		key string
+	}{{&cfg.Lookback, DefaultLookback, "lookback"}, {&cfg.FullRescan, DefaultFullRescan, "full rescan"}, {&cfg.MtimeSlack, DefaultMtimeSlack, "mtime slack"}} {
+		switch {
+		case *d.v == 0:
+			*d.v = d.def
+		case *d.v < 0:
+			return nil, apperr.Errorf(apperr.Invalid, "harvest spy: negative %s %s", d.key, *d.v)
+		}
+	}
 	var id [6]byte
 	if _, err := rand.Read(id[:]); err != nil {
 		return nil, fmt.Errorf("harvest spy: %w", err)
 	}
 	return &Spy{
 		cfg: cfg, log: cfg.Logger.With("source", pcl.SourceHarvest), clk: cfg.Clock,
-		instance: hex.EncodeToString(id[:]),
-		entries:  map[string]*entry{}, ignored: map[string]bool{}, problems: map[string]Problem{},
+		instance: hex.EncodeToString(id[:]), wall: time.Now,
+		dirs: map[string]*dirState{}, dirty: map[string]bool{},
+		entries: map[string]*entry{}, problems: map[string]Problem{},
 	}, nil
 }
 
@@ -114,21 +155,21 @@ func (s *Spy) Degraded() error {
 	return fmt.Errorf("harvest: %d unreadable file(s), first %s: %s", len(ps), ps[0].File, ps[0].Error)
 }
 
-// found is one upload's files as a scan met them.
+// found is one upload's files as the scan remembers them.
 type found struct {
 	name            pcl.HarvestName
-	db, txt, marker string // paths, "" when absent
-	dbInfo, txtInfo fs.FileInfo
-	markerInfo      fs.FileInfo
+	stem            string
+	db, txt, marker *fileRec // nil when absent
 }
 
-// Poll scans the harvest area. The cursor is "<instance>:<generation>" of the last poll whose result
-// the runner kept: what was sent after it is sent again. The poll's view is taken before the walk
-// starts: a file written while the walk or the reading of the .db files goes on may be missed by this
-// poll, so nothing may conclude that it is absent from a later instant.
+// Poll scans the harvest area, incrementally (scan.go). The cursor is "<instance>:<generation>" of the
+// last poll whose result the runner kept: what was sent after it is sent again. The poll's view is
+// taken before the walk starts: a file written while the walk or the reading of the .db files goes on
+// may be missed by this poll, so nothing may conclude that it is absent from a later instant; the next
+// poll lists its directory again (its modification time moved, or was too recent to trust).
 func (s *Spy) Poll(ctx context.Context, cursor string) (spy.Result, error) {
 	view := s.clk.Now()
-	uploads, err := s.scan(ctx)
+	uploads, err := s.scan(ctx, view)
 	if err != nil {
 		// The area itself failing (EOS unmounted, a network hiccup) may pass within the interval.
 		if ctx.Err() == nil {
@@ -146,22 +187,22 @@ func (s *Spy) Poll(ctx context.Context, cursor string) (spy.Result, error) {
 		if err := ctx.Err(); err != nil {
 			return spy.Result{}, fmt.Errorf("harvest spy: scan of %s interrupted: %w", s.cfg.Dir, err)
 		}
-		if u.db != "" && u.txt != "" {
-			name := u.name.DB()
+		if u.db != nil && u.txt != nil {
+			name := u.db.base
 			live[name] = true
-			out = s.collect(out, name, stampOf(u.dbInfo, u.txtInfo), acked, func() (*pcl.Observation, error) {
+			out = s.collect(out, name, stampOf(u.db, u.txt), acked, func() (*pcl.Observation, error) {
 				return s.readPair(ctx, u)
 			})
 		}
-		if u.marker != "" {
-			name := u.name.Stem() + string(pcl.HarvestUploaded)
+		if u.marker != nil {
+			name := u.marker.base
 			live[name] = true
-			out = s.collect(out, name, stampOf(u.markerInfo), acked, func() (*pcl.Observation, error) {
+			out = s.collect(out, name, stampOf(u.marker), acked, func() (*pcl.Observation, error) {
 				return s.readMarker(u)
 			})
 		}
 	}
-	// Files that went away are forgotten, and so are their problems.
+	// Files that went away, or aged past the lookback, are forgotten, and so are their problems.
 	for name := range s.entries {
 		if !live[name] {
 			delete(s.entries, name)
@@ -186,7 +227,7 @@ func (s *Spy) acked(cursor string) uint64 {
 
 // collect reads a file again only when its stamp changed, and sends its observation unless a poll the
 // runner acknowledged already did.
-func (s *Spy) collect(out []pcl.Observation, name, stamp string, acked uint64, read func() (*pcl.Observation, error)) []pcl.Observation {
+func (s *Spy) collect(out []pcl.Observation, name string, stamp stamp, acked uint64, read func() (*pcl.Observation, error)) []pcl.Observation {
 	e := s.entries[name]
 	if e == nil || e.stamp != stamp {
 		e = &entry{stamp: stamp}
@@ -210,84 +251,15 @@ func (s *Spy) collect(out []pcl.Observation, name, stamp string, acked uint64, r
 	return append(out, o)
 }
 
-func stampOf(infos ...fs.FileInfo) string {
-	var b strings.Builder
-	for _, fi := range infos {
-		fmt.Fprintf(&b, "%d/%d;", fi.Size(), fi.ModTime().UnixNano())
-	}
-	return b.String()
-}
+// stamp is the sizes and modification times of up to two files.
+type stamp [2]struct{ size, mtime int64 }
 
-// scan walks the tree and groups the harvest files by upload.
-func (s *Spy) scan(ctx context.Context) ([]*found, error) {
-	st, err := os.Stat(s.cfg.Dir)
-	if err != nil {
-		return nil, fmt.Errorf("harvest spy: harvest area %s: %w", s.cfg.Dir, err)
+func stampOf(files ...*fileRec) stamp {
+	var st stamp
+	for i, f := range files {
+		st[i].size, st[i].mtime = f.size, f.mtime.UnixNano()
 	}
-	if !st.IsDir() {
-		return nil, fmt.Errorf("harvest spy: harvest area %s is not a directory", s.cfg.Dir)
-	}
-	byStem := map[string]*found{}
-	walk := func(path string, d fs.DirEntry, err error) error {
-		if err != nil {
-			if path == s.cfg.Dir {
-				return err
-			}
-			// One unreadable subdirectory must not blind the spy to the rest.
-			s.log.Warn("harvest area: cannot read", "path", path, "err", err)
-			if d != nil && d.IsDir() {
-				return fs.SkipDir
-			}
-			return nil
-		}
-		if ctx.Err() != nil {
-			return ctx.Err()
-		}
-		if d.IsDir() || !d.Type().IsRegular() {
-			return nil
-		}
-		n, perr := pcl.ParseHarvestName(d.Name())
-		if perr != nil {
-			s.noteIgnored(path, perr)
-			return nil
-		}
-		info, err := d.Info()
-		if err != nil {
-			return nil // gone between listing and stat: the next scan sees it settle
-		}
-		f := byStem[n.Stem()]
-		if f == nil {
-			f = &found{name: n}
-			byStem[n.Stem()] = f
-		}
-		switch n.Ext {
-		case pcl.HarvestDB:
-			f.db, f.dbInfo = path, info
-		case pcl.HarvestMetadata:
-			f.txt, f.txtInfo = path, info
-		case pcl.HarvestUploaded:
-			f.marker, f.markerInfo = path, info
-		}
-		return nil
-	}
-	if err := filepath.WalkDir(s.cfg.Dir, walk); err != nil {
-		return nil, fmt.Errorf("harvest spy: scanning %s: %w", s.cfg.Dir, err)
-	}
-	out := make([]*found, 0, len(byStem))
-	for _, f := range byStem {
-		out = append(out, f)
-	}
-	slices.SortFunc(out, func(a, b *found) int { return strings.Compare(a.name.Stem(), b.name.Stem()) })
-	return out, nil
-}
-
-func (s *Spy) noteIgnored(path string, err error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if !s.ignored[path] {
-		s.ignored[path] = true
-		s.log.Debug("harvest area: ignoring a file that is not a harvest file", "path", path, "reason", err)
-	}
+	return st
 }
 
 // readPair reads an upload's metadata and its .db's IOVs of the input tag. It returns nil, nil for an
@@ -299,32 +271,32 @@ func (s *Spy) readPair(ctx context.Context, u *found) (*pcl.Observation, error) 
 		s.log.Warn("harvest file of an input tag not in the catalogue; skipped", "file", n.DB(), "input_tag", n.InputTag)
 		return nil, nil
 	}
-	data, err := readLimited(u.txt, MaxMetadataBytes)
+	data, err := readLimited(u.txt.path, MaxMetadataBytes)
 	if err != nil {
 		return nil, err
 	}
 	md, err := ParseMetadata(data)
 	if err != nil {
-		return nil, fmt.Errorf("%s: %w", u.txt, err)
+		return nil, fmt.Errorf("%s: %w", u.txt.path, err)
 	}
 	meta, prep := md.Prod, false
 	if meta == nil {
 		meta, prep = md.Prep, true
 	}
 	if meta.InputTag != n.InputTag {
-		return nil, fmt.Errorf("%s: metadata inputTag %q differs from the file name's %q", u.txt, meta.InputTag, n.InputTag)
+		return nil, fmt.Errorf("%s: metadata inputTag %q differs from the file name's %q", u.txt.path, meta.InputTag, n.InputTag)
 	}
-	payloads, err := readPayloads(ctx, u.db, n.InputTag)
+	payloads, err := readPayloads(ctx, u.db.path, n.InputTag)
 	if err != nil {
 		return nil, err
 	}
 	o := &pcl.Observation{
-		Source: pcl.SourceHarvest, Kind: pcl.KindHarvestFile, Run: n.Run, At: u.dbInfo.ModTime().UTC(),
+		Source: pcl.SourceHarvest, Kind: pcl.KindHarvestFile, Run: n.Run, At: u.db.mtime.UTC(),
 		Workflow: w.Name, InputTag: n.InputTag, File: n.DB(), Destinations: meta.DestinationTags,
 		Payloads: payloads, Prep: prep,
 	}
 	if err := o.Validate(); err != nil {
-		return nil, fmt.Errorf("%s: %w", u.db, err)
+		return nil, fmt.Errorf("%s: %w", u.db.path, err)
 	}
 	return o, nil
 }
@@ -357,19 +329,19 @@ func (s *Spy) readMarker(u *found) (*pcl.Observation, error) {
 	n := u.name
 	w, _, ok := s.cfg.Catalogue.ByInputTag(n.InputTag)
 	if !ok {
-		s.log.Warn("upload marker of an input tag not in the catalogue; skipped", "file", filepath.Base(u.marker), "input_tag", n.InputTag)
+		s.log.Warn("upload marker of an input tag not in the catalogue; skipped", "file", filepath.Base(u.marker.path), "input_tag", n.InputTag)
 		return nil, nil
 	}
-	data, err := readLimited(u.marker, MaxMetadataBytes)
+	data, err := readLimited(u.marker.path, MaxMetadataBytes)
 	if err != nil {
 		return nil, err
 	}
 	o := &pcl.Observation{
-		Source: pcl.SourceHarvest, Kind: pcl.KindUploadMarker, Run: n.Run, At: u.markerInfo.ModTime().UTC(),
+		Source: pcl.SourceHarvest, Kind: pcl.KindUploadMarker, Run: n.Run, At: u.marker.mtime.UTC(),
 		Workflow: w.Name, InputTag: n.InputTag, File: n.DB(), Prep: markerSaysPrep(data),
 	}
 	if err := o.Validate(); err != nil {
-		return nil, fmt.Errorf("%s: %w", u.marker, err)
+		return nil, fmt.Errorf("%s: %w", u.marker.path, err)
 	}
 	return o, nil
 }

@@ -11,8 +11,9 @@ import (
 )
 
 // Watch calls notify whenever the file system reports a change in the harvest area, so the runner can
-// poll early; the runner's periodic poll stays the safety net for what notifications miss (network file
-// systems such as EOS's FUSE mount may give none). It watches every directory of the tree, adding new
+// poll early, and has the next scan list the changed file's directory again even when its modification
+// time did not move (a file written in place); the runner's periodic poll and the full rescan stay the
+// safety net for what notifications miss (network file systems such as EOS's FUSE mount may give none). It watches every directory of the tree, adding new
 // ones as they appear, and returns when ctx ends or the notifications fail.
 //
 // notify must not block; it is called from Watch's goroutine, and calls may come in bursts.
@@ -41,6 +42,7 @@ func (s *Spy) Watch(ctx context.Context, notify func()) error {
 				}
 			}
 			if ev.Has(fsnotify.Create) || ev.Has(fsnotify.Write) || ev.Has(fsnotify.Rename) || ev.Has(fsnotify.Remove) {
+				s.markDirty(filepath.Dir(ev.Name))
 				notify()
 			}
 		case err, ok := <-w.Errors:
@@ -48,7 +50,8 @@ func (s *Spy) Watch(ctx context.Context, notify func()) error {
 				return errors.New("harvest spy: file notifications closed")
 			}
 			// An overflow means events were lost: a poll recovers them.
-			s.log.Warn("harvest watch: notification error; polling instead", "err", err)
+			s.log.Warn("harvest watch: notification error; rescanning everything", "err", err)
+			s.markDirty("")
 			notify()
 		}
 	}

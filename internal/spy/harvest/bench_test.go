@@ -1,0 +1,107 @@
+package harvest
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/cms-pcl/spyagency/internal/clock"
+	"github.com/cms-pcl/spyagency/internal/pcl"
+)
+
+// yearArea writes a year's harvest area in the real naming: uploads pairs and markers of 2,000 runs
+// of 20 workflows (120,000 files) in <root>/2026/, modified over the year, the newest run now. Only
+// the names and times matter: files older than the lookback are never opened, and the young ones are
+// tried once (they are not SQLite) and then left alone while they do not change.
+func yearArea(b *testing.B, end time.Time) string {
+	b.Helper()
+	root := b.TempDir()
+	dir := filepath.Join(root, "2026")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		b.Fatal(err)
+	}
+	var tags []string
+	for _, w := range pcl.DefaultCatalogue().Workflows() {
+		for _, in := range w.Inputs {
+			tags = append(tags, in.Tag)
+		}
+	}
+	const runs, workflows = 2000, 20
+	step := 365 * 24 * time.Hour / runs
+	for r := range runs {
+		run := 380000 + 7*r
+		mt := end.Add(-time.Duration(runs-1-r) * step)
+		for w := range workflows {
+			stem := fmt.Sprintf("Run%d@%s@%08x-4c1e-11ef-9a2b-0242ac1200%02d", run, tags[w%len(tags)], run*workflows+w, w)
+			for _, ext := range []string{".db", ".txt", ".txt.uploaded"} {
+				p := filepath.Join(dir, stem+ext)
+				if err := os.WriteFile(p, []byte("x"), 0o644); err != nil {
+					b.Fatal(err)
+				}
+				if err := os.Chtimes(p, mt, mt); err != nil {
+					b.Fatal(err)
+				}
+			}
+		}
+	}
+	return root
+}
+
+// BenchmarkPollYearArea: one poll of a year's area (120,000 files) with nothing new, with one new
+// file, and a full rescan (every file stat'ed, as every poll did before the incremental scan).
+func BenchmarkPollYearArea(b *testing.B) {
+	end := time.Now().Add(-time.Hour)
+	root := yearArea(b, end)
+	ctx := context.Background()
+	s, err := New(Config{Dir: root, Clock: clock.NewFake(end.Add(time.Hour))})
+	if err != nil {
+		b.Fatal(err)
+	}
+	res, err := s.Poll(ctx, "")
+	if err != nil {
+		b.Fatal(err)
+	}
+	cursor := res.Cursor
+	time.Sleep(DefaultMtimeSlack + 100*time.Millisecond) // let the directories' times settle
+	if _, err := s.Poll(ctx, cursor); err != nil {
+		b.Fatal(err)
+	}
+	b.Logf("remembered %d uploads and markers of 80,000", len(s.entries))
+
+	b.Run("nothing-new", func(b *testing.B) {
+		for b.Loop() {
+			if _, err := s.Poll(ctx, cursor); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("one-new-file", func(b *testing.B) {
+		dir := filepath.Join(root, "2026")
+		i := 0
+		for b.Loop() {
+			i++
+			p := filepath.Join(dir, fmt.Sprintf("Run393993@SiStripApvGain_pcl@bench%d.txt.uploaded", i))
+			if err := os.WriteFile(p, []byte("prodMetaData {}"), 0o644); err != nil {
+				b.Fatal(err)
+			}
+			res, err := s.Poll(ctx, cursor)
+			if err != nil || len(res.Observations) == 0 {
+				b.Fatalf("%d observations, %v", len(res.Observations), err)
+			}
+			cursor = res.Cursor
+		}
+	})
+	b.Run("full-rescan", func(b *testing.B) {
+		for b.Loop() {
+			s.scanMu.Lock()
+			s.lastFull = time.Time{}
+			s.scanMu.Unlock()
+			if _, err := s.Poll(ctx, cursor); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}

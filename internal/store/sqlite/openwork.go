@@ -1,0 +1,137 @@
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"fmt"
+	"math"
+	"time"
+
+	"github.com/cms-pcl/spyagency/internal/pcl"
+	"github.com/cms-pcl/spyagency/internal/store"
+)
+
+// unreleased is the condition of a run whose decision is not a persisted release, as the partial index
+// run_states_unreleased (migration 0009) states it, so that SQLite reads the index, not the table.
+const unreleased = "(readiness != 'released' OR version <= 0)"
+
+// released is the condition of the partial index run_states_released_stop: persisted releases.
+const released = "readiness = 'released' AND version > 0"
+
+// summaryCols are a run's summary columns: the body only where the decision column predates
+// migration 0002.
+const summaryCols = "run, class, decision, CASE WHEN decision = '' THEN body ELSE '' END"
+
+const (
+	unreleasedSummaryQuery = "SELECT " + summaryCols + " FROM run_states WHERE " + unreleased + " AND run <= ?"
+	openRunStatesQuery     = "SELECT run, body FROM run_states WHERE " + unreleased +
+		" UNION ALL SELECT run, body FROM run_states INDEXED BY run_states_released_stop WHERE " + released + " AND stop >= ?" +
+		" UNION ALL SELECT run, body FROM run_states INDEXED BY run_states_released_stop WHERE " + released + " AND stop IS NULL" +
+		" ORDER BY run"
+)
+
+// ReleaseView reads the unreleased runs up to q.UpTo, the range [q.From, q.UpTo] and the highest known
+// run in one read transaction: SQLite keeps one snapshot of the database from a transaction's first
+// read to its end.
+func (s *Store) ReleaseView(ctx context.Context, q store.ReleaseQuery) (store.ReleaseView, error) {
+	var v store.ReleaseView
+	if err := s.usable(); err != nil {
+		return v, err
+	}
+	upTo := int64(q.UpTo)
+	if q.UpTo == 0 {
+		upTo = math.MaxUint32
+	}
+	tx, err := s.reader.BeginTx(ctx, nil)
+	if err != nil {
+		return v, s.wrap("read release view", err)
+	}
+	defer tx.Rollback()
+	var hi sql.NullInt64
+	if err := tx.QueryRowContext(ctx, "SELECT max(run) FROM run_states WHERE run <= ?", upTo).Scan(&hi); err != nil {
+		return v, s.wrap("read release view", err)
+	}
+	v.Highest = uint32(hi.Int64)
+	query := unreleasedSummaryQuery
+	args := []any{upTo}
+	if q.From > 0 {
+		// UNION, not UNION ALL: a run in the range that is not released is read by both halves, and is
+		// the same row in one snapshot.
+		query += " UNION SELECT " + summaryCols + " FROM run_states WHERE run >= ? AND run <= ?"
+		args = append(args, int64(q.From), upTo)
+	}
+	query += " ORDER BY run"
+	rows, err := tx.QueryContext(ctx, query, args...)
+	if err != nil {
+		return v, s.wrap("read release view", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var (
+			run            int64
+			class          string
+			decision, body []byte
+		)
+		if err := rows.Scan(&run, &class, &decision, &body); err != nil {
+			return v, s.wrap("read release view", err)
+		}
+		rs, err := decodeSummary(run, class, decision, body)
+		if err != nil {
+			return v, s.wrap("read release view", err)
+		}
+		v.Runs = append(v.Runs, rs)
+	}
+	if err := rows.Err(); err != nil {
+		return v, s.wrap("read release view", err)
+	}
+	return v, nil
+}
+
+// OpenRunStates reads the unreleased runs and the releases that stopped at or after since (or have no
+// stop time), each half from its partial index.
+func (s *Store) OpenRunStates(ctx context.Context, since time.Time) ([]pcl.RunState, error) {
+	if err := s.usable(); err != nil {
+		return nil, err
+	}
+	rows, err := s.reader.QueryContext(ctx, openRunStatesQuery, since.UnixNano())
+	if err != nil {
+		return nil, s.wrap("read open run states", err)
+	}
+	defer rows.Close()
+	var out []pcl.RunState
+	for rows.Next() {
+		var (
+			run  int64
+			body []byte
+			rs   pcl.RunState
+		)
+		if err := rows.Scan(&run, &body); err != nil {
+			return nil, s.wrap("read open run states", err)
+		}
+		if err := json.Unmarshal(body, &rs); err != nil {
+			return nil, s.wrap("read open run states", fmt.Errorf("decode stored state of run %d: %w", run, err))
+		}
+		out = append(out, rs)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, s.wrap("read open run states", err)
+	}
+	return out, nil
+}
+
+// decodeSummary is a run's summary state from its summary columns.
+func decodeSummary(run int64, class string, decision, body []byte) (pcl.RunState, error) {
+	if len(body) > 0 {
+		var rs pcl.RunState
+		if err := json.Unmarshal(body, &rs); err != nil {
+			return rs, fmt.Errorf("decode stored state of run %d: %w", run, err)
+		}
+		return pcl.RunState{Run: rs.Run, Class: rs.Class, Decision: rs.Decision}, nil
+	}
+	rs := pcl.RunState{Run: uint32(run), Class: class}
+	if err := json.Unmarshal(decision, &rs.Decision); err != nil {
+		return rs, fmt.Errorf("decode stored decision of run %d: %w", run, err)
+	}
+	return rs, nil
+}
