@@ -18,7 +18,7 @@ type index struct {
 	lookback time.Duration
 
 	mu    sync.Mutex
-	known map[uint32]bool // runs with a stored state (a placeholder at least)
+	known map[uint32]bool // runs known to have a stored state (a placeholder at least): the open runs loaded at start-up and the runs met since
 	// open are the runs still watched: not released, or released with workflows that are not terminal
 	// yet (a state taken while a source was stale must still be corrected), and not older than the
 	// lookback.

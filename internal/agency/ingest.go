@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/cms-pcl/spyagency/internal/apperr"
 	"github.com/cms-pcl/spyagency/internal/pcl"
 )
 
@@ -44,10 +45,21 @@ func (a *Agency) Ingest(ctx context.Context, src pcl.Source, obs []pcl.Observati
 // reconciling it, a restart finds it open (and reconciles it), and Tier-0's pull API sees a run that is
 // not releasable rather than a gap in the numbering. It looks at the whole batch, not only the new facts:
 // a batch re-sent after such a crash holds only known facts.
+//
+// The index knows the runs loaded at start-up (the open ones) and those met since; a run it does not
+// know may be released history, so the store is asked before a placeholder is written over its state.
 func (a *Agency) placeholders(ctx context.Context, obs []pcl.Observation) error {
 	fresh := a.index.unknown(obs)
 	now := a.o.Clock.Now()
 	for _, r := range fresh {
+		stored, err := a.o.Store.RunState(ctx, r)
+		switch {
+		case err == nil:
+			a.index.settle(&stored, now) // known now, and open again if it is still watched
+			continue
+		case !apperr.Is(err, apperr.NotFound):
+			return fmt.Errorf("agency: read run %d: %w", r, err)
+		}
 		rs := pcl.RunState{Run: r, NextWake: now, Decision: pcl.Decision{Run: r, State: pcl.ReadinessWaiting,
 			Reason: "observed; not reconciled yet", Blocking: []string{}}}
 		if err := a.o.Store.PutRunState(ctx, rs); err != nil {

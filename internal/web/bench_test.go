@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/cms-pcl/spyagency/internal/pcl"
+	"github.com/cms-pcl/spyagency/internal/steer"
+	"github.com/cms-pcl/spyagency/internal/store"
 )
 
 // fill stores n runs below the seeded ones, each a copy of a real derived state (the ready run's, with
@@ -139,4 +141,59 @@ func BenchmarkSSEFanout(b *testing.B) {
 	}
 	b.ReportMetric(float64(slices.Max(worst).Microseconds())/1000, "worst-ms")
 	b.ReportMetric(float64(p95(worst).Microseconds())/1000, "p95-worst-ms")
+}
+
+// storeFirstUnready is the header's first unready run as the app gives it: steering's answer from the
+// store's release view.
+type storeFirstUnready struct{ st store.Store }
+
+func (f storeFirstUnready) FirstUnready(ctx context.Context) (uint32, error) {
+	v, err := steer.StoreSource{Store: f.st}.Snapshot(ctx, 0, 0)
+	if err != nil {
+		return 0, err
+	}
+	return steer.FirstUnreadyIn(v, pcl.DefaultPolicy()), nil
+}
+
+// BenchmarkBoardHistory measures the served board, header included (its first unready run and what it
+// holds), over the seeded runs alone and after a year (2,000) and ten years (20,000) of released runs
+// below them: the target is a p95 within 1.5 × the seeded store's (docs/benchmarks.md).
+func BenchmarkBoardHistory(b *testing.B) {
+	for _, c := range []struct {
+		name     string
+		released int
+	}{{"seeded", 0}, {"year", 2000}, {"decade", 20000}} {
+		b.Run(c.name, func(b *testing.B) {
+			w := newWorld(b)
+			w.seed()
+			tmpl, err := w.st.RunState(w.ctx, runReady)
+			if err != nil {
+				b.Fatal(err)
+			}
+			for i := range c.released {
+				rs := tmpl
+				rs.Run = uint32(300000 + i)
+				rs.Decision.Run, rs.Decision.State, rs.Decision.Version, rs.Decision.Releasable = rs.Run, pcl.ReadinessReleased, 1, true
+				if _, err := w.st.SaveDecision(w.ctx, store.DecisionWrite{Decision: rs.Decision, State: rs}); err != nil {
+					b.Fatal(err)
+				}
+			}
+			srv, err := New(Options{Store: w.st, Catalogue: w.cat, Clock: w.clk, Events: w.ag, FirstUnready: storeFirstUnready{w.st}})
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer srv.Close()
+			var ds []time.Duration
+			for b.Loop() {
+				rec := httptest.NewRecorder()
+				start := time.Now()
+				srv.ServeHTTP(rec, httptest.NewRequest("GET", "/", nil))
+				ds = append(ds, time.Since(start))
+				if rec.Code != 200 {
+					b.Fatalf("board: %d", rec.Code)
+				}
+			}
+			b.ReportMetric(float64(p95(ds).Microseconds())/1000, "p95-ms")
+		})
+	}
 }

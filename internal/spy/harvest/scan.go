@@ -83,9 +83,14 @@ func (s *Spy) scan(ctx context.Context, view time.Time) ([]*found, error) {
 		visited: map[string]bool{}}
 	w.stats.full = full
 	if err := w.visit(root, st.ModTime()); err != nil {
-		if full {
-			s.lastFull = time.Time{} // the rescan did not finish: the next poll does it again
+		// The walk did not finish: what the notifications asked for is still to do, and so is the
+		// rescan.
+		s.watchMu.Lock()
+		for d := range dirty {
+			s.dirty[d] = true
 		}
+		s.dirtyAll = s.dirtyAll || full
+		s.watchMu.Unlock()
 		return nil, err
 	}
 	for p := range s.dirs {

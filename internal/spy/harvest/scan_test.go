@@ -292,3 +292,41 @@ func TestWatchMarksDirectoryDirty(t *testing.T) {
 		t.Errorf("after a notified write: %v, %+v; want the pair read again from one listing", got, s.last)
 	}
 }
+
+// TestInterruptedScanKeepsItsWork: a poll cut short keeps what notifications asked for, so the next
+// poll still lists the directory a write was notified in.
+func TestInterruptedScanKeepsItsWork(t *testing.T) {
+	t.Parallel()
+	tr := newTree(t)
+	db := tr.pair(390001, "a", 'a', now.Add(-2*time.Hour))
+	year := filepath.Join(tr.root, "2026")
+	touch(t, year, now.Add(-2*time.Hour))
+	touch(t, tr.root, now.Add(-2*time.Hour))
+	s, wall := incSpy(t, tr)
+	_, cur := poll(t, s, "")
+
+	// Rewritten in place, as a notification reported.
+	txt := tr.path(strings.TrimSuffix(db, ".db") + ".txt")
+	if err := os.WriteFile(txt, append(must(os.ReadFile(txt)), '\n'), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	touch(t, year, now.Add(-2*time.Hour))
+	s.markDirty(year)
+	wall.set(now.Add(time.Minute))
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if _, err := s.Poll(ctx, cur); err == nil {
+		t.Fatal("a poll with its context cancelled succeeded")
+	}
+	got, _ := poll(t, s, cur)
+	if len(got) != 1 || s.last.listed != 1 {
+		t.Errorf("after an interrupted poll: %v, %+v; want the notified directory listed", got, s.last)
+	}
+}
+
+func must[T any](v T, err error) T {
+	if err != nil {
+		panic(err)
+	}
+	return v
+}
