@@ -30,8 +30,10 @@ func CheckRelease(truth sim.RunTruth, rel sim.Release, policy pcl.Policy) []stri
 		}
 		switch w.Outcome {
 		case sim.OutcomeNoPayload:
-			if !cp.AllowsNoPayload(w.Workflow) {
-				out = append(out, fmt.Sprintf("SAFETY: run %d (%s) released at %s while %s had no payload (not allowed for the class)",
+			// The harvest really ran and wrote nothing: PromptReco goes on with the previous conditions,
+			// which is safe unless the policy requires this workflow's payload.
+			if !cp.AllowsNoPayload(w.Workflow) && cp.RequiresPayload(w.Workflow) {
+				out = append(out, fmt.Sprintf("SAFETY: run %d (%s) released at %s while %s had no payload (the policy requires one)",
 					truth.Number, truth.Class, decided.Format("Jan 2 15:04"), w.Workflow))
 			}
 		case sim.OutcomeMissing:
