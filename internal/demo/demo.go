@@ -35,6 +35,9 @@ type Options struct {
 	// Stepped builds the demo for Step (tests, the study) instead of Run; Clock must then be a
 	// *clock.Fake.
 	Stepped bool
+	// Tier0Backstop keeps Tier-0's own fixed delay OR-ed with the agency's answer, as
+	// docs/tier0-integration.md asks Tier-0 to run it (sim.Config.Tier0Backstop). The study sets it.
+	Tier0Backstop bool
 }
 
 // Demo is a simulator and an agency wired together.
@@ -86,7 +89,7 @@ func New(ctx context.Context, o Options) (*Demo, error) {
 	client := &sim.AgencyAt{}
 	d := &Demo{o: o, Clock: o.Clock, client: client}
 	s, err := sim.New(sim.Config{Seed: o.Seed, Dir: filepath.Join(o.DataDir, "cms"), Faults: o.Faults, Clock: o.Clock,
-		Tier0Mode: sim.Tier0Agency, Agency: client, Logger: o.Logger.With("part", "sim")})
+		Tier0Mode: sim.Tier0Agency, Agency: client, Tier0Backstop: o.Tier0Backstop, Logger: o.Logger.With("part", "sim")})
 	if err != nil {
 		return nil, err
 	}
