@@ -42,8 +42,8 @@ type Config struct {
 	// its fixed lock time comes, whichever is first. Without it the fixed delay applies only while the
 	// agency cannot be reached.
 	Tier0Backstop bool
-	Catalogue *pcl.Catalogue // nil: the built-in catalogue
-	Logger    *slog.Logger
+	Catalogue     *pcl.Catalogue // nil: the built-in catalogue
+	Logger        *slog.Logger
 }
 
 // Sim is the simulated CMS: the world and its services.
