@@ -46,6 +46,9 @@ type Demo struct {
 	App    *app.App
 	Clock  clock.Clock
 	SimURL string
+	// Config is the agency's configuration (its policy is what the end-to-end test and the study check
+	// releases against).
+	Config *config.Config
 	simLn  net.Listener
 	o      Options
 	client *sim.AgencyAt // the Tier-0 stub's view of the agency: its pull API, at the address it bound
@@ -104,6 +107,7 @@ func New(ctx context.Context, o Options) (*Demo, error) {
 		d.close()
 		return nil, err
 	}
+	d.Config = cfg
 	a, err := app.New(ctx, app.Options{Config: cfg, Clock: o.Clock, Logger: o.Logger, OpenLoopback: true, Stepped: o.Stepped,
 		Banner: "Demo: a simulated CMS at " + fmt.Sprint(o.Speed) + "× real time. Operator actions are open to anyone on this machine."})
 	if err != nil {
