@@ -91,9 +91,12 @@ func printStudy(e *env, res *study.Result) error {
 			fmt.Fprintf(e.stdout, "\n%s: median %.3f × oracle+operator's (the oracle with the operator's response time added).\n", p.Policy, p.RatioToOracleOperator)
 		}
 		if len(p.Violations) > 0 {
-			fmt.Fprintf(e.stdout, "\n%s: %d unsafe releases:\n", p.Policy, p.SafetyViolations)
-			for _, v := range p.Violations {
+			fmt.Fprintf(e.stdout, "\n%s: %d unsafe releases (%d missing calibrations), the first:\n", p.Policy, p.SafetyViolations, len(p.Violations))
+			for _, v := range p.Violations[:min(len(p.Violations), 5)] {
 				fmt.Fprintf(e.stdout, "  %s\n", v)
+			}
+			if len(p.Violations) > 5 {
+				fmt.Fprintf(e.stdout, "  ... (--json lists them all)\n")
 			}
 		}
 	}

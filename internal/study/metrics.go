@@ -93,9 +93,9 @@ func measure(o Options, w window, worlds map[string]*world) (*Result, error) {
 		}
 		rel[p] = fromWorld(wd, fixed, runs, policy, false)
 	}
-	if _, ok := worlds[AgencyOperator]; ok {
-		rel[OracleOperator] = oracle(fixed, runs, policy, true, o.OperatorResponse)
-		names = append(names, OracleOperator)
+	rel[OracleOperator] = oracle(fixed, runs, policy, true, o.OperatorResponse)
+	if _, ok := worlds[AgencyOperator]; ok && !slices.Contains(names, OracleOperator) {
+		names = append(names, OracleOperator) // agency+operator's yardstick
 	}
 	res := &Result{Days: o.Days, Seed: o.Seed, Faults: o.Faults, Response: o.OperatorResponse, Releases: rel, Start: w.start}
 	fixedLock := map[uint32]time.Time{}
@@ -165,7 +165,10 @@ func oracle(fixed *world, runs []uint32, policy pcl.Policy, ordered bool, respon
 		own, ok := demo.SafeAt(t, policy)
 		byTimeout := false
 		switch {
+		case ok && own.Before(deadline):
 		case ok:
+			// Safe only after the deadline (a payload in the DB later than that): the timeout comes first.
+			own, byTimeout = deadline, true
 		case response > 0:
 			own = minTime(operatorAt(t, policy, deadline, response), deadline)
 			byTimeout = !own.Before(deadline)

@@ -79,8 +79,9 @@ func TestOracle(t *testing.T) {
 		1: run(1, h(0), payload(h(3))),
 		2: run(2, h(1), payload(h(4)), missing),
 		3: run(3, h(2), payload(h(5))),
+		4: run(4, h(3), payload(h(60))), // in the DB only after its deadline: released at the deadline
 	}}
-	runs := []uint32{1, 2, 3}
+	runs := []uint32{1, 2, 3, 4}
 	p := pcl.DefaultPolicy()
 	at := func(rs []RunRelease) []float64 {
 		var out []float64
@@ -99,14 +100,14 @@ func TestOracle(t *testing.T) {
 		}
 	}
 	ordered := oracle(fixed, runs, p, true, 0)
-	eq("ordered", at(ordered), []float64{3, 48.5, 48.5})
-	eq("unordered", at(oracle(fixed, runs, p, false, 0)), []float64{3, 48.5, 5})
+	eq("ordered", at(ordered), []float64{3, 48.5, 48.5, 50.5})
+	eq("unordered", at(oracle(fixed, runs, p, false, 0)), []float64{3, 48.5, 5, 50.5})
 	withOp := oracle(fixed, runs, p, true, time.Hour)
-	eq("operator", at(withOp), []float64{3, 20, 20}) // stream done at 1+18 h, plus an hour
+	eq("operator", at(withOp), []float64{3, 20, 20, 50.5}) // stream done at 1+18 h, plus an hour
 	if len(withOp[1].Unsafe) == 0 || !strings.Contains(withOp[1].Unsafe[0], "never delivered") {
 		t.Errorf("accepting a missing payload is unsafe by the truth: %v", withOp[1].Unsafe)
 	}
-	if !ordered[1].ByTimeout || ordered[2].ByTimeout || len(ordered[1].Unsafe) != 0 {
+	if !ordered[1].ByTimeout || ordered[2].ByTimeout || !ordered[3].ByTimeout || len(ordered[1].Unsafe) != 0 || len(ordered[3].Unsafe) != 0 {
 		t.Errorf("ordered: run 2 by timeout %v (unsafe %v), run 3 by timeout %v", ordered[1].ByTimeout, ordered[1].Unsafe, ordered[2].ByTimeout)
 	}
 }

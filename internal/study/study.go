@@ -44,12 +44,12 @@ const (
 	AgencyOperator  = "agency+operator"
 	// OracleOperator is the oracle with the operator's response time added: a run that is never safe
 	// by itself is released the response time after the simulator's truth shows what blocks it. It is
-	// the yardstick of agency+operator, computed whenever agency+operator runs.
+	// the yardstick of agency+operator, shown whenever agency+operator runs (or when asked for).
 	OracleOperator = "oracle+operator"
 )
 
 // Policies lists the policies the command line accepts, in the order the results show them.
-var Policies = []string{Fixed48h, Agency, AgencyOperator, Oracle, OracleUnordered}
+var Policies = []string{Fixed48h, Agency, AgencyOperator, Oracle, OracleUnordered, OracleOperator}
 
 // Options configure a study. Zero values take the defaults of `spyagency study`.
 type Options struct {
