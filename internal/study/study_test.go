@@ -14,14 +14,16 @@ import (
 // whatever the numbers: the agency never releases unsafely nor later than Tier-0's fixed delay, the
 // oracle is never slower than the agency, fixed48h locks at 47.5 h, and the operator acts on blocked
 // runs and shortens the wait. Timing is docs/benchmarks.md's business, not this test's. The step is 5
-// simulated minutes (the spies whose interval is shorter poll every step) to keep it affordable under
-// the race detector.
+// simulated minutes, 15 under the race detector (the spies whose interval is shorter poll every step).
 func TestStudyInvariants(t *testing.T) {
 	if testing.Short() {
 		t.Skip("three simulated worlds of three days")
 	}
 	t.Parallel()
 	o := Options{Days: 1, Seed: 3, Faults: "default", Step: 5 * time.Minute, Dir: t.TempDir()}
+	if raceEnabled {
+		o.Step = 15 * time.Minute // within go test's 10 minutes under the race detector
+	}
 	if testing.Verbose() {
 		o.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	}
