@@ -201,7 +201,7 @@ func operatorAt(t sim.RunTruth, policy pcl.Policy, deadline time.Time, response 
 			good.Workflows = append(good.Workflows, w)
 			continue
 		}
-		known = maxTime(known, badKnownAt(t, w, deadline))
+		known = maxTime(known, badKnownAt(t, w, t.Stop.Add(policy.For(t.Class).WorkflowDeadline)))
 	}
 	at, ok := demo.SafeAt(good, policy)
 	if !ok {
@@ -211,7 +211,8 @@ func operatorAt(t sim.RunTruth, policy pcl.Policy, deadline time.Time, response 
 }
 
 // badKnownAt is when the truth first shows that a workflow will not deliver: its stream marked done
-// without it (a missing payload), the dropBox's failing verdict, else only the deadline.
+// without it (a missing payload), the dropBox's failing verdict, else the workflow's deadline (when the
+// policy declares it timed out).
 func badKnownAt(t sim.RunTruth, w sim.WorkflowTruth, deadline time.Time) time.Time {
 	switch w.Outcome {
 	case sim.OutcomeMissing, sim.OutcomeNoPayload:

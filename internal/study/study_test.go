@@ -14,7 +14,8 @@ import (
 // whatever the numbers: the agency never releases unsafely nor later than Tier-0's fixed delay, the
 // oracle is never slower than the agency, fixed48h locks at 47.5 h, and the operator acts on blocked
 // runs and shortens the wait. Timing is docs/benchmarks.md's business, not this test's. The step is 5
-// simulated minutes, 15 under the race detector (the spies whose interval is shorter poll every step).
+// simulated minutes (the spies whose interval is shorter poll every step); under the race detector, 30
+// minutes and no operator's world.
 func TestStudyInvariants(t *testing.T) {
 	if testing.Short() {
 		t.Skip("three simulated worlds of three days")
@@ -22,7 +23,10 @@ func TestStudyInvariants(t *testing.T) {
 	t.Parallel()
 	o := Options{Days: 1, Seed: 3, Faults: "default", Step: 5 * time.Minute, Dir: t.TempDir()}
 	if raceEnabled {
-		o.Step = 15 * time.Minute // within go test's 10 minutes under the race detector
+		// Within go test's 10 minutes under the race detector on a busy 2-core machine: one agency
+		// world, in 30-minute steps (every spy then polls every step).
+		o.Step = 30 * time.Minute
+		o.Policies = []string{Fixed48h, Agency, Oracle, OracleUnordered}
 	}
 	if testing.Verbose() {
 		o.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
@@ -40,8 +44,12 @@ func TestStudyInvariants(t *testing.T) {
 			p.Policy, p.Runs, p.MedianHours, p.P90Hours, p.MaxHours, p.SafetyViolations, p.ReleasedByTimeout, p.LaterThanFixed, p.OperatorActions, p.JamRunHours, p.Unreleased)
 		return p
 	}
-	fixed, agency, op := get(Fixed48h), get(Agency), get(AgencyOperator)
+	fixed, agency := get(Fixed48h), get(Agency)
 	oracle, unordered := get(Oracle), get(OracleUnordered)
+	op := agency // under the race detector there is no operator's world
+	if !raceEnabled {
+		op = get(AgencyOperator)
+	}
 	if fixed.Runs < 5 {
 		t.Fatalf("only %d runs measured", fixed.Runs)
 	}
@@ -68,7 +76,7 @@ func TestStudyInvariants(t *testing.T) {
 	if agency.OperatorActions != 0 {
 		t.Errorf("agency alone: %d operator actions", agency.OperatorActions)
 	}
-	if agency.ReleasedByTimeout > 0 && (op.OperatorActions == 0 || op.MedianHours > agency.MedianHours) {
+	if !raceEnabled && agency.ReleasedByTimeout > 0 && (op.OperatorActions == 0 || op.MedianHours > agency.MedianHours) {
 		t.Errorf("runs timed out, yet the operator made %d actions and the median went %.2f → %.2f", op.OperatorActions, agency.MedianHours, op.MedianHours)
 	}
 	if agency.RatioToFixed48h <= 0 || agency.RatioToFixed48h > 1 {
