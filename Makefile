@@ -5,7 +5,7 @@ GO ?= go
 
 # Everything CI runs: vet, then every test with the race detector.
 test: vet
-	$(GO) test -race -count=1 ./...
+	$(GO) test -race -count=1 -timeout 30m ./...  # the end-to-end worlds take minutes under -race
 
 vet:
 	$(GO) vet ./...
