@@ -436,7 +436,7 @@ func elementDefault(t reflect.Type) (reflect.Value, bool) {
 	}
 	if t == reflect.TypeFor[pcl.ClassPolicy]() {
 		base := pcl.DefaultPolicy().Classes[0]
-		base.Pattern, base.Required, base.NoPayloadOK = "", nil, nil
+		base.Pattern, base.Required, base.NoPayloadOK, base.RequirePayload = "", nil, nil, nil
 		return reflect.ValueOf(base), true
 	}
 	return reflect.Value{}, false

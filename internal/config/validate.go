@@ -322,6 +322,11 @@ func (d *decoder) checkPolicy(p pcl.Policy, workflows map[string]bool, cat *pcl.
 				d.addf(d.at(fmt.Sprintf("%s.no_payload_ok[%d]", field, j)), fmt.Sprintf("%s.no_payload_ok[%d]", field, j), "workflow %q is not in the catalogue%s", w, hint)
 			}
 		}
+		for j, w := range c.RequirePayload {
+			if w != "*" && !workflows[w] {
+				d.addf(d.at(fmt.Sprintf("%s.require_payload[%d]", field, j)), fmt.Sprintf("%s.require_payload[%d]", field, j), "workflow %q is not in the catalogue%s", w, hint)
+			}
+		}
 		d.positive(field+".workflow_deadline", c.WorkflowDeadline)
 		d.positive(field+".run_deadline", c.RunDeadline)
 		if c.WorkflowDeadline > 0 && c.RunDeadline > 0 && c.RunDeadline < c.WorkflowDeadline {

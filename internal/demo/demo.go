@@ -35,6 +35,9 @@ type Options struct {
 	// Stepped builds the demo for Step (tests, the study) instead of Run; Clock must then be a
 	// *clock.Fake.
 	Stepped bool
+	// Tier0Backstop keeps Tier-0's own fixed delay OR-ed with the agency's answer, as
+	// docs/tier0-integration.md asks Tier-0 to run it (sim.Config.Tier0Backstop). The study sets it.
+	Tier0Backstop bool
 }
 
 // Demo is a simulator and an agency wired together.
@@ -43,6 +46,9 @@ type Demo struct {
 	App    *app.App
 	Clock  clock.Clock
 	SimURL string
+	// Config is the agency's configuration (its policy is what the end-to-end test and the study check
+	// releases against).
+	Config *config.Config
 	simLn  net.Listener
 	o      Options
 	client *sim.AgencyAt // the Tier-0 stub's view of the agency: its pull API, at the address it bound
@@ -86,7 +92,7 @@ func New(ctx context.Context, o Options) (*Demo, error) {
 	client := &sim.AgencyAt{}
 	d := &Demo{o: o, Clock: o.Clock, client: client}
 	s, err := sim.New(sim.Config{Seed: o.Seed, Dir: filepath.Join(o.DataDir, "cms"), Faults: o.Faults, Clock: o.Clock,
-		Tier0Mode: sim.Tier0Agency, Agency: client, Logger: o.Logger.With("part", "sim")})
+		Tier0Mode: sim.Tier0Agency, Agency: client, Tier0Backstop: o.Tier0Backstop, Logger: o.Logger.With("part", "sim")})
 	if err != nil {
 		return nil, err
 	}
@@ -101,6 +107,7 @@ func New(ctx context.Context, o Options) (*Demo, error) {
 		d.close()
 		return nil, err
 	}
+	d.Config = cfg
 	a, err := app.New(ctx, app.Options{Config: cfg, Clock: o.Clock, Logger: o.Logger, OpenLoopback: true, Stepped: o.Stepped,
 		Banner: "Demo: a simulated CMS at " + fmt.Sprint(o.Speed) + "× real time. Operator actions are open to anyone on this machine."})
 	if err != nil {

@@ -3,6 +3,7 @@ package demo
 import (
 	"fmt"
 	"slices"
+	"time"
 
 	"github.com/cms-pcl/spyagency/internal/pcl"
 	"github.com/cms-pcl/spyagency/internal/sim"
@@ -30,14 +31,21 @@ func CheckRelease(truth sim.RunTruth, rel sim.Release, policy pcl.Policy) []stri
 		}
 		switch w.Outcome {
 		case sim.OutcomeNoPayload:
-			if !cp.AllowsNoPayload(w.Workflow) {
-				out = append(out, fmt.Sprintf("SAFETY: run %d (%s) released at %s while %s had no payload (not allowed for the class)",
+			// The harvest really ran and wrote nothing: PromptReco goes on with the previous conditions,
+			// which is safe unless the policy requires this workflow's payload.
+			if !cp.AllowsNoPayload(w.Workflow) && cp.RequiresPayload(w.Workflow) {
+				out = append(out, fmt.Sprintf("SAFETY: run %d (%s) released at %s while %s had no payload (the policy requires one)",
 					truth.Number, truth.Class, decided.Format("Jan 2 15:04"), w.Workflow))
 			}
 		case sim.OutcomeMissing:
 			out = append(out, fmt.Sprintf("SAFETY: run %d (%s) released at %s while %s never delivered",
 				truth.Number, truth.Class, decided.Format("Jan 2 15:04"), w.Workflow))
 		case sim.OutcomePayload:
+			if !w.Harvested || len(w.Files) == 0 {
+				out = append(out, fmt.Sprintf("SAFETY: run %d (%s) released at %s before %s was harvested",
+					truth.Number, truth.Class, decided.Format("Jan 2 15:04"), w.Workflow))
+				continue
+			}
 			for _, f := range w.Files {
 				// PromptReco reads the tags that gate it (design.md, "Matching"): those, or every tag
 				// where none gates, must hold the payload.
@@ -58,4 +66,60 @@ func CheckRelease(truth sim.RunTruth, rel sim.Release, policy pcl.Policy) []stri
 		}
 	}
 	return out
+}
+
+// SafeAt is the first instant at which a release of the run is safe by CheckRelease without its
+// deadline: the run stopped (and, long enough to expect calibrations, every required workflow's
+// payload is in each tag that gates PromptReco, or its harvest ran and wrote nothing where the policy
+// allows that). A no-payload counts from its harvest, not before: nobody can know it earlier. ok is
+// false when the run is never safe before its deadline (a missing payload, a failed or too-late upload,
+// a harvest not done yet). The study's oracle releases each run at this instant, so the oracle and the
+// checker are the same rule.
+func SafeAt(truth sim.RunTruth, policy pcl.Policy) (at time.Time, ok bool) {
+	cp := policy.For(truth.Class)
+	if truth.Stop.IsZero() {
+		return time.Time{}, false
+	}
+	at = truth.Stop
+	if truth.Stop.Sub(truth.Start) < cp.MinRunLength {
+		return at, true
+	}
+	for _, w := range truth.Workflows {
+		if len(cp.Required) > 0 && !slices.Contains(cp.Required, w.Workflow) {
+			continue
+		}
+		switch w.Outcome {
+		case sim.OutcomeNoPayload:
+			if !cp.AllowsNoPayload(w.Workflow) && cp.RequiresPayload(w.Workflow) {
+				return time.Time{}, false
+			}
+			if w.HarvestAt.After(at) {
+				at = w.HarvestAt
+			}
+		case sim.OutcomePayload:
+			if !w.Harvested || len(w.Files) == 0 {
+				return time.Time{}, false
+			}
+			for _, f := range w.Files {
+				anyGating := false
+				for _, tag := range f.Tags {
+					anyGating = anyGating || pcl.TagGates(sim.Synchronization(tag.Tag))
+				}
+				for _, tag := range f.Tags {
+					if tag.Status == "skip" || (anyGating && !pcl.TagGates(sim.Synchronization(tag.Tag))) {
+						continue
+					}
+					if tag.InDB.IsZero() {
+						return time.Time{}, false
+					}
+					if tag.InDB.After(at) {
+						at = tag.InDB
+					}
+				}
+			}
+		default: // missing: never delivered
+			return time.Time{}, false
+		}
+	}
+	return at, true
 }

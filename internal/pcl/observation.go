@@ -343,15 +343,24 @@ const (
 	QualityGood    Quality = "good"
 	QualityWarning Quality = "warning"
 	QualityBad     Quality = "bad"
+	// QualityInsufficient: every quality test of the workflow's folder gave the DQM code 30 (other:
+	// insufficient statistics, cms-interfaces.md §6). It is the DQM GUI's word that the harvest ran and
+	// found too few events, the evidence that confirms a no-payload (design.md, "No payload").
+	QualityInsufficient Quality = "insufficient-statistics"
 )
 
-// Valid says whether q is one of the four qualities.
+// Valid says whether q is one of the five qualities.
 func (q Quality) Valid() bool {
-	return q == QualityUnknown || q == QualityGood || q == QualityWarning || q == QualityBad
+	return q == QualityUnknown || q == QualityGood || q == QualityWarning || q == QualityBad || q == QualityInsufficient
 }
 
+// StatusInsufficient is the DQM quality-test status "other": the test could not judge, in the PCL
+// harvesting folders because of too few entries (cms-interfaces.md §6).
+const StatusInsufficient = 30
+
 // QualityFromStatus maps a DQM quality-test status code (100 ok, 200 warning, 300 error, 30 other or
-// too few entries) to a Quality.
+// too few entries) to a Quality. One test's 30 is unknown: only a folder all of whose tests say 30 is
+// insufficient-statistics (the DQM spy's QualityOf).
 func QualityFromStatus(code int) Quality {
 	switch code {
 	case 100:

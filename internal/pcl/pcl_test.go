@@ -127,11 +127,37 @@ func TestPolicy(t *testing.T) {
 	if err := p.Validate(c); err != nil {
 		t.Fatalf("default policy: %v", err)
 	}
-	if got := p.For("Cosmics25"); got.Pattern != "Cosmics*" || !got.AllowsNoPayload("SiStripLA") {
+	// By default, in every class, a no-payload is ok where it is confirmed and only there.
+	for _, class := range []string{"Collisions25", "Cosmics25", "HIRun2025", "Commissioning25"} {
+		cp := p.For(class)
+		unconfirmed := WorkflowStatus{Name: "SiStripGains", State: StateNoPayload}
+		confirmed := WorkflowStatus{Name: "SiStripGains", State: StateNoPayload, Flags: []Flag{FlagNoPayloadConfirmed}}
+		if cp.NoPayloadAccepted(&unconfirmed) || !cp.NoPayloadAccepted(&confirmed) {
+			t.Errorf("%s: unconfirmed accepted %v, confirmed accepted %v; want false, true", class,
+				cp.NoPayloadAccepted(&unconfirmed), cp.NoPayloadAccepted(&confirmed))
+		}
+	}
+	if got := p.For("Cosmics25"); got.Pattern != "Cosmics*" {
 		t.Errorf("For(Cosmics25) = %+v", got)
 	}
-	if got := p.For("Collisions25"); got.AllowsNoPayload("SiStripGains") {
-		t.Error("collisions allow no payload by default")
+	strict := ClassPolicy{RequirePayload: []string{"SiStripGains"}, NoPayloadOK: []string{"LumiPCC"}}
+	for _, tc := range []struct {
+		ws   WorkflowStatus
+		want bool
+	}{
+		{WorkflowStatus{Name: "SiStripGains", Flags: []Flag{FlagNoPayloadConfirmed}}, false}, // must deliver
+		{WorkflowStatus{Name: "SiPixelAli", Flags: []Flag{FlagNoPayloadConfirmed}}, true},
+		{WorkflowStatus{Name: "LumiPCC"}, true}, // any absence accepted
+		{WorkflowStatus{Name: "SiPixelAli"}, false},
+	} {
+		if got := strict.NoPayloadAccepted(&tc.ws); got != tc.want {
+			t.Errorf("%s flags %v: accepted %v, want %v", tc.ws.Name, tc.ws.Flags, got, tc.want)
+		}
+	}
+	bad0 := DefaultPolicy()
+	bad0.Classes[1].RequirePayload = []string{"NoSuchWorkflow"}
+	if err := bad0.Validate(c); err == nil || !strings.Contains(err.Error(), "require_payload") {
+		t.Errorf("unknown required payload: %v", err)
 	}
 	bad := DefaultPolicy()
 	bad.Classes[0].Required = []string{"SiStripGainz"}

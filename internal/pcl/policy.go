@@ -21,8 +21,13 @@ type ClassPolicy struct {
 	// Required lists the workflows that must be ok before release; empty means every workflow the run
 	// is expected to run.
 	Required []string `yaml:"required" json:"required"`
-	// NoPayloadOK lists the workflows for which "no payload" is an acceptable outcome ("*" for all).
+	// NoPayloadOK lists the workflows for which any "no payload" is an acceptable outcome ("*" for all),
+	// even one that nothing confirms. Without it, a no-payload is ok only where it is confirmed
+	// (FlagNoPayloadConfirmed) and the workflow is not in RequirePayload.
 	NoPayloadOK []string `yaml:"no_payload_ok" json:"no_payload_ok"`
+	// RequirePayload lists the workflows that must deliver a payload ("*" for all): for them even a
+	// confirmed no-payload is not ok, and the run needs a person.
+	RequirePayload []string `yaml:"require_payload" json:"require_payload"`
 	// WorkflowDeadline is how long after run stop a workflow may take to reach a terminal state.
 	WorkflowDeadline time.Duration `yaml:"workflow_deadline" json:"workflow_deadline"`
 	// RunDeadline is how long after run stop the run may wait for its workflows.
@@ -56,6 +61,11 @@ const (
 // latest, uploads waited for until 18 h, PromptReco locked 47.5 h after stop. A workflow gets until the
 // upload timeout plus a margin; the run, until Tier-0's own lock, so Spy Agency never releases later than
 // Tier-0 alone would.
+//
+// No payload is handled as CMS handles it (cms-interfaces.md §1.3): a workflow that found too few
+// events writes nothing and PromptReco goes on with the previous conditions. So in every class a
+// confirmed no-payload is ok (flagged no-payload-confirmed), and an absence that nothing confirms is
+// not: the run is blocked until the payload comes, a source confirms, or an operator accepts.
 func DefaultPolicy() Policy {
 	base := ClassPolicy{
 		WorkflowDeadline: 20 * time.Hour,
@@ -65,17 +75,13 @@ func DefaultPolicy() Policy {
 		InOrder:          true,
 		AtRiskFraction:   0.75,
 	}
-	collisions := base
-	collisions.Pattern = "Collisions*"
-	cosmics := base
-	cosmics.Pattern = "Cosmics*"
-	cosmics.NoPayloadOK = []string{"*"}
-	hi := base
-	hi.Pattern = "HI*"
-	rest := base
-	rest.Pattern = "*"
-	rest.NoPayloadOK = []string{"*"}
-	return Policy{Classes: []ClassPolicy{collisions, cosmics, hi, rest}}
+	var classes []ClassPolicy
+	for _, pattern := range []string{"Collisions*", "Cosmics*", "HI*", "*"} {
+		c := base
+		c.Pattern = pattern
+		classes = append(classes, c)
+	}
+	return Policy{Classes: classes}
 }
 
 // For returns the class policy of a run class; the last resort is the built-in default.
@@ -99,6 +105,27 @@ func (c ClassPolicy) AllowsNoPayload(workflow string) bool {
 	return false
 }
 
+// RequiresPayload says whether the workflow must deliver a payload: no no-payload is ok for it, however
+// confirmed (unless NoPayloadOK names it too, which accepts any absence).
+func (c ClassPolicy) RequiresPayload(workflow string) bool {
+	for _, w := range c.RequirePayload {
+		if w == "*" || w == workflow {
+			return true
+		}
+	}
+	return false
+}
+
+// NoPayloadAccepted says whether a workflow's no-payload lets the run go: any absence where NoPayloadOK
+// names the workflow, else a confirmed one (the no-payload-confirmed flag) where the workflow is not
+// required to deliver. It is the noPayloadOK argument of State.OK and State.Bad for that workflow.
+func (c ClassPolicy) NoPayloadAccepted(ws *WorkflowStatus) bool {
+	if c.AllowsNoPayload(ws.Name) {
+		return true
+	}
+	return !c.RequiresPayload(ws.Name) && ws.HasFlag(FlagNoPayloadConfirmed)
+}
+
 // Validate checks the policy against the catalogue: known workflows, sane durations and patterns.
 func (p Policy) Validate(cat *Catalogue) error {
 	if len(p.Classes) == 0 {
@@ -120,6 +147,11 @@ func (p Policy) Validate(cat *Catalogue) error {
 		for _, w := range c.NoPayloadOK {
 			if _, ok := cat.Workflow(w); !ok && w != "*" {
 				return fmt.Errorf("%s: no_payload_ok workflow %q is not in the catalogue", where, w)
+			}
+		}
+		for _, w := range c.RequirePayload {
+			if _, ok := cat.Workflow(w); !ok && w != "*" {
+				return fmt.Errorf("%s: require_payload workflow %q is not in the catalogue", where, w)
 			}
 		}
 		if c.WorkflowDeadline <= 0 {

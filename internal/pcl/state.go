@@ -65,6 +65,10 @@ const (
 	FlagVetoed            Flag = "vetoed"             // DQM says the calibration is bad
 	FlagRoutedToPrep      Flag = "routed-to-prep"     // uploaded with the prep (validation) metadata
 	FlagPartialStatistics Flag = "partial-statistics" // harvested by Tier-0's timeout, not because input closed
+	// FlagNoPayloadConfirmed: a no-payload that a source confirms (the DQM GUI's insufficient-statistics
+	// verdict, or Tier-0 finishing the stream before its upload timeout): the harvest ran and wrote
+	// nothing, and PromptReco goes on with the previous conditions (ClassPolicy.NoPayloadAccepted).
+	FlagNoPayloadConfirmed Flag = "no-payload-confirmed"
 )
 
 // Readiness is whether a run may go to PromptReco.
@@ -233,6 +237,16 @@ type WorkflowStatus struct {
 	// on: the IOVs that put the payload in the DB, the verdict that failed it, the override that
 	// accepted it. Sorted, each once.
 	Evidence []int64 `json:"evidence,omitempty"`
+}
+
+// HasFlag says whether the workflow carries the flag.
+func (ws *WorkflowStatus) HasFlag(f Flag) bool {
+	for _, g := range ws.Flags {
+		if g == f {
+			return true
+		}
+	}
+	return false
 }
 
 // Decision is the run's readiness as decided at one moment: what steering tells Tier-0.

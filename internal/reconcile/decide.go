@@ -76,7 +76,7 @@ func (d *deriver) decide(rs *pcl.RunState) (pcl.Decision, evRange) {
 	dec := pcl.Decision{Run: f.run, Blocking: []string{}}
 	for i := range rs.Workflows {
 		ws := &rs.Workflows[i] // a range value would copy each status
-		if ws.Required && !ws.State.OK(d.cp.AllowsNoPayload(ws.Name)) {
+		if ws.Required && !ws.State.OK(d.cp.NoPayloadAccepted(ws)) {
 			dec.Blocking = append(dec.Blocking, ws.Name)
 		}
 	}
@@ -153,7 +153,11 @@ func (d *deriver) timedOut(dec pcl.Decision, rs *pcl.RunState) (pcl.Decision, ev
 
 // blockedReason names a workflow in a bad final state, its state, why, and what unblocks the run.
 func blockedReason(ws *pcl.WorkflowStatus, blocking int) string {
-	r := fmt.Sprintf("%s %s (%s): accept it, release the run, or fix and re-upload", ws.Name, ws.State, ws.Reason)
+	action := "accept it, release the run, or fix and re-upload"
+	if ws.State == pcl.StateNoPayload {
+		action = "if the harvest ran and found too few events, accept it; else have it harvested and uploaded again, or release the run"
+	}
+	r := fmt.Sprintf("%s %s (%s): %s", ws.Name, ws.State, ws.Reason, action)
 	if blocking > 1 {
 		r += fmt.Sprintf(" (and %d more)", blocking-1)
 	}

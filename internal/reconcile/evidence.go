@@ -84,7 +84,7 @@ const (
 
 func (u union) takes(d *deriver, ws *pcl.WorkflowStatus) bool {
 	if u == ofBad {
-		return ws.Required && ws.State.Bad(d.cp.AllowsNoPayload(ws.Name))
+		return ws.Required && ws.State.Bad(d.cp.NoPayloadAccepted(ws))
 	}
 	return ws.Required
 }

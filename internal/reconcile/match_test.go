@@ -227,12 +227,21 @@ func TestEvidence(t *testing.T) {
 	if rs.Decision.State != pcl.ReadinessReady || !slices.Equal(ws.Evidence, accept) || !slices.Equal(rs.Decision.Evidence, accept) {
 		t.Errorf("accepted: %s evidence %v, decision %s %v, want %v", ws.State, ws.Evidence, rs.Decision.State, rs.Decision.Evidence, accept)
 	}
-	// No payload: the stream's end. Held: the hold. Released: the release. Timed out: the run's stop.
-	obs = withSeqs(concat(one(stopped(), streamDone("Express", 2*time.Hour)), collisionsConfig()))
-	rs = reconcile(obs, 3*time.Hour, gains)
+	// No payload: the stream's end (here only at the upload timeout, so unconfirmed). Held: the hold.
+	// Released: the release. Timed out: the run's stop.
+	obs = withSeqs(concat(one(stopped(), streamDone("Express", 19*time.Hour)), collisionsConfig()))
+	rs = reconcile(obs, 20*time.Hour, gains)
 	ws, _ = rs.Workflow("SiStripGains")
 	if done := []int64{find(obs, pcl.KindStreamDone, nil)}; ws.State != pcl.StateNoPayload || !slices.Equal(ws.Evidence, done) {
 		t.Errorf("no-payload evidence %v, want %v", ws.Evidence, done)
+	}
+	// A no-payload the DQM GUI confirms: the stream's end and the verdict, and the run is ready on both.
+	confirmed := withSeqs(concat(obs, one(quality("SiStripGains", pcl.QualityInsufficient, 19*time.Hour+10*time.Minute))))
+	rs = reconcile(confirmed, 20*time.Hour, gains)
+	ws, _ = rs.Workflow("SiStripGains")
+	want := []int64{find(confirmed, pcl.KindStreamDone, nil), find(confirmed, pcl.KindDQMQuality, nil)}
+	if rs.Decision.State != pcl.ReadinessReady || !slices.Equal(ws.Evidence, want) || !slices.Equal(rs.Decision.Evidence, want) {
+		t.Errorf("confirmed no-payload: %s evidence %v, decision %s %v, want %v", ws.State, ws.Evidence, rs.Decision.State, rs.Decision.Evidence, want)
 	}
 	for _, tc := range []struct {
 		extra pcl.Observation
@@ -240,9 +249,9 @@ func TestEvidence(t *testing.T) {
 		want  pcl.Readiness
 		kind  pcl.Kind
 	}{
-		{override(pcl.OverrideHold, "", time.Hour), 3 * time.Hour, pcl.ReadinessHeld, pcl.KindOverride},
-		{override(pcl.OverrideRelease, "", time.Hour), 3 * time.Hour, pcl.ReadinessForced, pcl.KindOverride},
-		{release(time.Hour), 3 * time.Hour, pcl.ReadinessReleased, pcl.KindRelease},
+		{override(pcl.OverrideHold, "", time.Hour), 20 * time.Hour, pcl.ReadinessHeld, pcl.KindOverride},
+		{override(pcl.OverrideRelease, "", time.Hour), 20 * time.Hour, pcl.ReadinessForced, pcl.KindOverride},
+		{release(time.Hour), 20 * time.Hour, pcl.ReadinessReleased, pcl.KindRelease},
 		{quality("SiStripGains", pcl.QualityGood, time.Hour), 48 * time.Hour, pcl.ReadinessTimedOut, pcl.KindRun},
 	} {
 		o := withSeqs(concat(obs, one(tc.extra)))

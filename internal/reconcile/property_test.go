@@ -92,7 +92,7 @@ func randomWorld(r *rand.Rand) ([]pcl.Observation, pcl.Policy, time.Duration, ma
 			obs = append(obs, override(pcl.OverrideAccept, w.Name, dur(60*time.Hour)))
 		}
 		if r.IntN(8) == 0 {
-			q := []pcl.Quality{pcl.QualityGood, pcl.QualityWarning, pcl.QualityBad, pcl.QualityUnknown}[r.IntN(4)]
+			q := []pcl.Quality{pcl.QualityGood, pcl.QualityWarning, pcl.QualityBad, pcl.QualityUnknown, pcl.QualityInsufficient}[r.IntN(5)]
 			obs = append(obs, quality(w.Name, q, dur(30*time.Hour)))
 		}
 	}
@@ -104,11 +104,14 @@ func randomWorld(r *rand.Rand) ([]pcl.Observation, pcl.Policy, time.Duration, ma
 		obs = append(obs, release(dur(60*time.Hour)))
 	}
 	p := pcl.DefaultPolicy()
-	switch r.IntN(3) {
+	switch r.IntN(5) {
 	case 0:
 		p = onlyGains(pcl.OnTimeoutHold)
 	case 1:
 		p = onlyGains(pcl.OnTimeoutRelease)
+	case 2: // a class that accepts any absence, and one workflow that must always deliver
+		p.Classes[0].NoPayloadOK = []string{"SiPixelAli"}
+		p.Classes[0].RequirePayload = []string{"SiStripGains"}
 	}
 	var sources map[pcl.Source]SourceView
 	if r.IntN(2) == 0 {

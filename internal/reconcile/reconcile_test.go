@@ -210,11 +210,11 @@ func TestWorkflowStates(t *testing.T) {
 				iov("SiPixelQuality_byPCL_other_v1", pcl.PackLumi(testRun, 1), h2, 80*time.Minute),
 				override(pcl.OverrideAccept, "SiPixelQuality", 3*time.Hour)), collisionsConfig()),
 			now: 4 * time.Hour, sources: freshSources(100 * time.Minute), workflow: "SiPixelQuality", want: pcl.StateAccepted},
-		{name: "an input that never came where the class accepts no payload",
+		{name: "an input that never came is a no-payload nothing confirms, even in commissioning",
 			obs: concat(one(runObs("Commissioning25", &t0), streamDone("Express", 90*time.Minute), harvest(pxPrompt, time.Hour, h1),
 				iov("SiPixelQuality_byPCL_prompt_v2", pcl.PackLumi(testRun, 1), h1, 80*time.Minute)), collisionsConfig()),
-			now: 2 * time.Hour, sources: freshSources(100 * time.Minute), workflow: "SiPixelQuality", want: pcl.StateInDB,
-			reason: "; no file of SiPixelQualityFromDbRcd_other, SiPixelQualityFromDbRcd_stuckTBM, which this run class accepts"},
+			now: 2 * time.Hour, sources: freshSources(100 * time.Minute), workflow: "SiPixelQuality", want: pcl.StateNoPayload,
+			reason: "no file of SiPixelQualityFromDbRcd_other, SiPixelQualityFromDbRcd_stuckTBM in the harvest area (the other inputs:"},
 		{name: "an input that never came does not hide another input's failure",
 			obs: concat(one(stopped(), streamDone("Express", 90*time.Minute), harvest(pxPrompt, time.Hour, h1),
 				upload(pxPrompt, "SiPixelQuality_byPCL_prompt_v2", pcl.UploadFail, 70*time.Minute)), collisionsConfig()),
@@ -305,7 +305,7 @@ func TestReadiness(t *testing.T) {
 			now: 4 * time.Hour, want: pcl.ReadinessReady, releasable: true},
 		{name: "released by Tier-0 whatever else", obs: concat(failed, one(override(pcl.OverrideHold, "", 3*time.Hour), release(50*time.Hour))),
 			now: 51 * time.Hour, want: pcl.ReadinessReleased, releasable: true, reason: "JetMET0"},
-		{name: "no payload blocks a collisions run", obs: concat(base, one(streamDone("Express", 2*time.Hour))), now: 3 * time.Hour,
+		{name: "an unconfirmed no payload blocks a collisions run", obs: concat(base, one(streamDone("Express", 18*time.Hour))), now: 19 * time.Hour,
 			want: pcl.ReadinessBlocked, blocking: []string{"SiStripGains"}, reason: "SiStripGains no-payload (Express done at"},
 		{name: "no payload not yet concluded waits", obs: concat(base, one(streamDone("Express", 2*time.Hour))), now: 3 * time.Hour,
 			sources: freshSources(time.Hour), want: pcl.ReadinessWaiting, blocking: []string{"SiStripGains"}},
@@ -332,6 +332,73 @@ func TestReadiness(t *testing.T) {
 			}
 			if !strings.Contains(d.Reason, tc.reason) {
 				t.Errorf("reason %q lacks %q", d.Reason, tc.reason)
+			}
+			checkInvariant(t, rs, p)
+		})
+	}
+}
+
+// TestNoPayloadEvidence: the evidence rules of a no-payload (design.md, "No payload"; docs/operator-guide.md).
+// It is ok where a source confirms that the harvest ran and wrote nothing, the DQM GUI (every quality test
+// 30, insufficient statistics) or Tier-0 (the stream done before its 18 h upload timeout); absence that
+// nothing confirms blocks the run, and the reason says what is missing and what to do.
+func TestNoPayloadEvidence(t *testing.T) {
+	t.Parallel()
+	config := collisionsConfig()
+	strict := pcl.DefaultPolicy()
+	strict.Classes[0].RequirePayload = []string{"SiStripGains"}
+	lenient := onlyGains(pcl.OnTimeoutRelease)
+	lenient.Classes[0].NoPayloadOK = []string{"SiStripGains"}
+	for _, tc := range []struct {
+		name      string
+		extra     []pcl.Observation
+		now       time.Duration
+		policy    pcl.Policy
+		confirmed bool
+		want      pcl.Readiness
+		reason    string // in the workflow's reason
+		decision  string // in the decision's reason
+	}{
+		{name: "Tier-0 finished the stream early: confirmed", extra: one(streamDone("Express", 2*time.Hour)), now: 3 * time.Hour,
+			confirmed: true, want: pcl.ReadinessReady, reason: "confirmed: Tier-0 finished the stream 2h0m0s after stop"},
+		{name: "done only at the upload timeout: unconfirmed, blocked", extra: one(streamDone("Express", 18*time.Hour+time.Minute)), now: 19 * time.Hour,
+			want: pcl.ReadinessBlocked, reason: "nothing confirms it", decision: "if the harvest ran and found too few events, accept it"},
+		{name: "done at the timeout, the DQM GUI says insufficient statistics: confirmed",
+			extra: one(streamDone("Express", 18*time.Hour+time.Minute), quality("SiStripGains", pcl.QualityInsufficient, 2*time.Hour)), now: 19 * time.Hour,
+			confirmed: true, want: pcl.ReadinessReady, reason: "confirmed: the DQM GUI's quality tests say insufficient statistics"},
+		{name: "an unknown DQM verdict confirms nothing",
+			extra: one(streamDone("Express", 18*time.Hour+time.Minute), quality("SiStripGains", pcl.QualityUnknown, 2*time.Hour)), now: 19 * time.Hour,
+			want: pcl.ReadinessBlocked, reason: "nothing confirms it"},
+		{name: "a workflow the policy requires to deliver blocks even when confirmed", extra: one(streamDone("Express", 2*time.Hour)),
+			now: 3 * time.Hour, policy: strict, confirmed: true, want: pcl.ReadinessBlocked, decision: "SiStripGains no-payload"},
+		{name: "no_payload_ok accepts an absence nothing confirms", extra: one(streamDone("Express", 18*time.Hour+time.Minute)), now: 19 * time.Hour,
+			policy: lenient, want: pcl.ReadinessReady, reason: "nothing confirms it"},
+		{name: "an unconfirmed no-payload accepted by an operator",
+			extra: one(streamDone("Express", 18*time.Hour+time.Minute), override(pcl.OverrideAccept, "SiStripGains", 19*time.Hour)), now: 20 * time.Hour,
+			want: pcl.ReadinessReady, reason: "accepted by shifter"},
+		{name: "unconfirmed times out at the run's deadline", extra: one(streamDone("Express", 18*time.Hour+time.Minute)), now: 48 * time.Hour,
+			want: pcl.ReadinessTimedOut, decision: "released by policy"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			p := tc.policy
+			if p.Classes == nil {
+				p = onlyGains(pcl.OnTimeoutRelease)
+			}
+			obs := concat(one(stopped()), config, tc.extra)
+			rs := Reconcile(Input{Run: testRun, Observations: obs, Catalogue: catalog, Policy: p, Sources: freshSources(tc.now), Now: at(tc.now)})
+			ws, _ := rs.Workflow("SiStripGains")
+			if got := ws.HasFlag(pcl.FlagNoPayloadConfirmed); got != tc.confirmed {
+				t.Errorf("%s (%s): confirmed flag %v, want %v", ws.State, ws.Reason, got, tc.confirmed)
+			}
+			if rs.Decision.State != tc.want {
+				t.Errorf("readiness %s (%s), want %s", rs.Decision.State, rs.Decision.Reason, tc.want)
+			}
+			if !strings.Contains(ws.Reason, tc.reason) {
+				t.Errorf("workflow reason %q lacks %q", ws.Reason, tc.reason)
+			}
+			if !strings.Contains(rs.Decision.Reason, tc.decision) {
+				t.Errorf("decision reason %q lacks %q", rs.Decision.Reason, tc.decision)
 			}
 			checkInvariant(t, rs, p)
 		})
@@ -485,7 +552,7 @@ func checkInvariant(t *testing.T, rs pcl.RunState, p pcl.Policy) {
 		t.Errorf("run %d ready but not releasable", rs.Run)
 	}
 	for _, ws := range rs.Workflows {
-		if ws.Required && !ws.State.OK(cp.AllowsNoPayload(ws.Name)) {
+		if ws.Required && !ws.State.OK(cp.NoPayloadAccepted(&ws)) {
 			t.Errorf("SAFETY: run %d ready while required %s is %s", rs.Run, ws.Name, ws.State)
 		}
 	}

@@ -72,6 +72,7 @@ type refRun struct {
 	qualities  map[string][]*pcl.Observation // workflow → DQM verdicts
 	overrides  []*pcl.Observation
 	unchanged  bool // set while deriving a workflow
+	confirmed  bool // set while deriving a workflow: its no-payload is confirmed
 	waitsScan  bool
 	wfEvidence map[string][]int64
 }
@@ -178,6 +179,16 @@ func refIndex(in Input) *refRun {
 		r.cp = in.Policy.For("")
 	}
 	return r
+}
+
+// noPayloadOK is the policy's word on a no-payload: any absence for the workflows it names as such, a
+// confirmed one for those it does not require to deliver.
+func (r *refRun) noPayloadOK(workflow string, confirmed bool) bool {
+	if slices.Contains(r.cp.NoPayloadOK, "*") || slices.Contains(r.cp.NoPayloadOK, workflow) {
+		return true
+	}
+	required := slices.Contains(r.cp.RequirePayload, "*") || slices.Contains(r.cp.RequirePayload, workflow)
+	return confirmed && !required
 }
 
 func (r *refRun) stop() time.Time {
@@ -433,7 +444,7 @@ func (r *refRun) refFileState(in *pcl.Input, h *pcl.Observation) refFile {
 // refWorkflow derives one workflow's status.
 func (r *refRun) refWorkflow(w *pcl.Workflow) pcl.WorkflowStatus {
 	ws := pcl.WorkflowStatus{Name: w.Name, Quality: pcl.QualityUnknown, Flags: []pcl.Flag{}}
-	r.unchanged = false
+	r.unchanged, r.confirmed = false, false
 	if q := refNewest(r.qualities[w.Name]); q != nil {
 		ws.Quality = q.Quality
 	}
@@ -472,7 +483,7 @@ func (r *refRun) refWorkflow(w *pcl.Workflow) pcl.WorkflowStatus {
 			evidence = seqs(r.runObs)
 		}
 	}
-	if ws.State.Bad(r.cp.AllowsNoPayload(w.Name)) {
+	if ws.State.Bad(r.noPayloadOK(w.Name, r.confirmed)) {
 		var named []*pcl.Observation
 		for _, o := range r.overrides {
 			if o.Workflow == w.Name && (o.Action == pcl.OverrideAccept || o.Action == pcl.OverrideClear) {
@@ -543,7 +554,16 @@ func (r *refRun) refProgress(w *pcl.Workflow, streams []string, ws *pcl.Workflow
 	}
 	if len(states) == 0 {
 		if fresh {
-			return noPayload()
+			// Confirmed by the DQM GUI (every test said 30), or by Tier-0 finishing the stream before
+			// its 18 h upload timeout; only a whole absence, never a missing input among others.
+			ev := noPayload()
+			if q := refNewest(r.qualities[w.Name]); q != nil && q.Quality == pcl.QualityInsufficient {
+				r.confirmed = true
+				ev = append(ev, seqs(q)...)
+			} else if seenAt(done).Before(r.stop().Add(18 * time.Hour)) {
+				r.confirmed = true
+			}
+			return ev
 		}
 		ws.State = pcl.StateAwaitingHarvest
 		return nil
@@ -598,7 +618,7 @@ func (r *refRun) refFlags(w *pcl.Workflow, ws *pcl.WorkflowStatus) []pcl.Flag {
 		early := ws.State == pcl.StateAwaitingHarvest || ws.State == pcl.StateHarvested || ws.State == pcl.StateUploading
 		// At risk of missing Tier-0's lock: a bad final state, a step behind Tier-0's schedule, or an
 		// upload that the FCSR has already passed.
-		if (ws.State.Terminal() && ws.State.Bad(r.cp.AllowsNoPayload(w.Name))) ||
+		if (ws.State.Terminal() && ws.State.Bad(r.noPayloadOK(w.Name, r.confirmed))) ||
 			(!ws.State.Terminal() && (!r.in.Now.Before(r.refRiskAt(ws)) || (r.in.FCSR > r.in.Run && early))) {
 			set[pcl.FlagAtRisk] = true
 			ws.AtRiskUntil = r.stop().Add(48*time.Hour - 30*time.Minute)
@@ -606,6 +626,9 @@ func (r *refRun) refFlags(w *pcl.Workflow, ws *pcl.WorkflowStatus) []pcl.Flag {
 	}
 	if r.unchanged {
 		set[pcl.FlagUnchangedPayload] = true
+	}
+	if r.confirmed {
+		set[pcl.FlagNoPayloadConfirmed] = true
 	}
 	if ws.Quality == pcl.QualityBad {
 		set[pcl.FlagVetoed] = true
@@ -716,7 +739,9 @@ func refReconcile(in Input) pcl.RunState {
 
 func (r *refRun) refDecide(rs *pcl.RunState) pcl.Decision {
 	d := pcl.Decision{Run: r.in.Run, Blocking: []string{}}
-	okState := func(ws pcl.WorkflowStatus) bool { return ws.State.OK(r.cp.AllowsNoPayload(ws.Name)) }
+	okState := func(ws pcl.WorkflowStatus) bool {
+		return ws.State.OK(r.noPayloadOK(ws.Name, slices.Contains(ws.Flags, pcl.FlagNoPayloadConfirmed)))
+	}
 	for _, ws := range rs.Workflows {
 		if ws.Required && !okState(ws) {
 			d.Blocking = append(d.Blocking, ws.Name)
@@ -773,7 +798,9 @@ func (r *refRun) refDecide(rs *pcl.RunState) pcl.Decision {
 	case !r.in.Now.Before(rs.Deadline):
 		return timedOut()
 	}
-	bad := func(ws pcl.WorkflowStatus) bool { return ws.Required && ws.State.Bad(r.cp.AllowsNoPayload(ws.Name)) }
+	bad := func(ws pcl.WorkflowStatus) bool {
+		return ws.Required && ws.State.Bad(r.noPayloadOK(ws.Name, slices.Contains(ws.Flags, pcl.FlagNoPayloadConfirmed)))
+	}
 	for _, ws := range rs.Workflows {
 		if bad(ws) {
 			d.State, d.Evidence = pcl.ReadinessBlocked, union(bad)

@@ -52,7 +52,7 @@ func (d *deriver) atRisk(ws *pcl.WorkflowStatus) bool {
 		return false
 	}
 	if ws.State.Terminal() {
-		return ws.State.Bad(d.cp.AllowsNoPayload(ws.Name))
+		return ws.State.Bad(d.cp.NoPayloadAccepted(ws))
 	}
 	if !d.in.Now.Before(d.riskAt(ws)) {
 		return true

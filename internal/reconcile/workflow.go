@@ -127,7 +127,7 @@ func (d *deriver) derive(wi int, w *pcl.Workflow, ws *pcl.WorkflowStatus) {
 // finish applies what comes after the state: accepted overrides, evidence, flags, the milestones' order.
 // ev is where the workflow's citations start.
 func (d *deriver) finish(wi int, w *pcl.Workflow, ws *pcl.WorkflowStatus, ev int) {
-	noPayloadOK := d.cp.AllowsNoPayload(w.Name)
+	noPayloadOK := d.cp.NoPayloadAccepted(ws)
 	var accept *pcl.Observation
 	if ws.State.Bad(noPayloadOK) {
 		if o, ok := d.accepted(w.Name); ok {
@@ -209,6 +209,7 @@ func (d *deriver) progress(wi int, w *pcl.Workflow, ws *pcl.WorkflowStatus) {
 		switch {
 		case harvestFresh:
 			noPayload(fmt.Sprintf("%s done at %s and no file of %s in the harvest area", strings.Join(d.workflowStreams(wi), ", "), clock(doneAt), w.Name))
+			d.confirmNoPayload(wi, doneAt, ws)
 		case !doneAt.IsZero():
 			ws.State = pcl.StateAwaitingHarvest
 			ws.Reason = "stream done, waiting for a harvest-area scan after it"
@@ -244,6 +245,28 @@ func (d *deriver) progress(wi int, w *pcl.Workflow, ws *pcl.WorkflowStatus) {
 		noPayload(fmt.Sprintf("%s done at %s and no file of %s in the harvest area (the other inputs: %s)",
 			strings.Join(d.workflowStreams(wi), ", "), clock(doneAt), strings.Join(missing, ", "), ws.Reason))
 	}
+}
+
+// confirmNoPayload looks for what confirms that a workflow with no file really ran and wrote nothing
+// (design.md, "No payload"): the DQM GUI's insufficient-statistics verdict for the workflow and run, or
+// Tier-0 saying the stream is done before its upload timeout (run_stream_done includes AlcaHarvest and
+// the upload task, cms-interfaces.md §2; a stream whose harvest never finished is marked done only at
+// that timeout). A confirmed no-payload carries the no-payload-confirmed flag and cites what confirmed
+// it; an unconfirmed one says what is missing.
+func (d *deriver) confirmNoPayload(wi int, doneAt time.Time, ws *pcl.WorkflowStatus) {
+	if q := d.f.quality[wi]; q != nil && q.Quality == pcl.QualityInsufficient {
+		ws.Flags = append(ws.Flags, pcl.FlagNoPayloadConfirmed)
+		ws.Reason += "; confirmed: the DQM GUI's quality tests say insufficient statistics"
+		d.cite(q)
+		return
+	}
+	if timeout := d.f.info.Stop.Add(ConditionUploadTimeout); doneAt.Before(timeout) {
+		ws.Flags = append(ws.Flags, pcl.FlagNoPayloadConfirmed)
+		ws.Reason += fmt.Sprintf("; confirmed: Tier-0 finished the stream %s after stop, before its %s upload timeout, so the harvest ran and wrote nothing",
+			doneAt.Sub(*d.f.info.Stop).Round(time.Minute), ConditionUploadTimeout)
+		return
+	}
+	ws.Reason += fmt.Sprintf("; nothing confirms it: no insufficient-statistics verdict from the DQM GUI, and Tier-0 marked the stream done only at its %s upload timeout, so the harvest may never have run", ConditionUploadTimeout)
 }
 
 // stateRank orders non-bad file states by progress: a workflow is as far as its least advanced input.

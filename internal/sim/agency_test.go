@@ -48,3 +48,41 @@ func TestTier0AsksTheAgencyOutsideTheWorldLock(t *testing.T) {
 		t.Errorf("asked %d times for one advance of 120 feeder cycles, want 1", n)
 	}
 }
+
+// holdingAgency says no run may go.
+type holdingAgency struct{}
+
+func (holdingAgency) FirstUnreadyRun(context.Context) (uint32, error) { return 0, nil }
+
+// TestTier0Backstop: with the backstop, Tier-0 keeps its own fixed delay beside the agency's answer
+// (docs/tier0-integration.md), so an agency that holds every run delays none past stop + 47.5 h; without
+// it, the agency's answer alone decides.
+func TestTier0Backstop(t *testing.T) {
+	t.Parallel()
+	end := DefaultStart.Add(60 * time.Hour)
+	for _, backstop := range []bool{false, true} {
+		s := newSim(t, Config{Seed: 5, Tier0Mode: Tier0Agency, Agency: holdingAgency{}, Tier0Backstop: backstop})
+		for now := DefaultStart; now.Before(end); now = now.Add(10 * time.Minute) {
+			if err := s.AdvanceTo(now); err != nil {
+				t.Fatal(err)
+			}
+		}
+		rels := s.Releases()
+		if !backstop {
+			if len(rels) != 0 {
+				t.Errorf("without the backstop %d runs were released while the agency held them all", len(rels))
+			}
+			continue
+		}
+		if len(rels) == 0 {
+			t.Fatal("with the backstop no run was released in 60 h")
+		}
+		for _, r := range rels {
+			truth, _ := s.Truth(r.Run)
+			lock := truth.Stop.Add(DefaultParams().RecoDelay - DefaultParams().RecoLockDelay)
+			if r.ByAgency || r.Locked.Before(lock) || r.Locked.After(lock.Add(DefaultParams().FeederInterval)) {
+				t.Errorf("run %d locked %s by-agency=%v, want at its fixed lock %s by the backstop", r.Run, r.Locked, r.ByAgency, lock)
+			}
+		}
+	}
+}

@@ -37,8 +37,13 @@ type Config struct {
 	Start     time.Time
 	Tier0Mode Tier0Mode // default fixed
 	Agency    AgencyClient
-	Catalogue *pcl.Catalogue // nil: the built-in catalogue
-	Logger    *slog.Logger
+	// Tier0Backstop, in agency mode, keeps Tier-0's own fixed delay OR-ed with the agency's answer, as
+	// docs/tier0-integration.md asks Tier-0 to run it: a run is locked when the agency says so or when
+	// its fixed lock time comes, whichever is first. Without it the fixed delay applies only while the
+	// agency cannot be reached.
+	Tier0Backstop bool
+	Catalogue     *pcl.Catalogue // nil: the built-in catalogue
+	Logger        *slog.Logger
 }
 
 // Sim is the simulated CMS: the world and its services.
@@ -90,6 +95,7 @@ func New(cfg Config) (*Sim, error) {
 	if err != nil {
 		return nil, err
 	}
+	t0.backstop = cfg.Tier0Backstop
 	d, err := newDisk(context.Background(), dir, cfg.Catalogue, cfg.Start)
 	if err != nil {
 		return nil, err

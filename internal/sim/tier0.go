@@ -104,6 +104,7 @@ func (a HTTPAgency) FirstUnreadyRun(ctx context.Context) (uint32, error) {
 type t0stub struct {
 	mode     Tier0Mode
 	agency   AgencyClient
+	backstop bool // agency mode: the fixed delay stays OR-ed in (Config.Tier0Backstop)
 	p        Params
 	log      *slog.Logger
 	order    []uint32        // runs Tier-0 knows, in order
@@ -178,15 +179,17 @@ func (t *t0stub) cycle(w *world) {
 	// everything before releaseNext released.
 	for ; t.lockNext < len(w.runs); t.lockNext++ {
 		r := w.runs[t.lockNext]
-		eligible := r.stopped && !w.now.Before(r.Stop.Add(t.p.RecoDelay-t.p.RecoLockDelay))
+		due := r.stopped && !w.now.Before(r.Stop.Add(t.p.RecoDelay-t.p.RecoLockDelay))
+		eligible, agencySaid := due, false
 		if useAgency {
-			eligible = r.stopped && r.Number < limit
+			agencySaid = r.stopped && r.Number < limit
+			eligible = agencySaid || (t.backstop && due)
 		}
 		if !eligible {
 			break
 		}
 		t.locked[r.Number], t.fcsrValid = true, false
-		r.Locked, r.byAgency = w.now, useAgency
+		r.Locked, r.byAgency = w.now, agencySaid
 		w.record("tier0 lock run %d by-agency=%v", r.Number, useAgency)
 	}
 	if f := t.fcsr(); f != fcsrBefore {

@@ -177,18 +177,24 @@ func DecodeArchiveV1(data []byte) (Folder, error) {
 
 // QualityOf is the folder's verdict: the worst quality-test result of its monitor elements, where bad is
 // worse than warning, warning worse than unknown (a test that could not judge, status 30 or any other
-// code) and unknown worse than good. A folder without any quality test is unknown.
+// code) and unknown worse than good. A folder without any quality test is unknown. A folder whose every
+// test says 30 (insufficient statistics) is insufficient-statistics: the harvest ran and found too few
+// events, the DQM GUI's confirmation of a no-payload.
 func QualityOf(f Folder) pcl.Quality {
 	rank := map[pcl.Quality]int{pcl.QualityGood: 1, pcl.QualityUnknown: 2, pcl.QualityWarning: 3, pcl.QualityBad: 4}
 	worst := pcl.QualityUnknown
-	seen := false
+	seen, allInsufficient := false, true
 	for _, me := range f.MEs {
 		for _, st := range me.Statuses {
+			allInsufficient = allInsufficient && st == pcl.StatusInsufficient
 			q := pcl.QualityFromStatus(st)
 			if !seen || rank[q] > rank[worst] {
 				worst, seen = q, true
 			}
 		}
+	}
+	if seen && allInsufficient {
+		return pcl.QualityInsufficient
 	}
 	return worst
 }

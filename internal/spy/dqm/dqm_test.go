@@ -100,6 +100,10 @@ func TestQualityOfWorstWins(t *testing.T) {
 		{[][]int{{100, 30}}, pcl.QualityUnknown},
 		{[][]int{{100}, {200, 30}}, pcl.QualityWarning},
 		{[][]int{{300}, {200}, {100}}, pcl.QualityBad},
+		// Every test says 30: the DQM GUI's word that the harvest found too few events.
+		{[][]int{{30}, {30, 30}}, pcl.QualityInsufficient},
+		{[][]int{{30}, {}}, pcl.QualityInsufficient},
+		{[][]int{{30}, {300}}, pcl.QualityBad},
 	} {
 		var f Folder
 		for _, st := range tc.statuses {
