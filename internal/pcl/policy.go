@@ -17,6 +17,8 @@ const (
 // ClassPolicy is the policy for the runs whose class matches Pattern (a shell pattern such as
 // "Collisions*").
 type ClassPolicy struct {
+	// Pattern is the run classes this policy is for, a shell pattern (Collisions*); the first class
+	// whose pattern matches applies.
 	Pattern string `yaml:"pattern" json:"pattern"`
 	// Required lists the workflows that must be ok before release; empty means every workflow the run
 	// is expected to run.
@@ -32,7 +34,9 @@ type ClassPolicy struct {
 	WorkflowDeadline time.Duration `yaml:"workflow_deadline" json:"workflow_deadline"`
 	// RunDeadline is how long after run stop the run may wait for its workflows.
 	RunDeadline time.Duration `yaml:"run_deadline" json:"run_deadline"`
-	OnTimeout   OnTimeout     `yaml:"on_timeout" json:"on_timeout"`
+	// OnTimeout is what a run past RunDeadline becomes: release (with an alert, as Tier-0's own delay
+	// would) or hold (until an operator acts).
+	OnTimeout OnTimeout `yaml:"on_timeout" json:"on_timeout"`
 	// MinRunLength: shorter runs expect no workflow.
 	MinRunLength time.Duration `yaml:"min_run_length" json:"min_run_length"`
 	// InOrder: runs are released in run order, as Tier-0 does.
