@@ -272,18 +272,24 @@ func TestReplicasFailOver(t *testing.T) {
 				}
 				feed(20)
 			}
-			// Everything stored is delivered: wait until the leader's outbox is empty.
+			// Everything stored is decided and delivered: wait until every run has a decision and the outbox is empty.
 			st := c.apps[lead].Store
 			for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(50 * time.Millisecond) {
 				pending, err := st.PendingOutbox(ctx, "tier0-hook", time.Now().Add(time.Hour), 1000)
 				if err != nil {
 					t.Fatal(err)
 				}
-				if len(pending) == 0 {
+				decided := 0
+				for run := uint32(400000); run < next; run++ {
+					if ds, err := st.Decisions(ctx, run); err == nil && len(ds) > 0 {
+						decided++
+					}
+				}
+				if len(pending) == 0 && decided == int(next-400000) {
 					break
 				}
 				if time.Now().After(deadline) {
-					t.Fatalf("%d outbox entries still pending", len(pending))
+					t.Fatalf("%d of %d runs decided, %d outbox entries still pending", decided, next-400000, len(pending))
 				}
 			}
 			want := map[string]bool{}
