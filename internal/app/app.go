@@ -86,6 +86,7 @@ type App struct {
 	// leaderStore the store its parts write through (leader.go); both nil on SQLite and when stepped.
 	lead        *leadership
 	leaderStore *leaderStore
+	feed        *runFeed // the web's live events on replicas (live.go)
 }
 
 // New opens the store and builds every part; nothing runs until Start (or Step). When it fails, what
@@ -134,6 +135,7 @@ func New(ctx context.Context, o Options) (_ *App, err error) {
 			a.lead.ttl = config.DefaultLeaseTTL
 		}
 		st, a.Store, cluster = a.leaderStore, a.leaderStore, a.lead
+		a.feed = newRunFeed()
 		a.o = o
 	}
 	ag, err := agency.New(ctx, agency.Options{Store: st, Catalogue: cat, Policy: cfg.Policy, Clock: o.Clock,
@@ -184,7 +186,7 @@ func New(ctx context.Context, o Options) (_ *App, err error) {
 	readyRuns, firstUnreadyRun := steer.PullHandlersLog(steer.StoreSource{Store: st}, cfg.Policy, o.Logger.With("part", "pull"))
 	a.Web, err = web.New(web.Options{Store: st, Catalogue: cat, Clock: o.Clock, Logger: o.Logger.With("part", "web"),
 		Overrider: replicaOverrider{ag, st}, Sources: a.spies, MaxBody: cfg.Server.MaxBodyBytes,
-		Version: o.Version, Banner: o.Banner, Ready: readiness{up: a.up, store: st, lead: a.lead}, Events: ag,
+		Version: o.Version, Banner: o.Banner, Ready: readiness{up: a.up, store: st, lead: a.lead}, Events: a.webEvents(),
 		Links:  web.Links(cfg.Links),
 		Alerts: alertView{a.Alerts, cfg.Alerts}, AlertBook: alertView{a.Alerts, cfg.Alerts}, Silences: alertView{a.Alerts, cfg.Alerts},
 		FirstUnready: first, Metrics: a.metrics.handler(), Requests: a.metrics.requests, Cluster: cluster,
@@ -197,6 +199,15 @@ func New(ctx context.Context, o Options) (_ *App, err error) {
 	}
 	a.Handler = a.Web
 	return a, nil
+}
+
+// webEvents is what the web's live stream subscribes to: the agency's events, or on replicas the feed
+// that adds the other replicas' (live.go).
+func (a *App) webEvents() web.Events {
+	if a.feed != nil {
+		return a.feed
+	}
+	return a.Agency
 }
 
 // OpenStore opens the configured store: sqlite:PATH (the directory is made if missing) or a

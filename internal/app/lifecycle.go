@@ -70,6 +70,9 @@ func (a *App) start(ctx context.Context, addr string) error {
 	if a.lead != nil {
 		// Replicas: the leader's parts run while this replica holds the lease (leader.go).
 		a.life.parts.Go(func() { a.leadLoop(ctx) })
+		if n, ok := a.lead.st.(runNotifier); ok {
+			a.runLive(ctx, n)
+		}
 	} else {
 		a.life.unsubscribe = a.runParts(ctx, &a.life.parts)
 	}

@@ -1,6 +1,8 @@
 package app
 
 import (
+	"bufio"
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -11,6 +13,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -503,4 +506,62 @@ func statusOf(t *testing.T, u string) int {
 	}
 	resp.Body.Close()
 	return resp.StatusCode
+}
+
+// TestFollowerLiveStream: a run the leader decides reaches the live stream (GET /events) of a
+// follower's page, through the store's notifications.
+func TestFollowerLiveStream(t *testing.T) {
+	t.Parallel()
+	c := newCluster(t)
+	c.start("a", nil)
+	c.start("b", nil)
+	lead := c.leader(nil, 2*replicaTTL)
+	leader, follower := c.apps[lead], c.apps[1-lead]
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+follower.Addr().String()+"/events", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET /events on the follower: %s", resp.Status)
+	}
+	lines := make(chan string, 256)
+	go func() {
+		sc := bufio.NewScanner(resp.Body)
+		sc.Buffer(make([]byte, 1<<20), 1<<20)
+		for sc.Scan() {
+			lines <- sc.Text()
+		}
+		close(lines)
+	}()
+	// The follower listens from its start; a run decided before LISTEN ran would not be heard, so the
+	// leader decides runs until one is.
+	for run, deadline := uint32(410000), time.Now().Add(15*time.Second); ; run++ {
+		if err := leader.Agency.Ingest(ctx, pcl.SourceOMS, runBatch(run)); err != nil {
+			t.Fatal(err)
+		}
+		wait := time.After(500 * time.Millisecond)
+		for heard := false; !heard; {
+			select {
+			case l, ok := <-lines:
+				if !ok {
+					t.Fatal("the follower's stream ended")
+				}
+				if strings.HasPrefix(l, "data:") && strings.Contains(l, fmt.Sprintf(`"run":%d`, run)) {
+					return
+				}
+			case <-wait:
+				heard = true // not this one: try the next run
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("no run the leader decided reached the follower's live stream")
+		}
+	}
 }
