@@ -565,3 +565,36 @@ func TestFollowerLiveStream(t *testing.T) {
 		}
 	}
 }
+
+// TestNewLeaderCatchesUp: a replica that starts to lead reads what the leader before it stored: the
+// first condition-safe run Tier-0 reported to it (which every reconcile takes), and the runs it
+// opened.
+func TestNewLeaderCatchesUp(t *testing.T) {
+	t.Parallel()
+	c := newCluster(t)
+	c.start("a", nil)
+	c.start("b", nil)
+	lead := c.leader(nil, 2*replicaTTL)
+	first, second := c.apps[lead], c.apps[1-lead]
+	ctx := t.Context()
+	const run = 430000
+	batch := append(runBatch(run), pcl.Observation{Source: pcl.SourceTier0, Kind: pcl.KindFCSR, Run: run - 5, At: time.Now().UTC().Truncate(time.Second)})
+	if err := first.Agency.Ingest(ctx, pcl.SourceTier0, batch); err != nil {
+		t.Fatal(err)
+	}
+	if first.Agency.FCSR() != run-5 || second.Agency.FCSR() != 0 {
+		t.Fatalf("FCSR %d on the leader, %d on the follower: the test shows nothing", first.Agency.FCSR(), second.Agency.FCSR())
+	}
+	if err := first.Close(); err != nil {
+		t.Fatal(err)
+	}
+	c.leader(map[int]bool{lead: true}, 2*replicaTTL)
+	if got := second.Agency.FCSR(); got != run-5 {
+		t.Errorf("the new leader's FCSR is %d, want %d", got, run-5)
+	}
+	for deadline := time.Now().Add(5 * time.Second); !slices.Contains(second.Agency.OpenRuns(), run); time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the new leader's open runs %v lack run %d", second.Agency.OpenRuns(), run)
+		}
+	}
+}
