@@ -56,11 +56,13 @@ func TestMetricsAndClusterServed(t *testing.T) {
 		if err != nil {
 			t.Fatalf("the scraped text does not parse: %v", err)
 		}
-		if polled(fams) && fams["spyagency_runs"] != nil && gaugeOf(fams["spyagency_runs"], "readiness", "waiting") == 1 {
+		// The decision's counter is fed by the agency's event, which may reach it a moment after the
+		// state the collector reads.
+		if polled(fams) && gaugeOf(fams["spyagency_runs"], "readiness", "waiting") == 1 && fams["spyagency_decisions_total"] != nil {
 			break
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("metrics never showed both spies polled and the waiting run:\n%v", fams["spyagency_runs"])
+			t.Fatalf("metrics never showed both spies polled, the waiting run and its decision:\n%v\n%v", fams["spyagency_runs"], fams["spyagency_decisions_total"])
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
