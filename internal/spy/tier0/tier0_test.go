@@ -268,7 +268,13 @@ func TestSourceErrorsFailThePoll(t *testing.T) {
 			t.Parallel()
 			srv := httptest.NewServer(h)
 			defer srv.Close()
-			s, err := New(Config{BaseURL: srv.URL, Client: httpx.New(httpx.Options{Timeout: 500 * time.Millisecond, MaxBytes: 1 << 20}),
+			// Only the hanging source needs a short deadline; the others must fail for what they send,
+			// not because a loaded machine read their first megabyte slowly.
+			timeout := 30 * time.Second
+			if name == "hang" {
+				timeout = 500 * time.Millisecond
+			}
+			s, err := New(Config{BaseURL: srv.URL, Client: httpx.New(httpx.Options{Timeout: timeout, MaxBytes: 1 << 20}),
 				Hints: hints(pcl.OpenRun{Run: 392700, Stopped: true})})
 			if err != nil {
 				t.Fatal(err)
