@@ -11,8 +11,7 @@ import (
 )
 
 // The checks every implementation makes of what it is asked to write, in one place so that the stores
-// refuse the same things with the same codes. (The SQLite store still has its own copies of these;
-// they are the same rules.)
+// refuse the same things with the same codes.
 
 // The times a Unix-nanosecond integer can hold: both stores keep times that way.
 var (

@@ -27,7 +27,7 @@ func (s *Store) CreateToken(ctx context.Context, t store.APIToken) error {
 	case t.Created.IsZero():
 		return apperr.Errorf(apperr.Invalid, "create token %s: no creation time", t.Name)
 	}
-	if err := storable(t.Created, t.Expires, t.LastUsed, t.Revoked); err != nil {
+	if err := store.Storable(t.Created, t.Expires, t.LastUsed, t.Revoked); err != nil {
 		return apperr.Errorf(apperr.Invalid, "create token %s: %w", t.Name, err)
 	}
 	return s.write(ctx, "create token "+t.Name, func(tx *sql.Tx) error {
@@ -100,7 +100,7 @@ func (s *Store) Tokens(ctx context.Context) ([]store.APIToken, error) {
 
 // RevokeToken revokes the live token of that name.
 func (s *Store) RevokeToken(ctx context.Context, name string, at time.Time) (store.APIToken, error) {
-	if err := storable(at); err != nil || at.IsZero() {
+	if err := store.Storable(at); err != nil || at.IsZero() {
 		return store.APIToken{}, apperr.Errorf(apperr.Invalid, "revoke token %s: bad time %s", name, at)
 	}
 	var t store.APIToken
@@ -125,7 +125,7 @@ func (s *Store) RevokeToken(ctx context.Context, name string, at time.Time) (sto
 
 // TokenUsed moves a token's last-used time forward.
 func (s *Store) TokenUsed(ctx context.Context, hash string, at time.Time) error {
-	if err := storable(at); err != nil {
+	if err := store.Storable(at); err != nil {
 		return apperr.Errorf(apperr.Invalid, "token used: %w", err)
 	}
 	return s.write(ctx, "record a token's use", func(tx *sql.Tx) error {
@@ -143,7 +143,7 @@ func (s *Store) CreateSession(ctx context.Context, se store.Session) error {
 	case se.Created.IsZero() || !se.Expires.After(se.Created):
 		return apperr.Errorf(apperr.Invalid, "create session for %s: it must expire after it was created", se.User)
 	}
-	if err := storable(se.Created, se.Expires, se.Ended); err != nil {
+	if err := store.Storable(se.Created, se.Expires, se.Ended); err != nil {
 		return apperr.Errorf(apperr.Invalid, "create session for %s: %w", se.User, err)
 	}
 	forget := se.Created.Add(-sessionMemory).UnixNano()
@@ -182,7 +182,7 @@ func (s *Store) Session(ctx context.Context, hash string) (store.Session, error)
 
 // EndSession ends an open session.
 func (s *Store) EndSession(ctx context.Context, hash string, at time.Time) error {
-	if err := storable(at); err != nil || at.IsZero() {
+	if err := store.Storable(at); err != nil || at.IsZero() {
 		return apperr.Errorf(apperr.Invalid, "end session: bad time %s", at)
 	}
 	return s.write(ctx, "end a session", func(tx *sql.Tx) error {

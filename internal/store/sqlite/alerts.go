@@ -17,30 +17,10 @@ import (
 // silences. Each row's body is the value as JSON; the columns copy what the queries filter on, and each
 // periodic read goes through a partial index of what is still live.
 
-func checkAlert(a store.Alert) error {
-	what := fmt.Sprintf("alert %q", a.Fingerprint)
-	switch {
-	case strings.TrimSpace(a.Fingerprint) == "":
-		return apperr.Errorf(apperr.Invalid, "alert of rule %q has no fingerprint", a.Rule)
-	case strings.TrimSpace(a.Rule) == "":
-		return apperr.Errorf(apperr.Invalid, "%s has no rule", what)
-	case a.State != store.AlertPending && a.State != store.AlertFiring && a.State != store.AlertResolved:
-		return apperr.Errorf(apperr.Invalid, "%s: unknown state %q", what, a.State)
-	case a.State == store.AlertResolved && a.Resolved.IsZero():
-		return apperr.Errorf(apperr.Invalid, "%s is resolved without a resolution time", what)
-	}
-	if err := storable(a.Since, a.Active, a.Fired, a.LastSeen, a.Resolved, a.NotifyFrom); err != nil {
-		return apperr.Errorf(apperr.Invalid, "%s: %w", what, err)
-	}
-	return nil
-}
-
-func alertLive(a store.Alert) bool { return a.State != store.AlertResolved || a.Owed }
-
 // SaveAlerts writes an evaluation's changes in one transaction.
 func (s *Store) SaveAlerts(ctx context.Context, w store.AlertWrite) ([]store.Alert, error) {
 	for _, a := range w.Save {
-		if err := checkAlert(a); err != nil {
+		if err := store.CheckAlert(a); err != nil {
 			return nil, err
 		}
 	}
@@ -69,7 +49,7 @@ func saveAlert(ctx context.Context, tx *sql.Tx, a *store.Alert) error {
 	if a.ID == 0 {
 		// The ID is part of the body: insert, then write the body with it.
 		res, err := tx.ExecContext(ctx, "INSERT INTO alerts (fingerprint, rule, state, run, live, body) VALUES (?, ?, ?, ?, ?, '{}')",
-			a.Fingerprint, a.Rule, a.State, int64(a.Run), alertLive(*a))
+			a.Fingerprint, a.Rule, a.State, int64(a.Run), a.Live())
 		if isConstraint(err) {
 			return apperr.Errorf(apperr.Conflict, "alert %q already has an episode that is not resolved: %w", a.Fingerprint, err)
 		}
@@ -85,7 +65,7 @@ func saveAlert(ctx context.Context, tx *sql.Tx, a *store.Alert) error {
 		return apperr.Errorf(apperr.Invalid, "encode alert %q: %w", a.Fingerprint, err)
 	}
 	res, err := tx.ExecContext(ctx, "UPDATE alerts SET fingerprint = ?, rule = ?, state = ?, run = ?, live = ?, body = ? WHERE id = ?",
-		a.Fingerprint, a.Rule, a.State, int64(a.Run), alertLive(*a), string(body), a.ID)
+		a.Fingerprint, a.Rule, a.State, int64(a.Run), a.Live(), string(body), a.ID)
 	if isConstraint(err) {
 		return apperr.Errorf(apperr.Conflict, "alert %q already has an episode that is not resolved: %w", a.Fingerprint, err)
 	}
@@ -149,48 +129,19 @@ func (s *Store) queryAlerts(ctx context.Context, what, query string, args ...any
 	return out, nil
 }
 
-var matcherOps = map[string]bool{"=": true, "!=": true, "=~": true, "!~": true}
-
-func checkSilence(si store.Silence) error {
-	switch {
-	case len(si.Matchers) == 0:
-		return apperr.Errorf(apperr.Invalid, "a silence needs at least one matcher")
-	case strings.TrimSpace(si.Author) == "":
-		return apperr.Errorf(apperr.Invalid, "a silence needs an author")
-	case strings.TrimSpace(si.Reason) == "":
-		return apperr.Errorf(apperr.Invalid, "a silence needs a reason")
-	case si.Starts.IsZero() || si.Ends.IsZero():
-		return apperr.Errorf(apperr.Invalid, "a silence needs a start and an end")
-	case !si.Ends.After(si.Starts):
-		return apperr.Errorf(apperr.Invalid, "a silence must end after it starts (%s to %s)", si.Starts.Format(time.RFC3339), si.Ends.Format(time.RFC3339))
-	}
-	for _, m := range si.Matchers {
-		if strings.TrimSpace(m.Name) == "" {
-			return apperr.Errorf(apperr.Invalid, "a silence's matcher has no label name")
-		}
-		if !matcherOps[m.Op] {
-			return apperr.Errorf(apperr.Invalid, "matcher %s: unknown operator %q (want =, !=, =~ or !~)", m.Name, m.Op)
-		}
-	}
-	if err := storable(si.Starts, si.Ends, si.Created); err != nil {
-		return apperr.Errorf(apperr.Invalid, "silence: %w", err)
-	}
-	return nil
-}
-
 // AddSilence stores a new silence and its audit entry in one transaction.
 func (s *Store) AddSilence(ctx context.Context, si store.Silence, audit store.AuditEntry) (store.Silence, error) {
 	if si.Created.IsZero() {
 		si.Created = s.now().UTC()
 	}
 	si.ID, si.ExpiredBy = 0, ""
-	if err := checkSilence(si); err != nil {
+	if err := store.CheckSilence(si); err != nil {
 		return store.Silence{}, err
 	}
 	if audit.At.IsZero() {
 		audit.At = si.Created
 	}
-	if err := checkAudit(audit); err != nil {
+	if err := store.CheckAudit(audit); err != nil {
 		return store.Silence{}, err
 	}
 	err := s.write(ctx, "add silence", func(tx *sql.Tx) error {
@@ -237,10 +188,10 @@ func (s *Store) ExpireSilence(ctx context.Context, id int64, at time.Time, actor
 	if audit.At.IsZero() {
 		audit.At = at
 	}
-	if err := checkAudit(audit); err != nil {
+	if err := store.CheckAudit(audit); err != nil {
 		return store.Silence{}, err
 	}
-	if err := storable(at); err != nil {
+	if err := store.Storable(at); err != nil {
 		return store.Silence{}, apperr.Errorf(apperr.Invalid, "expire silence %d: %w", id, err)
 	}
 	var si store.Silence

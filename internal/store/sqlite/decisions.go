@@ -66,80 +66,10 @@ func (s *Store) SaveDecision(ctx context.Context, w store.DecisionWrite) (pcl.De
 	return d, nil
 }
 
-// completeDecision checks a DecisionWrite and fills in what the store owns: the decision time when
-// unset, the run and version of the outbox and audit entries, the decision copied into the state.
+// completeDecision checks a DecisionWrite and fills in what the store owns (store.CompleteDecision, the
+// rules every store applies), with the store's clock for an unset decision time.
 func (s *Store) completeDecision(w store.DecisionWrite) (store.DecisionWrite, error) {
-	d := w.Decision
-	if d.Run == 0 {
-		d.Run = w.State.Run
-	}
-	if d.Run == 0 {
-		return w, apperr.Errorf(apperr.Invalid, "save decision: run number is 0")
-	}
-	if w.State.Run == 0 {
-		w.State.Run = d.Run
-	}
-	if w.State.Run != d.Run {
-		return w, apperr.Errorf(apperr.Invalid, "save decision: decision is for run %d, state for run %d", d.Run, w.State.Run)
-	}
-	if d.Decided.IsZero() {
-		d.Decided = s.now().UTC()
-	}
-	if err := storable(d.Decided); err != nil {
-		return w, apperr.Errorf(apperr.Invalid, "decision for run %d: decided: %w", d.Run, err)
-	}
-	if err := runStateStorable(w.State); err != nil {
-		return w, err
-	}
-	w.Decision = d
-	w.State.Decision = d
-	outbox := make([]store.OutboxEntry, len(w.Outbox))
-	seen := map[string]bool{}
-	for i, e := range w.Outbox {
-		if e.Target == "" {
-			return w, apperr.Errorf(apperr.Invalid, "decision for run %d: outbox entry %d has no target", d.Run, i+1)
-		}
-		if seen[e.Target] {
-			return w, apperr.Errorf(apperr.Invalid, "decision for run %d: two outbox entries for target %q", d.Run, e.Target)
-		}
-		seen[e.Target] = true
-		if e.Run == 0 {
-			e.Run = d.Run
-		}
-		if e.Version == 0 {
-			e.Version = d.Version
-		}
-		if e.Run != d.Run || e.Version != d.Version {
-			return w, apperr.Errorf(apperr.Invalid, "decision %d of run %d: outbox entry for %q names run %d version %d",
-				d.Version, d.Run, e.Target, e.Run, e.Version)
-		}
-		if e.Created.IsZero() {
-			e.Created = d.Decided
-		}
-		if e.NextAttempt.IsZero() {
-			e.NextAttempt = e.Created
-		}
-		if err := storable(e.Created, e.NextAttempt); err != nil {
-			return w, apperr.Errorf(apperr.Invalid, "decision for run %d: outbox entry for %q: %w", d.Run, e.Target, err)
-		}
-		outbox[i] = e
-	}
-	w.Outbox = outbox
-	audit := make([]store.AuditEntry, len(w.Audit))
-	for i, a := range w.Audit {
-		if a.Run == 0 {
-			a.Run = d.Run
-		}
-		if a.At.IsZero() {
-			a.At = d.Decided
-		}
-		if err := checkAudit(a); err != nil {
-			return w, err
-		}
-		audit[i] = a
-	}
-	w.Audit = audit
-	return w, nil
+	return store.CompleteDecision(w, s.now())
 }
 
 // Decisions returns a run's decisions, oldest first; none for an unknown run.

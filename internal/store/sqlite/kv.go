@@ -34,7 +34,7 @@ func (s *Store) SetCursor(ctx context.Context, name string, c store.Cursor) erro
 	if name == "" {
 		return apperr.Errorf(apperr.Invalid, "set cursor: empty spy name")
 	}
-	if err := storable(c.View); err != nil {
+	if err := store.Storable(c.View); err != nil {
 		return apperr.Errorf(apperr.Invalid, "set cursor %q: view: %w", name, err)
 	}
 	return s.write(ctx, fmt.Sprintf("write cursor %q", name), func(tx *sql.Tx) error {

@@ -47,7 +47,7 @@ func (s *Store) AppendObservations(ctx context.Context, obs []pcl.Observation) (
 		if err := o.Validate(); err != nil {
 			return nil, apperr.Errorf(apperr.Invalid, "observation %d of %d: %w", i+1, len(obs), err)
 		}
-		if err := storable(o.At, o.Seen); err != nil {
+		if err := store.Storable(o.At, o.Seen); err != nil {
 			return nil, apperr.Errorf(apperr.Invalid, "observation %d of %d (%s %s run %d): %w",
 				i+1, len(obs), o.Source, o.Kind, o.Run, err)
 		}

@@ -88,7 +88,7 @@ func (s *Store) MarkDelivered(ctx context.Context, id int64, at time.Time) error
 	if at.IsZero() {
 		at = s.now()
 	}
-	if err := storable(at); err != nil {
+	if err := store.Storable(at); err != nil {
 		return apperr.Errorf(apperr.Invalid, "mark outbox entry %d delivered: %w", id, err)
 	}
 	return s.updateOutbox(ctx, id, fmt.Sprintf("mark outbox entry %d delivered", id),
@@ -103,7 +103,7 @@ func (s *Store) MarkFailed(ctx context.Context, id int64, at, next time.Time, er
 	if next.IsZero() {
 		next = at
 	}
-	if err := storable(at, next); err != nil {
+	if err := store.Storable(at, next); err != nil {
 		return apperr.Errorf(apperr.Invalid, "mark outbox entry %d failed: %w", id, err)
 	}
 	return s.updateOutbox(ctx, id, fmt.Sprintf("mark outbox entry %d failed", id),
@@ -128,19 +128,6 @@ func (s *Store) updateOutbox(ctx context.Context, id int64, what, query string, 
 	})
 }
 
-func checkAudit(e store.AuditEntry) error {
-	if strings.TrimSpace(e.Actor) == "" {
-		return apperr.Errorf(apperr.Invalid, "audit entry %q of run %d has no actor", e.Action, e.Run)
-	}
-	if strings.TrimSpace(e.Action) == "" {
-		return apperr.Errorf(apperr.Invalid, "audit entry by %s of run %d has no action", e.Actor, e.Run)
-	}
-	if err := storable(e.At); err != nil {
-		return apperr.Errorf(apperr.Invalid, "audit entry %q of run %d: %w", e.Action, e.Run, err)
-	}
-	return nil
-}
-
 func insertAudit(ctx context.Context, tx *sql.Tx, e store.AuditEntry) error {
 	_, err := tx.ExecContext(ctx, "INSERT INTO audit (at, run, actor, action, detail) VALUES (?, ?, ?, ?, ?)",
 		e.At.UnixNano(), int64(e.Run), e.Actor, e.Action, e.Detail)
@@ -155,7 +142,7 @@ func (s *Store) AppendAudit(ctx context.Context, e store.AuditEntry) error {
 	if e.At.IsZero() {
 		e.At = s.now().UTC()
 	}
-	if err := checkAudit(e); err != nil {
+	if err := store.CheckAudit(e); err != nil {
 		return err
 	}
 	return s.write(ctx, "append audit entry", func(tx *sql.Tx) error { return insertAudit(ctx, tx, e) })

@@ -25,7 +25,7 @@ func (s *Store) AppendOverride(ctx context.Context, o pcl.Observation, e store.A
 	if err := o.Validate(); err != nil {
 		return pcl.Observation{}, apperr.Errorf(apperr.Invalid, "append override: %w", err)
 	}
-	if err := storable(o.At, o.Seen); err != nil {
+	if err := store.Storable(o.At, o.Seen); err != nil {
 		return pcl.Observation{}, apperr.Errorf(apperr.Invalid, "append override of run %d: %w", o.Run, err)
 	}
 	if e.Run == 0 {
@@ -37,7 +37,7 @@ func (s *Store) AppendOverride(ctx context.Context, o pcl.Observation, e store.A
 	if e.Run != o.Run {
 		return pcl.Observation{}, apperr.Errorf(apperr.Invalid, "append override of run %d: its audit entry is about run %d", o.Run, e.Run)
 	}
-	if err := checkAudit(e); err != nil {
+	if err := store.CheckAudit(e); err != nil {
 		return pcl.Observation{}, err
 	}
 	key := o.KeySum()

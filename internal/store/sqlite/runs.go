@@ -21,7 +21,7 @@ func (s *Store) PutRunState(ctx context.Context, rs pcl.RunState) error {
 	if rs.Run == 0 {
 		return apperr.Errorf(apperr.Invalid, "put run state: run number is 0")
 	}
-	if err := runStateStorable(rs); err != nil {
+	if err := store.CheckRunState(rs); err != nil {
 		return err
 	}
 	return s.write(ctx, fmt.Sprintf("put state of run %d", rs.Run), func(tx *sql.Tx) error {
@@ -34,18 +34,6 @@ func (s *Store) PutRunState(ctx context.Context, rs pcl.RunState) error {
 		}
 		return upsertRunState(ctx, tx, rs)
 	})
-}
-
-func runStateStorable(rs pcl.RunState) error {
-	if err := storable(rs.NextWake, rs.Deadline); err != nil {
-		return apperr.Errorf(apperr.Invalid, "state of run %d: %w", rs.Run, err)
-	}
-	if rs.Info != nil && rs.Info.Stop != nil {
-		if err := storable(*rs.Info.Stop); err != nil {
-			return apperr.Errorf(apperr.Invalid, "state of run %d: stop: %w", rs.Run, err)
-		}
-	}
-	return nil
 }
 
 func latestDecision(ctx context.Context, tx *sql.Tx, run uint32) (pcl.Decision, bool, error) {

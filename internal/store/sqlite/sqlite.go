@@ -8,7 +8,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"math"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -207,21 +206,6 @@ func fromNanos(n sql.NullInt64) time.Time {
 }
 
 // The times a Unix-nanosecond integer can hold.
-var (
-	minStorable = time.Unix(0, math.MinInt64).UTC()
-	maxStorable = time.Unix(0, math.MaxInt64).UTC()
-)
-
-// storable checks that non-zero times fit the storage (years 1678 to 2262): beyond, UnixNano overflows
-// and the row would be filed at a wrong time.
-func storable(ts ...time.Time) error {
-	for _, t := range ts {
-		if !t.IsZero() && (t.Before(minStorable) || t.After(maxStorable)) {
-			return fmt.Errorf("time %s is out of the storable range (%d to %d)", t.Format(time.RFC3339), minStorable.Year(), maxStorable.Year())
-		}
-	}
-	return nil
-}
 
 // limitOr returns n, or def when n is not positive.
 func limitOr(n, def int) int {
