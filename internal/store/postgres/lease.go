@@ -20,8 +20,7 @@ import (
 // is read FOR SHARE there, and a take-over updates it, so a take-over waits for the writes of the epoch
 // it ends, and a deposed leader that wakes up has none of its writes accepted.
 //
-// internal/app's lease loop (leader.go) takes and renews it, and runs the leader's parts through the
-// Fenced view.
+// Nothing in the app takes the lease yet: this is the store's side (issue 16, next step).
 
 // leaderLease names the agency's lease row.
 const leaderLease = "leader"
