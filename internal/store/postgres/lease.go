@@ -20,7 +20,8 @@ import (
 // is read FOR SHARE there, and a take-over updates it, so a take-over waits for the writes of the epoch
 // it ends, and a deposed leader that wakes up has none of its writes accepted.
 //
-// Nothing in the app takes the lease yet: this is the store's side (issue 16, next step).
+// internal/app's lease loop (leader.go) takes and renews it, and runs the leader's parts through the
+// Fenced view.
 
 // leaderLease names the agency's lease row.
 const leaderLease = "leader"
