@@ -228,7 +228,9 @@ func OpenStore(ctx context.Context, cfg *config.Config, clk clock.Clock, log *sl
 		}
 		return sqlite.OpenDSN(ctx, dsn, sqlite.Options{Now: clk.Now, Logger: log.With("part", "store")})
 	case strings.HasPrefix(dsn, "postgres://"), strings.HasPrefix(dsn, "postgresql://"):
-		return postgres.Open(ctx, dsn, postgres.Options{Now: clk.Now, Logger: log.With("part", "store")})
+		// A replica frozen inside a transaction must not hold its locks past its lease: the server
+		// ends such a session after a third of the TTL.
+		return postgres.Open(ctx, dsn, postgres.Options{Now: clk.Now, Logger: log.With("part", "store"), TxIdleTimeout: cfg.Agency.LeaseTTL / 3})
 	}
 	return nil, apperr.Errorf(apperr.Invalid, "store: DSN %q is neither sqlite:PATH nor postgres://...", dsn)
 }
@@ -272,3 +274,14 @@ func (a *App) Addr() net.Addr {
 
 // Started is closed once the web server listens and every part runs.
 func (a *App) Started() <-chan struct{} { return a.up }
+
+// Leading says whether this process leads now, so that its leader-only writes (decisions, deliveries,
+// alerts) are accepted: always on a store that cannot lease (SQLite), and on PostgreSQL while this
+// replica holds the lease and its term has begun.
+func (a *App) Leading() bool {
+	if a.lead == nil {
+		return true
+	}
+	leads, _ := a.lead.Leading()
+	return leads && a.leaderStore.fenced.Load() != nil
+}
