@@ -49,6 +49,13 @@ type Options struct {
 	// within a poll (a retry would wait on a clock nobody moves), and Step replaces Start.
 	Stepped bool
 	Banner  string
+	// ReplicaID names this process among the replicas sharing a PostgreSQL store: the lease's holder
+	// and its heartbeat (default the host and the process id). Tests running several Apps in one
+	// process give each its own.
+	ReplicaID string
+	// LeaseClock is the clock of the leader lease and its renewals (default the wall clock, whatever
+	// Clock is: replicas' clocks must agree, and a simulated one does not).
+	LeaseClock clock.Clock
 }
 
 // App is one Spy Agency process.
@@ -74,6 +81,12 @@ type App struct {
 
 	life       lifecycle
 	nextResync time.Time // Step's resync schedule; zero before the first step
+
+	// On a store replicas share (PostgreSQL), lead is this replica's part in the leader lease and
+	// leaderStore the store its parts write through (leader.go); both nil on SQLite and when stepped.
+	lead        *leadership
+	leaderStore *leaderStore
+	feed        *runFeed // the web's live events on replicas (live.go)
 }
 
 // New opens the store and builds every part; nothing runs until Start (or Step). When it fails, what
@@ -106,6 +119,25 @@ func New(ctx context.Context, o Options) (_ *App, err error) {
 			_ = a.Close()
 		}
 	}()
+	var cluster web.ClusterInfo = soleReplica{replicaID()}
+	if shared, ok := st.(leaseStore); ok && !o.Stepped {
+		// A stepped App (a test, the study) drives its agency itself and leads alone, as on SQLite.
+		if o.ReplicaID == "" {
+			o.ReplicaID = replicaID()
+		}
+		if o.LeaseClock == nil {
+			o.LeaseClock = clock.Real{}
+		}
+		a.leaderStore = &leaderStore{Store: shared, shared: shared}
+		a.lead = &leadership{st: shared, self: o.ReplicaID, ttl: cfg.Agency.LeaseTTL, clock: o.LeaseClock,
+			log: o.Logger.With("part", "lease", "replica", o.ReplicaID)}
+		if a.lead.ttl <= 0 {
+			a.lead.ttl = config.DefaultLeaseTTL
+		}
+		st, a.Store, cluster = a.leaderStore, a.leaderStore, a.lead
+		a.feed = newRunFeed()
+		a.o = o
+	}
 	ag, err := agency.New(ctx, agency.Options{Store: st, Catalogue: cat, Policy: cfg.Policy, Clock: o.Clock,
 		Logger: o.Logger.With("part", "agency"), Sources: a.spies, Targets: targetNames(cfg),
 		Batch: cfg.Agency.ReconcileBatch, Resync: cfg.Agency.ResyncInterval, Lookback: cfg.Agency.Lookback})
@@ -153,11 +185,11 @@ func New(ctx context.Context, o Options) (_ *App, err error) {
 	}
 	readyRuns, firstUnreadyRun := steer.PullHandlersLog(steer.StoreSource{Store: st}, cfg.Policy, o.Logger.With("part", "pull"))
 	a.Web, err = web.New(web.Options{Store: st, Catalogue: cat, Clock: o.Clock, Logger: o.Logger.With("part", "web"),
-		Overrider: ag, Sources: a.spies, MaxBody: cfg.Server.MaxBodyBytes,
-		Version: o.Version, Banner: o.Banner, Ready: readiness{up: a.up, store: st}, Events: ag,
+		Overrider: replicaOverrider{ag, st}, Sources: a.spies, MaxBody: cfg.Server.MaxBodyBytes,
+		Version: o.Version, Banner: o.Banner, Ready: readiness{up: a.up, store: st, lead: a.lead}, Events: a.webEvents(),
 		Links:  web.Links(cfg.Links),
 		Alerts: alertView{a.Alerts, cfg.Alerts}, AlertBook: alertView{a.Alerts, cfg.Alerts}, Silences: alertView{a.Alerts, cfg.Alerts},
-		FirstUnready: first, Metrics: a.metrics.handler(), Requests: a.metrics.requests, Cluster: soleReplica{replicaID()},
+		FirstUnready: first, Metrics: a.metrics.handler(), Requests: a.metrics.requests, Cluster: cluster,
 		Access: o.Access, Login: login, Proxies: proxies, WallNow: o.WallNow,
 		ReadNeedsLogin: cfg.Access.Read == "authenticated", PullNeedsToken: cfg.Access.Pull == "token",
 		FailedAuthLimit: cfg.Access.FailedAuthLimit, FailedAuthWindow: cfg.Access.FailedAuthWindow,
@@ -167,6 +199,15 @@ func New(ctx context.Context, o Options) (_ *App, err error) {
 	}
 	a.Handler = a.Web
 	return a, nil
+}
+
+// webEvents is what the web's live stream subscribes to: the agency's events, or on replicas the feed
+// that adds the other replicas' (live.go).
+func (a *App) webEvents() web.Events {
+	if a.feed != nil {
+		return a.feed
+	}
+	return a.Agency
 }
 
 // OpenStore opens the configured store: sqlite:PATH (the directory is made if missing) or a
@@ -187,7 +228,9 @@ func OpenStore(ctx context.Context, cfg *config.Config, clk clock.Clock, log *sl
 		}
 		return sqlite.OpenDSN(ctx, dsn, sqlite.Options{Now: clk.Now, Logger: log.With("part", "store")})
 	case strings.HasPrefix(dsn, "postgres://"), strings.HasPrefix(dsn, "postgresql://"):
-		return postgres.Open(ctx, dsn, postgres.Options{Now: clk.Now, Logger: log.With("part", "store")})
+		// A replica frozen inside a transaction must not hold its locks past its lease: the server
+		// ends such a session after a third of the TTL.
+		return postgres.Open(ctx, dsn, postgres.Options{Now: clk.Now, Logger: log.With("part", "store"), TxIdleTimeout: cfg.Agency.LeaseTTL / 3})
 	}
 	return nil, apperr.Errorf(apperr.Invalid, "store: DSN %q is neither sqlite:PATH nor postgres://...", dsn)
 }
@@ -231,3 +274,14 @@ func (a *App) Addr() net.Addr {
 
 // Started is closed once the web server listens and every part runs.
 func (a *App) Started() <-chan struct{} { return a.up }
+
+// Leading says whether this process leads now, so that its leader-only writes (decisions, deliveries,
+// alerts) are accepted: always on a store that cannot lease (SQLite), and on PostgreSQL while this
+// replica holds the lease and its term has begun.
+func (a *App) Leading() bool {
+	if a.lead == nil {
+		return true
+	}
+	leads, _ := a.lead.Leading()
+	return leads && a.leaderStore.fenced.Load() != nil
+}

@@ -8,6 +8,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/cms-pcl/spyagency/internal/pcl"
 	"github.com/cms-pcl/spyagency/internal/web"
 )
 
@@ -66,7 +67,15 @@ func (a *App) start(ctx context.Context, addr string) error {
 	a.life.started = true
 	a.life.failed = make(chan struct{})
 	ctx, a.life.cancel = context.WithCancel(ctx)
-	a.runParts(ctx)
+	if a.lead != nil {
+		// Replicas: the leader's parts run while this replica holds the lease (leader.go).
+		a.life.parts.Go(func() { a.leadLoop(ctx) })
+		if n, ok := a.lead.st.(runNotifier); ok {
+			a.runLive(ctx, n)
+		}
+	} else {
+		a.life.unsubscribe = a.runParts(ctx, &a.life.parts)
+	}
 	grace := a.o.Config.Server.ShutdownTimeout
 	if grace <= 0 {
 		grace = 10 * time.Second
@@ -85,21 +94,22 @@ func (a *App) start(ctx context.Context, addr string) error {
 	return nil
 }
 
-// runParts starts the loops: the agency, the alerts' evaluator, the pushers (woken by every new
-// decision) and the spies.
-func (a *App) runParts(ctx context.Context) {
-	a.life.parts.Go(func() {
+// runParts starts the loops in parts: the agency, the alerts' evaluator, the pushers (woken by every
+// new decision) and the spies. It returns the end of the pushers' subscription to new decisions, for
+// once parts has been waited for.
+func (a *App) runParts(ctx context.Context, parts *sync.WaitGroup) (unsubscribe func()) {
+	parts.Go(func() {
 		if err := a.Agency.Run(ctx); err != nil {
 			a.fail(fmt.Errorf("agency: %w", err))
 		}
 	})
-	a.life.parts.Go(func() {
+	parts.Go(func() {
 		if err := a.Alerts.Run(ctx); err != nil && ctx.Err() == nil {
 			a.log.Error("alert evaluation stopped", "err", err)
 		}
 	})
 	for _, p := range a.pushers {
-		a.life.parts.Go(func() {
+		parts.Go(func() {
 			if err := p.Run(ctx); err != nil && ctx.Err() == nil {
 				a.log.Error("pusher stopped", "err", err)
 			}
@@ -108,9 +118,9 @@ func (a *App) runParts(ctx context.Context) {
 	// A new decision is pushed at once rather than at the pushers' next idle tick, and looked at by the
 	// alerts (a run blocked, released) at once rather than at their next interval.
 	{
-		events, unsubscribe := a.Agency.Subscribe(64)
-		a.life.unsubscribe = unsubscribe
-		a.life.parts.Go(func() {
+		var events <-chan pcl.RunEvent
+		events, unsubscribe = a.Agency.Subscribe(64)
+		parts.Go(func() {
 			for {
 				select {
 				case <-ctx.Done():
@@ -131,12 +141,13 @@ func (a *App) runParts(ctx context.Context) {
 		})
 	}
 	for _, r := range a.spies.runners {
-		a.life.parts.Go(func() {
+		parts.Go(func() {
 			if err := r.Run(ctx); err != nil && ctx.Err() == nil {
 				a.log.Error("spy stopped", "spy", r.Name(), "err", err)
 			}
 		})
 	}
+	return unsubscribe
 }
 
 // fail records why a part stopped on its own, and tells Run to close the App.

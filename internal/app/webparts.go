@@ -16,11 +16,12 @@ import (
 
 // The parts of the process the web reads, each answering one of its small interfaces.
 
-// readiness is the web's Readiness: the process serves once Start ran every part, and while the store
-// answers.
+// readiness is the web's Readiness: the process serves once Start ran every part, while the store
+// answers, and, on a store replicas share, while some replica holds the leader lease.
 type readiness struct {
 	up    <-chan struct{}
 	store store.Store
+	lead  *leadership // nil: the process is its own leader
 }
 
 func (r readiness) Ready(ctx context.Context) error {
@@ -29,8 +30,13 @@ func (r readiness) Ready(ctx context.Context) error {
 	default:
 		return errors.New("starting")
 	}
-	_, _, err := r.store.Setting(ctx, "ready-probe")
-	return err
+	if _, _, err := r.store.Setting(ctx, "ready-probe"); err != nil {
+		return err
+	}
+	if r.lead != nil {
+		return r.lead.ready(ctx)
+	}
+	return nil
 }
 
 // firstUnready is the web's FirstUnready: the run Tier-0's pull API would name, from the same

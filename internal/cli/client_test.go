@@ -38,6 +38,13 @@ func startServerOn(t *testing.T, dsn string) (base, storeDSN string) {
 	go func() { done <- a.Run(ctx, "127.0.0.1:0") }()
 	t.Cleanup(func() { cancel(); <-done })
 	<-a.Started()
+	// On PostgreSQL the process is a replica: its reconcile's decision is a leader-only write, refused
+	// until it holds the lease, which it takes on its first tick.
+	for deadline := time.Now().Add(30 * time.Second); !a.Leading(); time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the only replica did not take the leader lease within 30 s")
+		}
+	}
 	stop := time.Now().Add(-time.Hour).UTC()
 	obs := []pcl.Observation{
 		{Source: pcl.SourceOMS, Kind: pcl.KindRun, Run: 392680, At: stop, RunInfo: &pcl.RunInfo{Start: stop.Add(-time.Hour), Stop: &stop, Class: "Collisions25", LastUpdate: stop}},

@@ -266,22 +266,29 @@ func TestDeprecatedMaxWakeDelay(t *testing.T) {
 	}
 }
 
-// TestLeaseTTLRefusedUntilUsed: agency.lease_ttl would set a lease that replication, not built yet, would
-// hold; a key that does nothing is refused with what is missing, at its line, not read and ignored.
-func TestLeaseTTLRefusedUntilUsed(t *testing.T) {
+// TestLeaseTTL: agency.lease_ttl is read (default 15s) and bounded, an error at its line outside
+// [1s, 10m].
+func TestLeaseTTL(t *testing.T) {
 	t.Parallel()
-	problems := Check("lease.yaml", []byte("agency:\n  lookback: 72h\n  lease_ttl: 15s\n"))
-	if Errors(problems) != 1 {
-		t.Fatalf("problems %v, want one error", problems)
+	c, err := Parse("lease.yaml", []byte("agency:\n  lookback: 72h\n  lease_ttl: 6s\n"))
+	if err != nil {
+		t.Fatal(err)
 	}
-	if got := problems[0].String(); got != "lease.yaml:3:3: agency.lease_ttl: not used yet: the leader lease belongs to replicated deployments, which are not built yet; remove the key" {
-		t.Errorf("error reads %q", got)
+	if c.Agency.LeaseTTL != 6*time.Second {
+		t.Errorf("lease_ttl %s, want 6s", c.Agency.LeaseTTL)
 	}
-	if _, err := Parse("lease.yaml", []byte("agency:\n  lease_ttl: 15s\n")); err == nil {
-		t.Error("Parse accepted agency.lease_ttl")
+	if d := Default().Agency.LeaseTTL; d != 15*time.Second {
+		t.Errorf("default lease_ttl %s, want 15s", d)
 	}
-	if strings.Contains(string(ExampleYAML()), "lease_ttl") {
-		t.Error("the example sets agency.lease_ttl, which config check refuses")
+	for _, bad := range []string{"500ms", "11m", "-1s"} {
+		problems := Check("lease.yaml", []byte("agency:\n  lookback: 72h\n  lease_ttl: "+bad+"\n"))
+		if Errors(problems) != 1 {
+			t.Errorf("lease_ttl %s: problems %v, want one error", bad, problems)
+			continue
+		}
+		if got, want := problems[0].String(), "lease.yaml:3:3: agency.lease_ttl: must be between 1s and 10m, got "+bad; got != want && !strings.HasPrefix(got, "lease.yaml:3:") {
+			t.Errorf("lease_ttl %s: error reads %q, want %q", bad, got, want)
+		}
 	}
 }
 

@@ -276,8 +276,10 @@ type Agency struct {
 	ResyncInterval time.Duration `yaml:"resync_interval"`
 	// Lookback is how far back (by run start) runs are still watched. Default 336h (14 days).
 	Lookback time.Duration `yaml:"lookback"`
-	// The leader lease's lifetime (agency.lease_ttl) belongs here once replication is built; until then
-	// the key is refused (notYet in decode.go).
+	// LeaseTTL is the leader lease's lifetime on a PostgreSQL store shared by replicas: the leader
+	// renews it every third of it, and a follower takes over at most this long after the leader
+	// stopped renewing. Default 15s. A single process on SQLite is its own leader and takes no lease.
+	LeaseTTL time.Duration `yaml:"lease_ttl"`
 }
 
 // Defaults that are not per source.
@@ -293,6 +295,7 @@ const (
 	DefaultReconcileBatch   = 200
 	DefaultResyncInterval   = 5 * time.Minute
 	DefaultLookback         = 14 * 24 * time.Hour
+	DefaultLeaseTTL         = 15 * time.Second
 	DefaultFailedAuthLimit  = 10
 	DefaultFailedAuthWindow = time.Minute
 	DefaultSessionTTL       = 12 * time.Hour
@@ -382,6 +385,7 @@ func preDefaults() *Config {
 		Agency: Agency{
 			ReconcileBatch: DefaultReconcileBatch,
 			ResyncInterval: DefaultResyncInterval,
+			LeaseTTL:       DefaultLeaseTTL,
 			Lookback:       DefaultLookback,
 		},
 	}

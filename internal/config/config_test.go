@@ -136,7 +136,7 @@ func TestFullExample(t *testing.T) {
 	if !reflect.DeepEqual(c.Access, wantAccess) {
 		t.Errorf("access = %+v, want %+v", c.Access, wantAccess)
 	}
-	wantAgency := Agency{ReconcileBatch: 200, ResyncInterval: 5 * time.Minute, Lookback: 336 * time.Hour}
+	wantAgency := Agency{ReconcileBatch: 200, ResyncInterval: 5 * time.Minute, Lookback: 336 * time.Hour, LeaseTTL: 15 * time.Second}
 	if c.Agency != wantAgency {
 		t.Errorf("agency = %+v, want %+v", c.Agency, wantAgency)
 	}

@@ -320,9 +320,7 @@ var renamed = map[string]string{
 // notYet are keys of features not built yet. They are refused, saying what is missing, rather than read
 // into a setting that would do nothing and mislead whoever set it. A key leaves this list when the code
 // that reads it lands.
-var notYet = map[string]string{
-	"agency.lease_ttl": "the leader lease belongs to replicated deployments, which are not built yet",
-}
+var notYet = map[string]string{}
 
 // decodeRenamed reads a deprecated key into its new field. Both names in one file are an error: which
 // one was meant cannot be known.

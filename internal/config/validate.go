@@ -369,6 +369,11 @@ func (d *decoder) checkAgency(a Agency) {
 	}
 	d.positive("agency.resync_interval", a.ResyncInterval)
 	d.positive("agency.lookback", a.Lookback)
+	// The leader renews every third of the TTL through a database round trip: below a second, a slow
+	// commit would depose a healthy leader; above ten minutes, a dead leader stops the agency that long.
+	if a.LeaseTTL < time.Second || a.LeaseTTL > 10*time.Minute {
+		d.addf(d.at("agency.lease_ttl"), "agency.lease_ttl", "must be between 1s and 10m, got %s", a.LeaseTTL)
+	}
 }
 
 var targetName = regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)

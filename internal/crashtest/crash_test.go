@@ -15,6 +15,7 @@ import (
 
 	"github.com/cms-pcl/spyagency/internal/config"
 	"github.com/cms-pcl/spyagency/internal/pcl"
+	"github.com/cms-pcl/spyagency/internal/pgtest"
 	"github.com/cms-pcl/spyagency/internal/steer"
 )
 
@@ -46,8 +47,20 @@ func thePlan() plan {
 // The simulator's own clock stands still (worldClock.freeze).
 const frozenSpeed = 1e-3
 
-// TestCrash is the crash suite (package comment, docs/testing.md).
-func TestCrash(t *testing.T) {
+// TestCrash is the crash suite (package comment, docs/testing.md) on the embedded SQLite store.
+func TestCrash(t *testing.T) { crashSuite(t, "TestCrash", "") }
+
+// TestCrashOnPostgres is the same suite on a PostgreSQL store: each child is a replica that must take
+// the leader lease (agency.lease_ttl 1 s) from the one killed before it, which never released it.
+func TestCrashOnPostgres(t *testing.T) {
+	if testing.Short() {
+		t.Skip("the crash suite runs the agency as a child process for about a minute")
+	}
+	crashSuite(t, "TestCrashOnPostgres", pgtest.Schema(t))
+}
+
+// crashSuite runs the suite on the store pgDSN names, or on a new SQLite file when it is empty.
+func crashSuite(t *testing.T, name, pgDSN string) {
 	if testing.Short() {
 		t.Skip("the crash suite runs the agency as a child process for about a minute")
 	}
@@ -56,7 +69,7 @@ func TestCrash(t *testing.T) {
 	if seed == 0 {
 		seed = uint64(time.Now().UnixNano())
 	}
-	replay := fmt.Sprintf("go test ./internal/crashtest -run TestCrash -seed=%d", seed)
+	replay := fmt.Sprintf("go test ./internal/crashtest -run '^%s$' -seed=%d", name, seed)
 	if *long {
 		replay += " -long -timeout 30m"
 	}
@@ -68,12 +81,12 @@ func TestCrash(t *testing.T) {
 		}
 	}
 	began := time.Now()
-	h := newHarness(t, p, seed)
+	h := newHarness(t, p, seed, pgDSN)
 	h.crashes()
 	baseline := h.freeze()
 	frozen := h.restarts()
 	// The full check first, on the files as the last child left them: read opens the store for writing.
-	if err := checkStore(t.Context(), h.storePath, "integrity_check"); err != nil {
+	if err := h.checkStore(t.Context(), "integrity_check"); err != nil {
 		t.Errorf("the store after the last stop: %v", err)
 	}
 	after := h.read("the end")
@@ -95,7 +108,8 @@ type harness struct {
 	rng       *rand.Rand // the kill schedule
 	bin       string
 	dir       string
-	storePath string
+	storePath string // the SQLite file, when the suite runs on SQLite
+	dsn       string // the store's DSN: sqlite:storePath or postgres://...
 	secret    string
 	world     *world
 	hook      *receiver
@@ -105,7 +119,7 @@ type harness struct {
 	kids      []*child // every child started, in order
 }
 
-func newHarness(t *testing.T, p plan, seed uint64) *harness {
+func newHarness(t *testing.T, p plan, seed uint64, pgDSN string) *harness {
 	bin := agencyBinary(t)
 	dir := t.TempDir()
 	if *keepFlag != "" {
@@ -119,6 +133,10 @@ func newHarness(t *testing.T, p plan, seed uint64) *harness {
 		storePath: filepath.Join(dir, "agency", "spyagency.db"), secret: filepath.Join(dir, "webhook.secret")}
 	if err := os.MkdirAll(filepath.Dir(h.storePath), 0o755); err != nil {
 		t.Fatal(err)
+	}
+	h.dsn = "sqlite:" + h.storePath
+	if pgDSN != "" {
+		h.dsn, h.storePath = pgDSN, ""
 	}
 	key := fmt.Sprintf("crash-suite-%d\n", seed) // the trailing newline is not part of the secret
 	if err := os.WriteFile(h.secret, []byte(key), 0o600); err != nil {
@@ -163,7 +181,7 @@ func (h *harness) crashes() {
 	sc := h.world.clk.scaled
 	h.moving = agencyClock{speed: sc.Speed(), epoch: sc.Epoch(), wallStart: sc.WallStart()}
 	cfg := filepath.Join(h.dir, "moving.yaml")
-	writeConfig(t, cfg, h.world, h.moving, h.storePath, h.hookURL, h.secret)
+	writeConfig(t, cfg, h.world, h.moving, filepath.Join(h.dir, "agency"), h.dsn, h.hookURL, h.secret)
 	for i := range h.p.kills {
 		c := h.start(fmt.Sprintf("kill-%d", i+1), cfg)
 		h.follow(c)
@@ -174,7 +192,7 @@ func (h *harness) crashes() {
 			t.Fatalf("%s exited by itself after %s: %v\n%s", c.name, time.Since(c.started).Round(time.Millisecond), c.exitErr(), c.tail(30))
 		}
 		c.kill9(t)
-		if err := checkStore(t.Context(), h.storePath, "quick_check"); err != nil {
+		if err := h.checkStore(t.Context(), "quick_check"); err != nil {
 			t.Fatalf("the store after %s (killed %s after its start): %v", c.name, delay.Round(time.Millisecond), err)
 		}
 	}
@@ -217,7 +235,7 @@ func (h *harness) restarts() frozenRun {
 	// The agency's clock takes up where the baseline's stopped, and barely moves.
 	fr := frozenRun{clock: agencyClock{speed: frozenSpeed, epoch: h.moving.now(), wallStart: time.Now()}}
 	cfg := filepath.Join(h.dir, "frozen.yaml")
-	writeConfig(t, cfg, h.world, fr.clock, h.storePath, h.hookURL, h.secret)
+	writeConfig(t, cfg, h.world, fr.clock, filepath.Join(h.dir, "agency"), h.dsn, h.hookURL, h.secret)
 	for i := range h.p.restarts {
 		c := h.start(fmt.Sprintf("restart-%d", i+1), cfg)
 		last := i == h.p.restarts-1
@@ -243,7 +261,7 @@ func (h *harness) restarts() frozenRun {
 			c.kill9(t)
 			fr.restarts = append(fr.restarts, fmt.Sprintf("kill -9 after %s", delay.Round(time.Millisecond)))
 		}
-		if err := checkStore(t.Context(), h.storePath, "quick_check"); err != nil {
+		if err := h.checkStore(t.Context(), "quick_check"); err != nil {
 			t.Fatalf("the store after %s: %v", c.name, err)
 		}
 	}
@@ -375,10 +393,10 @@ func (h *harness) waitDrained(c *child, base string, within time.Duration) {
 // writing, so the read-only quick_check runs first, on the files as the child left them.
 func (h *harness) read(what string) snapshot {
 	h.t.Helper()
-	if err := checkStore(context.Background(), h.storePath, "quick_check"); err != nil {
+	if err := h.checkStore(context.Background(), "quick_check"); err != nil {
 		h.t.Fatalf("the store (%s): %v", what, err)
 	}
-	s, err := readStore(context.Background(), h.storePath)
+	s, err := readStore(context.Background(), h.dsn)
 	if err != nil {
 		h.t.Fatalf("read the store (%s): %v", what, err)
 	}

@@ -11,13 +11,23 @@ import (
 
 	"github.com/cms-pcl/spyagency/internal/pcl"
 	"github.com/cms-pcl/spyagency/internal/store"
+	"github.com/cms-pcl/spyagency/internal/store/postgres"
 	"github.com/cms-pcl/spyagency/internal/store/sqlite"
 )
 
-// checkStore runs pragma (integrity_check or quick_check) on the store file through a read-only
+// checkStore runs pragma (integrity_check or quick_check) on the SQLite store file through a read-only
 // connection of its own, so that nothing the check does can repair or hide damage. Only while no child
-// runs.
-func checkStore(ctx context.Context, path, pragma string) error {
+// runs. On PostgreSQL a killed client cannot damage the server's files (the server, not the child,
+// writes them, behind its write-ahead log); what a killed child may leave wrong there is the store's
+// content, which the suite's checks read through the store's code.
+func (h *harness) checkStore(ctx context.Context, pragma string) error {
+	if h.storePath == "" {
+		return nil
+	}
+	return checkStoreFile(ctx, h.storePath, pragma)
+}
+
+func checkStoreFile(ctx context.Context, path, pragma string) error {
 	dsn := "file:" + (&url.URL{Path: path}).EscapedPath() + "?mode=ro"
 	db, err := sql.Open("sqlite", dsn) // modernc.org/sqlite, registered by the store package
 	if err != nil {
@@ -65,8 +75,14 @@ func (s snapshot) versions() int {
 
 // readStore reads a snapshot through the store's own code (store.Store), so the checks do not depend on
 // the schema. Only while no child runs.
-func readStore(ctx context.Context, path string) (snapshot, error) {
-	st, err := sqlite.Open(ctx, path, sqlite.Options{})
+func readStore(ctx context.Context, dsn string) (snapshot, error) {
+	var st store.Store
+	var err error
+	if postgres.IsDSN(dsn) {
+		st, err = postgres.Open(ctx, dsn, postgres.Options{})
+	} else {
+		st, err = sqlite.OpenDSN(ctx, dsn, sqlite.Options{})
+	}
 	if err != nil {
 		return snapshot{}, err
 	}

@@ -19,6 +19,7 @@ import (
 	"github.com/cms-pcl/spyagency/internal/clock"
 	"github.com/cms-pcl/spyagency/internal/config"
 	"github.com/cms-pcl/spyagency/internal/sim"
+	"github.com/cms-pcl/spyagency/internal/store/postgres"
 
 	yaml "go.yaml.in/yaml/v3"
 )
@@ -197,7 +198,7 @@ func (c agencyClock) now() time.Time {
 
 // writeConfig writes a serve configuration: the simulator's sources (internal/sim's ServeConfig) with poll
 // deadlines worth 3 s of real time, the given clock, the store, and the webhook push target.
-func writeConfig(t *testing.T, path string, w *world, clk agencyClock, storePath, hookURL, secretFile string) {
+func writeConfig(t *testing.T, path string, w *world, clk agencyClock, dataDir, dsn, hookURL, secretFile string) {
 	t.Helper()
 	var doc map[string]any
 	if err := yaml.Unmarshal(w.sim.ServeConfig(w.url), &doc); err != nil {
@@ -208,8 +209,13 @@ func writeConfig(t *testing.T, path string, w *world, clk agencyClock, storePath
 	if _, ok := doc["sources"].(map[string]any); !ok {
 		t.Fatalf("the simulator's serve configuration has no sources: %v", doc)
 	}
-	doc["data_dir"] = filepath.Dir(storePath)
-	doc["store"] = map[string]any{"dsn": "sqlite:" + storePath}
+	doc["data_dir"] = dataDir
+	doc["store"] = map[string]any{"dsn": dsn}
+	if postgres.IsDSN(dsn) {
+		// Each child is a new replica; the one killed before it never released the lease. The shortest
+		// TTL the configuration allows keeps the suite's waits as they are on SQLite.
+		doc["agency"] = map[string]any{"lease_ttl": "1s"}
+	}
 	doc["server"] = map[string]any{"addr": "127.0.0.1:0", "shutdown_timeout": "5s"}
 	doc["clock"] = map[string]any{"speed": clk.speed, "epoch": clk.epoch.UTC().Format(time.RFC3339Nano),
 		"wall_start": clk.wallStart.UTC().Format(time.RFC3339Nano)}

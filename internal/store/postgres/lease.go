@@ -18,9 +18,13 @@ import (
 // process). Of several processes on one database, the one holding the lease leads. A Fenced store
 // checks, in the transaction of every leader-only write, that its epoch still holds the lease; the row
 // is read FOR SHARE there, and a take-over updates it, so a take-over waits for the writes of the epoch
-// it ends, and a deposed leader that wakes up has none of its writes accepted.
+// it ends, and a deposed leader that wakes up has none of its writes accepted. A leader frozen inside
+// such a transaction would hold the row for as long as it stays frozen; the server ends its session
+// once it has sat idle for Options.TxIdleTimeout (below the TTL), and a take-over waits for the row no
+// longer than a third of the TTL, so a frozen leader delays no take-over past the lease's expiry.
 //
-// Nothing in the app takes the lease yet: this is the store's side (issue 16, next step).
+// internal/app's lease loop (leader.go) takes and renews it, and runs the leader's parts through the
+// Fenced view.
 
 // leaderLease names the agency's lease row.
 const leaderLease = "leader"
@@ -52,6 +56,12 @@ func (s *Store) AcquireLease(ctx context.Context, holder string, ttl time.Durati
 	err := s.write(ctx, "acquire the leader lease", func(tx pgx.Tx) error {
 		// Make the row if there is none, then lock it: two processes starting on a new database both
 		// insert, one wins, and both then read the same row.
+		// Wait for the row no longer than a third of the TTL: a leader frozen inside a fenced write
+		// holds it FOR SHARE until the server ends its idle session (Options.TxIdleTimeout), and a
+		// renewal that waits past its lease is worth nothing. The caller tries again on its next tick.
+		if _, err := tx.Exec(ctx, fmt.Sprintf("SET LOCAL lock_timeout = %d", max((ttl/3).Milliseconds(), 1))); err != nil {
+			return err
+		}
 		if _, err := tx.Exec(ctx, "INSERT INTO lease (name, holder, expires, epoch) VALUES ($1, '', 0, 1) ON CONFLICT (name) DO NOTHING", leaderLease); err != nil {
 			return err
 		}

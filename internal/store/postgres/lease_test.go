@@ -2,12 +2,14 @@ package postgres
 
 import (
 	"context"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/cms-pcl/spyagency/internal/apperr"
 	"github.com/cms-pcl/spyagency/internal/pcl"
+	"github.com/cms-pcl/spyagency/internal/pgtest"
 	"github.com/cms-pcl/spyagency/internal/store"
 )
 
@@ -150,5 +152,99 @@ func TestFencedWritesOfADeposedLeader(t *testing.T) {
 	}
 	if _, err := s.Fenced("b", lb.Epoch).SaveDecision(ctx, decision(2)); err != nil {
 		t.Errorf("the new leader's decision: %v", err)
+	}
+}
+
+// TestFrozenTransactionHoldsNoLease: a leader frozen (SIGSTOP) inside a fenced write holds the lease
+// row FOR SHARE. The server ends its idle session after Options.TxIdleTimeout, and a take-over waits
+// for the row no longer than a third of the TTL, so another process leads soon after the lease expired;
+// the frozen transaction, when its process wakes, cannot commit.
+func TestFrozenTransactionHoldsNoLease(t *testing.T) {
+	t.Parallel()
+	dsn := pgtest.Schema(t)
+	ctx := context.Background()
+	open := func(opts Options) *Store {
+		s, err := Open(ctx, dsn, opts)
+		if err != nil {
+			t.Fatalf("open: %v", err)
+		}
+		t.Cleanup(func() { _ = s.Close() })
+		return s
+	}
+	frozen := open(Options{TxIdleTimeout: 300 * time.Millisecond})
+	other := open(Options{})
+	t0 := time.Date(2026, 6, 1, 12, 0, 0, 0, time.UTC)
+	ttl := 900 * time.Millisecond
+	l, leads, err := frozen.AcquireLease(ctx, "frozen", ttl, t0)
+	if err != nil || !leads {
+		t.Fatalf("first lease: %+v %v %v", l, leads, err)
+	}
+	// What checkFence does at the start of a fenced write; then the process stops.
+	tx, err := frozen.pool.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = tx.Rollback(ctx) }()
+	if _, err := readLease(ctx, tx, "FOR SHARE"); err != nil {
+		t.Fatal(err)
+	}
+	// The other process tries on its ticks, each after the lease expired. Without the idle timeout the
+	// row stays locked for as long as the test lives and every try fails.
+	var took Lease
+	for i := 0; ; i++ {
+		took, leads, err = other.AcquireLease(ctx, "other", ttl, t0.Add(ttl+time.Duration(i)*time.Second))
+		if err == nil && leads {
+			break
+		}
+		if err != nil && !apperr.Is(err, apperr.Unavailable) && !strings.Contains(err.Error(), "lock") {
+			t.Fatalf("try %d: %v", i, err)
+		}
+		if i == 40 {
+			t.Fatalf("no take-over in %d tries while a frozen transaction holds the row: %v", i+1, err)
+		}
+	}
+	if took.Holder != "other" || took.Epoch != 2 {
+		t.Fatalf("take-over: %+v", took)
+	}
+	if err := tx.Commit(ctx); err == nil {
+		t.Fatal("the frozen transaction committed after the server should have ended its session")
+	}
+	// The frozen store's pool drops the dead connection and goes on working.
+	if _, err := frozen.CurrentLease(ctx); err != nil {
+		t.Fatalf("the frozen store after its session ended: %v", err)
+	}
+}
+
+// TestTxIdleTimeoutFromTheDSN: a DSN that sets idle_in_transaction_session_timeout itself keeps it.
+func TestTxIdleTimeoutFromTheDSN(t *testing.T) {
+	t.Parallel()
+	dsn := pgtest.Schema(t)
+	sep := "?"
+	if strings.Contains(dsn, "?") {
+		sep = "&"
+	}
+	ctx := context.Background()
+	for _, c := range []struct {
+		dsn  string
+		opts Options
+		want string
+	}{
+		{dsn, Options{}, "5s"},
+		{dsn, Options{TxIdleTimeout: 2 * time.Second}, "2s"},
+		{dsn + sep + "idle_in_transaction_session_timeout=7000", Options{TxIdleTimeout: 2 * time.Second}, "7s"},
+	} {
+		s, err := Open(ctx, c.dsn, c.opts)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got string
+		err = s.pool.QueryRow(ctx, "SHOW idle_in_transaction_session_timeout").Scan(&got)
+		_ = s.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got != c.want {
+			t.Errorf("%+v: idle_in_transaction_session_timeout %s, want %s", c.opts, got, c.want)
+		}
 	}
 }

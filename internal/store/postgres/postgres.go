@@ -53,7 +53,17 @@ type Options struct {
 	Now func() time.Time
 	// Logger receives migration and open messages. Default: discarded.
 	Logger *slog.Logger
+	// TxIdleTimeout is the longest one of this store's transactions may sit idle on the server between
+	// two statements (PostgreSQL's idle_in_transaction_session_timeout) before the server ends its
+	// session and so its locks. A process frozen inside a transaction (SIGSTOP, a paused VM, a long GC
+	// stall) must not hold the lease row, or any row, for longer than that: a replica taking over the
+	// lease would wait on it. Replicas set it below the lease TTL. Default 5s; a value the DSN sets
+	// itself (options=-c idle_in_transaction_session_timeout=...) wins.
+	TxIdleTimeout time.Duration
 }
+
+// defaultTxIdleTimeout is Options.TxIdleTimeout's default: a third of the default lease TTL.
+const defaultTxIdleTimeout = 5 * time.Second
 
 // defaultLimit is what RunStates, Audit, Outbox, PendingOutbox and DueRuns return when given no limit.
 const defaultLimit = 100
@@ -100,6 +110,12 @@ func Open(ctx context.Context, dsn string, opts Options) (*Store, error) {
 	}
 	if cfg.ConnConfig.ConnectTimeout == 0 {
 		cfg.ConnConfig.ConnectTimeout = 10 * time.Second
+	}
+	if opts.TxIdleTimeout <= 0 {
+		opts.TxIdleTimeout = defaultTxIdleTimeout
+	}
+	if _, set := cfg.ConnConfig.RuntimeParams["idle_in_transaction_session_timeout"]; !set {
+		cfg.ConnConfig.RuntimeParams["idle_in_transaction_session_timeout"] = fmt.Sprint(max(opts.TxIdleTimeout.Milliseconds(), 1))
 	}
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
