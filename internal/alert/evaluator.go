@@ -123,6 +123,28 @@ func New(ctx context.Context, o Options) (*Evaluator, error) {
 	return e, nil
 }
 
+// Reload replaces what the evaluator knows of the live alerts with what the store holds. A replica
+// calls it when it begins to lead (the alerts' state is what the previous leader stored, so an alert
+// that fires on goes on as the same episode and is not notified again) and, while it follows, on every
+// look at the lease, so that its Alerts page shows the leader's alerts. Not while this evaluator
+// evaluates for a leader: what it has not stored yet would be lost.
+func (e *Evaluator) Reload(ctx context.Context) error {
+	e.evalMu.Lock()
+	defer e.evalMu.Unlock()
+	stored, err := e.o.Store.LiveAlerts(ctx)
+	if err != nil {
+		return fmt.Errorf("alert: read the live alerts: %w", err)
+	}
+	live := make([]*episode, 0, len(stored))
+	for _, a := range stored {
+		live = append(live, &episode{Alert: a, savedSeen: a.LastSeen})
+	}
+	e.mu.Lock()
+	e.live = live
+	e.mu.Unlock()
+	return nil
+}
+
 // Evaluate runs one evaluation: the rules over a fresh snapshot, the alerts' states, the store, the
 // notifiers. It fails only when it could not look (the open runs could not be read); a store that
 // refuses writes is itself an alert (store-trouble).

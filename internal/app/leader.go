@@ -228,6 +228,12 @@ func (a *App) leadLoop(ctx context.Context) {
 			a.endTerm(cur)
 			cur = nil
 		}
+		if cur == nil {
+			// A follower evaluates no alert: its Alerts page shows the leader's, as stored.
+			if err := a.Alerts.Reload(ctx); err != nil && ctx.Err() == nil {
+				l.log.Warn("reading the leader's alerts failed", "err", err)
+			}
+		}
 		t := l.clock.NewTimer(every)
 		select {
 		case <-ctx.Done():
@@ -269,6 +275,9 @@ func (a *App) endTerm(t *term) {
 // catchUp reads again what the agency and the spies remember, from the store other leaders wrote.
 func (a *App) catchUp(ctx context.Context) error {
 	if err := a.Agency.Reload(ctx); err != nil {
+		return err
+	}
+	if err := a.Alerts.Reload(ctx); err != nil {
 		return err
 	}
 	for _, r := range a.spies.runners {

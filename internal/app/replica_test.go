@@ -141,6 +141,8 @@ type cluster struct {
 	hook    *hookReceiver
 	apps    []*App
 	proxies []*dbProxy
+	// configure, when set, changes each replica's configuration before it starts.
+	configure func(*config.Config)
 }
 
 func newCluster(t *testing.T) *cluster {
@@ -178,6 +180,9 @@ func (c *cluster) start(name string, leaseClock clock.Clock) *App {
 		cfg.Sources.Set(src, sc)
 	}
 	cfg.Steering.Targets = []config.PushTarget{{Name: "tier0-hook", Type: "webhook", URL: c.hookURL, SecretFile: c.secret}}
+	if c.configure != nil {
+		c.configure(cfg)
+	}
 	if err := cfg.Validate(); err != nil {
 		t.Fatal(err)
 	}
@@ -596,5 +601,86 @@ func TestNewLeaderCatchesUp(t *testing.T) {
 		if time.Now().After(deadline) {
 			t.Fatalf("the new leader's open runs %v lack run %d", second.Agency.OpenRuns(), run)
 		}
+	}
+}
+
+// TestAlertsFollowTheLeader: only the leader evaluates alerts; a follower's Alerts page shows the
+// alerts the leader stored, and after a fail-over the new leader goes on with the same episode (same
+// ID, same start) instead of raising it again.
+func TestAlertsFollowTheLeader(t *testing.T) {
+	t.Parallel()
+	c := newCluster(t)
+	c.configure = func(cfg *config.Config) {
+		cfg.Alerts.Rules.RunHeld.After = time.Second
+		cfg.Alerts.Rules.RunHeld.For = 0
+	}
+	c.start("a", nil)
+	c.start("b", nil)
+	lead := c.leader(nil, 2*replicaTTL)
+	first, second := c.apps[lead], c.apps[1-lead]
+	ctx := t.Context()
+	const run = 440000
+	if err := first.Agency.Ingest(ctx, pcl.SourceOMS, runBatch(run)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := first.Agency.Override(ctx, run, pcl.OverrideHold, "", "alice", "pixel alignment looks odd"); err != nil {
+		t.Fatal(err)
+	}
+	held := func(alerts []store.Alert) (store.Alert, bool) {
+		for _, a := range alerts {
+			if a.Rule == "run-held" {
+				return a, true
+			}
+		}
+		return store.Alert{}, false
+	}
+	var raised store.Alert
+	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		if err := first.Alerts.Evaluate(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if a, ok := held(first.Alerts.Active()); ok && a.ID != 0 {
+			raised = a
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the leader raised no run-held alert: %+v", first.Alerts.Active())
+		}
+	}
+	// The follower shows it within a look at the lease (a third of the TTL).
+	for deadline := time.Now().Add(3 * replicaTTL); ; time.Sleep(50 * time.Millisecond) {
+		if a, ok := held(second.Alerts.Active()); ok {
+			if a.ID != raised.ID {
+				t.Fatalf("the follower shows alert %d, the leader stored %d", a.ID, raised.ID)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the follower's alerts lack the leader's run-held: %+v", second.Alerts.Active())
+		}
+	}
+	if err := first.Close(); err != nil {
+		t.Fatal(err)
+	}
+	c.leader(map[int]bool{lead: true}, 2*replicaTTL)
+	if err := second.Alerts.Evaluate(ctx); err != nil {
+		t.Fatal(err)
+	}
+	a, ok := held(second.Alerts.Active())
+	if !ok || a.ID != raised.ID || !a.Active.Equal(raised.Active) {
+		t.Fatalf("after the fail-over the run-held alert is %+v (found %v), want the leader's episode %d from %s", a, ok, raised.ID, raised.Active)
+	}
+	live, err := second.Store.LiveAlerts(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, l := range live {
+		if l.Rule == "run-held" {
+			n++
+		}
+	}
+	if n != 1 {
+		t.Errorf("%d run-held alerts stored after the fail-over, want the one episode", n)
 	}
 }
