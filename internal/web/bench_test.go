@@ -12,8 +12,10 @@ import (
 	"time"
 
 	"github.com/cms-pcl/spyagency/internal/pcl"
+	"github.com/cms-pcl/spyagency/internal/pgtest"
 	"github.com/cms-pcl/spyagency/internal/steer"
 	"github.com/cms-pcl/spyagency/internal/store"
+	"github.com/cms-pcl/spyagency/internal/store/postgres"
 )
 
 // fill stores n runs below the seeded ones, each a copy of a real derived state (the ready run's, with
@@ -163,37 +165,65 @@ func BenchmarkBoardHistory(b *testing.B) {
 		name     string
 		released int
 	}{{"seeded", 0}, {"year", 2000}, {"decade", 20000}} {
-		b.Run(c.name, func(b *testing.B) {
-			w := newWorld(b)
-			w.seed()
-			tmpl, err := w.st.RunState(w.ctx, runReady)
-			if err != nil {
-				b.Fatal(err)
-			}
-			for i := range c.released {
-				rs := tmpl
-				rs.Run = uint32(300000 + i)
-				rs.Decision.Run, rs.Decision.State, rs.Decision.Version, rs.Decision.Releasable = rs.Run, pcl.ReadinessReleased, 1, true
-				if _, err := w.st.SaveDecision(w.ctx, store.DecisionWrite{Decision: rs.Decision, State: rs}); err != nil {
-					b.Fatal(err)
-				}
-			}
-			srv, err := New(Options{Store: w.st, Catalogue: w.cat, Clock: w.clk, Events: w.ag, FirstUnready: storeFirstUnready{w.st}})
-			if err != nil {
-				b.Fatal(err)
-			}
-			defer srv.Close()
-			var ds []time.Duration
-			for b.Loop() {
-				rec := httptest.NewRecorder()
-				start := time.Now()
-				srv.ServeHTTP(rec, httptest.NewRequest("GET", "/", nil))
-				ds = append(ds, time.Since(start))
-				if rec.Code != 200 {
-					b.Fatalf("board: %d", rec.Code)
-				}
-			}
-			b.ReportMetric(float64(p95(ds).Microseconds())/1000, "p95-ms")
-		})
+		b.Run(c.name, func(b *testing.B) { benchBoard(b, newWorld(b), c.released) })
 	}
+}
+
+// BenchmarkBoardStores is the served board on SQLite and on PostgreSQL in one run (issue 16): the
+// seeded runs alone, and with a year (2,000) of released runs below them.
+func BenchmarkBoardStores(b *testing.B) {
+	stores := []struct {
+		name string
+		open func(b *testing.B) *world
+	}{
+		{"sqlite", func(b *testing.B) *world { return newWorld(b) }},
+		{"postgres", func(b *testing.B) *world {
+			dsn := pgtest.Schema(b)
+			return newWorldOn(b, func(now func() time.Time) (store.Store, error) {
+				return postgres.Open(context.Background(), dsn, postgres.Options{Now: now})
+			})
+		}},
+	}
+	for _, st := range stores {
+		for _, c := range []struct {
+			name     string
+			released int
+		}{{"seeded", 0}, {"year", 2000}} {
+			b.Run(st.name+"/"+c.name, func(b *testing.B) { benchBoard(b, st.open(b), c.released) })
+		}
+	}
+}
+
+// benchBoard measures the served board, header included, on the seeded world with released runs of
+// history below it, and reports the p95 of the server time.
+func benchBoard(b *testing.B, w *world, released int) {
+	w.seed()
+	tmpl, err := w.st.RunState(w.ctx, runReady)
+	if err != nil {
+		b.Fatal(err)
+	}
+	for i := range released {
+		rs := tmpl
+		rs.Run = uint32(300000 + i)
+		rs.Decision.Run, rs.Decision.State, rs.Decision.Version, rs.Decision.Releasable = rs.Run, pcl.ReadinessReleased, 1, true
+		if _, err := w.st.SaveDecision(w.ctx, store.DecisionWrite{Decision: rs.Decision, State: rs}); err != nil {
+			b.Fatal(err)
+		}
+	}
+	srv, err := New(Options{Store: w.st, Catalogue: w.cat, Clock: w.clk, Events: w.ag, FirstUnready: storeFirstUnready{w.st}})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer srv.Close()
+	var ds []time.Duration
+	for b.Loop() {
+		rec := httptest.NewRecorder()
+		start := time.Now()
+		srv.ServeHTTP(rec, httptest.NewRequest("GET", "/", nil))
+		ds = append(ds, time.Since(start))
+		if rec.Code != 200 {
+			b.Fatalf("board: %d", rec.Code)
+		}
+	}
+	b.ReportMetric(float64(p95(ds).Microseconds())/1000, "p95-ms")
 }

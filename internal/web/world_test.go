@@ -14,6 +14,7 @@ import (
 	"github.com/cms-pcl/spyagency/internal/clock"
 	"github.com/cms-pcl/spyagency/internal/config"
 	"github.com/cms-pcl/spyagency/internal/pcl"
+	"github.com/cms-pcl/spyagency/internal/store"
 	"github.com/cms-pcl/spyagency/internal/store/sqlite"
 )
 
@@ -37,20 +38,28 @@ const (
 
 var worldNow = time.Date(2025, 5, 29, 12, 0, 0, 0, time.UTC)
 
-// world is a real SQLite store and agency on a fake clock.
+// world is a real store (SQLite unless newWorldOn says otherwise) and agency on a fake clock.
 type world struct {
 	t   testing.TB
 	ctx context.Context
 	clk *clock.Fake
-	st  *sqlite.Store
+	st  store.Store
 	ag  *agency.Agency
 	cat *pcl.Catalogue
 }
 
 func newWorld(t testing.TB) *world {
 	t.Helper()
+	return newWorldOn(t, func(now func() time.Time) (store.Store, error) {
+		return sqlite.Open(context.Background(), filepath.Join(t.TempDir(), "spy.db"), sqlite.Options{Now: now})
+	})
+}
+
+// newWorldOn is newWorld on the store open makes, given the world's clock.
+func newWorldOn(t testing.TB, open func(now func() time.Time) (store.Store, error)) *world {
+	t.Helper()
 	w := &world{t: t, ctx: context.Background(), clk: clock.NewFake(worldNow.Add(-60 * time.Hour)), cat: pcl.DefaultCatalogue()}
-	st, err := sqlite.Open(w.ctx, filepath.Join(t.TempDir(), "spy.db"), sqlite.Options{Now: w.clk.Now})
+	st, err := open(w.clk.Now)
 	if err != nil {
 		t.Fatal(err)
 	}
