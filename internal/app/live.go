@@ -5,6 +5,7 @@ import (
 	"sync"
 
 	"github.com/cms-pcl/spyagency/internal/pcl"
+	"github.com/cms-pcl/spyagency/internal/store"
 	"github.com/cms-pcl/spyagency/internal/store/postgres"
 )
 
@@ -15,7 +16,7 @@ import (
 // runNotifier is a store that carries run notifications between replicas (the PostgreSQL store).
 type runNotifier interface {
 	NotifyRun(ctx context.Context, n postgres.RunNote) error
-	ListenRuns(ctx context.Context, fn func(postgres.RunNote), lost func()) error
+	ListenRuns(ctx context.Context, fn func(postgres.RunNote), regained func()) error
 }
 
 // runFeed hands run events to the web's subscribers. A subscriber that does not keep up loses events
@@ -88,6 +89,36 @@ func (a *App) runLive(ctx context.Context, n runNotifier) {
 				return
 			}
 			a.feed.publish(pcl.RunEvent{Run: note.Run, DecisionChanged: note.DecisionChanged, State: rs})
-		}, nil)
+		}, func() { a.republish(ctx) })
 	})
 }
+
+// republish makes up for notifications lost while this replica was not listening: it hands the feed
+// the stored state of every open run and of the board's first page, which are what a live page shows.
+// A run's state is whole, so an event already seen changes nothing on the page.
+func (a *App) republish(ctx context.Context) {
+	// Releases of runs that stopped before now are not open: only the runs not released are read.
+	open, err := a.Store.OpenRunStates(ctx, a.o.Clock.Now())
+	if err == nil {
+		var newest []pcl.RunState
+		newest, err = a.Store.RunStates(ctx, store.RunQuery{Limit: republishNewest})
+		open = append(open, newest...)
+	}
+	if err != nil {
+		if ctx.Err() == nil {
+			a.log.Warn("reading the runs again after lost notifications failed; the page shows them on reload", "err", err)
+		}
+		return
+	}
+	seen := map[uint32]bool{}
+	for _, rs := range open {
+		if !seen[rs.Run] {
+			seen[rs.Run] = true
+			a.feed.publish(pcl.RunEvent{Run: rs.Run, State: rs})
+		}
+	}
+}
+
+// republishNewest is how many of the newest runs republish reads besides the open ones: the board's
+// first page.
+const republishNewest = 100

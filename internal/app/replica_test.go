@@ -18,6 +18,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+
 	"github.com/cms-pcl/spyagency/internal/apperr"
 	"github.com/cms-pcl/spyagency/internal/clock"
 	"github.com/cms-pcl/spyagency/internal/config"
@@ -682,5 +684,73 @@ func TestAlertsFollowTheLeader(t *testing.T) {
 	}
 	if n != 1 {
 		t.Errorf("%d run-held alerts stored after the fail-over, want the one episode", n)
+	}
+}
+
+// TestFollowerRepublishesAfterLostNotifications: a note the leader sends while a follower is not
+// listening (its session broke) is lost to it; once the follower listens again it reads the open runs
+// from the store and hands them to its live stream, so the page does not keep a stale run until reload.
+func TestFollowerRepublishesAfterLostNotifications(t *testing.T) {
+	t.Parallel()
+	c := newCluster(t)
+	c.start("a", nil)
+	c.start("b", nil)
+	lead := c.leader(nil, 2*replicaTTL)
+	leader, follower := c.apps[lead], c.apps[1-lead]
+	ctx := t.Context()
+	db, err := pgx.Connect(ctx, c.dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close(context.WithoutCancel(ctx))
+	const listening = "query LIKE 'LISTEN %' AND query LIKE '%' || current_schema() || '%'"
+	listeners := func() int {
+		var n int
+		if err := db.QueryRow(ctx, "SELECT count(*) FROM pg_stat_activity WHERE "+listening).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	waitListeners := func(want int) {
+		t.Helper()
+		for deadline := time.Now().Add(10 * time.Second); listeners() != want; time.Sleep(5 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatalf("want %d listeners, have %d", want, listeners())
+			}
+		}
+	}
+	waitListeners(2)
+	events, unsubscribe := follower.feed.Subscribe(256)
+	defer unsubscribe()
+	// Every replica's listening session breaks; each listens again a second later.
+	if _, err := db.Exec(ctx, "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE "+listening); err != nil {
+		t.Fatal(err)
+	}
+	waitListeners(0)
+	const run = 450000
+	if err := leader.Agency.Ingest(ctx, pcl.SourceOMS, runBatch(run)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := leader.Agency.Reconcile(ctx, run); err != nil {
+		t.Fatal(err)
+	}
+	if ds, err := leader.Store.Decisions(ctx, run); err != nil || len(ds) == 0 {
+		t.Fatalf("the leader decided nothing for run %d: %v %v", run, ds, err)
+	}
+	if listeners() != 0 {
+		t.Skip("a replica listened again before the leader's decision: the note was not lost, nothing to test")
+	}
+	for deadline := time.After(15 * time.Second); ; {
+		select {
+		case e := <-events:
+			if e.Run == run {
+				if e.State.Decision.Version == 0 {
+					t.Fatalf("run %d republished without its decision: %+v", run, e.State.Decision)
+				}
+				return
+			}
+		case <-deadline:
+			t.Fatalf("run %d, decided while the follower did not listen, never reached its live stream", run)
+		}
 	}
 }

@@ -16,7 +16,8 @@ import (
 // page's live stream. The channel is named after the store's schema, so that instances sharing a
 // database in schemas of their own do not hear each other. A notification is sent when the transaction
 // that sends it commits, and is lost to a replica that is not listening then: a listener that
-// reconnects reads the page's state again from the store (each event carries a whole run state).
+// listens again after a break is told so (ListenRuns' regained), and reads the runs it shows again
+// from the store (each event carries a whole run state).
 //
 // LISTEN holds a session: behind PgBouncer in transaction mode it does not work; point
 // store.dsn at the server, or at a pooler in session mode, for live pages on followers.
@@ -55,19 +56,24 @@ func (s *Store) NotifyRun(ctx context.Context, n RunNote) error {
 }
 
 // ListenRuns calls fn with every run notification until ctx ends, on a connection of its own taken
-// from the pool for the whole time (a session). When the connection breaks it reconnects after a
-// second, and calls lost (nil: nothing) so that the caller can make up for what it missed meanwhile.
-// Payloads it cannot read are skipped.
-func (s *Store) ListenRuns(ctx context.Context, fn func(RunNote), lost func()) error {
+// from the pool for the whole time (a session). When the connection breaks it listens again after a
+// second, and once it does, calls regained (nil: nothing) so that the caller can make up for what it
+// missed meanwhile: a notification sent between the break and the new LISTEN is not delivered, and
+// whatever regained reads from the store then is at least as new as it. Payloads it cannot read are
+// skipped.
+func (s *Store) ListenRuns(ctx context.Context, fn func(RunNote), regained func()) error {
+	broken := false
 	for {
-		err := s.listenOnce(ctx, fn)
+		err := s.listenOnce(ctx, fn, func() {
+			if broken && regained != nil {
+				regained()
+			}
+		})
 		if ctx.Err() != nil {
 			return nil
 		}
 		s.log.Warn("run notifications lost; listening again", "err", err)
-		if lost != nil {
-			lost()
-		}
+		broken = true
 		t := time.NewTimer(time.Second)
 		select {
 		case <-ctx.Done():
@@ -78,7 +84,8 @@ func (s *Store) ListenRuns(ctx context.Context, fn func(RunNote), lost func()) e
 	}
 }
 
-func (s *Store) listenOnce(ctx context.Context, fn func(RunNote)) error {
+// listenOnce listens on one session until it breaks, calling listening once LISTEN took effect.
+func (s *Store) listenOnce(ctx context.Context, fn func(RunNote), listening func()) error {
 	if err := s.usable(); err != nil {
 		return err
 	}
@@ -96,6 +103,7 @@ func (s *Store) listenOnce(ctx context.Context, fn func(RunNote)) error {
 	if _, err := conn.Exec(ctx, "LISTEN "+pgx.Identifier{ch}.Sanitize()); err != nil {
 		return s.wrap("listen for runs", err)
 	}
+	listening()
 	for {
 		n, err := conn.WaitForNotification(ctx)
 		if err != nil {
