@@ -158,7 +158,11 @@ func New(ctx context.Context, o Options) (_ *App, err error) {
 			return nil, err
 		}
 	}
-	if a.pushers, a.targets, err = buildPushers(ctx, cfg, st, o.Clock, o.Logger.With("part", "steer")); err != nil {
+	var gate func(context.Context) error
+	if a.lead != nil {
+		gate = a.stillLeads
+	}
+	if a.pushers, a.targets, err = buildPushers(ctx, cfg, st, o.Clock, gate, o.Logger.With("part", "steer")); err != nil {
 		return nil, err
 	}
 	if a.Alerts, err = buildAlerts(ctx, cfg, o, st, ag, a.spies); err != nil {

@@ -272,6 +272,24 @@ func (a *App) endTerm(t *term) {
 	t.unsubscribe()
 }
 
+// stillLeads says, from the store, whether the epoch this replica leads still holds a live lease:
+// errNotLeader when not. The pushers ask it before each delivery, so that a deposed leader that has
+// not noticed yet (frozen, cut off) sends nothing once another replica has taken over.
+func (a *App) stillLeads(ctx context.Context) error {
+	f := a.leaderStore.fenced.Load()
+	if f == nil {
+		return errNotLeader
+	}
+	cur, err := a.lead.st.CurrentLease(ctx)
+	if err != nil {
+		return err
+	}
+	if cur.Holder != f.holder || cur.Epoch != f.epoch || !cur.Expires.After(a.lead.clock.Now()) {
+		return errNotLeader
+	}
+	return nil
+}
+
 // catchUp reads again what the agency and the spies remember, from the store other leaders wrote.
 func (a *App) catchUp(ctx context.Context) error {
 	if err := a.Agency.Reload(ctx); err != nil {

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -399,6 +400,13 @@ func TestFrozenLeaderFenced(t *testing.T) {
 	}
 	if _, err := zombie.Store.SaveAlerts(ctx, store.AlertWrite{}); apperr.CodeOf(err) != apperr.Conflict {
 		t.Errorf("the frozen replica's alerts: %v, want a conflict", err)
+	}
+	// Nor does it push: its pushers ask the store whether its epoch still leads before each attempt.
+	if err := zombie.stillLeads(ctx); !errors.Is(err, errNotLeader) {
+		t.Errorf("the frozen replica's push gate: %v, want errNotLeader", err)
+	}
+	if err := other.stillLeads(ctx); err != nil {
+		t.Errorf("the live leader's push gate: %v", err)
 	}
 	// An override on the frozen replica, now a follower in the store's eyes: recorded, and the live
 	// leader reconciles it (a hold makes the run's decision a new version).

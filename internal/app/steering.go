@@ -15,7 +15,7 @@ import (
 
 // pushers builds one pusher per configured push target. SQL targets on SQLite get their table made
 // (a simulated or local Tier-0 database); on PostgreSQL the table is Tier-0's and is only checked.
-func buildPushers(ctx context.Context, cfg *config.Config, st store.Store, clk clock.Clock, log *slog.Logger) ([]*steer.Pusher, []func() error, error) {
+func buildPushers(ctx context.Context, cfg *config.Config, st store.Store, clk clock.Clock, gate func(context.Context) error, log *slog.Logger) ([]*steer.Pusher, []func() error, error) {
 	var out []*steer.Pusher
 	var closers []func() error
 	fail := func(err error) ([]*steer.Pusher, []func() error, error) {
@@ -62,7 +62,7 @@ func buildPushers(ctx context.Context, cfg *config.Config, st store.Store, clk c
 		}
 		tl := log.With("target", t.Name)
 		p, err := steer.NewPusher(steer.PusherOptions{Outbox: st, Target: target, Clock: clk, Logger: tl, Seed: uint64(i + 1),
-			MaxAttempts: t.MaxAttempts, AttemptTimeout: t.Timeout,
+			MaxAttempts: t.MaxAttempts, AttemptTimeout: t.Timeout, Gate: gate,
 			OnDeadLetter: func(e store.OutboxEntry, err error) {
 				tl.Error("decision given up: not delivered", "run", e.Run, "version", e.Version, "attempts", e.Attempts, "err", err)
 			}})

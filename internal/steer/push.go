@@ -97,6 +97,11 @@ type PusherOptions struct {
 	AttemptTimeout time.Duration
 	// OnDeadLetter, if set, is called after an entry was given up and audited: the hook for the alert.
 	OnDeadLetter func(e store.OutboxEntry, err error)
+	// Gate, if set, is asked right before each delivery attempt; an error ends the pass without the
+	// attempt (the entry stays as it is). A replica gates its pushes on still holding the leader
+	// lease: the store fences its writes, and this keeps a deposed leader from sending what another
+	// replica now sends.
+	Gate func(ctx context.Context) error
 }
 
 // Pusher drains one target's outbox.
@@ -227,6 +232,11 @@ func (p *Pusher) attempt(ctx context.Context, e store.OutboxEntry) (retryAt time
 	log := p.log.With("run", e.Run, "version", e.Version, "attempt", e.Attempts+1)
 	d, derr := decodeEntry(e)
 	decoded := derr == nil
+	if p.o.Gate != nil {
+		if err := p.o.Gate(ctx); err != nil {
+			return time.Time{}, fmt.Errorf("steer: run %d v%d not sent to %s: %w", e.Run, e.Version, p.o.Target.Name(), err)
+		}
+	}
 	if derr == nil {
 		actx, cancel := context.WithTimeout(ctx, p.o.AttemptTimeout)
 		derr = p.o.Target.Deliver(actx, d)

@@ -588,3 +588,37 @@ func TestPushNeverGivesUpAWithdrawalAfterExhaustedRetries(t *testing.T) {
 		t.Errorf("accepted %v, want 100:1 and the withdrawal 100:3", accepted)
 	}
 }
+
+// TestPushGate: a pusher whose gate refuses (a replica that no longer leads) sends nothing and changes
+// no entry; once the gate lets it, it delivers everything as before.
+func TestPushGate(t *testing.T) {
+	t.Parallel()
+	s := newPushSetup(t)
+	decide(t, s.st, s.clk.Now(), 100, pcl.ReadinessReady, true, "tier0")
+	decide(t, s.st, s.clk.Now(), 101, pcl.ReadinessReady, true, "tier0")
+	var leads atomic.Bool
+	errDeposed := errors.New("this replica does not lead")
+	p := s.pusher(t, PusherOptions{Gate: func(context.Context) error {
+		if !leads.Load() {
+			return errDeposed
+		}
+		return nil
+	}})
+	if _, err := p.Tick(context.Background()); !errors.Is(err, errDeposed) {
+		t.Fatalf("tick behind a closed gate: %v, want the gate's error", err)
+	}
+	if requests, _ := s.rcv.snapshot(); len(requests) != 0 {
+		t.Fatalf("sent %v behind a closed gate", requests)
+	}
+	left := s.pending(t)
+	if len(left) != 2 || left[0].Attempts != 0 || left[1].Attempts != 0 {
+		t.Fatalf("entries after a gated pass: %+v, want both pending with no attempt counted", left)
+	}
+	leads.Store(true)
+	if _, err := p.Tick(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if _, accepted := s.rcv.snapshot(); !slices.Equal(accepted, []string{"100:1", "101:1"}) {
+		t.Errorf("after the gate opened the receiver has %v", accepted)
+	}
+}
