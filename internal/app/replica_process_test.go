@@ -183,21 +183,7 @@ func (p *procCluster) checkDelivered(from, to uint32) {
 		}
 	}
 	got, bad := p.hook.snapshot()
-	if len(bad) > 0 {
-		t.Errorf("bad deliveries: %v", bad)
-	}
-	redelivered := 0
-	for k, n := range got {
-		if !want[k] {
-			t.Errorf("key %s delivered but no such decision is stored", k)
-		}
-		redelivered += n - 1
-	}
-	for k := range want {
-		if got[k] == 0 {
-			t.Errorf("decision %s never delivered", k)
-		}
-	}
+	redelivered := checkOnceEach(t, want, got, bad)
 	t.Logf("%d decisions, %d keys delivered, %d redeliveries", len(want), len(got), redelivered)
 }
 

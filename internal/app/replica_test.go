@@ -317,21 +317,7 @@ func TestReplicasFailOver(t *testing.T) {
 				}
 			}
 			got, bad := c.hook.snapshot()
-			if len(bad) > 0 {
-				t.Errorf("bad deliveries: %v", bad)
-			}
-			redelivered := 0
-			for k, n := range got {
-				if !want[k] {
-					t.Errorf("key %s delivered but no such decision is stored", k)
-				}
-				redelivered += n - 1
-			}
-			for k := range want {
-				if got[k] == 0 {
-					t.Errorf("decision %s never delivered", k)
-				}
-			}
+			redelivered := checkOnceEach(t, want, got, bad)
 			t.Logf("%d decisions, %d keys delivered, %d redeliveries (a delivery whose mark the cut lost; the key makes them one)", len(want), len(got), redelivered)
 		})
 	}
@@ -527,10 +513,7 @@ func statusOf(t *testing.T, u string) int {
 // follower's page, through the store's notifications.
 func TestFollowerLiveStream(t *testing.T) {
 	t.Parallel()
-	c := newCluster(t)
-	c.start("a", nil)
-	c.start("b", nil)
-	lead := c.leader(nil, 2*replicaTTL)
+	c, lead := twoReplicas(t)
 	leader, follower := c.apps[lead], c.apps[1-lead]
 	ctx, cancel := context.WithCancel(t.Context())
 	defer cancel()
@@ -586,10 +569,7 @@ func TestFollowerLiveStream(t *testing.T) {
 // opened.
 func TestNewLeaderCatchesUp(t *testing.T) {
 	t.Parallel()
-	c := newCluster(t)
-	c.start("a", nil)
-	c.start("b", nil)
-	lead := c.leader(nil, 2*replicaTTL)
+	c, lead := twoReplicas(t)
 	first, second := c.apps[lead], c.apps[1-lead]
 	ctx := t.Context()
 	const run = 430000
@@ -700,10 +680,7 @@ func TestAlertsFollowTheLeader(t *testing.T) {
 // from the store and hands them to its live stream, so the page does not keep a stale run until reload.
 func TestFollowerRepublishesAfterLostNotifications(t *testing.T) {
 	t.Parallel()
-	c := newCluster(t)
-	c.start("a", nil)
-	c.start("b", nil)
-	lead := c.leader(nil, 2*replicaTTL)
+	c, lead := twoReplicas(t)
 	leader, follower := c.apps[lead], c.apps[1-lead]
 	ctx := t.Context()
 	db, err := pgx.Connect(ctx, c.dsn)
@@ -761,4 +738,35 @@ func TestFollowerRepublishesAfterLostNotifications(t *testing.T) {
 			t.Fatalf("run %d, decided while the follower did not listen, never reached its live stream", run)
 		}
 	}
+}
+
+// twoReplicas starts replicas a and b on a new cluster and waits for one to lead.
+func twoReplicas(t *testing.T) (c *cluster, lead int) {
+	t.Helper()
+	c = newCluster(t)
+	c.start("a", nil)
+	c.start("b", nil)
+	return c, c.leader(nil, 2*replicaTTL)
+}
+
+// checkOnceEach checks a receiver's deliveries against the decisions stored (want, by idempotency
+// key): none refused, every one delivered, none that is not stored. It returns how many deliveries
+// came again under a key already delivered (legal: a delivery whose mark was lost).
+func checkOnceEach(t *testing.T, want map[string]bool, got map[string]int, bad []string) (redelivered int) {
+	t.Helper()
+	if len(bad) > 0 {
+		t.Errorf("bad deliveries: %v", bad)
+	}
+	for k, n := range got {
+		if !want[k] {
+			t.Errorf("key %s delivered but no such decision is stored", k)
+		}
+		redelivered += n - 1
+	}
+	for k := range want {
+		if got[k] == 0 {
+			t.Errorf("decision %s never delivered", k)
+		}
+	}
+	return redelivered
 }
