@@ -60,12 +60,9 @@ func buildPushers(ctx context.Context, cfg *config.Config, st store.Store, clk c
 		default:
 			return fail(fmt.Errorf("steering target %s: unknown type %q", t.Name, t.Type))
 		}
-		tl := log.With("target", t.Name)
-		p, err := steer.NewPusher(steer.PusherOptions{Outbox: st, Target: target, Clock: clk, Logger: tl, Seed: uint64(i + 1),
-			MaxAttempts: t.MaxAttempts, AttemptTimeout: t.Timeout, Gate: gate,
-			OnDeadLetter: func(e store.OutboxEntry, err error) {
-				tl.Error("decision given up: not delivered", "run", e.Run, "version", e.Version, "attempts", e.Attempts, "err", err)
-			}})
+		// The pusher names its target in every line, and logs a dead letter once itself.
+		p, err := steer.NewPusher(steer.PusherOptions{Outbox: st, Target: target, Clock: clk, Logger: log, Seed: uint64(i + 1),
+			MaxAttempts: t.MaxAttempts, AttemptTimeout: t.Timeout, Gate: gate})
 		if err != nil {
 			return fail(fmt.Errorf("steering target %s: %w", t.Name, err))
 		}

@@ -172,3 +172,28 @@ spyagency_store_operation_errors_total{kind="not_found",op="run_state"} 2
 		t.Error("the instrumented store does not unwrap to the store")
 	}
 }
+
+// BenchmarkStoreTimings: what timing adds to one store read (a setting on SQLite), beside the read.
+func BenchmarkStoreTimings(b *testing.B) {
+	st, err := sqlite.Open(context.Background(), filepath.Join(b.TempDir(), "s.db"), sqlite.Options{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer st.Close()
+	if err := st.SetSetting(context.Background(), "k", "v"); err != nil {
+		b.Fatal(err)
+	}
+	tm, err := NewStoreTimings(prometheus.NewRegistry())
+	if err != nil {
+		b.Fatal(err)
+	}
+	for name, s := range map[string]store.Store{"raw": st, "timed": tm.Instrument(st)} {
+		b.Run(name, func(b *testing.B) {
+			for b.Loop() {
+				if _, _, err := s.Setting(context.Background(), "k"); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
