@@ -165,7 +165,7 @@ func New(ctx context.Context, o Options) (_ *App, err error) {
 	if a.lead != nil {
 		gate = a.stillLeads
 	}
-	if a.pushers, a.targets, err = buildPushers(ctx, cfg, st, o.Clock, gate, o.Logger.With("part", "steer")); err != nil {
+	if a.pushers, a.targets, err = buildPushers(ctx, cfg, st, o.Clock, gate, a.metrics.events, o.Logger.With("part", "steer")); err != nil {
 		return nil, err
 	}
 	if a.Alerts, err = buildAlerts(ctx, cfg, o, st, ag, a.spies); err != nil {

@@ -511,6 +511,7 @@ func exported(t *testing.T) map[string]bool {
 	}
 	ev.Decided(pcl.RunState{Decision: pcl.Decision{State: pcl.ReadinessReady}})
 	ev.Detected(pcl.SourceOMS, []pcl.Observation{{At: time.Now(), Seen: time.Now()}})
+	ev.Delivered(store.OutboxEntry{Target: "t", Created: time.Now()}, time.Now())
 	req, err := metrics.NewRequests(reg)
 	if err != nil {
 		t.Fatal(err)
