@@ -138,6 +138,12 @@ func New(ctx context.Context, o Options) (_ *App, err error) {
 		a.feed = newRunFeed()
 		a.o = o
 	}
+	if a.metrics, err = newProcessMetrics(); err != nil {
+		return nil, err
+	}
+	// Every part reads and writes through the timed store (after the lease was asked for above).
+	st = a.metrics.store.Instrument(st)
+	a.Store = st
 	ag, err := agency.New(ctx, agency.Options{Store: st, Catalogue: cat, Policy: cfg.Policy, Clock: o.Clock,
 		Logger: o.Logger.With("part", "agency"), Sources: a.spies, Targets: targetNames(cfg),
 		Batch: cfg.Agency.ReconcileBatch, Resync: cfg.Agency.ResyncInterval, Lookback: cfg.Agency.Lookback})
@@ -145,9 +151,6 @@ func New(ctx context.Context, o Options) (_ *App, err error) {
 		return nil, err
 	}
 	a.Agency = ag
-	if a.metrics, err = newProcessMetrics(); err != nil {
-		return nil, err
-	}
 	if a.spies.runners, a.spies.closers, err = buildRunners(cfg, cat, o.Clock, o.Logger, st, ag, o.Stepped, a.metrics.events); err != nil {
 		return nil, err
 	}
@@ -162,7 +165,7 @@ func New(ctx context.Context, o Options) (_ *App, err error) {
 	if a.lead != nil {
 		gate = a.stillLeads
 	}
-	if a.pushers, a.targets, err = buildPushers(ctx, cfg, st, o.Clock, gate, o.Logger.With("part", "steer")); err != nil {
+	if a.pushers, a.targets, err = buildPushers(ctx, cfg, st, o.Clock, gate, a.metrics.events, o.Logger.With("part", "steer")); err != nil {
 		return nil, err
 	}
 	if a.Alerts, err = buildAlerts(ctx, cfg, o, st, ag, a.spies); err != nil {

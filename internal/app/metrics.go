@@ -23,6 +23,7 @@ type processMetrics struct {
 	reg      *prometheus.Registry
 	events   *metrics.Events
 	requests *metrics.Requests
+	store    *metrics.StoreTimings
 }
 
 func newProcessMetrics() (*processMetrics, error) {
@@ -41,7 +42,11 @@ func newProcessMetrics() (*processMetrics, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &processMetrics{reg: reg, events: events, requests: requests}, nil
+	timings, err := metrics.NewStoreTimings(reg)
+	if err != nil {
+		return nil, err
+	}
+	return &processMetrics{reg: reg, events: events, requests: requests, store: timings}, nil
 }
 
 // collect registers the collector that reads the app's parts at scrape time. It is called once the

@@ -68,10 +68,14 @@ func TestMetricsAndClusterServed(t *testing.T) {
 	}
 	for _, name := range []string{"spyagency_source_healthy", "spyagency_source_lag_seconds", "spyagency_first_unready_run",
 		"spyagency_outbox_pending", "spyagency_alerts", "spyagency_http_requests_total", "spyagency_workflows",
-		"spyagency_decisions_total", "go_goroutines", "process_resident_memory_bytes"} {
+		"spyagency_decisions_total", "spyagency_store_operation_duration_seconds", "go_goroutines", "process_resident_memory_bytes"} {
 		if fams[name] == nil {
 			t.Errorf("%s not served", name)
 		}
+	}
+	// The decision the loop took went through the timed store.
+	if n := storeOps(fams, "save_decision"); n < 1 {
+		t.Errorf("save_decision timed %d times, want at least the decision taken", n)
 	}
 	if got := gaugeOf(fams["spyagency_first_unready_run"]); got != 392680 {
 		t.Errorf("first unready run %v, want 392680", got)
@@ -102,6 +106,22 @@ func TestMetricsAndClusterServed(t *testing.T) {
 			t.Errorf("lint: %s: %s", p.Metric, p.Text)
 		}
 	}
+}
+
+// storeOps is how many times the store operation op was timed.
+func storeOps(fams map[string]*dto.MetricFamily, op string) uint64 {
+	f := fams["spyagency_store_operation_duration_seconds"]
+	if f == nil {
+		return 0
+	}
+	for _, m := range f.Metric {
+		for _, l := range m.Label {
+			if l.GetName() == "op" && l.GetValue() == op {
+				return m.GetHistogram().GetSampleCount()
+			}
+		}
+	}
+	return 0
 }
 
 // polled: both configured spies polled at least once.

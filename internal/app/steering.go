@@ -9,13 +9,14 @@ import (
 
 	"github.com/cms-pcl/spyagency/internal/clock"
 	"github.com/cms-pcl/spyagency/internal/config"
+	"github.com/cms-pcl/spyagency/internal/metrics"
 	"github.com/cms-pcl/spyagency/internal/steer"
 	"github.com/cms-pcl/spyagency/internal/store"
 )
 
 // pushers builds one pusher per configured push target. SQL targets on SQLite get their table made
 // (a simulated or local Tier-0 database); on PostgreSQL the table is Tier-0's and is only checked.
-func buildPushers(ctx context.Context, cfg *config.Config, st store.Store, clk clock.Clock, gate func(context.Context) error, log *slog.Logger) ([]*steer.Pusher, []func() error, error) {
+func buildPushers(ctx context.Context, cfg *config.Config, st store.Store, clk clock.Clock, gate func(context.Context) error, ev *metrics.Events, log *slog.Logger) ([]*steer.Pusher, []func() error, error) {
 	var out []*steer.Pusher
 	var closers []func() error
 	fail := func(err error) ([]*steer.Pusher, []func() error, error) {
@@ -60,12 +61,9 @@ func buildPushers(ctx context.Context, cfg *config.Config, st store.Store, clk c
 		default:
 			return fail(fmt.Errorf("steering target %s: unknown type %q", t.Name, t.Type))
 		}
-		tl := log.With("target", t.Name)
-		p, err := steer.NewPusher(steer.PusherOptions{Outbox: st, Target: target, Clock: clk, Logger: tl, Seed: uint64(i + 1),
-			MaxAttempts: t.MaxAttempts, AttemptTimeout: t.Timeout, Gate: gate,
-			OnDeadLetter: func(e store.OutboxEntry, err error) {
-				tl.Error("decision given up: not delivered", "run", e.Run, "version", e.Version, "attempts", e.Attempts, "err", err)
-			}})
+		// The pusher names its target in every line, and logs a dead letter once itself.
+		p, err := steer.NewPusher(steer.PusherOptions{Outbox: st, Target: target, Clock: clk, Logger: log, Seed: uint64(i + 1),
+			MaxAttempts: t.MaxAttempts, AttemptTimeout: t.Timeout, Gate: gate, OnDelivered: ev.Delivered})
 		if err != nil {
 			return fail(fmt.Errorf("steering target %s: %w", t.Name, err))
 		}

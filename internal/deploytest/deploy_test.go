@@ -5,6 +5,8 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -17,6 +19,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
 	"go.yaml.in/yaml/v3"
 
 	"github.com/cms-pcl/spyagency/internal/config"
@@ -346,23 +349,69 @@ func served(t *testing.T, path string) bool {
 
 func TestKubernetesManifests(t *testing.T) {
 	t.Parallel()
-	docs := manifests(t, "deploy/kubernetes/spyagency.yaml")
+	cfg, byKind := checkWorkload(t, "deploy/kubernetes/spyagency.yaml", "StatefulSet", 1)
+	if cfg != nil && !strings.HasPrefix(cfg.Store.DSN, "sqlite:") {
+		t.Errorf("the single replica's store %q: want SQLite", cfg.Store.DSN)
+	}
+	route := manifests(t, "deploy/kubernetes/openshift-route.yaml")
+	if len(route) != 1 || route[0].Kind != "Route" || route[0].Spec.To.Name != byKind["Service"].Metadata.Name {
+		t.Errorf("the OpenShift route does not point at the service: %+v", route)
+	}
+}
+
+// TestReplicatedManifests: the replicated deployment runs two replicas on PostgreSQL with a leader
+// lease, the database password among the mounted secrets, and its configuration is
+// examples/replicated.yaml with the secrets where the Secret is mounted.
+func TestReplicatedManifests(t *testing.T) {
+	t.Parallel()
+	cfg, byKind := checkWorkload(t, "deploy/kubernetes/spyagency-replicated.yaml", "Deployment", 2)
+	if cfg == nil {
+		return
+	}
+	if !strings.HasPrefix(cfg.Store.DSN, "postgres://") || cfg.Store.PasswordFile == "" || cfg.Agency.LeaseTTL <= 0 {
+		t.Errorf("store %+v, lease_ttl %v: want PostgreSQL, its password from a file, a lease", cfg.Store, cfg.Agency.LeaseTTL)
+	}
+	if u, err := url.Parse(cfg.Store.DSN); err != nil || u.User == nil {
+		t.Errorf("DSN %q: want a user: %v", cfg.Store.DSN, err)
+	} else if _, set := u.User.Password(); set {
+		t.Errorf("a password in the DSN %q", cfg.Store.DSN)
+	}
+	if _, ok := byKind["PodDisruptionBudget"]; !ok {
+		t.Error("no PodDisruptionBudget: a node drain could stop both replicas at once")
+	}
+	example := checkConfig(t, "examples/replicated.yaml", read(t, "examples/replicated.yaml"))
+	if example == nil {
+		return
+	}
+	want := strings.ReplaceAll(string(read(t, "examples/replicated.yaml")), "/etc/spyagency/", "/etc/spyagency/secrets/")
+	got := byKind["ConfigMap"].Data["spyagency.yaml"]
+	if i := strings.Index(want, "server:"); i < 0 || !strings.Contains(got, want[i:]) {
+		t.Error("the ConfigMap's configuration is not examples/replicated.yaml (from server: on, secrets under /etc/spyagency/secrets/)")
+	}
+}
+
+// checkWorkload checks a manifest of a ConfigMap, a Secret, a workload of kind with replicas and a
+// Service: the configuration passes `config check`, the probes, ports, secrets and writable places
+// agree with it. It returns the configuration (nil when it failed) and the documents by kind.
+func checkWorkload(t *testing.T, path, kind string, replicas int) (*config.Config, map[string]manifest) {
+	t.Helper()
+	docs := manifests(t, path)
 	byKind := map[string]manifest{}
 	for _, m := range docs {
 		byKind[m.Kind] = m
 	}
-	for _, k := range []string{"ConfigMap", "Secret", "StatefulSet", "Service"} {
+	for _, k := range []string{"ConfigMap", "Secret", kind, "Service"} {
 		if _, ok := byKind[k]; !ok {
-			t.Fatalf("no %s in deploy/kubernetes/spyagency.yaml", k)
+			t.Fatalf("no %s in %s", k, path)
 		}
 	}
-	cfg := checkConfig(t, "ConfigMap spyagency.yaml", []byte(byKind["ConfigMap"].Data["spyagency.yaml"]))
+	cfg := checkConfig(t, path+": ConfigMap spyagency.yaml", []byte(byKind["ConfigMap"].Data["spyagency.yaml"]))
 	if cfg == nil {
-		return
+		return nil, byKind
 	}
-	set := byKind["StatefulSet"]
-	if r := set.Spec.Replicas; r == nil || *r != 1 {
-		t.Errorf("replicas %v: an SQLite store is one process's", r)
+	set := byKind[kind]
+	if r := set.Spec.Replicas; r == nil || *r != replicas {
+		t.Errorf("%s: replicas %v, want %d", path, r, replicas)
 	}
 	pod := set.Spec.Template.Spec
 	if !pod.SecurityContext.RunAsNonRoot || pod.SecurityContext.RunAsUser == 0 {
@@ -372,7 +421,7 @@ func TestKubernetesManifests(t *testing.T) {
 		t.Errorf("terminationGracePeriodSeconds %v is not above the shutdown timeout %v", stop, cfg.Server.ShutdownTimeout)
 	}
 	if len(pod.Containers) != 1 {
-		t.Fatalf("%d containers", len(pod.Containers))
+		t.Fatalf("%s: %d containers", path, len(pod.Containers))
 	}
 	c := pod.Containers[0]
 	if !strings.Contains(c.Image, "/spyagency:") {
@@ -434,7 +483,7 @@ func TestKubernetesManifests(t *testing.T) {
 			t.Errorf("the Secret has no key %s", key)
 		}
 	}
-	// Writable places: the data directory is the volume claim, /tmp an emptyDir; the rest is read only.
+	// Writable places: the data directory is the volume "data", /tmp an emptyDir; the rest is read only.
 	if mounts[cfg.DataDir] != "data" || mounts["/tmp"] == "" {
 		t.Errorf("data dir %s and /tmp must be mounted writable: %v", cfg.DataDir, mounts)
 	}
@@ -442,13 +491,17 @@ func TestKubernetesManifests(t *testing.T) {
 	if len(svc.Spec.Ports) != 1 || svc.Spec.Ports[0].TargetPort != c.Ports[0].Name {
 		t.Errorf("service ports %+v", svc.Spec.Ports)
 	}
-	route := manifests(t, "deploy/kubernetes/openshift-route.yaml")
-	if len(route) != 1 || route[0].Kind != "Route" || route[0].Spec.To.Name != svc.Metadata.Name {
-		t.Errorf("the OpenShift route does not point at the service: %+v", route)
-	}
+	return cfg, byKind
 }
 
 // exported is every metric name the process exports, from registries built as the app builds them.
+// missingRun is a store that knows no run; only RunState is called.
+type missingRun struct{ store.Store }
+
+func (missingRun) RunState(context.Context, uint32) (pcl.RunState, error) {
+	return pcl.RunState{}, errors.New("no such run")
+}
+
 func exported(t *testing.T) map[string]bool {
 	t.Helper()
 	reg := prometheus.NewRegistry()
@@ -458,11 +511,17 @@ func exported(t *testing.T) map[string]bool {
 	}
 	ev.Decided(pcl.RunState{Decision: pcl.Decision{State: pcl.ReadinessReady}})
 	ev.Detected(pcl.SourceOMS, []pcl.Observation{{At: time.Now(), Seen: time.Now()}})
+	ev.Delivered(store.OutboxEntry{Target: "t", Created: time.Now()}, time.Now())
 	req, err := metrics.NewRequests(reg)
 	if err != nil {
 		t.Fatal(err)
 	}
 	req.ObserveRequest("GET /healthz", 200, time.Millisecond)
+	timings, err := metrics.NewStoreTimings(reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, _ = timings.Instrument(missingRun{}).RunState(context.Background(), 1) // an error: both store metrics
 	now := time.Now()
 	reg.MustRegister(metrics.NewCollector(metrics.Parts{
 		Health:       func() []pcl.SourceHealth { return []pcl.SourceHealth{{Name: pcl.SourceOMS}} },
@@ -483,11 +542,10 @@ func exported(t *testing.T) map[string]bool {
 	out := map[string]bool{"process_resident_memory_bytes": true, "go_goroutines": true}
 	for _, f := range fams {
 		out[f.GetName()] = true
-	}
-	// Histograms are queried through their series.
-	for _, h := range []string{"spyagency_detection_latency_seconds", "spyagency_decision_latency_seconds", "spyagency_http_request_duration_seconds"} {
-		for _, s := range []string{"_bucket", "_sum", "_count"} {
-			out[h+s] = true
+		if f.GetType() == dto.MetricType_HISTOGRAM { // queried through their series
+			for _, s := range []string{"_bucket", "_sum", "_count"} {
+				out[f.GetName()+s] = true
+			}
 		}
 	}
 	return out

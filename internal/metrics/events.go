@@ -6,6 +6,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/cms-pcl/spyagency/internal/pcl"
+	"github.com/cms-pcl/spyagency/internal/store"
 )
 
 // latencyBuckets span what PCL latencies are: seconds for a poll, hours for a harvest, two days for
@@ -17,6 +18,7 @@ type Events struct {
 	detection *prometheus.HistogramVec
 	decisions *prometheus.CounterVec
 	decision  prometheus.Histogram
+	delivery  *prometheus.HistogramVec
 }
 
 // NewEvents registers the event metrics on reg.
@@ -30,8 +32,11 @@ func NewEvents(reg prometheus.Registerer) (*Events, error) {
 		decision: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "spyagency_decision_latency_seconds",
 			Help:    "From the newest workflow change a decision rests on (by its evidence's time) to the decision.",
 			Buckets: latencyBuckets}),
+		delivery: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "spyagency_delivery_latency_seconds",
+			Help:    "From a decision's entry in the outbox to its recorded delivery to the push target, retries included, by target.",
+			Buckets: latencyBuckets}, []string{"target"}),
 	}
-	for _, c := range []prometheus.Collector{e.detection, e.decisions, e.decision} {
+	for _, c := range []prometheus.Collector{e.detection, e.decisions, e.decision, e.delivery} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}
@@ -70,4 +75,13 @@ func (e *Events) Decided(rs pcl.RunState) {
 	if !newest.IsZero() && !rs.Decision.Decided.IsZero() {
 		e.decision.Observe(max(0, rs.Decision.Decided.Sub(newest).Seconds()))
 	}
+}
+
+// Delivered records a decision delivered to a push target: its delay from the outbox entry's creation
+// to the delivery recorded at at. Entries without a creation time are not counted.
+func (e *Events) Delivered(entry store.OutboxEntry, at time.Time) {
+	if e == nil || entry.Created.IsZero() {
+		return
+	}
+	e.delivery.WithLabelValues(entry.Target).Observe(max(0, at.Sub(entry.Created).Seconds()))
 }

@@ -7,7 +7,9 @@
 //     costs.
 //   - What happens between scrapes is counted as it happens: HTTP requests by route pattern and status
 //     (Requests, fed by the web server), decisions by readiness and their latency from the evidence
-//     they rest on (Decisions, fed by the agency).
+//     they rest on, deliveries' latency per push target (Events, fed by the agency and the pushers).
+//   - The store's operations are timed, and their errors counted by kind, by a decorator around the
+//     store that every part of the process uses (StoreTimings, store.go).
 //
 // The registry is the caller's (internal/app makes one per process, never the global one), so that two
 // processes in one test binary do not share counters.

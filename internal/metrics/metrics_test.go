@@ -236,9 +236,12 @@ func TestEvents(t *testing.T) {
 	e.Decided(pcl.RunState{Decision: pcl.Decision{State: pcl.ReadinessReady, Decided: now.Add(time.Hour)},
 		Workflows: []pcl.WorkflowStatus{{Updated: now}, {Updated: now.Add(59 * time.Minute)}}})
 	e.Decided(pcl.RunState{Decision: pcl.Decision{State: pcl.ReadinessBlocked, Decided: now}})
+	e.Delivered(store.OutboxEntry{Target: "t0-webhook", Created: now}, now.Add(45*time.Second))
+	e.Delivered(store.OutboxEntry{Target: "t0-webhook"}, now) // no creation time: not counted
 	var nilEvents *Events
 	nilEvents.Detected(pcl.SourceOMS, []pcl.Observation{{At: now, Seen: now}}) // a process without metrics
 	nilEvents.Decided(pcl.RunState{})
+	nilEvents.Delivered(store.OutboxEntry{Created: now}, now)
 	problems, err := testutil.GatherAndLint(reg)
 	if err != nil {
 		t.Fatal(err)
@@ -257,5 +260,9 @@ func TestEvents(t *testing.T) {
 	dec := fams["spyagency_decision_latency_seconds"].Metric[0].Histogram
 	if dec.GetSampleCount() != 1 || dec.GetSampleSum() != 60 {
 		t.Errorf("decision latency: %d samples, sum %v; want 1 of 60 s (from the newest workflow change)", dec.GetSampleCount(), dec.GetSampleSum())
+	}
+	del := fams["spyagency_delivery_latency_seconds"].Metric
+	if len(del) != 1 || del[0].GetLabel()[0].GetValue() != "t0-webhook" || del[0].Histogram.GetSampleCount() != 1 || del[0].Histogram.GetSampleSum() != 45 {
+		t.Errorf("delivery latency: %v; want one sample of 45 s for t0-webhook", del)
 	}
 }

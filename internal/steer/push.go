@@ -97,6 +97,9 @@ type PusherOptions struct {
 	AttemptTimeout time.Duration
 	// OnDeadLetter, if set, is called after an entry was given up and audited: the hook for the alert.
 	OnDeadLetter func(e store.OutboxEntry, err error)
+	// OnDelivered, if set, is called after a delivery was recorded, with the time it was recorded at
+	// (the clock's): the hook for the delivery latency metric.
+	OnDelivered func(e store.OutboxEntry, at time.Time)
 	// Gate, if set, is asked right before each delivery attempt; an error ends the pass without the
 	// attempt (the entry stays as it is). A replica gates its pushes on still holding the leader
 	// lease: the store fences its writes, and this keeps a deposed leader from sending what another
@@ -250,6 +253,9 @@ func (p *Pusher) attempt(ctx context.Context, e store.OutboxEntry) (retryAt time
 			return time.Time{}, fmt.Errorf("steer: record delivery of run %d v%d to %s: %w", e.Run, e.Version, p.o.Target.Name(), err)
 		}
 		log.Info("steer: delivered")
+		if p.o.OnDelivered != nil {
+			p.o.OnDelivered(e, at)
+		}
 		return time.Time{}, nil
 	}
 	if ctx.Err() != nil {

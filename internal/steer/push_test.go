@@ -3,6 +3,7 @@ package steer
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
 	"slices"
 	"strings"
@@ -620,5 +621,36 @@ func TestPushGate(t *testing.T) {
 	}
 	if _, accepted := s.rcv.snapshot(); !slices.Equal(accepted, []string{"100:1", "101:1"}) {
 		t.Errorf("after the gate opened the receiver has %v", accepted)
+	}
+}
+
+// TestPushOnDeliveredIsToldEachDelivery: OnDelivered hears of each recorded delivery once, with the
+// entry (its creation time, for the latency metric) and the time the delivery was recorded, and never
+// of a refused one.
+func TestPushOnDeliveredIsToldEachDelivery(t *testing.T) {
+	t.Parallel()
+	s := newPushSetup(t)
+	s.rcv.setRespond(func(key string) (int, http.Header) {
+		if key == "100:1" {
+			return http.StatusUnprocessableEntity, nil
+		}
+		return http.StatusOK, nil
+	})
+	decide(t, s.st, t0, 100, pcl.ReadinessWaiting, false, "tier0")
+	decide(t, s.st, t0, 101, pcl.ReadinessReady, true, "tier0")
+	type told struct {
+		key string
+		lat time.Duration
+	}
+	var got []told
+	p := s.pusher(t, PusherOptions{OnDelivered: func(e store.OutboxEntry, at time.Time) {
+		got = append(got, told{fmt.Sprintf("%d:%d", e.Run, e.Version), at.Sub(e.Created)})
+	}})
+	s.clk.Advance(2 * time.Minute)
+	if _, err := p.Tick(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 1 || got[0].key != "101:1" || got[0].lat != 2*time.Minute {
+		t.Errorf("OnDelivered heard %+v, want 101:1 once, 2 min after its entry", got)
 	}
 }

@@ -25,7 +25,8 @@ const (
 	clientBuffer = 64  // events queued per client before it counts as too slow
 	replaySize   = 512 // events kept for clients that reconnect
 	sourceBuffer = 1024
-	writeTimeout = 20 * time.Second // one event must be written within this, or the client is gone
+	// defaultStreamWriteTimeout: one event must be written within this, or the client is gone.
+	defaultStreamWriteTimeout = 20 * time.Second
 )
 
 type sseMsg struct {
@@ -260,7 +261,7 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request) {
 		last = r.URL.Query().Get("since")
 	}
 	write := func(b []byte) bool {
-		_ = rc.SetWriteDeadline(time.Now().Add(writeTimeout))
+		_ = rc.SetWriteDeadline(time.Now().Add(s.o.StreamWriteTimeout))
 		if _, err := w.Write(b); err != nil {
 			return false
 		}

@@ -120,6 +120,10 @@ type Options struct {
 	Silences  Silences
 	// Heartbeat is how often an idle event stream sends a tick (default 15s of wall time).
 	Heartbeat time.Duration
+	// StreamWriteTimeout bounds each write of an event stream, which lifts the server's write timeout
+	// for itself: a page that stops reading loses its stream, and its goroutine ends, once one write
+	// has waited this long (default 20s).
+	StreamWriteTimeout time.Duration
 	// HeaderEvery is how often the header's sources and alerts are looked at for the live page
 	// (default 2s of wall time); a part is sent only when it changed.
 	HeaderEvery time.Duration
@@ -186,6 +190,9 @@ func New(o Options) (*Server, error) {
 	}
 	if o.Heartbeat <= 0 {
 		o.Heartbeat = 15 * time.Second
+	}
+	if o.StreamWriteTimeout <= 0 {
+		o.StreamWriteTimeout = defaultStreamWriteTimeout
 	}
 	if o.HeaderEvery <= 0 {
 		o.HeaderEvery = 2 * time.Second

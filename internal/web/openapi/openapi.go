@@ -1,6 +1,7 @@
 // Package openapi holds the OpenAPI 3.1 document of Spy Agency's HTTP interface (openapi.json, served at
 // GET /api/v1/openapi.json) and checks replies against it. The document is written by hand, next to
-// docs/api.md which explains it in prose; tests keep it true: the web package's test fails when a route
+// docs/api.md which explains it in prose; tests keep it true: docs/api.md must name every operation
+// and no other (apidoc_test.go), the web package's test fails when a route
 // is registered and not documented or documented and not registered, and the tests of the handlers
 // validate their live replies with Validate, so a field added, renamed or retyped without the document
 // fails a test.
