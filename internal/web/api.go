@@ -21,6 +21,8 @@ type RunView struct {
 	Workflows  []WorkflowView            `json:"workflows"`
 	Milestones map[string]pcl.Milestones `json:"milestones,omitempty"`
 	Decisions  []pcl.Decision            `json:"decisions,omitempty"`
+	// Compacted is set on GET /api/v1/runs/{run} when retention removed the run's raw observations.
+	Compacted *store.Compaction `json:"compacted,omitempty"`
 }
 
 // ReadinessView is the run's current decision.
@@ -131,6 +133,9 @@ func (s *Server) runView(r *http.Request, run uint32) (RunView, error) {
 		v.Milestones[ws.Name] = ws.Milestones
 	}
 	if v.Decisions, err = s.o.Store.Decisions(r.Context(), run); err != nil {
+		return RunView{}, err
+	}
+	if v.Compacted, err = s.compaction(r.Context(), run); err != nil {
 		return RunView{}, err
 	}
 	return v, nil
