@@ -192,6 +192,10 @@ func (s *Server) override(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, apperr.Errorf(apperr.Invalid, "reason over 2000 characters"))
 		return
 	}
+	if err := s.refuseCompacted(r.Context(), run); err != nil {
+		s.fail(w, r, err)
+		return
+	}
 	if _, err := s.o.Overrider.Override(r.Context(), run, req.Action, req.Workflow, actor, req.Reason); err != nil {
 		s.fail(w, r, err)
 		return

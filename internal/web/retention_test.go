@@ -14,7 +14,7 @@ import (
 // compacted; the API carries the summary.
 func TestCompactedRunPage(t *testing.T) {
 	t.Parallel()
-	w, base := seeded(t, nil)
+	w, base := seeded(t, func(o *Options) { o.Operator = operatorLoopback })
 	code, before, _ := fetch(t, base+"/runs/392660")
 	if code != 200 {
 		t.Fatalf("run page before compaction: %d", code)
@@ -55,5 +55,9 @@ func TestCompactedRunPage(t *testing.T) {
 	}
 	if code := get(t, base+"/api/v1/runs/392660", &v); code != 200 || v.Compacted == nil || v.Compacted.Observations == 0 || len(v.Milestones) == 0 {
 		t.Fatalf("API after compaction: %d, compacted %+v, milestones %v", code, v.Compacted, v.Milestones)
+	}
+	// An override of a compacted run is refused, and changes nothing.
+	if code, body := post(t, base+"/api/v1/runs/392660/override", `{"action":"hold","reason":"late look"}`); code != 409 {
+		t.Errorf("override of a compacted run: %d %v, want 409", code, body)
 	}
 }

@@ -33,6 +33,20 @@ type runData struct {
 	Compacted *store.Compaction
 }
 
+// refuseCompacted refuses an override of a compacted run: the agency would re-derive the run from the
+// few facts left, not from what it decided on.
+func (s *Server) refuseCompacted(ctx context.Context, run uint32) error {
+	c, err := s.compaction(ctx, run)
+	if err != nil {
+		return err
+	}
+	if c != nil {
+		return apperr.Errorf(apperr.Conflict, "run %d's raw observations were compacted on %s (store.retention); it cannot be overridden any more",
+			run, c.At.Format(time.RFC3339))
+	}
+	return nil
+}
+
 // compaction reads what retention kept of a run's observations: nil when the run is not compacted.
 func (s *Server) compaction(ctx context.Context, run uint32) (*store.Compaction, error) {
 	c, err := s.o.Store.Compaction(ctx, run)
