@@ -140,6 +140,7 @@ func (a *App) runParts(ctx context.Context, parts *sync.WaitGroup) (unsubscribe 
 			}
 		})
 	}
+	parts.Go(func() { a.retain(ctx) }) // retention.go
 	for _, r := range a.spies.runners {
 		parts.Go(func() {
 			if err := r.Run(ctx); err != nil && ctx.Err() == nil {

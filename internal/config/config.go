@@ -197,7 +197,18 @@ type Store struct {
 	PasswordFile string `yaml:"password_file"`
 	// PasswordEnv names an environment variable holding the database password (PostgreSQL only).
 	PasswordEnv string `yaml:"password_env"`
+	// Retention is how long after its release a run keeps its raw observations; after that they are
+	// compacted into a summary per source and kind (its decisions, audit, milestones and final state
+	// are kept forever), so the store grows by a bounded amount per run. Default 2160h (90 days);
+	// "0s", "0" or "off" keeps every observation forever. At least 24h when set.
+	Retention time.Duration `yaml:"retention"`
 }
+
+// DefaultRetention is store.retention's default: 90 days after release.
+const DefaultRetention = 90 * 24 * time.Hour
+
+// MinRetention is the shortest store.retention accepted other than off: a day.
+const MinRetention = 24 * time.Hour
 
 // Sources holds one block per spied CMS system; the keys are the source names of pcl.Sources.
 type Sources struct {
@@ -373,6 +384,7 @@ func preDefaults() *Config {
 			CondDB:  defaultSource(pcl.SourceCondDB),
 			DQM:     defaultSource(pcl.SourceDQM),
 		},
+		Store: Store{Retention: DefaultRetention},
 		Links: DefaultLinks(),
 		Access: Access{
 			Read:             "open",

@@ -79,7 +79,7 @@ func TestFullExample(t *testing.T) {
 	if !reflect.DeepEqual(c.Server, wantServer) {
 		t.Errorf("server = %+v, want %+v", c.Server, wantServer)
 	}
-	wantStore := Store{DSN: "sqlite:/var/lib/spyagency/spyagency.db"}
+	wantStore := Store{DSN: "sqlite:/var/lib/spyagency/spyagency.db", Retention: 2160 * time.Hour}
 	if c.Store != wantStore {
 		t.Errorf("store = %+v, want %+v", c.Store, wantStore)
 	}
@@ -440,6 +440,46 @@ func TestReferenceDocumentsEveryKey(t *testing.T) {
 	for _, p := range paths {
 		if !strings.Contains(string(doc), "`"+p+"`") {
 			t.Errorf("docs/configuration.md does not document `%s`", p)
+		}
+	}
+}
+
+func TestStoreRetention(t *testing.T) {
+	t.Parallel()
+	if got := Default().Store.Retention; got != 90*24*time.Hour {
+		t.Errorf("default retention %s, want 90 days", got)
+	}
+	for _, tc := range []struct {
+		value string
+		want  time.Duration
+		err   string
+	}{
+		{"off", 0, ""},
+		{"0", 0, ""},
+		{"0s", 0, ""},
+		{"720h", 720 * time.Hour, ""},
+		{"1h", 0, "store.retention: must be at least 24h0m0s"},
+		{"-24h", 0, "store.retention: must be at least 24h0m0s"},
+		{"90", 0, "store.retention: duration \"90\" has no unit"},
+		{"ninety days", 0, "store.retention: bad duration"},
+	} {
+		path := filepath.Join(t.TempDir(), "c.yaml")
+		if err := os.WriteFile(path, []byte("store:\n  retention: "+tc.value+"\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		c, err := Load(path)
+		if tc.err != "" {
+			if err == nil || !strings.Contains(err.Error(), tc.err) {
+				t.Errorf("retention %q: error %v, want one containing %q", tc.value, err, tc.err)
+			}
+			continue
+		}
+		if err != nil {
+			t.Errorf("retention %q: %v", tc.value, err)
+			continue
+		}
+		if c.Store.Retention != tc.want {
+			t.Errorf("retention %q = %s, want %s", tc.value, c.Store.Retention, tc.want)
 		}
 	}
 }

@@ -162,6 +162,11 @@ func (d *decoder) decodeDuration(path string, n *yaml.Node, v reflect.Value) {
 		d.addf(posOf(n), path, "want a duration such as \"30s\" or \"20h\", got %s", kindName(n))
 		return
 	}
+	// store.retention is switched off by "off" or a bare 0.
+	if path == "store.retention" && (n.Value == "off" || n.Value == "0") {
+		v.SetInt(0)
+		return
+	}
 	// A bare number would be nanoseconds to Go; nobody means that in a configuration file.
 	if n.ShortTag() == "!!int" || n.ShortTag() == "!!float" {
 		d.addf(posOf(n), path, "duration %q has no unit: write e.g. \"%ss\" or \"%sm\"", n.Value, n.Value, n.Value)

@@ -26,6 +26,10 @@ func (d *decoder) validate(c *Config) {
 	if (c.Store.PasswordFile != "" || c.Store.PasswordEnv != "") && !isPostgres(c.Store.DSN) {
 		d.addf(d.at("store.password_file"), "store.password_file", "a database password only applies to a postgres:// DSN")
 	}
+	if r := c.Store.Retention; r < 0 || (r > 0 && r < MinRetention) {
+		d.addf(d.at("store.retention"), "store.retention",
+			"must be at least %s (or \"off\"), got %s: a shorter one would compact runs that may still be reviewed", MinRetention, r)
+	}
 	for _, s := range c.Sources.list() {
 		d.checkSource("sources."+string(s.name), s.name, *s.src)
 	}

@@ -164,6 +164,17 @@ type Store interface {
 	// persisted release whose run stopped at or after since or has no stop time. The agency's start-up
 	// reads these instead of every stored state; the cost does not grow with the released history.
 	OpenRunStates(ctx context.Context, since time.Time) ([]pcl.RunState, error)
+	// CompactReleased applies retention to at most q.Limit runs, oldest stop first: for each run whose
+	// current decision is a persisted release decided before q.ReleasedBefore and that is not compacted
+	// yet, in one transaction, it writes the run's Compaction and deletes its raw observations. Open
+	// runs, runs without a stop time and runs whose final state is not written are never compacted.
+	// Candidates are found through an index of the released runs not compacted yet, so the cost does
+	// not grow with the compacted history. It returns the runs compacted; calling it again compacts
+	// nothing twice, and a crash leaves every run either compacted whole or not at all.
+	CompactReleased(ctx context.Context, q CompactQuery) ([]uint32, error)
+	// Compaction returns what retention kept of a run's raw observations; apperr.NotFound when the run
+	// is not compacted.
+	Compaction(ctx context.Context, run uint32) (Compaction, error)
 	// DueRuns returns the runs whose NextWake is set and not after now, oldest wake first.
 	DueRuns(ctx context.Context, now time.Time, limit int) ([]uint32, error)
 	// NextWake returns the earliest NextWake of any run, zero when no run has one: when the agency must

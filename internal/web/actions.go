@@ -99,6 +99,10 @@ func (s *Server) runAction(w http.ResponseWriter, r *http.Request) {
 		s.render(w, r, http.StatusOK, "confirm", page{Title: fmt.Sprintf("Confirm: %s run %d", c.Action, run), Nav: "board", Data: c})
 		return
 	}
+	if err := s.refuseCompacted(r.Context(), run); err != nil {
+		s.pageError(w, r, err)
+		return
+	}
 	if _, err := s.o.Overrider.Override(r.Context(), run, c.Action, c.Workflow, actor, c.Reason); err != nil {
 		s.pageError(w, r, err)
 		return

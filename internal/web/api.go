@@ -21,6 +21,8 @@ type RunView struct {
 	Workflows  []WorkflowView            `json:"workflows"`
 	Milestones map[string]pcl.Milestones `json:"milestones,omitempty"`
 	Decisions  []pcl.Decision            `json:"decisions,omitempty"`
+	// Compacted is set on GET /api/v1/runs/{run} when retention removed the run's raw observations.
+	Compacted *store.Compaction `json:"compacted,omitempty"`
 }
 
 // ReadinessView is the run's current decision.
@@ -133,6 +135,9 @@ func (s *Server) runView(r *http.Request, run uint32) (RunView, error) {
 	if v.Decisions, err = s.o.Store.Decisions(r.Context(), run); err != nil {
 		return RunView{}, err
 	}
+	if v.Compacted, err = s.compaction(r.Context(), run); err != nil {
+		return RunView{}, err
+	}
 	return v, nil
 }
 
@@ -185,6 +190,10 @@ func (s *Server) override(w http.ResponseWriter, r *http.Request) {
 	}
 	if len(req.Reason) > 2000 {
 		s.fail(w, r, apperr.Errorf(apperr.Invalid, "reason over 2000 characters"))
+		return
+	}
+	if err := s.refuseCompacted(r.Context(), run); err != nil {
+		s.fail(w, r, err)
 		return
 	}
 	if _, err := s.o.Overrider.Override(r.Context(), run, req.Action, req.Workflow, actor, req.Reason); err != nil {

@@ -1,6 +1,7 @@
 package web
 
 import (
+	"context"
 	"fmt"
 	"html/template"
 	"net/http"
@@ -10,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/cms-pcl/spyagency/internal/apperr"
 	"github.com/cms-pcl/spyagency/internal/pcl"
 	"github.com/cms-pcl/spyagency/internal/store"
 	"github.com/cms-pcl/spyagency/internal/web/plot"
@@ -27,6 +29,34 @@ type runData struct {
 	Links     []link
 	Actions   actionForm
 	Done      string // the action just applied, from the redirect after a form post
+	// Compacted is what retention kept of the run's raw observations; nil when they are all stored.
+	Compacted *store.Compaction
+}
+
+// refuseCompacted refuses an override of a compacted run: the agency would re-derive the run from the
+// few facts left, not from what it decided on.
+func (s *Server) refuseCompacted(ctx context.Context, run uint32) error {
+	c, err := s.compaction(ctx, run)
+	if err != nil {
+		return err
+	}
+	if c != nil {
+		return apperr.Errorf(apperr.Conflict, "run %d's raw observations were compacted on %s (store.retention); it cannot be overridden any more",
+			run, c.At.Format(time.RFC3339))
+	}
+	return nil
+}
+
+// compaction reads what retention kept of a run's observations: nil when the run is not compacted.
+func (s *Server) compaction(ctx context.Context, run uint32) (*store.Compaction, error) {
+	c, err := s.o.Store.Compaction(ctx, run)
+	if apperr.CodeOf(err) == apperr.NotFound {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	return &c, nil
 }
 
 type runWorkflow struct {
@@ -126,6 +156,10 @@ func (s *Server) runPage(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	d.Uploads = s.uploads(obs)
+	if d.Compacted, err = s.compaction(ctx, run); err != nil {
+		s.pageError(w, r, err)
+		return
+	}
 	for _, l := range []func(uint32) (link, bool){s.omsLink, s.dqmLink} {
 		if lk, ok := l(run); ok {
 			d.Links = append(d.Links, lk)

@@ -23,8 +23,8 @@ const insertObservation = `INSERT INTO observations (run, key, source, kind, at,
 // AppendObservations validates the whole batch, encodes it, and then, in one transaction, inserts each
 // fact the store does not hold yet and returns those, in input order, each with its Seq.
 //
-// A fact's Seq is its row's rowid. SQLite gives a new row the largest rowid plus one, and observations
-// are never deleted, so Seqs grow in append order; the table has no INTEGER PRIMARY KEY, so a VACUUM
+// A fact's Seq is its row's rowid. SQLite gives a new row the largest rowid plus one, and retention
+// never deletes the row holding the largest rowid (CompactReleased), so Seqs grow in append order; the table has no INTEGER PRIMARY KEY, so a VACUUM
 // could renumber them, and nothing here runs one.
 func (s *Store) AppendObservations(ctx context.Context, obs []pcl.Observation) ([]pcl.Observation, error) {
 	if err := s.usable(); err != nil {

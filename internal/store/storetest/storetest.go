@@ -38,6 +38,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 	all = append(all, accessTests()...)
 	all = append(all, alertTests()...)
 	all = append(all, openWorkTests()...)
+	all = append(all, retentionTests()...)
 	all = append(all, subtest{"Closed", testClosed})
 	for _, st := range all {
 		t.Run(st.name, func(t *testing.T) {

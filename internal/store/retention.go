@@ -1,0 +1,43 @@
+package store
+
+import (
+	"time"
+
+	"github.com/cms-pcl/spyagency/internal/pcl"
+)
+
+// Compaction is what is kept of a run's raw observations once retention has removed them: who saw
+// what, how often and when. The run's decisions, audit entries and final state (with its milestones)
+// are not touched by a compaction; they are kept forever.
+type Compaction struct {
+	Run uint32 `json:"run"`
+	// At is when the observations were compacted.
+	At time.Time `json:"at"`
+	// Observations is how many raw observations were removed.
+	Observations int `json:"observations"`
+	// Groups summarise them by source and kind, ordered by source, then kind.
+	Groups []CompactedGroup `json:"groups"`
+}
+
+// CompactedGroup summarises a run's removed observations of one source and kind.
+type CompactedGroup struct {
+	Source pcl.Source `json:"source"`
+	Kind   pcl.Kind   `json:"kind"`
+	Count  int        `json:"count"`
+	// First and Last are the earliest and latest At (the source's time of the fact) of the group.
+	First time.Time `json:"first"`
+	Last  time.Time `json:"last"`
+	// LastSeen is the latest time a spy saw a fact of the group; zero when none recorded it.
+	LastSeen time.Time `json:"last_seen,omitzero"`
+}
+
+// CompactQuery selects what one call of Store.CompactReleased may compact.
+type CompactQuery struct {
+	// ReleasedBefore: only runs whose current decision is a persisted release decided before this time
+	// (and which stopped before it) are compacted.
+	ReleasedBefore time.Time
+	// Now is recorded as the compaction time.
+	Now time.Time
+	// Limit bounds the runs compacted by the call (each in a transaction of its own); 0 means 16.
+	Limit int
+}
