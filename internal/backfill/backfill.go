@@ -401,7 +401,9 @@ func (h rangeHints) OpenRuns(context.Context) ([]pcl.OpenRun, error) {
 	return out, nil
 }
 
-func (h rangeHints) WatchedTags(ctx context.Context) ([]string, error) { return h.tags.WatchedTags(ctx) }
+func (h rangeHints) WatchedTags(ctx context.Context) ([]string, error) {
+	return h.tags.WatchedTags(ctx)
+}
 
 // healths report the backfill's runners' health to its agency.
 type healths struct {

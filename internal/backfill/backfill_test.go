@@ -11,12 +11,15 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cms-pcl/spyagency/internal/apperr"
 	"github.com/cms-pcl/spyagency/internal/clock"
 	"github.com/cms-pcl/spyagency/internal/config"
 	"github.com/cms-pcl/spyagency/internal/demo"
 	"github.com/cms-pcl/spyagency/internal/pcl"
+	"github.com/cms-pcl/spyagency/internal/pgtest"
 	"github.com/cms-pcl/spyagency/internal/sim"
 	"github.com/cms-pcl/spyagency/internal/store"
+	"github.com/cms-pcl/spyagency/internal/store/postgres"
 	"github.com/cms-pcl/spyagency/internal/store/sqlite"
 )
 
@@ -226,5 +229,39 @@ func TestValidate(t *testing.T) {
 	}
 	if err := Validate(5, 5); err != nil {
 		t.Error(err)
+	}
+}
+
+// TestBackfillLease: on a PostgreSQL store a backfill refuses to run while a serve holds the leader
+// lease, and takes and gives back the lease when it is free, so a serve can lead right after.
+func TestBackfillLease(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	st, err := postgres.Open(ctx, pgtest.Schema(t), postgres.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	cfg := config.Default()
+	o := Options{Config: cfg, Store: st, From: 1, To: 3, Holder: "backfill-test"}
+	if _, ok, err := st.AcquireLease(ctx, "serve-a", time.Minute, time.Now()); err != nil || !ok {
+		t.Fatalf("serve's lease: %v %v", ok, err)
+	}
+	_, err = Run(ctx, o)
+	if !apperr.Is(err, apperr.Conflict) || !strings.Contains(err.Error(), "serve-a") {
+		t.Fatalf("backfill beside a leading serve: %v", err)
+	}
+	cur, err := st.CurrentLease(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := st.ReleaseLease(ctx, "serve-a", cur.Epoch); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Run(ctx, o); err != nil { // no source configured: nothing to read, three runs unknown
+		t.Fatal(err)
+	}
+	if _, ok, err := st.AcquireLease(ctx, "serve-b", time.Minute, time.Now()); err != nil || !ok {
+		t.Fatalf("the lease after the backfill: %v %v (it must be given back)", ok, err)
 	}
 }
