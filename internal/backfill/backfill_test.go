@@ -122,6 +122,7 @@ func TestBackfillEmptyStore(t *testing.T) {
 			}
 		}
 	}
+	t.Logf("%d simulated runs, %d observations read: %v", len(w.sim.Runs()), sum.Observations, counts)
 	if counts[pcl.ReadinessReady]+counts[pcl.ReadinessReleased] == 0 {
 		t.Errorf("after 4 days no run is ready or released: %v", counts)
 	}
