@@ -25,15 +25,8 @@ func newLimiter(rate float64) *limiter {
 
 // wait blocks until the next request may go, or ctx ends.
 func (l *limiter) wait(ctx context.Context) error {
-	l.mu.Lock()
 	now := time.Now()
-	at := l.next
-	if at.Before(now) {
-		at = now
-	}
-	l.next = at.Add(l.every)
-	l.mu.Unlock()
-	if d := at.Sub(now); d > 0 {
+	if d := l.reserve(now).Sub(now); d > 0 {
 		t := time.NewTimer(d)
 		defer t.Stop()
 		select {
@@ -43,6 +36,18 @@ func (l *limiter) wait(ctx context.Context) error {
 		}
 	}
 	return nil
+}
+
+// reserve takes the next free slot at or after now.
+func (l *limiter) reserve(now time.Time) time.Time {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	at := l.next
+	if at.Before(now) {
+		at = now
+	}
+	l.next = at.Add(l.every)
+	return at
 }
 
 // limitedTransport waits for the limiter before each HTTP request.
