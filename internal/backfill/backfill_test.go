@@ -159,9 +159,13 @@ func TestBackfillResume(t *testing.T) {
 	want := whole.states(t)
 
 	ctx, cancel := context.WithCancel(t.Context())
-	var tier0Requests atomic.Int32
+	var tier0Requests, omsAgain atomic.Int32
+	var resumed atomic.Bool
 	w := newWorld(t, 3, func(h http.Handler) http.Handler {
 		return http.HandlerFunc(func(rw http.ResponseWriter, req *http.Request) {
+			if resumed.Load() && strings.HasPrefix(req.URL.Path, "/agg") {
+				omsAgain.Add(1)
+			}
 			if strings.HasPrefix(req.URL.Path, "/t0wmadatasvc") {
 				if tier0Requests.Add(1) == 5 {
 					cancel() // killed while reading Tier-0
@@ -182,9 +186,13 @@ func TestBackfillResume(t *testing.T) {
 	if !slices.Contains(cp.SourcesDone, pcl.SourceOMS) || slices.Contains(cp.SourcesDone, pcl.SourceTier0) {
 		t.Fatalf("checkpoint %+v: want oms read and tier0 not", cp)
 	}
+	resumed.Store(true)
 	sum, err := Run(t.Context(), w.opts())
 	if err != nil || !sum.Resumed {
 		t.Fatalf("resumed backfill: %+v, %v", sum, err)
+	}
+	if n := omsAgain.Load(); n != 0 {
+		t.Errorf("the resumed backfill asked OMS again (%d requests), which the first had read", n)
 	}
 	got := w.states(t)
 	for n, rs := range want {
