@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/http"
 	"os"
 	"time"
 
@@ -34,13 +35,14 @@ type SpyParams struct {
 	Tags      []string      // conddb: a fixed list of tags (probe's --tag)
 	FirstRun  uint32        // oms: where to start without a cursor (probe's --run)
 	Lookback  time.Duration // harvest: files older than this are neither read nor remembered (agency.lookback)
+	HTTP      *http.Client  // the HTTP sources' client (backfill's rate limit); nil: httpx's default
 }
 
 // NewSpy builds the spy of one source from its configuration block.
 func NewSpy(src pcl.Source, sc config.Source, p SpyParams) (spy.Spy, error) {
 	log := p.Logger.With("spy", string(src))
 	client := func() *httpx.Client {
-		return httpx.New(httpx.Options{Timeout: sc.Timeout, UserAgent: "spyagency",
+		return httpx.New(httpx.Options{Timeout: sc.Timeout, UserAgent: "spyagency", HTTP: p.HTTP,
 			Token: func() (string, error) { return sc.Token(os.LookupEnv) }})
 	}
 	switch src {

@@ -57,6 +57,7 @@ func commands() map[string]command {
 		"clear":    {"undo a hold or forced release (or an accept, with --workflow)", override(pcl.OverrideClear)},
 		"accept":   {"accept a workflow's bad final state for a run, with a reason", override(pcl.OverrideAccept)},
 		"token":    {"make, list or revoke API tokens (token create|list|revoke, with --store)", runToken},
+		"backfill": {"rebuild a run range's history from the sources, resumable, telling Tier-0 nothing", runBackfill},
 		"study":    {"the release-latency study: policies on one seeded simulated world, in simulated time", runStudy},
 	}
 }

@@ -122,6 +122,14 @@ func (x *timedStore) OpenRunStates(ctx context.Context, since time.Time) ([]pcl.
 	return timed(x.t, "open_run_states", func() ([]pcl.RunState, error) { return x.s.OpenRunStates(ctx, since) })
 }
 
+func (x *timedStore) CompactReleased(ctx context.Context, q store.CompactQuery) ([]uint32, error) {
+	return timed(x.t, "compact_released", func() ([]uint32, error) { return x.s.CompactReleased(ctx, q) })
+}
+
+func (x *timedStore) Compaction(ctx context.Context, run uint32) (store.Compaction, error) {
+	return timed(x.t, "compaction", func() (store.Compaction, error) { return x.s.Compaction(ctx, run) })
+}
+
 func (x *timedStore) DueRuns(ctx context.Context, now time.Time, limit int) ([]uint32, error) {
 	return timed(x.t, "due_runs", func() ([]uint32, error) { return x.s.DueRuns(ctx, now, limit) })
 }

@@ -1,0 +1,93 @@
+package cli
+
+import (
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/cms-pcl/spyagency/internal/clock"
+	"github.com/cms-pcl/spyagency/internal/sim"
+)
+
+// TestBackfillFlags: a bad command line is a usage error (exit 2) that says what is wrong; a missing
+// configuration file is an error naming it.
+func TestBackfillFlags(t *testing.T) {
+	t.Parallel()
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--from", "5", "--to", "6"}, "--config is required"},
+		{[]string{"--config", "x.yaml", "--from", "7", "--to", "6"}, "--from 7 is after --to 6"},
+		{[]string{"--config", "x.yaml", "--to", "6"}, "needs --from and --to"},
+		{[]string{"--config", "x.yaml", "--from", "1", "--to", "2", "--rate", "0"}, "--rate 0"},
+		{[]string{"--config", "x.yaml", "--from", "1", "--to", "99999999999"}, "at most 4294967295"},
+		{[]string{"--bogus"}, "flag provided but not defined"},
+	} {
+		code, _, errs := run(t, append([]string{"backfill"}, c.args...)...)
+		if code != 2 || !strings.Contains(errs, c.want) {
+			t.Errorf("backfill %v: exit %d, %q; want 2 and %q", c.args, code, errs, c.want)
+		}
+	}
+	missing := filepath.Join(t.TempDir(), "nope.yaml")
+	code, _, errs := run(t, "backfill", "--config", missing, "--from", "1", "--to", "2")
+	if code != 1 || !strings.Contains(errs, "nope.yaml") {
+		t.Errorf("unknown config: exit %d, %q", code, errs)
+	}
+}
+
+// TestBackfillCommand: backfill of a simulated world's runs exits 0 with its summary, a rerun says the
+// range is done, and a source that fails makes it exit 1 naming that source.
+func TestBackfillCommand(t *testing.T) {
+	t.Parallel()
+	start := sim.DefaultStart
+	s, err := sim.New(sim.Config{Seed: 3, Dir: t.TempDir(), Faults: "none", Clock: clock.NewFake(start)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	end := start.Add(36 * time.Hour)
+	if err := s.AdvanceTo(end); err != nil {
+		t.Fatal(err)
+	}
+	var failDQM atomic.Bool
+	srv := httptest.NewServer(http.HandlerFunc(func(rw http.ResponseWriter, req *http.Request) {
+		if failDQM.Load() && strings.HasPrefix(req.URL.Path, "/dqm") {
+			http.Error(rw, "down", http.StatusNotFound)
+			return
+		}
+		s.Handler().ServeHTTP(rw, req)
+	}))
+	defer srv.Close()
+	runs := s.Runs()
+	from, to := runs[0].Number, runs[len(runs)-1].Number
+	dir := t.TempDir()
+	file := filepath.Join(dir, "backfill.yaml")
+	// The agency's clock is the world's end: a scaled clock at 1× from then.
+	cfg := string(s.ServeConfig(srv.URL)) + "store:\n  dsn: sqlite:" + filepath.Join(dir, "spy.db") +
+		"\nclock:\n  speed: 1\n  epoch: " + end.Format(time.RFC3339) + "\n  wall_start: " + time.Now().UTC().Format(time.RFC3339Nano) + "\n"
+	if err := os.WriteFile(file, []byte(cfg), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	args := []string{"backfill", "--config", file, "--from", itoa(from), "--to", itoa(to), "--rate", "1000"}
+	code, _, errs := run(t, args...)
+	if code != 0 || !strings.Contains(errs, "runs reconciled") || !strings.Contains(errs, "sources failed: none") {
+		t.Fatalf("backfill: exit %d\n%s", code, errs)
+	}
+	if code, _, errs := run(t, args...); code != 0 || !strings.Contains(errs, "backfilled already") {
+		t.Fatalf("rerun: exit %d\n%s", code, errs)
+	}
+	failDQM.Store(true)
+	code, _, errs = run(t, append(args, "--force")...)
+	if code != 1 || !strings.Contains(errs, "dqm (runs "+itoa(from)+"-"+itoa(to)+" not covered") {
+		t.Fatalf("backfill with dqm failing: exit %d\n%s", code, errs)
+	}
+}
+
+func itoa(n uint32) string { return strconv.FormatUint(uint64(n), 10) }
