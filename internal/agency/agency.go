@@ -27,6 +27,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/cms-pcl/spyagency/internal/apperr"
 	"github.com/cms-pcl/spyagency/internal/clock"
 	"github.com/cms-pcl/spyagency/internal/pcl"
 	"github.com/cms-pcl/spyagency/internal/reconcile"
@@ -73,6 +74,7 @@ type Agency struct {
 	overrides *overrides
 	fcsr      *fcsr
 	syncs     tagSyncs
+	facts     *facts // the open runs' observations and states, kept as they are stored
 
 	reconcileMu sync.Mutex // one reconcile at a time, so versions are assigned in order
 
@@ -102,7 +104,7 @@ func New(ctx context.Context, o Options) (*Agency, error) {
 	if o.Lookback <= 0 {
 		o.Lookback = 14 * 24 * time.Hour
 	}
-	a := &Agency{o: o, log: o.Logger, queue: newQueue(), index: newIndex(o.Lookback), events: newBroker(), fcsr: newFCSR(),
+	a := &Agency{o: o, log: o.Logger, queue: newQueue(), index: newIndex(o.Lookback), events: newBroker(), fcsr: newFCSR(), facts: newFacts(),
 		overrides: &overrides{store: o.Store, cat: o.Catalogue, clock: o.Clock}, reconcile: reconcile.Reconcile}
 	if err := a.load(ctx); err != nil {
 		return nil, err
@@ -114,6 +116,7 @@ func New(ctx context.Context, o Options) (*Agency, error) {
 // synchronizations, the open runs with the sources they wait for, and the open runs' hints and
 // harvested payloads. It reads the store's open run states, not every stored run.
 func (a *Agency) load(ctx context.Context) error {
+	a.facts.reset() // what another process stored since is read again on first use
 	if err := a.syncs.load(ctx, a.o.Store); err != nil {
 		return err
 	}
@@ -153,12 +156,37 @@ func (a *Agency) FCSR() uint32 { return a.fcsr.get() }
 // OpenRuns lists the runs still watched, oldest first.
 func (a *Agency) OpenRuns() []uint32 { return a.index.openRuns() }
 
+// OpenRunStates are the stored states of the runs still watched, oldest first: remembered where the
+// agency knows them, read from the store otherwise. A run known before its first state was stored is
+// left out.
+func (a *Agency) OpenRunStates(ctx context.Context) ([]pcl.RunState, error) {
+	runs := a.index.openRuns()
+	out := make([]pcl.RunState, 0, len(runs))
+	for _, run := range runs {
+		if rs, ok := a.facts.state(run); ok {
+			out = append(out, rs)
+			continue
+		}
+		rs, err := a.o.Store.RunState(ctx, run)
+		if apperr.Is(err, apperr.NotFound) {
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, rs) // not remembered: only the reconcile, which writes states, keeps them
+	}
+	return out, nil
+}
+
 // Override records an operator's action on a run, with its audit entry in the same transaction, and
 // reconciles the run at once.
 func (a *Agency) Override(ctx context.Context, run uint32, action pcl.OverrideAction, workflow, actor, reason string) (pcl.RunState, error) {
-	if _, err := a.overrides.record(ctx, run, action, workflow, actor, reason); err != nil {
+	o, err := a.overrides.record(ctx, run, action, workflow, actor, reason)
+	if err != nil {
 		return pcl.RunState{}, err
 	}
+	a.noteStored(o)
 	if _, err := a.Reconcile(ctx, run); err != nil {
 		return pcl.RunState{}, err
 	}

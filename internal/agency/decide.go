@@ -31,7 +31,7 @@ func (a *Agency) reconcileRun(ctx context.Context, run uint32) (bool, error) {
 	now := a.o.Clock.Now()
 	rs := a.reconcile(reconcile.Input{Run: run, Observations: obs, Catalogue: a.o.Catalogue,
 		Policy: a.o.Policy, Sources: sources, FCSR: a.fcsr.get(), Now: now, Synchronizations: a.syncs.snapshot()})
-	prev, err := a.o.Store.RunState(ctx, run)
+	prev, err := a.prevState(ctx, run)
 	switch {
 	case apperr.Is(err, apperr.NotFound):
 	case err != nil:
@@ -44,8 +44,10 @@ func (a *Agency) reconcileRun(ctx context.Context, run uint32) (bool, error) {
 			return false, nil
 		}
 		if err := a.o.Store.PutRunState(ctx, rs); err != nil {
+			a.facts.forget(run)
 			return false, fmt.Errorf("agency: run %d: %w", run, err)
 		}
+		a.facts.setState(rs)
 		a.events.publish(pcl.RunEvent{Run: run, State: rs})
 		return false, nil
 	}
@@ -63,9 +65,11 @@ func (a *Agency) reconcileRun(ctx context.Context, run uint32) (bool, error) {
 	}
 	saved, err := a.o.Store.SaveDecision(ctx, w)
 	if err != nil {
+		a.facts.forget(run)
 		return false, fmt.Errorf("agency: run %d: save decision v%d: %w", run, d.Version, err)
 	}
 	rs.Decision = saved
+	a.facts.setState(rs)
 	a.log.Info("decision", "run", run, "version", saved.Version, "state", saved.State, "releasable", saved.Releasable, "reason", saved.Reason)
 	a.events.publish(pcl.RunEvent{Run: run, DecisionChanged: true, State: rs})
 	return true, nil
@@ -85,8 +89,18 @@ func (a *Agency) sources() map[pcl.Source]reconcile.SourceView {
 
 // gather collects everything the reconcile of a run needs: the run's own observations and the IOVs
 // that carry its harvested payloads (their since may point at another run).
+//
+// An open run's are kept in memory as they are stored (facts); another run's are read from the store.
 func (a *Agency) gather(ctx context.Context, run uint32) ([]pcl.Observation, error) {
-	obs, err := a.o.Store.Observations(ctx, store.ObservationQuery{Runs: []uint32{run}})
+	if a.index.isOpen(run) {
+		return a.facts.gather(ctx, a.o.Store, run)
+	}
+	return gatherStored(ctx, a.o.Store, run)
+}
+
+// gatherStored is gather from the store alone.
+func gatherStored(ctx context.Context, st store.Store, run uint32) ([]pcl.Observation, error) {
+	obs, err := st.Observations(ctx, store.ObservationQuery{Runs: []uint32{run}})
 	if err != nil {
 		return nil, err
 	}
@@ -99,13 +113,25 @@ func (a *Agency) gather(ctx context.Context, run uint32) ([]pcl.Observation, err
 		}
 	}
 	if len(hashes) > 0 {
-		iovs, err := a.o.Store.Observations(ctx, store.ObservationQuery{Kinds: []pcl.Kind{pcl.KindIOV}, Payloads: hashes})
+		iovs, err := st.Observations(ctx, store.ObservationQuery{Kinds: []pcl.Kind{pcl.KindIOV}, Payloads: hashes})
 		if err != nil {
 			return nil, err
 		}
 		obs = append(obs, iovs...)
 	}
 	return obs, nil
+}
+
+// prevState is a run's stored state: remembered for an open run, read from the store otherwise.
+func (a *Agency) prevState(ctx context.Context, run uint32) (pcl.RunState, error) {
+	if rs, ok := a.facts.state(run); ok {
+		return rs, nil
+	}
+	rs, err := a.o.Store.RunState(ctx, run)
+	if err == nil {
+		a.facts.setState(rs)
+	}
+	return rs, err
 }
 
 // sameDecision says whether d tells Tier-0 nothing new after prev. A released run stays watched while

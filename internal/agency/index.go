@@ -174,6 +174,13 @@ func (x *index) opened(run uint32) {
 	x.mu.Unlock()
 }
 
+// isOpen says whether a run is open.
+func (x *index) isOpen(run uint32) bool {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	return x.open[run]
+}
+
 // openRuns lists the open runs, oldest first.
 func (x *index) openRuns() []uint32 {
 	x.mu.Lock()

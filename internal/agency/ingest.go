@@ -2,6 +2,7 @@ package agency
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"time"
 
@@ -19,6 +20,7 @@ func (a *Agency) Ingest(ctx context.Context, src pcl.Source, obs []pcl.Observati
 	if err != nil {
 		return fmt.Errorf("agency: store %d observations from %s: %w", len(obs), src, err)
 	}
+	a.noteStored(added...)
 	if err := a.placeholders(ctx, obs); err != nil {
 		return err
 	}
@@ -65,6 +67,7 @@ func (a *Agency) placeholders(ctx context.Context, obs []pcl.Observation) error 
 		if err := a.o.Store.PutRunState(ctx, rs); err != nil {
 			return fmt.Errorf("agency: record new run %d: %w", r, err)
 		}
+		a.facts.forget(r) // an entry made before the run had a state holds no state: read it again
 		a.index.opened(r)
 		a.queue.touch(r)
 	}
@@ -80,4 +83,37 @@ func (a *Agency) SourceViewed(src pcl.Source, _ time.Time) {
 		a.queue.touch(runs...)
 		a.queue.poke()
 	}
+}
+
+// noteStored applies observations the store has just taken (with their sequence numbers) to the open
+// runs' facts, in the form a read of the store would give them back.
+func (a *Agency) noteStored(obs ...pcl.Observation) {
+	if len(obs) == 0 {
+		return
+	}
+	read := make([]pcl.Observation, 0, len(obs))
+	for _, o := range obs {
+		r, err := asStored(o)
+		if err != nil { // the store encoded it, so this cannot be; reading it again is always right
+			a.facts.forget(o.Run)
+			continue
+		}
+		read = append(read, r)
+	}
+	a.facts.stored(read)
+}
+
+// asStored is an observation as the store gives it back: encoded as the store encodes it, decoded as
+// it decodes it.
+func asStored(o pcl.Observation) (pcl.Observation, error) {
+	b, err := o.AppendJSON(nil)
+	if err != nil {
+		return o, err
+	}
+	var r pcl.Observation
+	if err := json.Unmarshal(b, &r); err != nil {
+		return o, err
+	}
+	r.Seq = o.Seq
+	return r, nil
 }

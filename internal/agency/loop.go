@@ -65,7 +65,16 @@ func (a *Agency) untilNext(ctx context.Context, passed, nextResync time.Time, fa
 }
 
 // Resync queues every open run for the next pass: what Run does at start and every resync interval.
-func (a *Agency) Resync() { a.queue.touch(a.index.openRuns()...) }
+// It also drops the remembered facts of the runs that closed since, so that memory follows open work.
+func (a *Agency) Resync() {
+	open := a.index.openRuns()
+	a.facts.keep(open)
+	a.queue.touch(open...)
+}
+
+// Forget makes the next reconcile of run read its facts and state from the store again: they were
+// written by another process (an override recorded on another replica).
+func (a *Agency) Forget(run uint32) { a.facts.forget(run) }
 
 // Pass reconciles the queued runs and the runs whose wake-up came, once each, at most a batch of them.
 func (a *Agency) Pass(ctx context.Context) error {

@@ -3,6 +3,7 @@ package agency
 import (
 	"context"
 	"strings"
+	"sync"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -235,19 +236,31 @@ func TestViewsAreReadBeforeTheFacts(t *testing.T) {
 	file := harvestFile()
 	file.Seen = done.Add(30 * time.Second)
 	armed := true
+	var noted sync.WaitGroup
 	hs.onObservations = func(q store.ObservationQuery) {
 		if !armed || len(q.Runs) != 1 || q.Runs[0] != run || len(q.Kinds) != 0 {
 			return
 		}
 		armed = false
-		if _, err := h.st.AppendObservations(h.ctx, []pcl.Observation{file}); err != nil {
+		// What Ingest does, from the spy's goroutine: the store takes the file, then the agency's
+		// facts (which wait for this read to end), and only then is the poll's view published.
+		added, err := h.st.AppendObservations(h.ctx, []pcl.Observation{file})
+		if err != nil {
 			t.Error(err)
 		}
-		h.setFresh(done.Add(10 * time.Second)) // the poll's view: after the stream was done
+		noted.Go(func() {
+			h.ag.noteStored(added...)
+			h.setFresh(done.Add(10 * time.Second)) // the poll's view: after the stream was done
+		})
 	}
 	h.clk.Advance(time.Minute)
+	h.ag.Forget(run) // the pass reads the run's facts from the store, as after a restart
 	h.ag.Resync()
 	h.pass()
+	noted.Wait()
+	if armed {
+		t.Fatal("the pass did not read the run's facts from the store")
+	}
 	if w := h.gains(); w.State == pcl.StateNoPayload {
 		t.Fatalf("no-payload while the harvest file was stored: %s", w.Reason)
 	}

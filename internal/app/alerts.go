@@ -8,7 +8,6 @@ import (
 
 	"github.com/cms-pcl/spyagency/internal/agency"
 	"github.com/cms-pcl/spyagency/internal/alert"
-	"github.com/cms-pcl/spyagency/internal/apperr"
 	"github.com/cms-pcl/spyagency/internal/config"
 	"github.com/cms-pcl/spyagency/internal/pcl"
 	"github.com/cms-pcl/spyagency/internal/store"
@@ -47,19 +46,7 @@ type openRuns struct {
 }
 
 func (o openRuns) OpenRunStates(ctx context.Context) ([]pcl.RunState, error) {
-	runs := o.ag.OpenRuns()
-	out := make([]pcl.RunState, 0, len(runs))
-	for _, run := range runs {
-		rs, err := o.st.RunState(ctx, run)
-		if apperr.Is(err, apperr.NotFound) {
-			continue // known to the agency before its first state was stored
-		}
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, rs)
-	}
-	return out, nil
+	return o.ag.OpenRunStates(ctx)
 }
 
 // alertView is the evaluator as the web reads it: the header's firing alerts, the Alerts page, the

@@ -337,6 +337,7 @@ func (a *App) watchOverrides(ctx context.Context) {
 			if seen[o.Seq] {
 				continue
 			}
+			a.Agency.Forget(o.Run) // recorded by another replica: the agency's facts of the run lack it
 			if _, err := a.Agency.Reconcile(ctx, o.Run); err != nil && ctx.Err() == nil {
 				l.log.Warn("reconciling an overridden run failed", "run", o.Run, "err", err)
 			}

@@ -45,6 +45,9 @@ func (a *App) retainPass(ctx context.Context, keep time.Duration) int {
 		now := a.o.Clock.Now()
 		got, err := a.Store.CompactReleased(ctx, store.CompactQuery{ReleasedBefore: now.Add(-keep), Now: now, Limit: retentionBatch})
 		total += len(got)
+		for _, run := range got {
+			a.Agency.Forget(run) // its raw facts are gone from the store: remember none of them
+		}
 		if err != nil {
 			if ctx.Err() == nil {
 				a.log.Warn("retention: compacting released runs failed; the next pass tries again", "err", err, "compacted", total)
