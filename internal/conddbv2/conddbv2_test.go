@@ -106,6 +106,17 @@ func TestReadFixture(t *testing.T) {
 	if _, err := db.Tag(ctx, "NoSuchTag"); !apperr.Is(err, apperr.NotFound) {
 		t.Errorf("unknown tag: %v, want not_found", err)
 	}
+	// The batched read says the same of each tag, leaves out the unknown, and is asked twice (the
+	// second time from its prepared statement).
+	for range 2 {
+		infos, err := db.TagInfos(ctx, []string{"NoSuchTag", fixtureTag})
+		if err != nil || len(infos) != 1 || infos[fixtureTag] != tag {
+			t.Errorf("TagInfos = %+v, %v; want only %+v", infos, err, tag)
+		}
+	}
+	if infos, err := db.TagInfos(ctx, nil); err != nil || len(infos) != 0 {
+		t.Errorf("TagInfos(nil) = %v, %v", infos, err)
+	}
 }
 
 func TestCreateMatchesFixtureSchema(t *testing.T) {

@@ -8,6 +8,7 @@ import (
 	"os"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/cms-pcl/spyagency/internal/apperr"
@@ -21,7 +22,16 @@ type DB struct {
 	sql     *sql.DB
 	dialect *Dialect
 	name    string // the DSN without secrets, for error messages
+
+	// stmts are the queries prepared so far, by their text: a spy asks the same few queries of every
+	// watched tag on every poll, and parsing them again each time was most of their cost.
+	mu    sync.Mutex
+	stmts map[string]*sql.Stmt
 }
+
+// maxStmts bounds the prepared queries kept; past it a query is run unprepared. The texts a reader
+// uses are few (they differ by LIMIT and by the number of tags named), so it is seldom reached.
+const maxStmts = 64
 
 // TagInfo is a TAG row.
 type TagInfo struct {
@@ -129,7 +139,15 @@ func (db *DB) Name() string { return db.name }
 func (db *DB) Dialect() *Dialect { return db.dialect }
 
 // Close closes the handle.
-func (db *DB) Close() error { return db.sql.Close() }
+func (db *DB) Close() error {
+	db.mu.Lock()
+	for _, st := range db.stmts {
+		st.Close()
+	}
+	db.stmts = nil
+	db.mu.Unlock()
+	return db.sql.Close()
+}
 
 // required lists what a CondDB v2 file must have for this package to read it.
 var required = map[string][]string{
@@ -181,7 +199,38 @@ func (db *DB) Columns(ctx context.Context, table string) ([]Column, error) {
 }
 
 func (db *DB) query(ctx context.Context, q string, args ...any) (*sql.Rows, error) {
-	return db.sql.QueryContext(ctx, db.dialect.Rewrite(q), args...)
+	q = db.dialect.Rewrite(q)
+	st, err := db.prepared(ctx, q)
+	if err != nil {
+		return nil, err
+	}
+	if st == nil {
+		return db.sql.QueryContext(ctx, q, args...)
+	}
+	return st.QueryContext(ctx, args...)
+}
+
+// prepared is the prepared statement of a query, prepared now if it is new; nil when too many are kept
+// already (the caller runs the query unprepared). Statements are never closed while the DB is open, so
+// one handed out stays usable.
+func (db *DB) prepared(ctx context.Context, q string) (*sql.Stmt, error) {
+	db.mu.Lock()
+	defer db.mu.Unlock()
+	if st := db.stmts[q]; st != nil {
+		return st, nil
+	}
+	if len(db.stmts) >= maxStmts {
+		return nil, nil
+	}
+	st, err := db.sql.PrepareContext(ctx, q)
+	if err != nil {
+		return nil, err
+	}
+	if db.stmts == nil {
+		db.stmts = map[string]*sql.Stmt{}
+	}
+	db.stmts[q] = st
+	return st, nil
 }
 
 // Tags lists the tag names, sorted.
@@ -207,6 +256,45 @@ func (db *DB) Tag(ctx context.Context, name string) (TagInfo, error) {
 		}
 		return TagInfo{}, apperr.Errorf(apperr.NotFound, "condition DB %s has no tag %s", db.name, name)
 	}
+	t, err := db.scanTag(rows)
+	if err != nil {
+		return TagInfo{}, err
+	}
+	return t, rows.Err()
+}
+
+// TagInfos reads the TAG rows of the named tags in one query: those that exist, by name.
+func (db *DB) TagInfos(ctx context.Context, names []string) (map[string]TagInfo, error) {
+	out := make(map[string]TagInfo, len(names))
+	if len(names) == 0 {
+		return out, nil
+	}
+	args := make([]any, len(names))
+	for i, n := range names {
+		args[i] = n
+	}
+	rows, err := db.query(ctx, `SELECT "NAME", "TIME_TYPE", "OBJECT_TYPE", "SYNCHRONIZATION", "END_OF_VALIDITY",
+		"DESCRIPTION", "LAST_VALIDATED_TIME", "INSERTION_TIME", "MODIFICATION_TIME" FROM "TAG" WHERE "NAME" IN (`+
+		strings.TrimSuffix(strings.Repeat("?, ", len(names)), ", ")+`)`, args...)
+	if err != nil {
+		return nil, fmt.Errorf("condition DB %s: reading %d tags: %w", db.name, len(names), err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		t, err := db.scanTag(rows)
+		if err != nil {
+			return nil, err
+		}
+		out[t.Name] = t
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("condition DB %s: reading %d tags: %w", db.name, len(names), err)
+	}
+	return out, nil
+}
+
+// scanTag reads one TAG row of the columns Tag and TagInfos select.
+func (db *DB) scanTag(rows *sql.Rows) (TagInfo, error) {
 	var (
 		t         TagInfo
 		tt        string
@@ -214,14 +302,15 @@ func (db *DB) Tag(ctx context.Context, name string) (TagInfo, error) {
 		ins, modt timeValue
 	)
 	if err := rows.Scan(&t.Name, &tt, &t.ObjectType, &t.Synchronization, &eov, &t.Description, &lv, &ins, &modt); err != nil {
-		return TagInfo{}, fmt.Errorf("condition DB %s: tag %s: %w", db.name, name, err)
+		return TagInfo{}, fmt.Errorf("condition DB %s: tag %s: %w", db.name, t.Name, err)
 	}
+	var err error
 	if t.TimeType, err = pcl.ParseTimeType(tt); err != nil {
-		return TagInfo{}, fmt.Errorf("condition DB %s: tag %s: TIME_TYPE: %w", db.name, name, err)
+		return TagInfo{}, fmt.Errorf("condition DB %s: tag %s: TIME_TYPE: %w", db.name, t.Name, err)
 	}
 	t.EndOfValidity, t.LastValidated = uint64(eov), uint64(lv)
 	t.Inserted, t.Modified = time.Time(ins), time.Time(modt)
-	return t, rows.Err()
+	return t, nil
 }
 
 // IOVs reads a tag's IOV rows inserted at or after notBefore (zero: all), ordered by INSERTION_TIME then
