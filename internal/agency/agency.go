@@ -163,7 +163,7 @@ func (a *Agency) OpenRunStates(ctx context.Context) ([]pcl.RunState, error) {
 	runs := a.index.openRuns()
 	out := make([]pcl.RunState, 0, len(runs))
 	for _, run := range runs {
-		if rs, ok := a.facts.state(run); ok {
+		if rs, _, ok := a.facts.state(run); ok {
 			out = append(out, rs)
 			continue
 		}

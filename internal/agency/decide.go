@@ -31,7 +31,7 @@ func (a *Agency) reconcileRun(ctx context.Context, run uint32) (bool, error) {
 	now := a.o.Clock.Now()
 	rs := a.reconcile(reconcile.Input{Run: run, Observations: obs, Catalogue: a.o.Catalogue,
 		Policy: a.o.Policy, Sources: sources, FCSR: a.fcsr.get(), Now: now, Synchronizations: a.syncs.snapshot()})
-	prev, err := a.prevState(ctx, run)
+	prev, prevJSON, err := a.prevState(ctx, run)
 	switch {
 	case apperr.Is(err, apperr.NotFound):
 	case err != nil:
@@ -40,14 +40,19 @@ func (a *Agency) reconcileRun(ctx context.Context, run uint32) (bool, error) {
 	a.index.settle(&rs, now)
 	if err == nil && prev.Decision.Version > 0 && sameDecision(rs.Decision, prev.Decision) {
 		rs.Decision.Version, rs.Decision.Decided = prev.Decision.Version, prev.Decision.Decided
-		if sameJSON(rs, prev) {
+		if prevJSON == nil {
+			prevJSON, _ = json.Marshal(prev)
+		}
+		cur, err := json.Marshal(rs)
+		if err == nil && string(cur) == string(prevJSON) {
+			a.facts.setState(prev, prevJSON)
 			return false, nil
 		}
 		if err := a.o.Store.PutRunState(ctx, rs); err != nil {
 			a.facts.forget(run)
 			return false, fmt.Errorf("agency: run %d: %w", run, err)
 		}
-		a.facts.setState(rs)
+		a.facts.setState(rs, cur)
 		a.events.publish(pcl.RunEvent{Run: run, State: rs})
 		return false, nil
 	}
@@ -69,7 +74,7 @@ func (a *Agency) reconcileRun(ctx context.Context, run uint32) (bool, error) {
 		return false, fmt.Errorf("agency: run %d: save decision v%d: %w", run, d.Version, err)
 	}
 	rs.Decision = saved
-	a.facts.setState(rs)
+	a.facts.setState(rs, nil)
 	a.log.Info("decision", "run", run, "version", saved.Version, "state", saved.State, "releasable", saved.Releasable, "reason", saved.Reason)
 	a.events.publish(pcl.RunEvent{Run: run, DecisionChanged: true, State: rs})
 	return true, nil
@@ -123,15 +128,16 @@ func gatherStored(ctx context.Context, st store.Store, run uint32) ([]pcl.Observ
 }
 
 // prevState is a run's stored state: remembered for an open run, read from the store otherwise.
-func (a *Agency) prevState(ctx context.Context, run uint32) (pcl.RunState, error) {
-	if rs, ok := a.facts.state(run); ok {
-		return rs, nil
+// Its encoding comes with it when remembered (nil otherwise).
+func (a *Agency) prevState(ctx context.Context, run uint32) (pcl.RunState, []byte, error) {
+	if rs, encoded, ok := a.facts.state(run); ok {
+		return rs, encoded, nil
 	}
 	rs, err := a.o.Store.RunState(ctx, run)
 	if err == nil {
-		a.facts.setState(rs)
+		a.facts.setState(rs, nil)
 	}
-	return rs, err
+	return rs, nil, err
 }
 
 // sameDecision says whether d tells Tier-0 nothing new after prev. A released run stays watched while
@@ -170,10 +176,4 @@ func anchored(obs []pcl.Observation) bool {
 		}
 	}
 	return false
-}
-
-func sameJSON(a, b pcl.RunState) bool {
-	x, err1 := json.Marshal(a)
-	y, err2 := json.Marshal(b)
-	return err1 == nil && err2 == nil && string(x) == string(y)
 }

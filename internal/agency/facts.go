@@ -38,6 +38,9 @@ type runFacts struct {
 	// state is the run's stored state as last read or written; nil when not known (never read, or a
 	// write failed).
 	state *pcl.RunState
+	// stateJSON is state encoded, which is how the reconcile compares a new state with it; nil until
+	// the reconcile encoded it once.
+	stateJSON []byte
 }
 
 // factList is observations in the store's order (At, then key), each stored fact once.
@@ -117,14 +120,33 @@ func (f *facts) gather(ctx context.Context, st store.Store, run uint32) ([]pcl.O
 	if len(hashes) == 0 {
 		return out, nil
 	}
-	// The IOVs as the store's payload query returns them: each once, in its order.
-	var iovs factList
+	// The IOVs as the store's payload query returns them: each once, in its order. An IOV carries one
+	// payload, so the lists of distinct hashes never share one; merged, they only need sorting.
+	slices.Sort(hashes)
+	hashes = slices.Compact(hashes)
+	type keyed struct {
+		o *pcl.Observation
+		k [16]byte
+	}
+	var merged []keyed
 	for _, h := range hashes {
-		for _, o := range f.iovs[h].obs {
-			iovs.add(o)
+		l := f.iovs[h]
+		for i := range l.obs {
+			merged = append(merged, keyed{&l.obs[i], l.keys[i]})
 		}
 	}
-	return append(out, iovs.obs...), nil
+	if len(hashes) > 1 {
+		slices.SortFunc(merged, func(a, b keyed) int {
+			if c := a.o.At.Compare(b.o.At); c != 0 {
+				return c
+			}
+			return bytes.Compare(a.k[:], b.k[:])
+		})
+	}
+	for _, m := range merged {
+		out = append(out, *m.o)
+	}
+	return out, nil
 }
 
 // harvestedHashes are the payload hashes a run's harvested files carry, in order, with repeats.
@@ -156,22 +178,23 @@ func (f *facts) stored(obs []pcl.Observation) {
 	}
 }
 
-// state is an open run's last stored state, if its entry knows it.
-func (f *facts) state(run uint32) (pcl.RunState, bool) {
+// state is an open run's last stored state, if its entry knows it, and its encoding if known.
+func (f *facts) state(run uint32) (pcl.RunState, []byte, bool) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if e := f.runs[run]; e != nil && e.state != nil {
-		return *e.state, true
+		return *e.state, e.stateJSON, true
 	}
-	return pcl.RunState{}, false
+	return pcl.RunState{}, nil, false
 }
 
-// setState records the state just read from or written to the store for a run that has an entry.
-func (f *facts) setState(rs pcl.RunState) {
+// setState records the state just read from or written to the store for a run that has an entry, with
+// its encoding when the caller has it (nil otherwise).
+func (f *facts) setState(rs pcl.RunState, encoded []byte) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if e := f.runs[rs.Run]; e != nil {
-		e.state = &rs
+		e.state, e.stateJSON = &rs, encoded
 	}
 }
 

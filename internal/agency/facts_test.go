@@ -84,13 +84,16 @@ func TestFactsAreTheStores(t *testing.T) {
 					if !reflect.DeepEqual(got, want) {
 						t.Fatalf("step %d, run %d: remembered facts differ from the store's:\n got %d: %v\nwant %d: %v", step, r, len(got), seqsOf(got), len(want), seqsOf(want))
 					}
-					if rs, ok := h.ag.facts.state(r); ok {
+					if rs, encoded, ok := h.ag.facts.state(r); ok {
 						stored, err := h.st.RunState(h.ctx, r)
 						if err != nil {
 							t.Fatal(err)
 						}
 						a, _ := json.Marshal(rs)
 						b, _ := json.Marshal(stored)
+						if encoded != nil && string(encoded) != string(a) {
+							t.Fatalf("step %d, run %d: remembered encoding is not of the remembered state", step, r)
+						}
 						if string(a) != string(b) {
 							t.Fatalf("step %d, run %d: remembered state differs from the stored one:\n got %s\nwant %s", step, r, a, b)
 						}

@@ -70,6 +70,9 @@ type Runner struct {
 	started     time.Time
 	lastSuccess time.Time
 	view        time.Time // the view of the newest successful poll, as persisted with the cursor
+	// cursor is the stored cursor as this runner last read or wrote it; nil until then and after
+	// Restore (another process may have written it meanwhile). Only the runner writes its cursor.
+	cursor *store.Cursor
 	failures    int
 	lastErr     string
 	polls       int
@@ -148,8 +151,32 @@ func (r *Runner) Restore(ctx context.Context) error {
 	if c.View.After(r.view) {
 		r.view = c.View
 	}
+	r.cursor = nil
 	r.mu.Unlock()
 	return nil
+}
+
+// storedCursor is the runner's stored cursor: remembered, or read from the store.
+func (r *Runner) storedCursor(ctx context.Context) (store.Cursor, error) {
+	r.mu.Lock()
+	c := r.cursor
+	r.mu.Unlock()
+	if c != nil {
+		return *c, nil
+	}
+	got, err := r.opts.Cursors.Cursor(ctx, r.name)
+	if err != nil {
+		return got, err
+	}
+	r.remember(got)
+	return got, nil
+}
+
+// remember notes the cursor just read from or written to the store.
+func (r *Runner) remember(c store.Cursor) {
+	r.mu.Lock()
+	r.cursor = &c
+	r.mu.Unlock()
 }
 
 // Wake asks for a poll now instead of at the end of the interval: a spy whose source notifies changes
@@ -289,7 +316,7 @@ func (r *Runner) pollOnce(ctx context.Context) error {
 	if r.opts.Sink == nil {
 		return fmt.Errorf("%s runner: no sink configured", r.name)
 	}
-	prev, err := r.opts.Cursors.Cursor(ctx, r.name)
+	prev, err := r.storedCursor(ctx)
 	if err != nil {
 		return fmt.Errorf("%s: reading cursor: %w", r.name, err)
 	}
@@ -320,9 +347,14 @@ func (r *Runner) pollOnce(ctx context.Context) error {
 		view = res.View
 	}
 	if res.Cursor != prev.Value || !view.Equal(prev.View) {
-		if err := r.opts.Cursors.SetCursor(ctx, r.name, store.Cursor{Value: res.Cursor, View: view}); err != nil {
+		c := store.Cursor{Value: res.Cursor, View: view}
+		if err := r.opts.Cursors.SetCursor(ctx, r.name, c); err != nil {
+			r.mu.Lock()
+			r.cursor = nil // the store may or may not hold it now: read it again
+			r.mu.Unlock()
 			return fmt.Errorf("%s: saving cursor: %w", r.name, err)
 		}
+		r.remember(c)
 	}
 	if advanced {
 		r.mu.Lock()

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"log/slog"
 	"math/rand/v2"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -443,6 +444,54 @@ func TestCounts(t *testing.T) {
 		_ = r.PollOnce(ctx)
 		if r.Counts().Polls != 3 {
 			t.Errorf("a poll cut short by shutdown was counted: %+v", r.Counts())
+		}
+	})
+}
+
+// countingCursors counts the store reads of cursors.
+type countingCursors struct {
+	memCursors
+	reads int
+}
+
+func (c *countingCursors) Cursor(ctx context.Context, name string) (store.Cursor, error) {
+	c.mu.Lock()
+	c.reads++
+	c.mu.Unlock()
+	return c.memCursors.Cursor(ctx, name)
+}
+
+// TestCursorReadOnceThenRemembered: the runner reads its stored cursor once and then keeps what it
+// writes, so a poll that finds nothing costs no read; after Restore (another replica led meanwhile) it
+// reads the store again and goes on from what is stored there.
+func TestCursorReadOnceThenRemembered(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		clk := clock.NewFake(t0)
+		sp := &fakeSpy{clk: clk, script: []func(context.Context, string) (spy.Result, error){
+			ok("a"), ok("b"), ok("b"), ok("elsewhere-next")}}
+		cur := &countingCursors{memCursors: memCursors{m: map[string]store.Cursor{"tier0": {Value: "start"}}}}
+		r := New(sp, Options{Clock: clk, Sink: (&recordingSink{}).sink, Cursors: cur})
+		for range 3 {
+			if err := r.PollOnce(t.Context()); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if cur.reads != 1 {
+			t.Errorf("%d cursor reads in 3 polls, want 1", cur.reads)
+		}
+		// Another leader moved the cursor on.
+		if err := cur.SetCursor(t.Context(), "tier0", store.Cursor{Value: "elsewhere"}); err != nil {
+			t.Fatal(err)
+		}
+		if err := r.Restore(t.Context()); err != nil {
+			t.Fatal(err)
+		}
+		if err := r.PollOnce(t.Context()); err != nil {
+			t.Fatal(err)
+		}
+		want := []string{"start", "a", "b", "elsewhere"}
+		if !slices.Equal(sp.cursor, want) {
+			t.Errorf("spy was given cursors %v, want %v", sp.cursor, want)
 		}
 	})
 }
