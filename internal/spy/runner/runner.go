@@ -72,10 +72,10 @@ type Runner struct {
 	view        time.Time // the view of the newest successful poll, as persisted with the cursor
 	// cursor is the stored cursor as this runner last read or wrote it; nil until then and after
 	// Restore (another process may have written it meanwhile). Only the runner writes its cursor.
-	cursor *store.Cursor
-	failures    int
-	lastErr     string
-	polls       int
+	cursor   *store.Cursor
+	failures int
+	lastErr  string
+	polls    int
 	// What Counts reports: failed polls and observations stored since start, the last poll's wall time.
 	failed   uint64
 	observed uint64
