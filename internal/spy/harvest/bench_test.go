@@ -78,9 +78,9 @@ func BenchmarkPollYearArea(b *testing.B) {
 			}
 		}
 	})
+	i := 0 // across -count's repeats of the sub-benchmark too: each file must be new
 	b.Run("one-new-file", func(b *testing.B) {
 		dir := filepath.Join(root, "2026")
-		i := 0
 		for b.Loop() {
 			i++
 			p := filepath.Join(dir, fmt.Sprintf("Run393993@SiStripApvGain_pcl@bench%d.txt.uploaded", i))

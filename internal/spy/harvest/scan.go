@@ -159,7 +159,12 @@ func (w *walker) visit(path string, mtime time.Time) error {
 		w.restatYoung(old)
 		return w.visitSubdirs(path, old.subdirs)
 	}
-	names, err := readNames(path)
+	dh, err := openDir(path)
+	var names []string
+	if err == nil {
+		defer dh.close()
+		names, err = dh.names()
+	}
 	if err != nil {
 		if path == w.s.cfg.Dir {
 			return fmt.Errorf("harvest spy: scanning %s: %w", path, err)
@@ -176,19 +181,18 @@ func (w *walker) visit(path string, mtime time.Time) error {
 		anyYoung         bool
 	)
 	for _, name := range names {
-		p := filepath.Join(path, name)
 		n, perr := pcl.ParseHarvestName(name)
 		if perr != nil {
 			// A subdirectory (a year's folder), or a name to ignore.
-			fi, err := os.Lstat(p)
+			fi, err := dh.lstat(name)
 			w.stats.stats++
 			switch {
 			case err != nil:
 				continue
-			case fi.IsDir():
+			case fi.dir:
 				d.subdirs = append(d.subdirs, name)
 				continue
-			case !fi.Mode().IsRegular():
+			case !fi.regular:
 				continue
 			}
 			if old == nil || !old.ignored[name] {
@@ -200,18 +204,18 @@ func (w *walker) visit(path string, mtime time.Time) error {
 		if !w.full && old != nil && old.files[name] == nil && n.Run < old.floor {
 			continue // an old file, below the lookback when the directory was last read in full
 		}
-		fi, err := os.Lstat(p)
+		fi, err := dh.lstat(name)
 		w.stats.stats++
 		if err != nil {
 			continue // gone between listing and stat: the next scan sees it settle
 		}
-		if !fi.Mode().IsRegular() {
-			if fi.IsDir() {
+		if !fi.regular {
+			if fi.dir {
 				d.subdirs = append(d.subdirs, name)
 			}
 			continue
 		}
-		if fi.ModTime().Before(w.cutoff) {
+		if fi.mtime.Before(w.cutoff) {
 			maxOld = max(maxOld, n.Run)
 			continue
 		}
@@ -219,8 +223,8 @@ func (w *walker) visit(path string, mtime time.Time) error {
 			minYoung = n.Run
 		}
 		anyYoung = true
-		f := &fileRec{path: p, base: name, name: n, size: fi.Size(), mtime: fi.ModTime(),
-			settled: w.settledAt(fi.ModTime())}
+		f := &fileRec{path: filepath.Join(path, name), base: name, name: n, size: fi.size, mtime: fi.mtime,
+			settled: w.settledAt(fi.mtime)}
 		if p := old.file(name); p != nil {
 			f.stem = p.stem
 		} else {
@@ -249,15 +253,13 @@ func (d *dirState) file(name string) *fileRec {
 	return d.files[name]
 }
 
-// readNames lists a directory's names in the order the file system gives: os.ReadDir's sort and its
-// entries cost half of listing a year folder, and only the names of new files need more.
-func readNames(path string) ([]string, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	return f.Readdirnames(-1)
+// dirEntry is what a scan needs of a directory entry's lstat. Directories are listed by name alone
+// (os.ReadDir's sort and entries cost half of listing a year folder), and only names that may be new or
+// changed files are stat'ed, relative to their open directory (dir, in stat_*.go).
+type dirEntry struct {
+	dir, regular bool
+	size         int64
+	mtime        time.Time
 }
 
 // restatYoung stats again the files of an unchanged directory whose own time was too recent to be
