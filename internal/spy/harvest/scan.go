@@ -223,12 +223,11 @@ func (w *walker) visit(path string, mtime time.Time) error {
 			minYoung = n.Run
 		}
 		anyYoung = true
-		f := &fileRec{path: filepath.Join(path, name), base: name, name: n, size: fi.size, mtime: fi.mtime,
-			settled: w.settledAt(fi.mtime)}
+		f := &fileRec{base: name, name: n, size: fi.size, mtime: fi.mtime, settled: w.settledAt(fi.mtime)}
 		if p := old.file(name); p != nil {
-			f.stem = p.stem
+			f.path, f.stem = p.path, p.stem
 		} else {
-			f.stem = n.Stem()
+			f.path, f.stem = filepath.Join(path, name), n.Stem()
 		}
 		d.files[name] = f
 	}
