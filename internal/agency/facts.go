@@ -41,6 +41,7 @@ type runFacts struct {
 	// stateJSON is state encoded, which is how the reconcile compares a new state with it; nil until
 	// the reconcile encoded it once.
 	stateJSON []byte
+	snap      snapshot
 }
 
 // factList is observations in the store's order (At, then key), each stored fact once.
@@ -48,6 +49,9 @@ type factList struct {
 	obs  []pcl.Observation
 	keys [][16]byte
 	seqs map[int64]bool
+	gen  uint64 // counts the facts added, so that a snapshot made of the list knows it changed
+	// payload is the hash of an IOV list (f.iovs's key); "" for a run's list.
+	payload string
 }
 
 func newFacts() *facts {
@@ -64,6 +68,7 @@ func (l *factList) add(o pcl.Observation) {
 		return
 	}
 	l.seqs[o.Seq] = true
+	l.gen++
 	k := o.KeySum()
 	// The first place whose fact sorts after o's.
 	i := sort.Search(len(l.obs), func(i int) bool {
@@ -95,10 +100,15 @@ func (f *facts) gather(ctx context.Context, st store.Store, run uint32) ([]pcl.O
 		}
 		f.runs[run] = e
 	}
-	var missing []string
+	if e.snap.valid(e, f) {
+		return e.snap.obs, nil
+	}
 	hashes := harvestedHashes(e.obs.obs)
+	slices.Sort(hashes)
+	hashes = slices.Compact(hashes)
+	var missing []string
 	for _, h := range hashes {
-		if f.iovs[h] == nil && !slices.Contains(missing, h) {
+		if f.iovs[h] == nil {
 			missing = append(missing, h)
 		}
 	}
@@ -108,7 +118,7 @@ func (f *facts) gather(ctx context.Context, st store.Store, run uint32) ([]pcl.O
 			return nil, err
 		}
 		for _, h := range missing {
-			f.iovs[h] = &factList{}
+			f.iovs[h] = &factList{payload: h}
 		}
 		for _, o := range iovs {
 			if l := f.iovs[o.Payload]; l != nil {
@@ -116,23 +126,20 @@ func (f *facts) gather(ctx context.Context, st store.Store, run uint32) ([]pcl.O
 			}
 		}
 	}
-	out := slices.Clone(e.obs.obs)
-	if len(hashes) == 0 {
-		return out, nil
-	}
 	// The IOVs as the store's payload query returns them: each once, in its order. An IOV carries one
 	// payload, so the lists of distinct hashes never share one; merged, they only need sorting.
-	slices.Sort(hashes)
-	hashes = slices.Compact(hashes)
 	type keyed struct {
 		o *pcl.Observation
 		k [16]byte
 	}
 	var merged []keyed
-	for _, h := range hashes {
+	lists := make([]*factList, len(hashes))
+	gens := make([]uint64, len(hashes))
+	for i, h := range hashes {
 		l := f.iovs[h]
-		for i := range l.obs {
-			merged = append(merged, keyed{&l.obs[i], l.keys[i]})
+		lists[i], gens[i] = l, l.gen
+		for j := range l.obs {
+			merged = append(merged, keyed{&l.obs[j], l.keys[j]})
 		}
 	}
 	if len(hashes) > 1 {
@@ -143,10 +150,36 @@ func (f *facts) gather(ctx context.Context, st store.Store, run uint32) ([]pcl.O
 			return bytes.Compare(a.k[:], b.k[:])
 		})
 	}
+	out := make([]pcl.Observation, len(e.obs.obs), len(e.obs.obs)+len(merged))
+	copy(out, e.obs.obs)
 	for _, m := range merged {
 		out = append(out, *m.o)
 	}
+	e.snap = snapshot{obs: out, gen: e.obs.gen, lists: lists, gens: gens}
 	return out, nil
+}
+
+// snapshot is what gather last returned for a run, with what it was made of: it is returned again
+// while none of its lists gained a fact. Its slice is never written again (a change makes a new one),
+// so the reconciles given it may read it after gather returned; they never modify their observations.
+type snapshot struct {
+	obs   []pcl.Observation
+	gen   uint64      // the run's list's generation it was made at
+	lists []*factList // the IOV lists of its payloads
+	gens  []uint64    // and their generations
+}
+
+// valid says whether the snapshot is still what gather would make for e. Called with f.mu held.
+func (s *snapshot) valid(e *runFacts, f *facts) bool {
+	if s.obs == nil || s.gen != e.obs.gen {
+		return false
+	}
+	for i, l := range s.lists {
+		if l.gen != s.gens[i] || f.iovs[l.payload] != l {
+			return false
+		}
+	}
+	return true
 }
 
 // harvestedHashes are the payload hashes a run's harvested files carry, in order, with repeats.

@@ -131,8 +131,12 @@ func TestPropertySafetyAndDeterminism(t *testing.T) {
 	for seed := range n {
 		r := rand.New(rand.NewPCG(uint64(seed), 0x5eed))
 		obs, p, now, sources, fcsr := randomWorld(r)
+		before, _ := json.Marshal(obs)
 		in := Input{Run: testRun, Observations: obs, Catalogue: catalog, Policy: p, Sources: sources, FCSR: fcsr, Now: at(now)}
 		want := Reconcile(in)
+		if after, _ := json.Marshal(obs); string(after) != string(before) {
+			t.Fatalf("seed %d: Reconcile modified its observations (the agency reuses them)", seed)
+		}
 		checkInvariant(t, want, p)
 		if t.Failed() {
 			t.Fatalf("seed %d: invariant broken", seed)

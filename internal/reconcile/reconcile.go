@@ -28,6 +28,8 @@ type Input struct {
 	Run uint32
 	// Observations of the run: its own (by run number), the IOVs carrying its harvested payload hashes or
 	// pointing into it by since, and the operators' overrides. Order and duplicates do not matter.
+	// Reconcile only reads them: the agency hands the same slice to the reconciles of a run until one
+	// of its facts changes.
 	Observations []pcl.Observation
 	Catalogue    *pcl.Catalogue
 	Policy       pcl.Policy
