@@ -117,6 +117,10 @@ func TestReadFixture(t *testing.T) {
 	if infos, err := db.TagInfos(ctx, nil); err != nil || len(infos) != 0 {
 		t.Errorf("TagInfos(nil) = %v, %v", infos, err)
 	}
+	counts, err := db.IOVCounts(ctx, []string{fixtureTag, "NoSuchTag"})
+	if c := counts[fixtureTag]; err != nil || len(counts) != 1 || c.Rows != 107 || !strings.HasPrefix(c.Newest, "20") {
+		t.Errorf("IOVCounts = %+v, %v; want the fixture's 107 rows and its newest insertion", counts, err)
+	}
 }
 
 func TestCreateMatchesFixtureSchema(t *testing.T) {

@@ -313,6 +313,55 @@ func (db *DB) scanTag(rows *sql.Rows) (TagInfo, error) {
 	return t, nil
 }
 
+// IOVCount is what a reader can tell of a tag's IOV rows without reading them: how many there are and
+// the newest insertion time, as the database renders it. A row added changes it; CondDB IOV rows are
+// never updated in place.
+type IOVCount struct {
+	Rows   int64
+	Newest string
+}
+
+// IOVCounts reads the IOVCount of each named tag that has rows, in one query.
+func (db *DB) IOVCounts(ctx context.Context, tags []string) (map[string]IOVCount, error) {
+	out := make(map[string]IOVCount, len(tags))
+	if len(tags) == 0 {
+		return out, nil
+	}
+	args := make([]any, len(tags))
+	for i, n := range tags {
+		args[i] = n
+	}
+	rows, err := db.query(ctx, `SELECT "TAG_NAME", COUNT(*), MAX("INSERTION_TIME") FROM "IOV" WHERE "TAG_NAME" IN (`+
+		strings.TrimSuffix(strings.Repeat("?, ", len(tags)), ", ")+`) GROUP BY "TAG_NAME"`, args...)
+	if err != nil {
+		return nil, fmt.Errorf("condition DB %s: counting the IOVs of %d tags: %w", db.name, len(tags), err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var (
+			tag    string
+			c      IOVCount
+			newest any
+		)
+		if err := rows.Scan(&tag, &c.Rows, &newest); err != nil {
+			return nil, fmt.Errorf("condition DB %s: counting IOVs: %w", db.name, err)
+		}
+		switch v := newest.(type) {
+		case time.Time:
+			c.Newest = v.UTC().Format(time.RFC3339Nano)
+		case []byte:
+			c.Newest = string(v)
+		default:
+			c.Newest = fmt.Sprint(v)
+		}
+		out[tag] = c
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("condition DB %s: counting the IOVs of %d tags: %w", db.name, len(tags), err)
+	}
+	return out, nil
+}
+
 // IOVs reads a tag's IOV rows inserted at or after notBefore (zero: all), ordered by INSERTION_TIME then
 // SINCE, at most limit of them (0: no limit). The bound is inclusive so that a reader can resume at a
 // timestamp shared by several rows; it skips the ones it already has.

@@ -46,7 +46,20 @@ type Spy struct {
 
 	mu sync.Mutex
 	db *conddbv2.DB // opened on first use, dropped after an error so the next poll reopens it
+
+	// counts are the watched tags' IOV counts as of the last poll that read each tag to its end, valid
+	// for the cursor that poll returned (countsFor): a later poll given that cursor skips the tags whose
+	// count did not move, since they have no row it has not seen. Any other cursor (a poll whose
+	// observations were not stored, a restart) and every fullEvery-th poll read every tag again.
+	counts    map[string]conddbv2.IOVCount
+	countsFor string
+	polls     int
 }
+
+// fullEvery is how often a poll reads every watched tag whatever their counts say: the safety net for
+// what a count cannot show (a row deleted and another added between two polls, which CondDB's
+// append-only IOVs do not do).
+const fullEvery = 60
 
 // New checks the configuration. It does not touch the database: a source that is down at start is a
 // failed poll, not a failed start.
@@ -154,8 +167,25 @@ func (s *Spy) Poll(ctx context.Context, raw string) (spy.Result, error) {
 		s.drop(db)
 		return spy.Result{}, transient(fmt.Errorf("conddb spy: %w", err))
 	}
+	counts, err := db.IOVCounts(ctx, tags)
+	if err != nil {
+		s.drop(db)
+		return spy.Result{}, transient(fmt.Errorf("conddb spy: %w", err))
+	}
+	s.mu.Lock()
+	known := s.counts
+	if s.countsFor != raw || s.polls%fullEvery == 0 {
+		known = nil
+	}
+	s.polls++
+	s.mu.Unlock()
+	next := map[string]conddbv2.IOVCount{}
 	var out []pcl.Observation
 	for _, tag := range tags {
+		if c, ok := known[tag]; ok && c == counts[tag] && cur.Tags[tag] != nil {
+			next[tag] = c // no row since that poll read it to its end
+			continue
+		}
 		budget := s.cfg.MaxPerPoll - len(out)
 		if budget <= 0 {
 			break
@@ -172,18 +202,26 @@ func (s *Spy) Poll(ctx context.Context, raw string) (spy.Result, error) {
 			}
 			return spy.Result{}, apperr.Errorf(apperr.NotFound, "conddb spy: condition DB %s has no tag %s", db.Name(), tag)
 		}
-		obs, err := s.pollTag(ctx, db, info, tc, budget)
+		obs, complete, err := s.pollTag(ctx, db, info, tc, budget)
 		if err != nil {
 			s.drop(db)
 			return spy.Result{}, transient(fmt.Errorf("conddb spy: %w", err))
 		}
 		out = append(out, obs...)
 		cur.Tags[tag] = tc
+		if complete {
+			// Counted before the read: a row added since makes the next poll read the tag again. A
+			// tag without rows counts as the zero count.
+			next[tag] = counts[tag]
+		}
 	}
 	b, err := json.Marshal(cur)
 	if err != nil {
 		return spy.Result{}, fmt.Errorf("conddb spy: encoding cursor: %w", err)
 	}
+	s.mu.Lock()
+	s.counts, s.countsFor = next, string(b)
+	s.mu.Unlock()
 	return spy.Result{Observations: out, Cursor: string(b)}, nil
 }
 
@@ -233,9 +271,9 @@ func (s *Spy) drop(db *conddbv2.DB) {
 }
 
 // pollTag reads one tag's new rows page by page, advancing tc as it goes.
-func (s *Spy) pollTag(ctx context.Context, db *conddbv2.DB, info conddbv2.TagInfo, tc *tagCursor, budget int) ([]pcl.Observation, error) {
+// complete says it read the tag to its end (the budget did not cut it short).
+func (s *Spy) pollTag(ctx context.Context, db *conddbv2.DB, info conddbv2.TagInfo, tc *tagCursor, budget int) (out []pcl.Observation, complete bool, err error) {
 	tag := info.Name
-	var out []pcl.Observation
 	for len(out) < budget {
 		from := time.Time{}
 		if !tc.Latest.IsZero() {
@@ -245,7 +283,7 @@ func (s *Spy) pollTag(ctx context.Context, db *conddbv2.DB, info conddbv2.TagInf
 		limit := s.cfg.PageSize + len(tc.Seen)
 		rows, err := db.IOVs(ctx, tag, from, limit)
 		if err != nil {
-			return nil, err
+			return nil, false, err
 		}
 		for _, r := range rows {
 			if tc.has(r) {
@@ -253,16 +291,16 @@ func (s *Spy) pollTag(ctx context.Context, db *conddbv2.DB, info conddbv2.TagInf
 			}
 			o, err := s.observe(ctx, db, info, r)
 			if err != nil {
-				return nil, err
+				return nil, false, err
 			}
 			out = append(out, o)
 			tc.add(r, s.cfg.Lookback)
 		}
 		if len(rows) < limit {
-			break
+			return out, true, nil
 		}
 	}
-	return out, nil
+	return out, false, nil
 }
 
 func (s *Spy) observe(ctx context.Context, db *conddbv2.DB, info conddbv2.TagInfo, r conddbv2.IOV) (pcl.Observation, error) {

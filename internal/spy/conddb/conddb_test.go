@@ -310,3 +310,34 @@ func TestFixtureThroughTheReconcile(t *testing.T) {
 		t.Errorf("run %d in a gating tag, its payload only at the next run's since: %s (%s)", earlier, ws.State, ws.Reason)
 	}
 }
+
+// TestCountsSkipOnlyWhatWasRead: a poll skips a tag whose IOV count did not move only when it is given
+// the cursor of the poll that read the tag to its end. Given an older cursor (the runner could not
+// store that poll's observations), or after a poll the budget cut short, it reads again.
+func TestCountsSkipOnlyWhatWasRead(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	path := fixtureCopy(t)
+	s := newSpy(t, Config{DSN: "sqlite:" + path, Tags: []string{fixtureTag}, PageSize: 10, MaxPerPoll: 50})
+	first, err := s.Poll(ctx, "")
+	if err != nil || len(first.Observations) != 50 {
+		t.Fatalf("first poll: %d observations, %v; want the budget's 50", len(first.Observations), err)
+	}
+	// Cut short: the count did not move, yet the rest must come.
+	second, err := s.Poll(ctx, first.Cursor)
+	if err != nil || len(second.Observations) != 50 {
+		t.Fatalf("second poll: %d observations, %v; want 50 more", len(second.Observations), err)
+	}
+	third, err := s.Poll(ctx, second.Cursor)
+	if err != nil || len(third.Observations) != 7 {
+		t.Fatalf("third poll: %d observations, %v; want the last 7", len(third.Observations), err)
+	}
+	if again, err := s.Poll(ctx, third.Cursor); err != nil || len(again.Observations) != 0 {
+		t.Fatalf("nothing new: %d observations, %v", len(again.Observations), err)
+	}
+	// The observations of the third poll were never stored: its predecessor's cursor comes back, and
+	// the same 7 rows with it, although the count did not move.
+	if retry, err := s.Poll(ctx, second.Cursor); err != nil || len(retry.Observations) != 7 {
+		t.Fatalf("given the older cursor: %d observations, %v; want the 7 again", len(retry.Observations), err)
+	}
+}
