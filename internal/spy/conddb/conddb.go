@@ -160,13 +160,6 @@ func (s *Spy) Poll(ctx context.Context, raw string) (spy.Result, error) {
 	if err != nil {
 		return spy.Result{}, err
 	}
-	cur := s.parseCursor(raw)
-	// Every watched tag's row in one read: a poll that finds nothing new costs a query per tag, not two.
-	infos, err := db.TagInfos(ctx, tags)
-	if err != nil {
-		s.drop(db)
-		return spy.Result{}, transient(fmt.Errorf("conddb spy: %w", err))
-	}
 	counts, err := db.IOVCounts(ctx, tags)
 	if err != nil {
 		s.drop(db)
@@ -179,28 +172,47 @@ func (s *Spy) Poll(ctx context.Context, raw string) (spy.Result, error) {
 	}
 	s.polls++
 	s.mu.Unlock()
+	// A tag is read when it may hold a row the cursor has not seen: its count moved, or it was not read
+	// to its end for this cursor. (A tag in known had its cursor in raw, which that poll returned.)
 	next := map[string]conddbv2.IOVCount{}
-	var out []pcl.Observation
+	var read []string
 	for _, tag := range tags {
-		if c, ok := known[tag]; ok && c == counts[tag] && cur.Tags[tag] != nil {
-			next[tag] = c // no row since that poll read it to its end
+		if c, ok := known[tag]; ok && c == counts[tag] {
+			next[tag] = c
 			continue
 		}
+		read = append(read, tag)
+	}
+	if len(read) == 0 {
+		s.remember(next, raw)
+		return spy.Result{Cursor: raw}, nil
+	}
+	cur := s.parseCursor(raw)
+	// The TAG rows of the tags read, in one query; the others' rows are not needed this poll (each IOV
+	// observation carries its tag's synchronization as it is when the row is read).
+	infos, err := db.TagInfos(ctx, read)
+	if err != nil {
+		s.drop(db)
+		return spy.Result{}, transient(fmt.Errorf("conddb spy: %w", err))
+	}
+	var out []pcl.Observation
+	for _, tag := range read {
 		budget := s.cfg.MaxPerPoll - len(out)
 		if budget <= 0 {
 			break
-		}
-		tc := cur.Tags[tag]
-		if tc == nil {
-			tc = &tagCursor{}
 		}
 		info, ok := infos[tag]
 		if !ok {
 			if !explicit {
 				s.log.Debug("watched tag not in the condition DB", "tag", tag)
+				next[tag] = counts[tag] // read again once it has rows
 				continue
 			}
 			return spy.Result{}, apperr.Errorf(apperr.NotFound, "conddb spy: condition DB %s has no tag %s", db.Name(), tag)
+		}
+		tc := cur.Tags[tag]
+		if tc == nil {
+			tc = &tagCursor{}
 		}
 		obs, complete, err := s.pollTag(ctx, db, info, tc, budget)
 		if err != nil {
@@ -219,10 +231,15 @@ func (s *Spy) Poll(ctx context.Context, raw string) (spy.Result, error) {
 	if err != nil {
 		return spy.Result{}, fmt.Errorf("conddb spy: encoding cursor: %w", err)
 	}
-	s.mu.Lock()
-	s.counts, s.countsFor = next, string(b)
-	s.mu.Unlock()
+	s.remember(next, string(b))
 	return spy.Result{Observations: out, Cursor: string(b)}, nil
+}
+
+// remember keeps the counts of the tags read to their end, for the cursor the poll returns.
+func (s *Spy) remember(counts map[string]conddbv2.IOVCount, cursor string) {
+	s.mu.Lock()
+	s.counts, s.countsFor = counts, cursor
+	s.mu.Unlock()
 }
 
 func (s *Spy) tags(ctx context.Context) (tags []string, explicit bool, err error) {
