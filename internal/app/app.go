@@ -16,6 +16,7 @@ import (
 	"os"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/cms-pcl/spyagency/internal/access"
@@ -86,6 +87,9 @@ type App struct {
 	// leaderStore the store its parts write through (leader.go); both nil on SQLite and when stepped.
 	lead        *leadership
 	leaderStore *leaderStore
+	// caughtUp is set once a term's catch-up has read what other leaders stored (beginTerm), so that
+	// Leading is true only when this replica's parts run on what the store holds.
+	caughtUp atomic.Bool
 	feed        *runFeed // the web's live events on replicas (live.go)
 }
 
@@ -284,11 +288,12 @@ func (a *App) Started() <-chan struct{} { return a.up }
 
 // Leading says whether this process leads now, so that its leader-only writes (decisions, deliveries,
 // alerts) are accepted: always on a store that cannot lease (SQLite), and on PostgreSQL while this
-// replica holds the lease and its term has begun.
+// replica holds the lease and its term has begun: what other leaders stored has been read again and
+// its parts run.
 func (a *App) Leading() bool {
 	if a.lead == nil {
 		return true
 	}
 	leads, _ := a.lead.Leading()
-	return leads && a.leaderStore.fenced.Load() != nil
+	return leads && a.leaderStore.fenced.Load() != nil && a.caughtUp.Load()
 }

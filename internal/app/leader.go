@@ -261,11 +261,13 @@ func (a *App) beginTerm(ctx context.Context, epoch int64) *term {
 	}
 	t.unsubscribe = a.runParts(tctx, &t.parts)
 	t.parts.Go(func() { a.watchOverrides(tctx) })
+	a.caughtUp.Store(true)
 	return t
 }
 
 // endTerm stops leading: leader-only writes are refused at once, then the parts are stopped.
 func (a *App) endTerm(t *term) {
+	a.caughtUp.Store(false)
 	a.leaderStore.fenced.Store(nil)
 	t.cancel()
 	t.parts.Wait()

@@ -207,7 +207,7 @@ func (c *cluster) leader(dead map[int]bool, within time.Duration) int {
 	c.t.Helper()
 	for deadline := time.Now().Add(within); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
 		for i, a := range c.apps {
-			if leads, _ := a.lead.Leading(); leads && !dead[i] {
+			if a.Leading() && !dead[i] {
 				return i
 			}
 		}
@@ -656,6 +656,9 @@ func TestAlertsFollowTheLeader(t *testing.T) {
 		t.Fatal(err)
 	}
 	c.leader(map[int]bool{lead: true}, 2*replicaTTL)
+	if !slices.Contains(second.Agency.OpenRuns(), run) {
+		t.Fatalf("the new leader leads before it caught up with run %d: open %v", run, second.Agency.OpenRuns())
+	}
 	if err := second.Alerts.Evaluate(ctx); err != nil {
 		t.Fatal(err)
 	}
