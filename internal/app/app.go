@@ -117,6 +117,7 @@ func New(ctx context.Context, o Options) (_ *App, err error) {
 	if err != nil {
 		return nil, err
 	}
+	opened := st
 	a := &App{o: o, log: o.Logger, Store: st, spies: &spies{}, up: make(chan struct{})}
 	defer func() {
 		if err != nil {
@@ -143,6 +144,9 @@ func New(ctx context.Context, o Options) (_ *App, err error) {
 		a.o = o
 	}
 	if a.metrics, err = newProcessMetrics(); err != nil {
+		return nil, err
+	}
+	if err = a.metrics.countLate(opened); err != nil {
 		return nil, err
 	}
 	// Every part reads and writes through the timed store (after the lease was asked for above).

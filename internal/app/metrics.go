@@ -49,6 +49,18 @@ func newProcessMetrics() (*processMetrics, error) {
 	return &processMetrics{reg: reg, events: events, requests: requests, store: timings}, nil
 }
 
+// countLate exports the store's count of facts of compacted runs that it turned away (store.LateCounter),
+// when the store keeps one.
+func (m *processMetrics) countLate(st store.Store) error {
+	lc, ok := st.(store.LateCounter)
+	if !ok {
+		return nil
+	}
+	return m.reg.Register(prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "spyagency_late_observations_total",
+		Help: "Distinct facts delivered for runs whose raw observations were compacted: counted in the run's compaction, not stored (since this process started)."},
+		func() float64 { return float64(lc.LateObservations()) }))
+}
+
 // collect registers the collector that reads the app's parts at scrape time. It is called once the
 // parts exist.
 func (m *processMetrics) collect(a *App, st store.Store, targets []string, first firstUnready) error {

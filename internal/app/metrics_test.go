@@ -68,7 +68,8 @@ func TestMetricsAndClusterServed(t *testing.T) {
 	}
 	for _, name := range []string{"spyagency_source_healthy", "spyagency_source_lag_seconds", "spyagency_first_unready_run",
 		"spyagency_outbox_pending", "spyagency_alerts", "spyagency_http_requests_total", "spyagency_workflows",
-		"spyagency_decisions_total", "spyagency_store_operation_duration_seconds", "go_goroutines", "process_resident_memory_bytes"} {
+		"spyagency_decisions_total", "spyagency_store_operation_duration_seconds", "spyagency_late_observations_total", "go_goroutines",
+		"process_resident_memory_bytes"} {
 		if fams[name] == nil {
 			t.Errorf("%s not served", name)
 		}

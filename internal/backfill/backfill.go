@@ -8,7 +8,9 @@
 // reads what it records through the pull API, and a serve started afterwards carries on from it.
 //
 // It is resumable: a checkpoint under the setting "backfill/FROM-TO" records the sources already read
-// and the last run reconciled, and a completed range is not redone unless Force. It is rate-limited
+// and the last run reconciled, and a completed range is not redone unless Force. A date range is
+// resolved to the run range of the runs OMS says started in it (ParseWindow, Resolve) and is then that
+// run range, with its checkpoint. It is rate-limited
 // towards each source, and each source's polls have the runner's deadlines and retries. A PostgreSQL
 // store's leader lease is taken for the duration (a serve that leads makes it refuse), so that it never
 // reconciles beside a running agency; a SQLite store is owned by one process anyway.

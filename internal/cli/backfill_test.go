@@ -29,6 +29,14 @@ func TestBackfillFlags(t *testing.T) {
 		{[]string{"--config", "x.yaml", "--from", "1", "--to", "2", "--rate", "0"}, "--rate 0"},
 		{[]string{"--config", "x.yaml", "--from", "1", "--to", "99999999999"}, "at most 4294967295"},
 		{[]string{"--bogus"}, "flag provided but not defined"},
+		{[]string{"--config", "x.yaml"}, "give a run range (--from RUN --to RUN) or a date range"},
+		{[]string{"--config", "x.yaml", "--from", "1", "--to", "2", "--since", "2026-05-01", "--until", "2026-05-08"}, "not both"},
+		{[]string{"--config", "x.yaml", "--since", "2026-05-01"}, "needs both --since and --until"},
+		{[]string{"--config", "x.yaml", "--until", "2026-05-01"}, "needs both --since and --until"},
+		{[]string{"--config", "x.yaml", "--since", "2026-05-09", "--until", "2026-05-08"}, "--since 2026-05-09 is after --until 2026-05-08"},
+		{[]string{"--config", "x.yaml", "--since", "2026-05-08T12:00:00Z", "--until", "2026-05-08T11:00:00Z"}, "is after --until"},
+		{[]string{"--config", "x.yaml", "--since", "May 1st", "--until", "2026-05-08"}, `--since "May 1st" is neither a date`},
+		{[]string{"--config", "x.yaml", "--since", "2026-05-01", "--until", "2026-13-01"}, `--until "2026-13-01" is neither a date`},
 	} {
 		code, _, errs := run(t, append([]string{"backfill"}, c.args...)...)
 		if code != 2 || !strings.Contains(errs, c.want) {
@@ -91,3 +99,63 @@ func TestBackfillCommand(t *testing.T) {
 }
 
 func itoa(n uint32) string { return strconv.FormatUint(uint64(n), 10) }
+
+// TestBackfillByDates: a date range is resolved by OMS (the simulator's, which filters on start_time as
+// OMS does) to the runs started in it, printed, and backfilled as that run range, with that range's
+// checkpoint: a --from/--to of the same runs finds it done. A range where no run started says so and
+// exits 0.
+func TestBackfillByDates(t *testing.T) {
+	t.Parallel()
+	start := sim.DefaultStart
+	s, err := sim.New(sim.Config{Seed: 5, Dir: t.TempDir(), Faults: "none", Clock: clock.NewFake(start)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	end := start.Add(48 * time.Hour)
+	if err := s.AdvanceTo(end); err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(s.Handler())
+	defer srv.Close()
+	// The second day of the world: 2026-05-05, from midnight to midnight.
+	day := start.Truncate(24*time.Hour).AddDate(0, 0, 1)
+	var first, last uint32
+	n := 0
+	for _, r := range s.Runs() {
+		if st := r.Start.Truncate(time.Second); !st.Before(day) && st.Before(day.AddDate(0, 0, 1)) {
+			if first == 0 {
+				first = r.Number
+			}
+			last = r.Number
+			n++
+		}
+	}
+	if n == 0 {
+		t.Fatal("no run started on the world's second day")
+	}
+	dir := t.TempDir()
+	file := filepath.Join(dir, "backfill.yaml")
+	cfg := string(s.ServeConfig(srv.URL)) + "store:\n  dsn: sqlite:" + filepath.Join(dir, "spy.db") +
+		"\nclock:\n  speed: 1\n  epoch: " + end.Format(time.RFC3339) + "\n  wall_start: " + time.Now().UTC().Format(time.RFC3339Nano) + "\n"
+	if err := os.WriteFile(file, []byte(cfg), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	date := day.Format("2006-01-02")
+	code, _, errs := run(t, "backfill", "--config", file, "--since", date, "--until", date, "--rate", "1000")
+	want := "runs started in [" + day.Format(time.RFC3339) + ", " + day.AddDate(0, 0, 1).Format(time.RFC3339) + "): runs " +
+		itoa(first) + "-" + itoa(last) + " (" + strconv.Itoa(n) + " runs per OMS)"
+	if code != 0 || !strings.Contains(errs, want) || !strings.Contains(errs, "backfill: runs "+itoa(first)+"-"+itoa(last)+": ") ||
+		!strings.Contains(errs, "sources failed: none") {
+		t.Fatalf("backfill by dates: exit %d\n%s\nwant %q", code, errs, want)
+	}
+	code, _, errs = run(t, "backfill", "--config", file, "--from", itoa(first), "--to", itoa(last), "--rate", "1000")
+	if code != 0 || !strings.Contains(errs, "runs "+itoa(first)+"-"+itoa(last)+" were backfilled already") {
+		t.Fatalf("the same runs by number: exit %d\n%s", code, errs)
+	}
+	// An RFC 3339 window before the world: no run, exit 0, and nothing stored.
+	code, _, errs = run(t, "backfill", "--config", file, "--since", "2026-01-01T00:00:00Z", "--until", "2026-01-02T06:00:00+01:00")
+	if code != 0 || !strings.Contains(errs, "OMS has no run started in [2026-01-01T00:00:00Z, 2026-01-02T05:00:00Z]; nothing to backfill") {
+		t.Fatalf("empty date range: exit %d\n%s", code, errs)
+	}
+}

@@ -12,27 +12,21 @@ import (
 )
 
 // omsRuns serves /agg/api/v1/runs in OMS's JSON:API shape (cms-interfaces.md §7; the 2025 fixture
-// test_oms_runs.json): filters on run_number, sort, page[limit]/page[offset], links and meta.
+// test_oms_runs.json): filters on run_number and start_time, sort, page[limit]/page[offset], links and meta.
 func (s *Sim) omsRuns(rw http.ResponseWriter, req *http.Request, now time.Time) {
 	q := req.URL.Query()
-	keep := func(uint32) bool { return true }
+	keep := func(*run) bool { return true }
 	for key, vals := range q {
 		switch {
 		case key == "sort" || key == "page[limit]" || key == "page[offset]" || key == "fields[runs]":
-		case strings.HasPrefix(key, "filter[run_number]["):
-			op := strings.TrimSuffix(strings.TrimPrefix(key, "filter[run_number]["), "]")
-			n, err := strconv.ParseUint(vals[0], 10, 32)
+		case strings.HasPrefix(key, "filter["):
+			f, err := omsFilter(key, vals[0])
 			if err != nil {
-				omsError(rw, fmt.Sprintf("%s: %q is not a number", key, vals[0]))
-				return
-			}
-			f, ok := runFilter(op, uint32(n))
-			if !ok {
-				omsError(rw, fmt.Sprintf("%s: unknown operator %s", key, op))
+				omsError(rw, err.Error())
 				return
 			}
 			prev := keep
-			keep = func(r uint32) bool { return prev(r) && f(r) }
+			keep = func(r *run) bool { return prev(r) && f(r) }
 		default:
 			omsError(rw, fmt.Sprintf("unsupported query parameter %s", key))
 			return
@@ -45,7 +39,7 @@ func (s *Sim) omsRuns(rw http.ResponseWriter, req *http.Request, now time.Time) 
 	}
 	var runs []*run
 	for _, r := range s.w.runs {
-		if keep(r.Number) {
+		if keep(r) {
 			runs = append(runs, r)
 		}
 	}
@@ -92,22 +86,63 @@ func (s *Sim) omsRuns(rw http.ResponseWriter, req *http.Request, now time.Time) 
 	writeJSON(rw, doc)
 }
 
-func runFilter(op string, n uint32) (func(uint32) bool, bool) {
+// omsFilter is one filter parameter: filter[ATTR][OP] or, as OMS writes it in its own links,
+// filter[runs][ATTR][OP], on run_number (a number) or start_time (RFC 3339), with OMS's operators EQ,
+// NEQ, GE, GT, LE and LT.
+func omsFilter(key, val string) (func(*run) bool, error) {
+	parts := strings.Split(strings.TrimSuffix(strings.TrimPrefix(key, "filter["), "]"), "][")
+	if len(parts) == 3 && parts[0] == "runs" {
+		parts = parts[1:]
+	}
+	if len(parts) != 2 {
+		return nil, fmt.Errorf("%s: not filter[attribute][operator]", key)
+	}
+	attr, op := parts[0], parts[1]
+	var cmp func(*run) int
+	switch attr {
+	case "run_number":
+		n, err := strconv.ParseUint(val, 10, 32)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %q is not a number", key, val)
+		}
+		cmp = func(r *run) int { return compare(uint64(r.Number), n) }
+	case "start_time":
+		t, err := time.Parse(time.RFC3339, val)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %q is not an RFC 3339 time", key, val)
+		}
+		cmp = func(r *run) int { return r.Start.Truncate(time.Second).Compare(t) }
+	default:
+		return nil, fmt.Errorf("%s: unsupported filter attribute %s", key, attr)
+	}
+	var ok func(int) bool
 	switch op {
 	case "EQ":
-		return func(r uint32) bool { return r == n }, true
+		ok = func(c int) bool { return c == 0 }
 	case "NEQ":
-		return func(r uint32) bool { return r != n }, true
+		ok = func(c int) bool { return c != 0 }
 	case "GE":
-		return func(r uint32) bool { return r >= n }, true
+		ok = func(c int) bool { return c >= 0 }
 	case "GT":
-		return func(r uint32) bool { return r > n }, true
+		ok = func(c int) bool { return c > 0 }
 	case "LE":
-		return func(r uint32) bool { return r <= n }, true
+		ok = func(c int) bool { return c <= 0 }
 	case "LT":
-		return func(r uint32) bool { return r < n }, true
+		ok = func(c int) bool { return c < 0 }
+	default:
+		return nil, fmt.Errorf("%s: unknown operator %s", key, op)
 	}
-	return nil, false
+	return func(r *run) bool { return ok(cmp(r)) }, nil
+}
+
+func compare(a, b uint64) int {
+	switch {
+	case a < b:
+		return -1
+	case a > b:
+		return 1
+	}
+	return 0
 }
 
 func paging(q url.Values) (limit, offset int, err error) {

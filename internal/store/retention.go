@@ -17,6 +17,17 @@ type Compaction struct {
 	Observations int `json:"observations"`
 	// Groups summarise them by source and kind, ordered by source, then kind.
 	Groups []CompactedGroup `json:"groups"`
+	// LateObservations counts the distinct facts delivered for the run after its compaction (a late
+	// DQM upload, a backfill over released history): AppendObservations stores none of them raw, keeps
+	// only their identity so that each counts once, and returns none of them. A fact stored before the
+	// compaction and delivered again after it counts too: its raw row is gone.
+	LateObservations int `json:"late_observations"`
+}
+
+// LateCounter is implemented by the stores: how many distinct late facts (see
+// Compaction.LateObservations) this process's AppendObservations calls have turned away.
+type LateCounter interface {
+	LateObservations() uint64
 }
 
 // CompactedGroup summarises a run's removed observations of one source and kind.

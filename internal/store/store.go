@@ -143,6 +143,9 @@ type Store interface {
 	// returns those, in input order, with their Seq set: the store's sequence number of the fact,
 	// positive, larger for every fact appended later, and the same on every read. The same fact twice, in one batch or across batches, is one row.
 	// Observations that fail Validate make the whole batch fail with apperr.Invalid; nothing is written.
+	// A fact of a compacted run is not stored nor returned, and not an error: it is counted once in the
+	// run's Compaction.LateObservations; a compaction at the same time either sees the fact (and
+	// summarises it) or comes first (and the fact is late).
 	AppendObservations(ctx context.Context, obs []pcl.Observation) ([]pcl.Observation, error)
 	// Observations returns the matching observations ordered by At, then Key, with their Seq set.
 	Observations(ctx context.Context, q ObservationQuery) ([]pcl.Observation, error)

@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cms-pcl/spyagency/internal/pcl"
 	"github.com/cms-pcl/spyagency/internal/store"
 )
 
@@ -55,6 +56,20 @@ func TestCompactedRunPage(t *testing.T) {
 	}
 	if code := get(t, base+"/api/v1/runs/392660", &v); code != 200 || v.Compacted == nil || v.Compacted.Observations == 0 || len(v.Milestones) == 0 {
 		t.Fatalf("API after compaction: %d, compacted %+v, milestones %v", code, v.Compacted, v.Milestones)
+	}
+	// A late fact of the run (a DQM result after the compaction) is counted on the page and in the API,
+	// not stored.
+	late := pcl.Observation{Source: pcl.SourceDQM, Kind: pcl.KindDQMQuality, Run: 392660, At: worldNow, Seen: worldNow,
+		Workflow: "SiStripGains", Quality: pcl.QualityBad,
+		Dataset: "/StreamExpress/Run2025C-PromptCalibProdSiStripGains-Express-v1/ALCAPROMPT"}
+	if added, err := w.st.AppendObservations(w.ctx, []pcl.Observation{late}); err != nil || len(added) != 0 {
+		t.Fatalf("late fact: stored %d, %v", len(added), err)
+	}
+	if code := get(t, base+"/api/v1/runs/392660", &v); code != 200 || v.Compacted == nil || v.Compacted.LateObservations != 1 {
+		t.Fatalf("API after a late fact: %d, compacted %+v", code, v.Compacted)
+	}
+	if _, page, _ := fetch(t, base+"/runs/392660"); !strings.Contains(page, `id="late-observations">Late facts, delivered by the spies after the compaction (a late upload, a backfill over released history) and counted, not stored: 1.</p>`) {
+		t.Errorf("the run page does not count the late fact")
 	}
 	// An override of a compacted run is refused, and changes nothing.
 	if code, body := post(t, base+"/api/v1/runs/392660/override", `{"action":"hold","reason":"late look"}`); code != 409 {

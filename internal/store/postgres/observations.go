@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"strings"
 
 	"github.com/jackc/pgx/v5"
@@ -91,6 +92,80 @@ func (b *batch) insert(ctx context.Context, tx pgx.Tx) (pos []int, seqs []int64,
 	return pos, seqs, nil
 }
 
+// lockRuns locks FOR KEY SHARE, in run order, the state rows of the batch's runs that are released or
+// compacted, and returns the compacted ones. The lock conflicts with CompactReleased's FOR UPDATE only
+// (not with the agency's UPDATEs of a state, which change no key): a compaction running now makes this
+// wait and then see the run compacted; one starting later waits for this transaction and summarises its
+// facts. Open runs, the usual batch, are not locked (a lock writes the row): for one of them to be
+// compacted before this transaction ends, a release would have to be decided and be older than the
+// retention (at least a day, config.MinRetention) within it. A run without a state row cannot be
+// compacted.
+func lockRuns(ctx context.Context, tx pgx.Tx, batchRuns []int64) (map[int64]bool, error) {
+	runs := slices.Clone(batchRuns)
+	slices.Sort(runs)
+	runs = slices.Compact(runs)
+	rows, err := tx.Query(ctx, `SELECT run, compacted IS NOT NULL FROM run_states WHERE run = ANY($1::bigint[])
+		AND (readiness = 'released' OR compacted IS NOT NULL) ORDER BY run FOR KEY SHARE`, runs)
+	if err != nil {
+		return nil, err
+	}
+	late := map[int64]bool{}
+	for rows.Next() {
+		var (
+			run       int64
+			compacted bool
+		)
+		if err := rows.Scan(&run, &compacted); err != nil {
+			rows.Close()
+			return nil, err
+		}
+		if compacted {
+			late[run] = true
+		}
+	}
+	rows.Close()
+	return late, rows.Err()
+}
+
+// split parts the batch into the facts of runs not in late and those of late runs.
+func (b *batch) split(late map[int64]bool) (*batch, batch) {
+	var kept, lb batch
+	for i := range b.run {
+		to := &kept
+		if late[b.run[i]] {
+			to = &lb
+		}
+		to.run = append(to.run, b.run[i])
+		to.key = append(to.key, b.key[i])
+		to.source = append(to.source, b.source[i])
+		to.kind = append(to.kind, b.kind[i])
+		to.at = append(to.at, b.at[i])
+		to.seen = append(to.seen, b.seen[i])
+		to.tag = append(to.tag, b.tag[i])
+		to.payload = append(to.payload, b.payload[i])
+		to.js = append(to.js, b.js[i])
+		to.index = append(to.index, b.index[i])
+	}
+	return &kept, lb
+}
+
+// countLate records the identities of the facts of compacted runs and adds those not recorded yet to
+// their runs' compactions, in one statement; it returns how many were new.
+func countLate(ctx context.Context, tx pgx.Tx, lb *batch) (int, error) {
+	var n int
+	err := tx.QueryRow(ctx, `WITH ins AS (
+			INSERT INTO late_observations (run, key) SELECT * FROM unnest($1::bigint[], $2::bytea[])
+			ON CONFLICT DO NOTHING RETURNING run
+		), per AS (SELECT run, count(*) AS n FROM ins GROUP BY run),
+		upd AS (UPDATE compactions c SET late_observations = c.late_observations + per.n FROM per WHERE c.run = per.run RETURNING per.n)
+		SELECT coalesce(sum(n), 0)::bigint FROM upd`, lb.run, lb.key).Scan(&n)
+	return n, err
+}
+
+// LateObservations is how many distinct facts of compacted runs this Store's AppendObservations turned
+// away (store.LateCounter).
+func (s *Store) LateObservations() uint64 { return s.late.Load() }
+
 // AppendObservations validates the whole batch, encodes it, and then, in one transaction, inserts each
 // fact the store does not hold yet and returns those, in input order, each with its Seq.
 func (s *Store) AppendObservations(ctx context.Context, obs []pcl.Observation) ([]pcl.Observation, error) {
@@ -124,19 +199,40 @@ func (s *Store) AppendObservations(ctx context.Context, obs []pcl.Observation) (
 		}
 		b.add(i, o, k, string(buf))
 	}
-	var pos []int
-	var seqs []int64
+	var (
+		pos              []int
+		seqs             []int64
+		kept             *batch
+		lateNew, lateAll int
+	)
 	err := s.write(ctx, "append observations", func(tx pgx.Tx) error {
-		var err error
-		pos, seqs, err = b.insert(ctx, tx)
+		late, err := lockRuns(ctx, tx, b.run)
+		if err != nil {
+			return err
+		}
+		kept = &b
+		lateAll = 0
+		if len(late) > 0 {
+			var lb batch
+			kept, lb = b.split(late)
+			lateAll = len(lb.run)
+			if lateNew, err = countLate(ctx, tx, &lb); err != nil {
+				return err
+			}
+		}
+		pos, seqs, err = kept.insert(ctx, tx)
 		return err
 	})
 	if err != nil {
 		return nil, err
 	}
+	if lateAll > 0 {
+		s.late.Add(uint64(lateNew))
+		s.log.Debug("facts of compacted runs not stored", "late", lateAll, "first_delivered", lateNew)
+	}
 	added := make([]pcl.Observation, 0, len(pos))
 	for i, p := range pos {
-		o := obs[b.index[p]]
+		o := obs[kept.index[p]]
 		o.Seq = seqs[i]
 		added = append(added, o)
 	}

@@ -52,7 +52,9 @@ func (s *Store) CompactReleased(ctx context.Context, q store.CompactQuery) ([]ui
 
 // compactRun compacts one run if it is still compactable; the run's state row is locked first, so a
 // decision written at the same time either comes before (and the run is no longer a candidate) or
-// waits for the compaction.
+// waits for the compaction, and so does an AppendObservations of the run's facts (it holds the row
+// FOR KEY SHARE, which FOR UPDATE waits for and which waits for FOR UPDATE): the summary is read after
+// the facts appended before, and those appended after are late.
 func (s *Store) compactRun(ctx context.Context, run, before int64, now time.Time) (bool, error) {
 	var ok bool
 	err := s.write(ctx, fmt.Sprintf("compact run %d", run), func(tx pgx.Tx) error {
@@ -123,8 +125,8 @@ func (s *Store) Compaction(ctx context.Context, run uint32) (store.Compaction, e
 		body string
 		c    = store.Compaction{Run: run}
 	)
-	err := s.pool.QueryRow(ctx, `SELECT compacted, observations, summary FROM compactions WHERE run = $1`,
-		int64(run)).Scan(&at, &c.Observations, &body)
+	err := s.pool.QueryRow(ctx, `SELECT compacted, observations, summary, late_observations FROM compactions WHERE run = $1`,
+		int64(run)).Scan(&at, &c.Observations, &body, &c.LateObservations)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return c, apperr.Errorf(apperr.NotFound, "run %d is not compacted", run)
 	}

@@ -71,8 +71,18 @@ func (s *Store) AppendObservations(ctx context.Context, obs []pcl.Observation) (
 		fresh []int   // indices into keys of the facts inserted
 		seqs  []int64 // their rowids
 	)
+	var lateNew, lateAll int // distinct facts of compacted runs: first delivered late, and all
 	err := s.write(ctx, "append observations", func(tx *sql.Tx) error {
 		fresh, seqs = fresh[:0], seqs[:0]
+		// The single writer serialises this with CompactReleased: a run is compacted either before this
+		// transaction (its facts are late) or after it (the compaction summarises them).
+		late, err := compactedRuns(ctx, tx, obs, first)
+		if err != nil {
+			return err
+		}
+		if lateNew, lateAll, err = countLate(ctx, tx, obs, first, keys, late); err != nil {
+			return err
+		}
 		stmt, err := tx.PrepareContext(ctx, insertObservation)
 		if err != nil {
 			return err
@@ -81,6 +91,10 @@ func (s *Store) AppendObservations(ctx context.Context, obs []pcl.Observation) (
 		start := 0
 		for j := range keys {
 			o := &obs[first[j]]
+			if late[o.Run] {
+				start = ends[j]
+				continue
+			}
 			payload := ""
 			if o.Kind == pcl.KindIOV {
 				payload = o.Payload
@@ -108,6 +122,10 @@ func (s *Store) AppendObservations(ctx context.Context, obs []pcl.Observation) (
 	if err != nil {
 		return nil, err
 	}
+	if lateAll > 0 {
+		s.late.Add(uint64(lateNew))
+		s.log.Debug("facts of compacted runs not stored", "late", lateAll, "first_delivered", lateNew)
+	}
 	added := make([]pcl.Observation, 0, len(fresh))
 	for i, j := range fresh {
 		o := obs[first[j]]
@@ -116,6 +134,78 @@ func (s *Store) AppendObservations(ctx context.Context, obs []pcl.Observation) (
 	}
 	return added, nil
 }
+
+// compactedRuns are the runs of the batch's facts (obs[first[j]]) that are compacted.
+func compactedRuns(ctx context.Context, tx *sql.Tx, obs []pcl.Observation, first []int) (map[uint32]bool, error) {
+	var runs []any
+	seen := map[uint32]bool{}
+	for _, i := range first {
+		if r := obs[i].Run; !seen[r] {
+			seen[r] = true
+			runs = append(runs, int64(r))
+		}
+	}
+	late := map[uint32]bool{}
+	for len(runs) > 0 {
+		n := min(len(runs), 500)
+		rows, err := tx.QueryContext(ctx, `SELECT run FROM compactions WHERE run IN (`+placeholders(n)+`)`, runs[:n]...)
+		if err != nil {
+			return nil, err
+		}
+		for rows.Next() {
+			var r int64
+			if err := rows.Scan(&r); err != nil {
+				rows.Close()
+				return nil, err
+			}
+			late[uint32(r)] = true
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return nil, err
+		}
+		runs = runs[n:]
+	}
+	return late, nil
+}
+
+// countLate records the identities of the batch's facts of compacted runs and adds those not recorded
+// yet to their runs' compactions. It returns how many were new and how many there were.
+func countLate(ctx context.Context, tx *sql.Tx, obs []pcl.Observation, first []int, keys [][16]byte, late map[uint32]bool) (fresh, all int, err error) {
+	if len(late) == 0 {
+		return 0, 0, nil
+	}
+	perRun := map[uint32]int{}
+	for j, i := range first {
+		run := obs[i].Run
+		if !late[run] {
+			continue
+		}
+		all++
+		res, err := tx.ExecContext(ctx, `INSERT INTO late_observations (run, key) VALUES (?, ?) ON CONFLICT DO NOTHING`,
+			int64(run), keys[j][:])
+		if err != nil {
+			return 0, 0, err
+		}
+		if n, err := res.RowsAffected(); err != nil {
+			return 0, 0, err
+		} else if n == 1 {
+			perRun[run]++
+			fresh++
+		}
+	}
+	for run, n := range perRun {
+		if _, err := tx.ExecContext(ctx, `UPDATE compactions SET late_observations = late_observations + ? WHERE run = ?`,
+			n, int64(run)); err != nil {
+			return 0, 0, err
+		}
+	}
+	return fresh, all, nil
+}
+
+// LateObservations is how many distinct facts of compacted runs this Store's AppendObservations turned
+// away (store.LateCounter).
+func (s *Store) LateObservations() uint64 { return s.late.Load() }
 
 // Observations returns the matching observations ordered by At, then Key, each with its Seq.
 func (s *Store) Observations(ctx context.Context, q store.ObservationQuery) ([]pcl.Observation, error) {

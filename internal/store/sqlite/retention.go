@@ -148,8 +148,8 @@ func (s *Store) Compaction(ctx context.Context, run uint32) (store.Compaction, e
 		body []byte
 		c    = store.Compaction{Run: run}
 	)
-	err := s.reader.QueryRowContext(ctx, `SELECT compacted, observations, summary FROM compactions WHERE run = ?`,
-		int64(run)).Scan(&at, &c.Observations, &body)
+	err := s.reader.QueryRowContext(ctx, `SELECT compacted, observations, summary, late_observations FROM compactions WHERE run = ?`,
+		int64(run)).Scan(&at, &c.Observations, &body, &c.LateObservations)
 	if errors.Is(err, sql.ErrNoRows) {
 		return c, apperr.Errorf(apperr.NotFound, "run %d is not compacted", run)
 	}

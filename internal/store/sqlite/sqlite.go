@@ -48,6 +48,7 @@ type Store struct {
 	now    func() time.Time
 	log    *slog.Logger
 	closed atomic.Bool
+	late   atomic.Uint64 // distinct facts of compacted runs turned away (LateObservations)
 }
 
 var _ store.Store = (*Store)(nil)

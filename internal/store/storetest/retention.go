@@ -16,6 +16,8 @@ func retentionTests() []subtest {
 	return []subtest{
 		{"CompactReleased", testCompactReleased},
 		{"CompactReleasedConcurrent", testCompactConcurrent},
+		{"LateObservations", testLateObservations},
+		{"LateObservationsRaceCompaction", testLateRaceCompaction},
 	}
 }
 
