@@ -85,13 +85,9 @@ type fastRecord struct {
 
 // checkFastDir refuses a directory that already holds a world or a store.
 func checkFastDir(dir string) error {
-	b, err := os.ReadFile(filepath.Join(dir, fastMarker))
+	r, err := readRecord(dir)
 	switch {
 	case err == nil:
-		var r fastRecord
-		if jerr := json.Unmarshal(b, &r); jerr != nil {
-			return fmt.Errorf("%s holds %s, which is not a fast build's record (%v); use another --data or remove it", dir, fastMarker, jerr)
-		}
 		state := "a complete"
 		if !r.Complete {
 			state = "an interrupted"
@@ -99,7 +95,7 @@ func checkFastDir(dir string) error {
 		return fmt.Errorf("%s already holds %s fast build (seed %d, %d days, started %s, store %s): a world lives in memory and cannot be extended from its files, so --fast does not resume; use another --data, or remove %s to build again",
 			dir, state, r.Seed, r.Days, r.Started.UTC().Format(time.RFC3339), r.Store, dir)
 	case !errors.Is(err, fs.ErrNotExist):
-		return fmt.Errorf("read %s: %w", filepath.Join(dir, fastMarker), err)
+		return err
 	}
 	for _, name := range []string{"cms", "spyagency.db"} {
 		if _, err := os.Stat(filepath.Join(dir, name)); err == nil {
@@ -107,6 +103,22 @@ func checkFastDir(dir string) error {
 		}
 	}
 	return nil
+}
+
+// readRecord reads a fast build's record in dir (an error wrapping fs.ErrNotExist when there is none).
+func readRecord(dir string) (fastRecord, error) {
+	var r fastRecord
+	b, err := os.ReadFile(filepath.Join(dir, fastMarker))
+	if err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return r, err
+		}
+		return r, fmt.Errorf("read %s: %w", filepath.Join(dir, fastMarker), err)
+	}
+	if err := json.Unmarshal(b, &r); err != nil {
+		return r, fmt.Errorf("%s holds %s, which is not a fast build's record (%v); use another --data or remove it", dir, fastMarker, err)
+	}
+	return r, nil
 }
 
 // memTransport sends a request to a handler in the same process: the spies' HTTP clients, their
