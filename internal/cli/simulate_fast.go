@@ -336,7 +336,7 @@ func buildFast(ctx context.Context, o fastOptions) (rec fastRecord, cfgYAML []by
 				int(now.Sub(start)/(24*time.Hour)), o.Days, len(s.Runs()), len(s.Releases()), rec.Compacted, time.Since(wall).Seconds())
 		}
 	}
-	if err := tally(ctx, st, s, &rec); err != nil {
+	if err := tally(ctx, st, s, &rec, 500); err != nil {
 		return rec, nil, err
 	}
 	rec.HarvestFiles = countFiles(s.HarvestDir())
@@ -377,8 +377,9 @@ func retainAll(ctx context.Context, st store.Store, now time.Time, keep time.Dur
 	}
 }
 
-// tally counts what the store holds and what Tier-0 did.
-func tally(ctx context.Context, st store.Store, s *sim.Sim, rec *fastRecord) error {
+// tally counts what the store holds and what Tier-0 did. The store lists runs newest first; pages of
+// page runs go down by Before.
+func tally(ctx context.Context, st store.Store, s *sim.Sim, rec *fastRecord, page int) error {
 	rec.Runs = len(s.Runs())
 	for _, r := range s.Releases() {
 		rec.Released++
@@ -386,13 +387,16 @@ func tally(ctx context.Context, st store.Store, s *sim.Sim, rec *fastRecord) err
 			rec.ByAgency++
 		}
 	}
-	var from uint32
+	var before uint32
 	for {
-		page, err := st.RunStates(ctx, store.RunQuery{From: from, Limit: 500, Summary: true})
+		got, err := st.RunStates(ctx, store.RunQuery{Before: before, Limit: page, Summary: true})
 		if err != nil {
 			return fmt.Errorf("count the stored runs: %w", err)
 		}
-		for _, rs := range page {
+		for _, rs := range got {
+			if before != 0 && rs.Run >= before {
+				return fmt.Errorf("count the stored runs: run %d listed below %d", rs.Run, before)
+			}
 			rec.StoredRuns++
 			rec.ReadinessMix[rs.Decision.State]++
 			ds, err := st.Decisions(ctx, rs.Run)
@@ -401,10 +405,13 @@ func tally(ctx context.Context, st store.Store, s *sim.Sim, rec *fastRecord) err
 			}
 			rec.Decisions += len(ds)
 		}
-		if len(page) < 500 {
+		if len(got) < page {
 			return nil
 		}
-		from = page[len(page)-1].Run + 1
+		before = got[len(got)-1].Run
+		for _, rs := range got {
+			before = min(before, rs.Run)
+		}
 	}
 }
 

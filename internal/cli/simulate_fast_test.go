@@ -139,6 +139,44 @@ func TestSimulateFast(t *testing.T) {
 	}
 }
 
+// TestTallyPages: the record's counts do not depend on the store's page size (the store lists runs
+// newest first).
+func TestTallyPages(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	dir := t.TempDir()
+	clk := clock.NewFake(sim.DefaultStart)
+	s, err := sim.New(sim.Config{Seed: 1, Dir: filepath.Join(dir, "cms"), Clock: clk})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	cfg, _, err := fastConfig(s, "http://127.0.0.1:1", "sqlite:"+filepath.Join(dir, "spy.db"), 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := app.OpenStore(ctx, cfg, clk, discardLogger())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	for run := uint32(400001); run <= 400011; run++ {
+		rs := pcl.RunState{Run: run, Class: "Cosmics26", Decision: pcl.Decision{Run: run, State: pcl.ReadinessWaiting, Reason: "test", Version: 1}}
+		if _, err := st.SaveDecision(ctx, store.DecisionWrite{Decision: rs.Decision, State: rs}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, page := range []int{1, 3, 11, 500} {
+		rec := fastRecord{ReadinessMix: map[pcl.Readiness]int{}}
+		if err := tally(ctx, st, s, &rec, page); err != nil {
+			t.Fatal(err)
+		}
+		if rec.StoredRuns != 11 || rec.Decisions != 11 || rec.ReadinessMix[pcl.ReadinessWaiting] != 11 {
+			t.Errorf("page %d: %d runs, %d decisions, %v; want 11 each", page, rec.StoredRuns, rec.Decisions, rec.ReadinessMix)
+		}
+	}
+}
+
 // cfgClock is the clock a serve of cfg runs on.
 func cfgClock(cfg *config.Config) clock.Clock {
 	return clock.NewScaledAt(cfg.Clock.Epoch, cfg.Clock.WallStart, cfg.Clock.Speed)
