@@ -90,7 +90,7 @@ type App struct {
 	// caughtUp is set once a term's catch-up has read what other leaders stored (beginTerm), so that
 	// Leading is true only when this replica's parts run on what the store holds.
 	caughtUp atomic.Bool
-	feed        *runFeed // the web's live events on replicas (live.go)
+	feed     *runFeed // the web's live events on replicas (live.go)
 }
 
 // New opens the store and builds every part; nothing runs until Start (or Step). When it fails, what

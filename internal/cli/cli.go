@@ -46,7 +46,7 @@ func commands() map[string]command {
 	return map[string]command{
 		"version":  {"print version, commit and Go version", runVersion},
 		"serve":    {"run the agency against the configured sources", runServe},
-		"simulate": {"serve only the simulated CMS services, for serve to watch (--print-config)", runSimulate},
+		"simulate": {"serve only the simulated CMS services, for serve to watch (--print-config); --fast --days N: build N days and their store", runSimulate},
 		"demo":     {"the whole loop on this machine: a simulated CMS and the agency, dashboard included", runDemo},
 		"config":   {"check a configuration file (config check FILE), or print an example (config example)", runConfig},
 		"probe":    {"poll one source once and print its observations as JSON lines", runProbe},

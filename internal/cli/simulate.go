@@ -11,22 +11,35 @@ import (
 	"time"
 
 	"github.com/cms-pcl/spyagency/internal/clock"
+	"github.com/cms-pcl/spyagency/internal/config"
 	"github.com/cms-pcl/spyagency/internal/sim"
 )
 
 // runSimulate serves only the simulated CMS, for a separate `serve` to watch.
 func runSimulate(e *env, args []string) error {
-	fs := e.flags("simulate", "simulate [--addr 127.0.0.1:8081] [--data DIR] [--speed N] [--seed N] [--faults none|default|heavy] [--agency URL] [--print-config]")
+	fs := e.flags("simulate", "simulate [--addr 127.0.0.1:8081] [--data DIR] [--speed N] [--seed N] [--faults none|default|heavy] [--agency URL] [--print-config]\n       spyagency simulate --fast --days N [--data DIR] [--store DSN] [--seed N] [--faults ...] [--step 1h] [--retention 2160h|off] [--print-config]")
 	addr := fs.String("addr", "127.0.0.1:8081", "where the simulated CMS services listen")
 	data := fs.String("data", "", "data directory (default: spyagency-sim in the user's cache directory)")
 	sf := addSimFlags(fs)
 	agencyURL := fs.String("agency", "http://127.0.0.1:8080", "the agency whose pull API the simulated Tier-0 follows (unreachable: Tier-0's fixed 48 h delay)")
 	printConfig := fs.Bool("print-config", false, "first write to stdout a serve configuration that points at these services")
+	fast := fs.Bool("fast", false, "build --days of the world and the agency's store in virtual time, serving nothing, then exit")
+	days := fs.Int("days", 0, "with --fast: how many simulated days to build")
+	storeDSN := fs.String("store", "", "with --fast: the store to write (default sqlite:DIR/spyagency.db); it must hold no runs")
+	step := fs.Duration("step", time.Hour, "with --fast: the virtual time between two polls of every source and reconcile passes")
+	retention := fs.String("retention", config.DefaultRetention.String(), "with --fast: store.retention applied while building (\"off\" keeps every observation)")
 	if err := e.parse(fs, args); err != nil {
 		return err
 	}
 	if err := sf.check(); err != nil {
 		return err
+	}
+	if *fast {
+		return runSimulateFast(e, fastFlags{days: *days, data: *data, store: *storeDSN, step: *step, retention: *retention,
+			addr: *addr, printConfig: *printConfig}, sf)
+	}
+	if *days != 0 || *storeDSN != "" {
+		return errors.New("--days and --store build a store in virtual time: they need --fast")
 	}
 	speed, seed, faults := sf.speed, sf.seed, sf.faults
 	log, err := logger(e.stderr, *sf.level)
