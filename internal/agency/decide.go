@@ -43,7 +43,12 @@ func (a *Agency) reconcileRun(ctx context.Context, run uint32) (bool, error) {
 		if prevJSON == nil {
 			prevJSON, _ = json.Marshal(prev)
 		}
-		cur, err := json.Marshal(rs)
+		// PutRunState keeps the run's versioned decision, whatever rs's says (a released run's blocking
+		// list, new evidence): what the store will hold, so what is compared and remembered, is rs with
+		// prev's decision.
+		held := rs
+		held.Decision = prev.Decision
+		cur, err := json.Marshal(held)
 		if err == nil && string(cur) == string(prevJSON) {
 			a.facts.setState(prev, prevJSON)
 			return false, nil
@@ -52,7 +57,7 @@ func (a *Agency) reconcileRun(ctx context.Context, run uint32) (bool, error) {
 			a.facts.forget(run)
 			return false, fmt.Errorf("agency: run %d: %w", run, err)
 		}
-		a.facts.setState(rs, cur)
+		a.facts.setState(held, cur)
 		a.events.publish(pcl.RunEvent{Run: run, State: rs})
 		return false, nil
 	}
