@@ -184,6 +184,7 @@ func (a *Agency) OpenRunStates(ctx context.Context) ([]pcl.RunState, error) {
 func (a *Agency) Override(ctx context.Context, run uint32, action pcl.OverrideAction, workflow, actor, reason string) (pcl.RunState, error) {
 	o, err := a.overrides.record(ctx, run, action, workflow, actor, reason)
 	if err != nil {
+		a.facts.forget(run) // a write whose answer was lost may be stored all the same
 		return pcl.RunState{}, err
 	}
 	a.noteStored(o)

@@ -238,6 +238,19 @@ func (f *facts) forget(run uint32) {
 	f.mu.Unlock()
 }
 
+// forgetBatch drops what a batch whose write failed may have changed: its runs' entries and its IOVs'
+// payload lists (a snapshot made of a dropped list is not handed out again).
+func (f *facts) forgetBatch(obs []pcl.Observation) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for i := range obs {
+		delete(f.runs, obs[i].Run)
+		if obs[i].Kind == pcl.KindIOV {
+			delete(f.iovs, obs[i].Payload)
+		}
+	}
+}
+
 // reset forgets everything.
 func (f *facts) reset() {
 	f.mu.Lock()

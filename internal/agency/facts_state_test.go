@@ -1,11 +1,15 @@
 package agency
 
 import (
+	"context"
 	"encoding/json"
+	"errors"
+	"reflect"
 	"testing"
 	"time"
 
 	"github.com/cms-pcl/spyagency/internal/pcl"
+	"github.com/cms-pcl/spyagency/internal/store"
 )
 
 // rememberedIsStored fails unless the agency's remembered state of the run, if any, is the stored one.
@@ -57,5 +61,91 @@ func TestRememberedStateAfterSameDecision(t *testing.T) {
 		if rs.Run == run && string(a) != string(b) {
 			t.Fatalf("OpenRunStates (the alerts) is not the stored state:\n got %s\nwant %s", a, b)
 		}
+	}
+}
+
+// lostAckStore stores a batch and then reports a failure, once armed: a commit whose acknowledgement
+// was lost (the connection dropped, the context ended as the commit returned).
+type lostAckStore struct {
+	store.Store
+	armed bool
+}
+
+func (s *lostAckStore) AppendObservations(ctx context.Context, obs []pcl.Observation) ([]pcl.Observation, error) {
+	added, err := s.Store.AppendObservations(ctx, obs)
+	if err == nil && s.armed {
+		s.armed = false
+		return nil, errors.New("connection reset while committing")
+	}
+	return added, err
+}
+
+// TestFactsAfterAFailedIngest: a batch whose write failed may be stored all the same. The spy sends it
+// again and the store then adds nothing (it holds every fact), so only forgetting the batch's runs when
+// the write failed keeps the agency's facts what the store holds. Otherwise the harvest file stays
+// unknown to the agency, and the harvest view that follows makes its absence count: no-payload for a
+// run whose file is stored, which a restart turns into harvested.
+func TestFactsAfterAFailedIngest(t *testing.T) {
+	t.Parallel()
+	ls := &lostAckStore{}
+	h := newHarnessWith(t, func(h *harness) {
+		h.store = func(st store.Store) store.Store { ls.Store = st; return ls }
+	})
+	done := h.awaitingScan()
+	file := harvestFile()
+	file.Seen = done.Add(30 * time.Second)
+	ls.armed = true
+	if err := h.ag.Ingest(h.ctx, pcl.SourceHarvest, []pcl.Observation{file}); err == nil {
+		t.Fatal("the failed write was not reported")
+	}
+	// The runner retries the poll: the same batch, stored this time (again), then the poll's view.
+	h.ingest(pcl.SourceHarvest, file)
+	h.setFresh(done.Add(time.Minute))
+	h.clk.Advance(time.Minute)
+	h.ag.Resync()
+	h.pass()
+	got, err := h.ag.facts.gather(h.ctx, h.st, run)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, err := gatherStored(h.ctx, h.st, run)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("remembered facts differ from the store's: got %v, want %v", seqsOf(got), seqsOf(want))
+	}
+	if w := h.gains(); w.State != pcl.StateHarvested {
+		t.Fatalf("%s while the harvest file is stored (%s), want harvested", w.State, w.Reason)
+	}
+}
+
+func (s *lostAckStore) AppendOverride(ctx context.Context, o pcl.Observation, e store.AuditEntry) (pcl.Observation, error) {
+	stored, err := s.Store.AppendOverride(ctx, o, e)
+	if err == nil && s.armed {
+		s.armed = false
+		return pcl.Observation{}, errors.New("connection reset while committing")
+	}
+	return stored, err
+}
+
+// TestFactsAfterAFailedOverride: an override whose write failed may be stored all the same; the next
+// reconcile must see it, as a restart would.
+func TestFactsAfterAFailedOverride(t *testing.T) {
+	t.Parallel()
+	ls := &lostAckStore{}
+	h := newHarnessWith(t, func(h *harness) {
+		h.store = func(st store.Store) store.Store { ls.Store = st; return ls }
+	})
+	h.ingest(pcl.SourceOMS, stoppedRun())
+	h.ingest(pcl.SourceTier0, config())
+	ls.armed = true
+	if _, err := h.ag.Override(h.ctx, run, pcl.OverrideHold, "", "shifter", "pixel alignment looks odd"); err == nil {
+		t.Fatal("the failed write was not reported")
+	}
+	h.ag.Resync()
+	h.pass()
+	if d := h.state().Decision; d.State != pcl.ReadinessHeld {
+		t.Fatalf("run %s with its hold stored, want held", d.State)
 	}
 }

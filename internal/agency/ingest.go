@@ -18,6 +18,9 @@ func (a *Agency) Ingest(ctx context.Context, src pcl.Source, obs []pcl.Observati
 	}
 	added, err := a.o.Store.AppendObservations(ctx, obs)
 	if err != nil {
+		// The store may hold the batch all the same (a commit whose answer was lost); the spy's retry
+		// then adds nothing, so what the batch touches is read from the store again.
+		a.facts.forgetBatch(obs)
 		return fmt.Errorf("agency: store %d observations from %s: %w", len(obs), src, err)
 	}
 	a.noteStored(added...)
