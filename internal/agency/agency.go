@@ -25,6 +25,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/cms-pcl/spyagency/internal/apperr"
@@ -74,7 +75,8 @@ type Agency struct {
 	overrides *overrides
 	fcsr      *fcsr
 	syncs     tagSyncs
-	facts     *facts // the open runs' observations and states, kept as they are stored
+	facts     *facts      // the open runs' observations and states, kept as they are stored
+	resynced  atomic.Bool // a resync came: the next pass reads the open runs' overrides again
 
 	reconcileMu sync.Mutex // one reconcile at a time, so versions are assigned in order
 

@@ -149,3 +149,32 @@ func TestFactsAfterAFailedOverride(t *testing.T) {
 		t.Fatalf("run %s with its hold stored, want held", d.State)
 	}
 }
+
+// TestResyncSeesAnOverrideRecordedElsewhere: an override recorded on another replica reaches the
+// leader through its watch of recent overrides, and when that misses it (stamped by a clock further
+// behind than the watch looks back) the resync is the safety net (internal/app watchOverrides): the
+// leader's resync must take it up from the store, as a restart would, although it remembers the run.
+func TestResyncSeesAnOverrideRecordedElsewhere(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t)
+	h.ingest(pcl.SourceOMS, stoppedRun())
+	h.ingest(pcl.SourceTier0, config())
+	h.ag.Resync()
+	h.pass()
+	if runs, _ := h.ag.facts.size(); runs != 1 {
+		t.Fatalf("%d runs remembered, want the open one", runs)
+	}
+	// What a follower's Override stores (replicaOverrider): the override and its audit entry.
+	at := h.clk.Now().Add(-time.Hour)
+	o := pcl.Observation{Source: pcl.SourceOperator, Kind: pcl.KindOverride, Run: run, At: at, Seen: at,
+		Action: pcl.OverrideHold, Actor: "shifter", Reason: "pixel alignment looks odd"}
+	if _, err := h.st.AppendOverride(h.ctx, o, store.AuditEntry{At: at, Run: run, Actor: "shifter", Action: "hold", Detail: o.Reason}); err != nil {
+		t.Fatal(err)
+	}
+	h.clk.Advance(time.Minute)
+	h.ag.Resync()
+	h.pass()
+	if d := h.state().Decision; d.State != pcl.ReadinessHeld {
+		t.Fatalf("after a resync: run %s with a hold stored, want held", d.State)
+	}
+}

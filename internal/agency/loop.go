@@ -5,6 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"time"
+
+	"github.com/cms-pcl/spyagency/internal/pcl"
+	"github.com/cms-pcl/spyagency/internal/store"
 )
 
 // retryAfterError is how long the loop waits after a failed pass before the next one (clock time), so
@@ -66,10 +69,31 @@ func (a *Agency) untilNext(ctx context.Context, passed, nextResync time.Time, fa
 
 // Resync queues every open run for the next pass: what Run does at start and every resync interval.
 // It also drops the remembered facts of the runs that closed since, so that memory follows open work.
+//
+// The next pass first reads the open runs' overrides again (overridesAgain): one recorded on another
+// replica that the leader's watch missed is taken up at the resync, as it was before the facts were
+// kept in memory.
 func (a *Agency) Resync() {
 	open := a.index.openRuns()
 	a.facts.keep(open)
+	a.resynced.Store(true)
 	a.queue.touch(open...)
+}
+
+// overridesAgain adds to the remembered facts the open runs' stored overrides they lack: the only
+// observations another process writes (an override recorded on a follower). Called with a.reconcileMu
+// held, after a resync.
+func (a *Agency) overridesAgain(ctx context.Context) error {
+	open := a.index.openRuns()
+	if len(open) == 0 {
+		return nil
+	}
+	obs, err := a.o.Store.Observations(ctx, store.ObservationQuery{Runs: open, Kinds: []pcl.Kind{pcl.KindOverride}})
+	if err != nil {
+		return fmt.Errorf("agency: read the open runs' overrides: %w", err)
+	}
+	a.facts.stored(obs)
+	return nil
 }
 
 // Forget makes the next reconcile of run read its facts and state from the store again: they were
@@ -80,6 +104,12 @@ func (a *Agency) Forget(run uint32) { a.facts.forget(run) }
 func (a *Agency) Pass(ctx context.Context) error {
 	a.reconcileMu.Lock()
 	defer a.reconcileMu.Unlock()
+	if a.resynced.Swap(false) {
+		if err := a.overridesAgain(ctx); err != nil {
+			a.resynced.Store(true) // the next pass tries again
+			return err
+		}
+	}
 	due, err := a.o.Store.DueRuns(ctx, a.o.Clock.Now(), dueMax)
 	if err != nil {
 		return fmt.Errorf("agency: due runs: %w", err)
