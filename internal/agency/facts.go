@@ -238,6 +238,20 @@ func (f *facts) forget(run uint32) {
 	f.mu.Unlock()
 }
 
+// forgetAll drops a run's entry and the payload lists holding one of its IOVs (an IOV is filed under
+// its since's run): a compaction removed them from the store, and payloads are content-addressed, so an
+// open run's harvest may carry the hash an older run's IOV holds.
+func (f *facts) forgetAll(run uint32) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	delete(f.runs, run)
+	for h, l := range f.iovs {
+		if slices.ContainsFunc(l.obs, func(o pcl.Observation) bool { return o.Run == run }) {
+			delete(f.iovs, h)
+		}
+	}
+}
+
 // forgetBatch drops what a batch whose write failed may have changed: its runs' entries and its IOVs'
 // payload lists (a snapshot made of a dropped list is not handed out again).
 func (f *facts) forgetBatch(obs []pcl.Observation) {

@@ -178,3 +178,52 @@ func TestResyncSeesAnOverrideRecordedElsewhere(t *testing.T) {
 		t.Fatalf("after a resync: run %s with a hold stored, want held", d.State)
 	}
 }
+
+// TestFactsAfterACompaction: CondDB payloads are content-addressed, so a later run's harvest can carry
+// the hash an earlier run's IOV holds. Compacting the earlier run removes that IOV from the store; the
+// later, open run's remembered IOVs of the hash must lose it too (retention forgets the compacted run,
+// internal/app retainPass), or its facts differ from what a restart reads.
+func TestFactsAfterACompaction(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t)
+	h.ingest(pcl.SourceOMS, stoppedRun())
+	h.ingest(pcl.SourceTier0, config())
+	h.ingest(pcl.SourceCondDB, iovAt("SiStripApvGain_PCL_v0_hlt", run, 2*time.Hour))
+	h.clk.Advance(time.Minute)
+	h.ingest(pcl.SourceTier0, release(h.clk.Now()))
+	later := uint32(run + 1)
+	o := stoppedRun()
+	o.Run = later
+	info := *o.RunInfo
+	info.Start, info.LastUpdate = info.Start.Add(48*time.Hour), info.LastUpdate.Add(48*time.Hour)
+	stop := info.Stop.Add(48 * time.Hour)
+	info.Stop = &stop
+	o.RunInfo = &info
+	c := config()
+	c.Run = later
+	f := harvestFile()
+	f.Run, f.File = later, "Run392681@SiStripApvGain_pcl@c3d4.db"
+	f.Payloads = []pcl.IOV{{Since: uint64(later), Payload: hash}} // the same payload, by its hash
+	h.clk.Advance(48 * time.Hour)
+	h.ingest(pcl.SourceOMS, o)
+	h.ingest(pcl.SourceTier0, c)
+	h.ingest(pcl.SourceHarvest, f)
+	h.ag.Resync()
+	h.pass()
+	got, err := h.st.CompactReleased(h.ctx, store.CompactQuery{ReleasedBefore: h.clk.Now().Add(-time.Hour), Now: h.clk.Now()})
+	if err != nil || len(got) != 1 || got[0] != run {
+		t.Fatalf("compacted %v, %v; want run %d", got, err, run)
+	}
+	h.ag.Forget(run) // what retention does for a compacted run
+	remembered, err := h.ag.facts.gather(h.ctx, h.st, later)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stored, err := gatherStored(h.ctx, h.st, later)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(remembered, stored) {
+		t.Fatalf("run %d after run %d was compacted: remembered facts %v, the store's %v", later, run, seqsOf(remembered), seqsOf(stored))
+	}
+}

@@ -97,8 +97,9 @@ func (a *Agency) overridesAgain(ctx context.Context) error {
 }
 
 // Forget makes the next reconcile of run read its facts and state from the store again: they were
-// written by another process (an override recorded on another replica).
-func (a *Agency) Forget(run uint32) { a.facts.forget(run) }
+// written by another process (an override recorded on another replica), or removed (a compacted run,
+// whose IOVs other runs' facts may hold too).
+func (a *Agency) Forget(run uint32) { a.facts.forgetAll(run) }
 
 // Pass reconciles the queued runs and the runs whose wake-up came, once each, at most a batch of them.
 func (a *Agency) Pass(ctx context.Context) error {
