@@ -21,8 +21,10 @@ import (
 // Override, the reconcile itself): only the agency writes observations and run states. The exceptions
 // come from outside this process and each forgets what it may have changed: a replica that begins
 // leading reloads (Reload forgets everything: while it followed, the leader wrote), and an override
-// recorded on another replica forgets its run (Forget, from the leader's watch of overrides). A failed
-// write forgets its run too, so that the next reconcile reads what the store really holds.
+// recorded on another replica forgets its run (Forget, from the leader's watch of overrides; and a
+// resync reads the open runs' overrides again, for one that watch missed). A compacted run is
+// forgotten with the payload lists holding its IOVs. A failed write forgets what it touched (it may
+// be stored all the same), so that the next reconcile reads what the store really holds.
 //
 // Only open runs have entries (a closed run's reconcile reads the store), and a resync drops the entries
 // of runs that closed, so it holds open work only.
