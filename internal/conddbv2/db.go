@@ -269,13 +269,9 @@ func (db *DB) TagInfos(ctx context.Context, names []string) (map[string]TagInfo,
 	if len(names) == 0 {
 		return out, nil
 	}
-	args := make([]any, len(names))
-	for i, n := range names {
-		args[i] = n
-	}
+	marks, args := inList(names)
 	rows, err := db.query(ctx, `SELECT "NAME", "TIME_TYPE", "OBJECT_TYPE", "SYNCHRONIZATION", "END_OF_VALIDITY",
-		"DESCRIPTION", "LAST_VALIDATED_TIME", "INSERTION_TIME", "MODIFICATION_TIME" FROM "TAG" WHERE "NAME" IN (`+
-		strings.TrimSuffix(strings.Repeat("?, ", len(names)), ", ")+`)`, args...)
+		"DESCRIPTION", "LAST_VALIDATED_TIME", "INSERTION_TIME", "MODIFICATION_TIME" FROM "TAG" WHERE "NAME" IN (`+marks+`)`, args...)
 	if err != nil {
 		return nil, fmt.Errorf("condition DB %s: reading %d tags: %w", db.name, len(names), err)
 	}
@@ -291,6 +287,15 @@ func (db *DB) TagInfos(ctx context.Context, names []string) (map[string]TagInfo,
 		return nil, fmt.Errorf("condition DB %s: reading %d tags: %w", db.name, len(names), err)
 	}
 	return out, nil
+}
+
+// inList is the placeholders and arguments of an IN list of names.
+func inList(names []string) (string, []any) {
+	args := make([]any, len(names))
+	for i, n := range names {
+		args[i] = n
+	}
+	return strings.TrimSuffix(strings.Repeat("?, ", len(names)), ", "), args
 }
 
 // scanTag reads one TAG row of the columns Tag and TagInfos select.
@@ -327,12 +332,9 @@ func (db *DB) IOVCounts(ctx context.Context, tags []string) (map[string]IOVCount
 	if len(tags) == 0 {
 		return out, nil
 	}
-	args := make([]any, len(tags))
-	for i, n := range tags {
-		args[i] = n
-	}
+	marks, args := inList(tags)
 	rows, err := db.query(ctx, `SELECT "TAG_NAME", COUNT(*), MAX("INSERTION_TIME") FROM "IOV" WHERE "TAG_NAME" IN (`+
-		strings.TrimSuffix(strings.Repeat("?, ", len(tags)), ", ")+`) GROUP BY "TAG_NAME"`, args...)
+		marks+`) GROUP BY "TAG_NAME"`, args...)
 	if err != nil {
 		return nil, fmt.Errorf("condition DB %s: counting the IOVs of %d tags: %w", db.name, len(tags), err)
 	}

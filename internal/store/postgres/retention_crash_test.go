@@ -19,6 +19,7 @@ import (
 	"github.com/cms-pcl/spyagency/internal/pcl"
 	"github.com/cms-pcl/spyagency/internal/pgtest"
 	"github.com/cms-pcl/spyagency/internal/store"
+	"github.com/cms-pcl/spyagency/internal/store/storetest"
 )
 
 const (
@@ -252,12 +253,5 @@ func pgCrashChild(dsn string) {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(2)
 	}
-	for {
-		got, err := s.CompactReleased(ctx, store.CompactQuery{ReleasedBefore: crashReleased.Add(time.Hour), Now: crashReleased.Add(time.Hour), Limit: 1})
-		if err != nil || len(got) == 0 {
-			fmt.Fprintln(os.Stderr, "child:", got, err)
-			time.Sleep(time.Hour) // wait for the kill
-		}
-		fmt.Println("compacted", got)
-	}
+	storetest.CompactUntilKilled(ctx, s, crashReleased)
 }

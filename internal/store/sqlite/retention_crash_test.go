@@ -13,6 +13,7 @@ import (
 	"github.com/cms-pcl/spyagency/internal/apperr"
 	"github.com/cms-pcl/spyagency/internal/pcl"
 	"github.com/cms-pcl/spyagency/internal/store"
+	"github.com/cms-pcl/spyagency/internal/store/storetest"
 )
 
 const crashRuns = 40
@@ -108,16 +109,7 @@ func TestRetentionCrash(t *testing.T) {
 		}
 	}
 	check(false)
-	for {
-		got, err := s.CompactReleased(ctx, store.CompactQuery{ReleasedBefore: crashReleased.Add(time.Hour), Now: crashReleased.Add(2 * time.Hour)})
-		if err != nil {
-			t.Fatal(err)
-		}
-		if len(got) == 0 {
-			break
-		}
-	}
-	check(true)
+	storetest.CompactUntilKilled(ctx, s, crashReleased)
 }
 
 // crashChild compacts one run a call, printing a line after each, until it is killed.

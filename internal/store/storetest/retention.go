@@ -2,6 +2,8 @@ package storetest
 
 import (
 	"context"
+	"fmt"
+	"os"
 	"slices"
 	"sync"
 	"testing"
@@ -196,5 +198,19 @@ func testCompactConcurrent(t *testing.T, s store.Store) {
 	must(t, "compaction", err)
 	if c.Observations != n {
 		t.Errorf("summary counts %d observations, the run had %d", c.Observations, n)
+	}
+}
+
+// CompactUntilKilled is the child of a store's crash test of retention: it compacts one run a call,
+// everything released before released+1h, printing "compacted [RUN]" after each call, and waits to be
+// killed once nothing is left (or a call failed, which it reports on stderr).
+func CompactUntilKilled(ctx context.Context, s store.Store, released time.Time) {
+	for {
+		got, err := s.CompactReleased(ctx, store.CompactQuery{ReleasedBefore: released.Add(time.Hour), Now: released.Add(time.Hour), Limit: 1})
+		if err != nil || len(got) == 0 {
+			fmt.Fprintln(os.Stderr, "child:", got, err)
+			time.Sleep(time.Hour) // wait for the kill
+		}
+		fmt.Println("compacted", got)
 	}
 }
