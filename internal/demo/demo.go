@@ -38,6 +38,11 @@ type Options struct {
 	// Tier0Backstop keeps Tier-0's own fixed delay OR-ed with the agency's answer, as
 	// docs/tier0-integration.md asks Tier-0 to run it (sim.Config.Tier0Backstop). The study sets it.
 	Tier0Backstop bool
+	// HarvestMtimeSlack, when set, is the harvest spy's mtime_slack instead of the default 2 s, which
+	// covers EOS and any file system with whole-second times. Only for a DataDir on a file system
+	// whose times follow this machine's clock finely (the study's tmpfs): there a kernel tick is all
+	// they can lag it by.
+	HarvestMtimeSlack time.Duration
 }
 
 // Demo is a simulator and an agency wired together.
@@ -140,6 +145,9 @@ func Config(s *sim.Sim, simURL string, o Options) (*config.Config, error) {
 	cfg.Server.Addr = o.Addr
 	cfg.DataDir = o.DataDir
 	cfg.Store.DSN = o.StoreDSN
+	if o.HarvestMtimeSlack > 0 {
+		cfg.Sources.Harvest.MtimeSlack = o.HarvestMtimeSlack
+	}
 	if cfg.Store.DSN == "" {
 		// A fresh world each time: the simulator starts again at its first day, so yesterday's
 		// observations would be from the future.

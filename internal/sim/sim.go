@@ -251,10 +251,9 @@ func (s *Sim) Digest(until time.Time) string {
 func (s *Sim) ServeConfig(baseURL string) []byte {
 	base := strings.TrimRight(baseURL, "/")
 	type src struct {
-		URL        string `yaml:"url,omitempty"`
-		Dir        string `yaml:"dir,omitempty"`
-		DSN        string `yaml:"dsn,omitempty"`
-		MtimeSlack string `yaml:"mtime_slack,omitempty"`
+		URL string `yaml:"url,omitempty"`
+		Dir string `yaml:"dir,omitempty"`
+		DSN string `yaml:"dsn,omitempty"`
 	}
 	doc := struct {
 		Sources map[string]src `yaml:"sources"`
@@ -263,9 +262,7 @@ func (s *Sim) ServeConfig(baseURL string) []byte {
 		"tier0":   {URL: base + "/t0wmadatasvc/prod"},
 		"dropbox": {URL: base},
 		"dqm":     {URL: base + "/dqm/offline"},
-		// The area is on this machine's own disk: its times come from this clock, in kernel ticks (a few
-		// ms), not from a file server's clock in whole seconds as on EOS, for which the default is.
-		"harvest": {Dir: s.HarvestDir(), MtimeSlack: LocalMtimeSlack.String()},
+		"harvest": {Dir: s.HarvestDir()},
 		"conddb":  {DSN: "sqlite:" + s.CondDBPath()},
 	}}
 	b, err := yaml.Marshal(doc)
@@ -274,11 +271,6 @@ func (s *Sim) ServeConfig(baseURL string) []byte {
 	}
 	return append([]byte("# spyagency serve configuration for the CMS simulator at "+base+"\n"), b...)
 }
-
-// LocalMtimeSlack is the harvest spy's mtime_slack for the simulator's area, which is on local disk:
-// well above the kernel's timestamp tick (4 ms at 250 Hz, 10 ms at 100 Hz), which is all a local file
-// system's times can lag this clock by.
-const LocalMtimeSlack = 50 * time.Millisecond
 
 // Handler serves every simulated service at its real path.
 func (s *Sim) Handler() http.Handler {

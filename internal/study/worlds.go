@@ -67,8 +67,12 @@ func runAgency(ctx context.Context, o Options, w window, operator bool) (*world,
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	clk := clock.NewFake(w.start)
+	var slack time.Duration // the default, unless the study's own directory is on tmpfs
+	if o.tmpfs {
+		slack = tmpfsMtimeSlack
+	}
 	d, err := demo.New(ctx, demo.Options{DataDir: filepath.Join(o.Dir, name), Seed: o.Seed, Faults: o.Faults, Clock: clk,
-		Stepped: true, Addr: "127.0.0.1:0", Tier0Backstop: true, Logger: slog.New(slog.DiscardHandler)})
+		Stepped: true, Addr: "127.0.0.1:0", Tier0Backstop: true, Logger: slog.New(slog.DiscardHandler), HarvestMtimeSlack: slack})
 	if err != nil {
 		return nil, err
 	}
