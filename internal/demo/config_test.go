@@ -21,7 +21,7 @@ func TestConfigHarvestSlack(t *testing.T) {
 	for _, tc := range []struct {
 		asked, want time.Duration
 	}{{0, 0 /* unset: the spy's harvest.DefaultMtimeSlack */}, {50 * time.Millisecond, 50 * time.Millisecond}} {
-		cfg, err := Config(s, "http://127.0.0.1:1", Options{DataDir: t.TempDir(), HarvestMtimeSlack: tc.asked})
+		cfg, err := Config(s, "http://127.0.0.1:1", Options{Addr: "127.0.0.1:0", DataDir: t.TempDir(), HarvestMtimeSlack: tc.asked})
 		if err != nil {
 			t.Fatal(err)
 		}
