@@ -135,15 +135,7 @@ func TestLoginFlowInABrowser(t *testing.T) {
 	hs.Start()
 	t.Cleanup(hs.Close)
 
-	opts := append(chromedp.DefaultExecAllocatorOptions[:], chromedp.ExecPath(exe), chromedp.NoSandbox, chromedp.Headless,
-		chromedp.DisableGPU, chromedp.Flag("disable-background-networking", true), chromedp.UserDataDir(t.TempDir()))
-	actx, acancel := chromedp.NewExecAllocator(context.Background(), opts...)
-	defer acancel()
-	bctx, bcancel := chromedp.NewContext(actx)
-	defer bcancel()
-	if err := chromedp.Do(bctx); err != nil {
-		t.Fatalf("start Chromium: %v", err)
-	}
+	bctx := startChromium(t, exe)
 	// What travels through the browser and must never be logged: the codes and states of the
 	// callbacks.
 	var seenMu sync.Mutex
@@ -354,3 +346,19 @@ func jsString(s string) string {
 }
 
 func storeAuditQuery(run uint32) store.AuditQuery { return store.AuditQuery{Run: run, Limit: 100} }
+
+// startChromium starts a headless Chromium of its own profile for the test and returns the context its
+// steps run on (the browser starts on it, not on a step's shorter context); it ends with the test.
+func startChromium(t *testing.T, exe string) context.Context {
+	t.Helper()
+	opts := append(chromedp.DefaultExecAllocatorOptions[:], chromedp.ExecPath(exe), chromedp.NoSandbox, chromedp.Headless,
+		chromedp.DisableGPU, chromedp.Flag("disable-background-networking", true), chromedp.UserDataDir(t.TempDir()))
+	actx, acancel := chromedp.NewExecAllocator(context.Background(), opts...)
+	t.Cleanup(acancel)
+	bctx, bcancel := chromedp.NewContext(actx)
+	t.Cleanup(bcancel)
+	if err := chromedp.Do(bctx); err != nil {
+		t.Fatalf("start Chromium: %v", err)
+	}
+	return bctx
+}

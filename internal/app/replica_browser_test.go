@@ -36,15 +36,7 @@ func TestFollowerPageLiveInABrowser(t *testing.T) {
 			t.Fatal("no first decision")
 		}
 	}
-	opts := append(chromedp.DefaultExecAllocatorOptions[:], chromedp.ExecPath(exe), chromedp.NoSandbox, chromedp.Headless,
-		chromedp.DisableGPU, chromedp.Flag("disable-background-networking", true), chromedp.UserDataDir(t.TempDir()))
-	actx, acancel := chromedp.NewExecAllocator(context.Background(), opts...)
-	defer acancel()
-	bctx, bcancel := chromedp.NewContext(actx)
-	defer bcancel()
-	if err := chromedp.Do(bctx); err != nil { // the browser starts on bctx, not on a step's shorter context
-		t.Fatalf("start Chromium: %v", err)
-	}
+	bctx := startChromium(t, exe)
 	eval := func(expr string) string {
 		t.Helper()
 		c, cancel := context.WithTimeout(bctx, 10*time.Second)
