@@ -249,14 +249,7 @@ func TestPushReceiverDownForHours(t *testing.T) {
 func TestPushPermanentErrorIsDeadLetterAtOnce(t *testing.T) {
 	t.Parallel()
 	s := newPushSetup(t)
-	s.rcv.setRespond(func(key string) (int, http.Header) {
-		if key == "100:1" {
-			return http.StatusUnprocessableEntity, nil
-		}
-		return http.StatusOK, nil
-	})
-	decide(t, s.st, t0, 100, pcl.ReadinessWaiting, false, "tier0")
-	decide(t, s.st, t0, 101, pcl.ReadinessReady, true, "tier0")
+	s.refusingRun100(t)
 	var dead []store.OutboxEntry
 	p := s.pusher(t, PusherOptions{OnDeadLetter: func(e store.OutboxEntry, err error) { dead = append(dead, e) }})
 	if _, err := p.Tick(context.Background()); err != nil {
@@ -630,14 +623,7 @@ func TestPushGate(t *testing.T) {
 func TestPushOnDeliveredIsToldEachDelivery(t *testing.T) {
 	t.Parallel()
 	s := newPushSetup(t)
-	s.rcv.setRespond(func(key string) (int, http.Header) {
-		if key == "100:1" {
-			return http.StatusUnprocessableEntity, nil
-		}
-		return http.StatusOK, nil
-	})
-	decide(t, s.st, t0, 100, pcl.ReadinessWaiting, false, "tier0")
-	decide(t, s.st, t0, 101, pcl.ReadinessReady, true, "tier0")
+	s.refusingRun100(t)
 	type told struct {
 		key string
 		lat time.Duration
@@ -653,4 +639,18 @@ func TestPushOnDeliveredIsToldEachDelivery(t *testing.T) {
 	if len(got) != 1 || got[0].key != "101:1" || got[0].lat != 2*time.Minute {
 		t.Errorf("OnDelivered heard %+v, want 101:1 once, 2 min after its entry", got)
 	}
+}
+
+// refusingRun100 has the receiver refuse run 100's first version for good (422) and accept the rest,
+// and decides run 100 waiting and run 101 ready for the tier0 target.
+func (s *pushSetup) refusingRun100(t *testing.T) {
+	t.Helper()
+	s.rcv.setRespond(func(key string) (int, http.Header) {
+		if key == "100:1" {
+			return http.StatusUnprocessableEntity, nil
+		}
+		return http.StatusOK, nil
+	})
+	decide(t, s.st, t0, 100, pcl.ReadinessWaiting, false, "tier0")
+	decide(t, s.st, t0, 101, pcl.ReadinessReady, true, "tier0")
 }
