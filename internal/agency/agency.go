@@ -58,6 +58,10 @@ type Options struct {
 	Resync time.Duration
 	// Batch is the most runs one pass reconciles (default 200); the rest wait for the next pass.
 	Batch int
+	// Replicated says other processes share the store and may record overrides in it (a follower's
+	// replicas on PostgreSQL): each resync then reads the open runs' overrides again, the safety net for
+	// one the leader's watch missed. Alone on its store (SQLite), only this agency writes them.
+	Replicated bool
 	// Lookback: a run that started longer ago is no longer watched (default 14 days): it leaves the open
 	// runs, so the spies stop asking about it and resyncs skip it. Its state stays, and new facts about it
 	// are still reconciled.

@@ -156,7 +156,7 @@ func TestFactsAfterAFailedOverride(t *testing.T) {
 // leader's resync must take it up from the store, as a restart would, although it remembers the run.
 func TestResyncSeesAnOverrideRecordedElsewhere(t *testing.T) {
 	t.Parallel()
-	h := newHarness(t)
+	h := newHarnessWith(t, func(h *harness) { h.replicated = true })
 	h.ingest(pcl.SourceOMS, stoppedRun())
 	h.ingest(pcl.SourceTier0, config())
 	h.ag.Resync()

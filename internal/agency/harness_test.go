@@ -33,6 +33,8 @@ type harness struct {
 	// store, when set, wraps the store the agency is given (to act while the agency reads).
 	store  func(store.Store) store.Store
 	resync time.Duration
+	// replicated is Options.Replicated: other processes record overrides in the store.
+	replicated bool
 }
 
 func newHarness(t *testing.T) *harness {
@@ -55,7 +57,7 @@ func (h *harness) open() {
 		agStore = h.store(st)
 	}
 	ag, err := New(h.ctx, Options{Store: agStore, Catalogue: pcl.DefaultCatalogue(), Policy: onlyGains(), Clock: h.clk,
-		Logger: slog.New(slog.DiscardHandler), Targets: []string{"tier0-webhook"}, Resync: h.resync, Sources: h})
+		Logger: slog.New(slog.DiscardHandler), Targets: []string{"tier0-webhook"}, Resync: h.resync, Sources: h, Replicated: h.replicated})
 	if err != nil {
 		h.t.Fatal(err)
 	}

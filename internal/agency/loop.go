@@ -70,13 +70,15 @@ func (a *Agency) untilNext(ctx context.Context, passed, nextResync time.Time, fa
 // Resync queues every open run for the next pass: what Run does at start and every resync interval.
 // It also drops the remembered facts of the runs that closed since, so that memory follows open work.
 //
-// The next pass first reads the open runs' overrides again (overridesAgain): one recorded on another
-// replica that the leader's watch missed is taken up at the resync, as it was before the facts were
-// kept in memory.
+// On a replicated store the next pass first reads the open runs' overrides again (overridesAgain): one
+// recorded on another replica that the leader's watch missed is taken up at the resync, as it was before
+// the facts were kept in memory.
 func (a *Agency) Resync() {
 	open := a.index.openRuns()
 	a.facts.keep(open)
-	a.resynced.Store(true)
+	if a.o.Replicated {
+		a.resynced.Store(true)
+	}
 	a.queue.touch(open...)
 }
 

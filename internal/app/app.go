@@ -154,7 +154,8 @@ func New(ctx context.Context, o Options) (_ *App, err error) {
 	a.Store = st
 	ag, err := agency.New(ctx, agency.Options{Store: st, Catalogue: cat, Policy: cfg.Policy, Clock: o.Clock,
 		Logger: o.Logger.With("part", "agency"), Sources: a.spies, Targets: targetNames(cfg),
-		Batch: cfg.Agency.ReconcileBatch, Resync: cfg.Agency.ResyncInterval, Lookback: cfg.Agency.Lookback})
+		Batch: cfg.Agency.ReconcileBatch, Resync: cfg.Agency.ResyncInterval, Lookback: cfg.Agency.Lookback,
+		Replicated: a.lead != nil})
 	if err != nil {
 		return nil, err
 	}
