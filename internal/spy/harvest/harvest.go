@@ -66,6 +66,9 @@ type Spy struct {
 	dirs     map[string]*dirState
 	lastFull time.Time // wall clock at the start of the last full rescan
 	last     scanStats
+	// found is the last scan's grouping of the remembered files, reused while a scan finds nothing
+	// changed (no directory listed, no young file's size or time moved, nothing removed).
+	found []*found
 
 	watchMu  sync.Mutex
 	dirty    map[string]bool // directories notifications named since the last scan
@@ -169,7 +172,7 @@ type found struct {
 // poll lists its directory again (its modification time moved, or was too recent to trust).
 func (s *Spy) Poll(ctx context.Context, cursor string) (spy.Result, error) {
 	view := s.clk.Now()
-	uploads, err := s.scan(ctx, view)
+	uploads, changed, err := s.scan(ctx, view)
 	if err != nil {
 		// The area itself failing (EOS unmounted, a network hiccup) may pass within the interval.
 		if ctx.Err() == nil {
@@ -180,6 +183,11 @@ func (s *Spy) Poll(ctx context.Context, cursor string) (spy.Result, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	acked := s.acked(cursor)
+	if !changed && acked == s.gen && s.gen > 0 {
+		// The runner holds what the last poll sent, and the area is as that poll found it: nothing to
+		// read or send, and the walk just made vouches for the view.
+		return spy.Result{Cursor: cursor, View: view}, nil
+	}
 	s.gen++
 	live := map[string]bool{}
 	var out []pcl.Observation

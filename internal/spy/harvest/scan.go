@@ -61,17 +61,18 @@ type scanStats struct {
 }
 
 // scan walks the area incrementally and groups the remembered harvest files by upload. view is the
-// poll's view time: files older than view minus the lookback are left out.
-func (s *Spy) scan(ctx context.Context, view time.Time) ([]*found, error) {
+// poll's view time: files older than view minus the lookback are left out. changed says whether the
+// walk found anything that may differ from the previous scan (the grouping is then the previous one).
+func (s *Spy) scan(ctx context.Context, view time.Time) (_ []*found, changed bool, _ error) {
 	s.scanMu.Lock()
 	defer s.scanMu.Unlock()
 	root := s.cfg.Dir
 	st, err := os.Stat(root)
 	if err != nil {
-		return nil, fmt.Errorf("harvest spy: harvest area %s: %w", root, err)
+		return nil, false, fmt.Errorf("harvest spy: harvest area %s: %w", root, err)
 	}
 	if !st.IsDir() {
-		return nil, fmt.Errorf("harvest spy: harvest area %s is not a directory", root)
+		return nil, false, fmt.Errorf("harvest spy: harvest area %s is not a directory", root)
 	}
 	start := s.wall()
 	s.watchMu.Lock()
@@ -91,17 +92,21 @@ func (s *Spy) scan(ctx context.Context, view time.Time) ([]*found, error) {
 		}
 		s.dirtyAll = s.dirtyAll || full
 		s.watchMu.Unlock()
-		return nil, err
+		return nil, false, err
 	}
 	for p := range s.dirs {
 		if !w.visited[p] {
 			delete(s.dirs, p) // removed, or no longer reachable
+			w.changed = true
 		}
 	}
 	if full {
 		s.lastFull = start
 	}
 	s.last = w.stats
+	if !w.changed && !full && s.found != nil {
+		return s.found, false, nil
+	}
 	byStem := map[string]*found{}
 	for _, d := range s.dirs {
 		for _, f := range d.files {
@@ -125,7 +130,8 @@ func (s *Spy) scan(ctx context.Context, view time.Time) ([]*found, error) {
 		out = append(out, f)
 	}
 	slices.SortFunc(out, func(a, b *found) int { return strings.Compare(a.stem, b.stem) })
-	return out, nil
+	s.found = out
+	return out, true, nil
 }
 
 // walker is one scan's walk.
@@ -138,6 +144,7 @@ type walker struct {
 	dirty   map[string]bool // directories a notification named since the last scan
 	visited map[string]bool
 	stats   scanStats
+	changed bool // a directory was listed, or a young file's size or time moved or it went away
 }
 
 // settledAt says whether a modification time is old enough, against the walk's start, that a later
@@ -175,6 +182,7 @@ func (w *walker) visit(path string, mtime time.Time) error {
 		return nil
 	}
 	w.stats.listed++
+	w.changed = true
 	d := &dirState{mtime: mtime, settled: w.settledAt(mtime), files: map[string]*fileRec{}, ignored: map[string]bool{}}
 	var (
 		minYoung, maxOld uint32
@@ -272,7 +280,11 @@ func (w *walker) restatYoung(d *dirState) {
 		w.stats.stats++
 		if err != nil {
 			delete(d.files, name)
+			w.changed = true
 			continue
+		}
+		if fi.Size() != f.size || !fi.ModTime().Equal(f.mtime) {
+			w.changed = true
 		}
 		f.size, f.mtime, f.settled = fi.Size(), fi.ModTime(), w.settledAt(fi.ModTime())
 	}

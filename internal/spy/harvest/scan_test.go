@@ -330,3 +330,37 @@ func must[T any](v T, err error) T {
 	}
 	return v
 }
+
+// TestUnchangedScanSendsWhatTheCursorLacks: a poll whose walk found nothing changed sends nothing and
+// keeps the cursor when the runner acknowledged the previous poll; given an older cursor (the runner
+// could not store what the previous poll sent) it sends that again, changed area or not.
+func TestUnchangedScanSendsWhatTheCursorLacks(t *testing.T) {
+	t.Parallel()
+	tr := newTree(t)
+	tr.pair(390001, "a", 'a', now.Add(-time.Hour))
+	year := filepath.Join(tr.root, "2026")
+	touch(t, year, now.Add(-time.Hour))
+	touch(t, tr.root, now.Add(-time.Hour))
+	s, wall := incSpy(t, tr)
+	got, first := poll(t, s, "")
+	if len(got) != 1 {
+		t.Fatalf("first poll: %v", got)
+	}
+	db := tr.pair(390002, "b", 'b', now)
+	touch(t, year, now.Add(time.Minute))
+	wall.set(now.Add(2 * time.Minute))
+	got, second := poll(t, s, first)
+	if len(got) != 1 || got[0] != "harvest-file "+db {
+		t.Fatalf("one new file: %v", got)
+	}
+	wall.set(now.Add(3 * time.Minute))
+	got, third := poll(t, s, second)
+	if len(got) != 0 || third != second || s.last.listed != 0 {
+		t.Fatalf("nothing new, acknowledged: %v, cursor %q (was %q), %+v; want nothing, the same cursor", got, third, second, s.last)
+	}
+	// The second poll's observations were never stored: the runner gives the first cursor again.
+	wall.set(now.Add(4 * time.Minute))
+	if got, _ = poll(t, s, first); len(got) != 1 || got[0] != "harvest-file "+db {
+		t.Fatalf("given the older cursor with nothing changed: %v; want the new file again", got)
+	}
+}
