@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"reflect"
 	"strconv"
 	"strings"
 
@@ -40,14 +41,18 @@ func (a *Agency) reconcileRun(ctx context.Context, run uint32) (bool, error) {
 	a.index.settle(&rs, now)
 	if err == nil && prev.Decision.Version > 0 && sameDecision(rs.Decision, prev.Decision) {
 		rs.Decision.Version, rs.Decision.Decided = prev.Decision.Version, prev.Decision.Decided
+		// PutRunState keeps the run's versioned decision, whatever rs's says (a released run's blocking
+		// list, new evidence): what the store will hold, so what is compared and remembered, is rs with
+		// prev's decision. Equal values encode alike, so the encoding is compared only when they differ
+		// (a state read from the store may differ in form, not in content).
+		held := rs
+		held.Decision = prev.Decision
+		if reflect.DeepEqual(held, prev) {
+			return false, nil
+		}
 		if prevJSON == nil {
 			prevJSON, _ = json.Marshal(prev)
 		}
-		// PutRunState keeps the run's versioned decision, whatever rs's says (a released run's blocking
-		// list, new evidence): what the store will hold, so what is compared and remembered, is rs with
-		// prev's decision.
-		held := rs
-		held.Decision = prev.Decision
 		cur, err := json.Marshal(held)
 		if err == nil && string(cur) == string(prevJSON) {
 			a.facts.setState(prev, prevJSON)
