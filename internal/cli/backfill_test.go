@@ -54,16 +54,7 @@ func TestBackfillFlags(t *testing.T) {
 // range is done, and a source that fails makes it exit 1 naming that source.
 func TestBackfillCommand(t *testing.T) {
 	t.Parallel()
-	start := sim.DefaultStart
-	s, err := sim.New(sim.Config{Seed: 3, Dir: t.TempDir(), Faults: "none", Clock: clock.NewFake(start)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
-	end := start.Add(36 * time.Hour)
-	if err := s.AdvanceTo(end); err != nil {
-		t.Fatal(err)
-	}
+	s, end := simulatedFor(t, 3, 36*time.Hour)
 	var failDQM atomic.Bool
 	srv := httptest.NewServer(http.HandlerFunc(func(rw http.ResponseWriter, req *http.Request) {
 		if failDQM.Load() && strings.HasPrefix(req.URL.Path, "/dqm") {
@@ -100,6 +91,22 @@ func TestBackfillCommand(t *testing.T) {
 
 func itoa(n uint32) string { return strconv.FormatUint(uint64(n), 10) }
 
+// simulatedFor is a fault-free simulated world of seed, advanced for d from its start on a fake clock;
+// it is closed with the test. end is the world's time then.
+func simulatedFor(t *testing.T, seed uint64, d time.Duration) (s *sim.Sim, end time.Time) {
+	t.Helper()
+	s, err := sim.New(sim.Config{Seed: seed, Dir: t.TempDir(), Faults: "none", Clock: clock.NewFake(sim.DefaultStart)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	end = sim.DefaultStart.Add(d)
+	if err := s.AdvanceTo(end); err != nil {
+		t.Fatal(err)
+	}
+	return s, end
+}
+
 // TestBackfillByDates: a date range is resolved by OMS (the simulator's, which filters on start_time as
 // OMS does) to the runs started in it, printed, and backfilled as that run range, with that range's
 // checkpoint: a --from/--to of the same runs finds it done. A range where no run started says so and
@@ -107,15 +114,7 @@ func itoa(n uint32) string { return strconv.FormatUint(uint64(n), 10) }
 func TestBackfillByDates(t *testing.T) {
 	t.Parallel()
 	start := sim.DefaultStart
-	s, err := sim.New(sim.Config{Seed: 5, Dir: t.TempDir(), Faults: "none", Clock: clock.NewFake(start)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
-	end := start.Add(48 * time.Hour)
-	if err := s.AdvanceTo(end); err != nil {
-		t.Fatal(err)
-	}
+	s, end := simulatedFor(t, 5, 48*time.Hour)
 	srv := httptest.NewServer(s.Handler())
 	defer srv.Close()
 	// The second day of the world: 2026-05-05, from midnight to midnight.
