@@ -49,6 +49,9 @@ type Options struct {
 	// Stepped is for driving the agency in simulated time from a test or the study: spies do not retry
 	// within a poll (a retry would wait on a clock nobody moves), and Step replaces Start.
 	Stepped bool
+	// SourcesHTTP is the HTTP sources' client; nil: each spy's default. A stepped world reaches its
+	// simulator through an in-process transport (httpx.HandlerTransport) with it.
+	SourcesHTTP *http.Client
 	Banner  string
 	// ReplicaID names this process among the replicas sharing a PostgreSQL store: the lease's holder
 	// and its heartbeat (default the host and the process id). Tests running several Apps in one
@@ -160,7 +163,7 @@ func New(ctx context.Context, o Options) (_ *App, err error) {
 		return nil, err
 	}
 	a.Agency = ag
-	if a.spies.runners, a.spies.closers, err = buildRunners(cfg, cat, o.Clock, o.Logger, st, ag, o.Stepped, a.metrics.events); err != nil {
+	if a.spies.runners, a.spies.closers, err = buildRunners(cfg, cat, o.Clock, o.Logger, st, ag, o.Stepped, o.SourcesHTTP, a.metrics.events); err != nil {
 		return nil, err
 	}
 	// Each source's view as persisted before the agency's first pass, so that a restart concludes what

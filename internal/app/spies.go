@@ -91,7 +91,7 @@ func (s *spies) close() []error {
 
 // buildRunners builds the enabled sources' spies and their runners, and lists the spies that must be
 // closed (on an error too, so the caller can close what was built).
-func buildRunners(cfg *config.Config, cat *pcl.Catalogue, clk clock.Clock, log *slog.Logger, st store.Store, ag *agency.Agency, stepped bool, ev *metrics.Events) ([]*runner.Runner, []io.Closer, error) {
+func buildRunners(cfg *config.Config, cat *pcl.Catalogue, clk clock.Clock, log *slog.Logger, st store.Store, ag *agency.Agency, stepped bool, hc *http.Client, ev *metrics.Events) ([]*runner.Runner, []io.Closer, error) {
 	classes, err := config.NewClassifier(cfg.RunClasses)
 	if err != nil {
 		return nil, nil, err
@@ -103,7 +103,7 @@ func buildRunners(cfg *config.Config, cat *pcl.Catalogue, clk clock.Clock, log *
 	for _, src := range cfg.Sources.Enabled() {
 		sc, _ := cfg.Sources.ByName(src)
 		sp, err := NewSpy(src, sc, SpyParams{Catalogue: cat, Clock: clk, Logger: log, Hints: ag.Hints(), ClassOf: classes.ClassOf,
-			Lookback: cfg.Agency.Lookback})
+			Lookback: cfg.Agency.Lookback, HTTP: hc})
 		if err != nil {
 			return nil, closers, fmt.Errorf("source %s: %w", src, err)
 		}

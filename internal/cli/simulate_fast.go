@@ -9,7 +9,6 @@ import (
 	"io/fs"
 	"log/slog"
 	"net/http"
-	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -19,6 +18,7 @@ import (
 	"github.com/cms-pcl/spyagency/internal/app"
 	"github.com/cms-pcl/spyagency/internal/clock"
 	"github.com/cms-pcl/spyagency/internal/config"
+	"github.com/cms-pcl/spyagency/internal/httpx"
 	"github.com/cms-pcl/spyagency/internal/pcl"
 	"github.com/cms-pcl/spyagency/internal/sim"
 	"github.com/cms-pcl/spyagency/internal/spy/runner"
@@ -119,21 +119,6 @@ func readRecord(dir string) (fastRecord, error) {
 		return r, fmt.Errorf("%s holds %s, which is not a fast build's record (%v); use another --data or remove it", dir, fastMarker, err)
 	}
 	return r, nil
-}
-
-// memTransport sends a request to a handler in the same process: the spies' HTTP clients, their
-// query code and decoders are the product's, without sockets.
-type memTransport struct{ h http.Handler }
-
-func (t memTransport) RoundTrip(req *http.Request) (*http.Response, error) {
-	if err := req.Context().Err(); err != nil {
-		return nil, err
-	}
-	rec := httptest.NewRecorder()
-	t.h.ServeHTTP(rec, req)
-	resp := rec.Result()
-	resp.Request = req
-	return resp, nil
 }
 
 // storeAgency answers the simulated Tier-0's question as the pull API's first_unready_run does: one
@@ -271,7 +256,7 @@ func buildFast(ctx context.Context, o fastOptions) (rec fastRecord, cfgYAML []by
 		return rec, nil, err
 	}
 	ag.set(storeAgency{st: st, policy: cfg.Policy})
-	client := &http.Client{Transport: memTransport{h: s.Handler()}}
+	client := &http.Client{Transport: httpx.HandlerTransport(s.Handler())}
 	var runners []*runner.Runner
 	for _, src := range cfg.Sources.Enabled() {
 		sc, _ := cfg.Sources.ByName(src)

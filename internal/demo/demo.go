@@ -19,6 +19,7 @@ import (
 	"github.com/cms-pcl/spyagency/internal/app"
 	"github.com/cms-pcl/spyagency/internal/clock"
 	"github.com/cms-pcl/spyagency/internal/config"
+	"github.com/cms-pcl/spyagency/internal/httpx"
 	"github.com/cms-pcl/spyagency/internal/sim"
 )
 
@@ -43,6 +44,11 @@ type Options struct {
 	// whose times follow this machine's clock finely (the study's tmpfs): there a kernel tick is all
 	// they can lag it by.
 	HarvestMtimeSlack time.Duration
+	// InProcess (a stepped demo only) has the spies reach the simulator's handler, and the simulated
+	// Tier-0 the agency's, through an in-process transport (httpx.HandlerTransport) instead of loopback
+	// TCP: the same handlers, requests and bytes, without sockets. ServeSim and SetAgencyURL are then
+	// not needed.
+	InProcess bool
 }
 
 // Demo is a simulator and an agency wired together.
@@ -113,13 +119,25 @@ func New(ctx context.Context, o Options) (*Demo, error) {
 		return nil, err
 	}
 	d.Config = cfg
-	a, err := app.New(ctx, app.Options{Config: cfg, Clock: o.Clock, Logger: o.Logger, OpenLoopback: true, Stepped: o.Stepped,
+	var sourcesHTTP *http.Client
+	if o.InProcess {
+		if !o.Stepped {
+			d.close()
+			return nil, errors.New("demo: an in-process demo must be stepped")
+		}
+		sourcesHTTP = &http.Client{Transport: httpx.HandlerTransport(s.Handler())}
+	}
+	a, err := app.New(ctx, app.Options{Config: cfg, Clock: o.Clock, Logger: o.Logger, OpenLoopback: true, Stepped: o.Stepped, SourcesHTTP: sourcesHTTP,
 		Banner: "Demo: a simulated CMS at " + fmt.Sprint(o.Speed) + "× real time. Operator actions are open to anyone on this machine."})
 	if err != nil {
 		d.close()
 		return nil, err
 	}
 	d.App = a
+	if o.InProcess {
+		client.SetClient(sim.AgencyClientVia(&http.Client{Transport: httpx.HandlerTransport(a.Handler)}))
+		client.Set("http://agency.in-process")
+	}
 	if !o.Stepped {
 		// The agency's address is known once it serves. A stepped demo is never served: its driver
 		// serves the agency's handler itself and calls SetAgencyURL.

@@ -48,8 +48,16 @@ type HTTPAgency struct {
 // it is restarted (the demo, the crash suite). Until Set, and after Set(""), the agency is unreachable,
 // and the stub falls back to its fixed delay exactly as Tier-0 would.
 type AgencyAt struct {
-	mu   sync.Mutex
-	base string
+	mu     sync.Mutex
+	base   string
+	client *httpx.Client // nil: the shared default
+}
+
+// SetClient has the stub ask through c (an in-process transport to the agency's handler, say).
+func (a *AgencyAt) SetClient(c *httpx.Client) {
+	a.mu.Lock()
+	a.client = c
+	a.mu.Unlock()
 }
 
 // Set points the stub at the agency at base (e.g. http://127.0.0.1:8080); "" means none is up.
@@ -62,18 +70,22 @@ func (a *AgencyAt) Set(base string) {
 // FirstUnreadyRun asks the agency last Set.
 func (a *AgencyAt) FirstUnreadyRun(ctx context.Context) (uint32, error) {
 	a.mu.Lock()
-	base := a.base
+	base, client := a.base, a.client
 	a.mu.Unlock()
 	if base == "" {
 		return 0, errors.New("agency: none listening")
 	}
-	return HTTPAgency{BaseURL: base}.FirstUnreadyRun(ctx)
+	return HTTPAgency{BaseURL: base, Client: client}.FirstUnreadyRun(ctx)
 }
 
 // agencyHTTP is the default client: a 5 s timeout and a 64 KiB body limit, as Tier-0's feeder would ask.
-var agencyHTTP = sync.OnceValue(func() *httpx.Client {
-	return httpx.New(httpx.Options{Timeout: 5 * time.Second, MaxBytes: 64 << 10, UserAgent: "spyagency-sim-tier0"})
-})
+var agencyHTTP = sync.OnceValue(func() *httpx.Client { return AgencyClientVia(nil) })
+
+// AgencyClientVia is the stub's client to the agency (a 5 s timeout, a 64 KiB body limit, as Tier-0's
+// feeder would ask) sending through hc; nil: the default transport.
+func AgencyClientVia(hc *http.Client) *httpx.Client {
+	return httpx.New(httpx.Options{Timeout: 5 * time.Second, MaxBytes: 64 << 10, UserAgent: "spyagency-sim-tier0", HTTP: hc})
+}
 
 // FirstUnreadyRun asks GET <base>/t0/v1/first_unready_run and reads {"result": [N]}.
 func (a HTTPAgency) FirstUnreadyRun(ctx context.Context) (uint32, error) {

@@ -5,8 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
-	"net/http"
 	"path/filepath"
 	"time"
 
@@ -56,7 +54,8 @@ const operatorName = "study-operator"
 
 // runAgency runs the world with the whole agency in it (the stepped demo): each step moves simulated
 // time on by o.Step, the simulator first (its Tier-0 asks the agency's pull API over HTTP), then every
-// spy whose interval passed polls and the agency reconciles. With operator, a simulated shift operator
+// spy whose interval passed polls and the agency reconciles. The HTTP requests, spies' and Tier-0's,
+// reach the simulator's and the agency's handlers in process (demo.Options.InProcess), without sockets. With operator, a simulated shift operator
 // looks at the blocked runs after every step.
 func runAgency(ctx context.Context, o Options, w window, operator bool) (*world, error) {
 	name := Agency
@@ -72,30 +71,12 @@ func runAgency(ctx context.Context, o Options, w window, operator bool) (*world,
 		slack = tmpfsMtimeSlack
 	}
 	d, err := demo.New(ctx, demo.Options{DataDir: filepath.Join(o.Dir, name), Seed: o.Seed, Faults: o.Faults, Clock: clk,
-		Stepped: true, Addr: "127.0.0.1:0", Tier0Backstop: true, Logger: slog.New(slog.DiscardHandler), HarvestMtimeSlack: slack})
+		Stepped: true, InProcess: true, Addr: "127.0.0.1:0", Tier0Backstop: true, Logger: slog.New(slog.DiscardHandler),
+		HarvestMtimeSlack: slack})
 	if err != nil {
 		return nil, err
 	}
-	served := make(chan error, 1)
-	go func() { served <- d.ServeSim(ctx) }()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		cancel()
-		<-served
-		d.Close()
-		return nil, fmt.Errorf("the agency's listener: %w", err)
-	}
-	srv := &http.Server{Handler: d.App.Handler, ReadHeaderTimeout: 10 * time.Second}
-	go func() { _ = srv.Serve(ln) }()
-	d.SetAgencyURL("http://" + ln.Addr().String())
-	defer func() {
-		sctx, scancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer scancel()
-		_ = srv.Shutdown(sctx)
-		cancel()
-		<-served
-		d.Close()
-	}()
+	defer d.Close()
 
 	policy := d.Config.Policy
 	op := &shiftOperator{response: o.OperatorResponse, blockedSince: map[uint32]time.Time{}, actions: map[uint32]int{}, policy: policy}
