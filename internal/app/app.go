@@ -52,7 +52,7 @@ type Options struct {
 	// SourcesHTTP is the HTTP sources' client; nil: each spy's default. A stepped world reaches its
 	// simulator through an in-process transport (httpx.HandlerTransport) with it.
 	SourcesHTTP *http.Client
-	Banner  string
+	Banner      string
 	// ReplicaID names this process among the replicas sharing a PostgreSQL store: the lease's holder
 	// and its heartbeat (default the host and the process id). Tests running several Apps in one
 	// process give each its own.
