@@ -52,3 +52,28 @@ type CompactQuery struct {
 	// Limit bounds the runs compacted by the call (each in a transaction of its own); 0 means 16.
 	Limit int
 }
+
+// CompactEach compacts the candidate runs one by one with compact (each in a transaction of its own;
+// false when the run was no longer compactable) and returns those it compacted, in order. It stops at
+// the first error, returning what was compacted before it: the stores' CompactReleased loop.
+func CompactEach(candidates []int64, compact func(run int64) (bool, error)) ([]uint32, error) {
+	var done []uint32
+	for _, run := range candidates {
+		ok, err := compact(run)
+		if err != nil {
+			return done, err
+		}
+		if ok {
+			done = append(done, uint32(run))
+		}
+	}
+	return done, nil
+}
+
+// AddGroup adds one source's and kind's row of a compaction's summary (the stores' GROUP BY source,
+// kind): count facts whose At spans first to last (Unix nanoseconds), last seen at lastSeen.
+func (c *Compaction) AddGroup(source, kind string, count int, first, last int64, lastSeen time.Time) {
+	c.Groups = append(c.Groups, CompactedGroup{Source: pcl.Source(source), Kind: pcl.Kind(kind), Count: count,
+		First: time.Unix(0, first).UTC(), Last: time.Unix(0, last).UTC(), LastSeen: lastSeen})
+	c.Observations += count
+}

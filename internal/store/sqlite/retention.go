@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/cms-pcl/spyagency/internal/apperr"
-	"github.com/cms-pcl/spyagency/internal/pcl"
 	"github.com/cms-pcl/spyagency/internal/store"
 )
 
@@ -47,17 +46,7 @@ func (s *Store) CompactReleased(ctx context.Context, q store.CompactQuery) ([]ui
 	if err := rows.Err(); err != nil {
 		return nil, s.wrap("find runs to compact", err)
 	}
-	var done []uint32
-	for _, run := range cands {
-		ok, err := s.compactRun(ctx, run, before, q.Now)
-		if err != nil {
-			return done, err
-		}
-		if ok {
-			done = append(done, uint32(run))
-		}
-	}
-	return done, nil
+	return store.CompactEach(cands, func(run int64) (bool, error) { return s.compactRun(ctx, run, before, q.Now) })
 }
 
 // compactRun compacts one run if it is still compactable (a decision may have come since the
@@ -122,18 +111,15 @@ func summarise(ctx context.Context, tx *sql.Tx, run int64, now time.Time) (store
 	defer rows.Close()
 	for rows.Next() {
 		var (
-			g           store.CompactedGroup
 			src, kind   string
+			count       int
 			first, last int64
 			seen        sql.NullInt64
 		)
-		if err := rows.Scan(&src, &kind, &g.Count, &first, &last, &seen); err != nil {
+		if err := rows.Scan(&src, &kind, &count, &first, &last, &seen); err != nil {
 			return c, err
 		}
-		g.Source, g.Kind = pcl.Source(src), pcl.Kind(kind)
-		g.First, g.Last, g.LastSeen = time.Unix(0, first).UTC(), time.Unix(0, last).UTC(), fromNanos(seen)
-		c.Groups = append(c.Groups, g)
-		c.Observations += g.Count
+		c.AddGroup(src, kind, count, first, last, fromNanos(seen))
 	}
 	return c, rows.Err()
 }
