@@ -298,7 +298,7 @@ func (f *facts) keep(open []uint32) {
 	}
 }
 
-// size is how many runs and payloads have entries (tests, metrics).
+// size is how many runs and payloads have entries (for tests).
 func (f *facts) size() (runs, payloads int) {
 	f.mu.Lock()
 	defer f.mu.Unlock()

@@ -9,7 +9,6 @@ import (
 	"github.com/cms-pcl/spyagency/internal/agency"
 	"github.com/cms-pcl/spyagency/internal/alert"
 	"github.com/cms-pcl/spyagency/internal/config"
-	"github.com/cms-pcl/spyagency/internal/pcl"
 	"github.com/cms-pcl/spyagency/internal/store"
 	"github.com/cms-pcl/spyagency/internal/web"
 )
@@ -25,7 +24,7 @@ func buildAlerts(ctx context.Context, cfg *config.Config, o Options, st store.St
 	}
 	settings := cfg.Alerts
 	settings.ExternalURL = cfg.AlertsURL() // from the address the server has now, flags included
-	return alert.New(ctx, alert.Options{Store: st, Clock: o.Clock, Runs: openRuns{ag, st}, Sources: sources, Policy: cfg.Policy,
+	return alert.New(ctx, alert.Options{Store: st, Clock: o.Clock, Runs: ag, Sources: sources, Policy: cfg.Policy,
 		Config: settings, Notifiers: notifiers, DiskPath: storeDir(cfg), Logger: o.Logger.With("part", "alerts")})
 }
 
@@ -36,17 +35,6 @@ func storeDir(cfg *config.Config) string {
 		return ""
 	}
 	return filepath.Dir(strings.TrimPrefix(path, "//"))
-}
-
-// openRuns gives the evaluator the states of the runs the agency still watches: open work only, so an
-// evaluation costs the same however long the history.
-type openRuns struct {
-	ag *agency.Agency
-	st store.Store
-}
-
-func (o openRuns) OpenRunStates(ctx context.Context) ([]pcl.RunState, error) {
-	return o.ag.OpenRunStates(ctx)
 }
 
 // alertView is the evaluator as the web reads it: the header's firing alerts, the Alerts page, the

@@ -75,7 +75,7 @@ func (m *processMetrics) collect(a *App, st store.Store, targets []string, first
 			}
 			return out
 		},
-		Runs:         openRuns{a.Agency, st}.OpenRunStates,
+		Runs:         a.Agency.OpenRunStates,
 		FirstUnready: first.FirstUnready,
 		Pending: func(ctx context.Context, target string, limit int) ([]store.OutboxEntry, error) {
 			return st.PendingOutbox(ctx, target, a.o.Clock.Now().Add(farFuture), limit)
