@@ -92,7 +92,7 @@ func open(ctx context.Context, path string, opts Options, cc connConfig) (*Store
 	}
 	s := &Store{path: path, now: opts.Now, log: opts.Logger.With("store", path)}
 	fresh := newLeftovers(path)
-	writer, err := sql.Open("sqlite", connString(path, false, cc))
+	writer, err := openCached("sqlite", connString(path, false, cc))
 	if err != nil {
 		return nil, fmt.Errorf("store %s: %w", path, err)
 	}
@@ -106,7 +106,7 @@ func open(ctx context.Context, path string, opts Options, cc connConfig) (*Store
 		fresh.remove()
 		return nil, err
 	}
-	reader, err := sql.Open("sqlite", connString(path, true, cc))
+	reader, err := openCached("sqlite", connString(path, true, cc))
 	if err != nil {
 		writer.Close()
 		return nil, fmt.Errorf("store %s: %w", path, err)
