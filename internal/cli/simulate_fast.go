@@ -449,6 +449,7 @@ func runSimulateFast(e *env, f fastFlags, sf simFlags) error {
 	if f.days < 1 {
 		return fmt.Errorf("--fast needs --days N (N ≥ 1), got %d", f.days)
 	}
+	defer batchGC()()
 	keep := time.Duration(0)
 	if f.retention != "off" && f.retention != "0" {
 		d, err := time.ParseDuration(f.retention)

@@ -51,6 +51,7 @@ func runStudy(e *env, args []string) error {
 	if err != nil {
 		return err
 	}
+	defer batchGC()()
 	res, err := study.Run(e.ctx, study.Options{Days: *days, Seed: *seed, Faults: *faults, Policies: names,
 		OperatorResponse: *response, Step: *step, Logger: log})
 	if err != nil {
