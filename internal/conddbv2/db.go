@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/cms-pcl/spyagency/internal/apperr"
@@ -27,6 +28,11 @@ type DB struct {
 	// watched tag on every poll, and parsing them again each time was most of their cost.
 	mu    sync.Mutex
 	stmts map[string]*sql.Stmt
+
+	// version is the one connection PRAGMA data_version is asked on (SQLite only): the pragma compares
+	// a connection's view with its own previous one, so it must always be the same connection.
+	version     *sql.Conn
+	versionConn uint64
 }
 
 // maxStmts bounds the prepared queries kept; past it a query is run unprepared. The texts a reader
@@ -145,8 +151,49 @@ func (db *DB) Close() error {
 		st.Close()
 	}
 	db.stmts = nil
+	if db.version != nil {
+		db.version.Close()
+		db.version = nil
+	}
 	db.mu.Unlock()
 	return db.sql.Close()
+}
+
+// DataVersion is what SQLite's PRAGMA data_version says of the file as this handle sees it. Two
+// calls return equal DataVersions only if no other connection committed a change to the file in
+// between (a writer's commit moves it; nothing this read-only handle does can), so a reader that got
+// the DataVersion of its previous read knows, for the cost of one pragma whatever the file holds, that
+// nothing changed. The zero DataVersion is unknown and equals no other.
+type DataVersion struct {
+	conn  uint64 // which connection answered: values of different connections do not compare
+	value int64
+}
+
+// versionConns numbers the connections DataVersion asks, across handles.
+var versionConns atomic.Uint64
+
+// DataVersion reads the file's data version (SQLite; the zero DataVersion on PostgreSQL, which has no
+// such marker).
+func (db *DB) DataVersion(ctx context.Context) (DataVersion, error) {
+	if db.dialect.Name != SQLite().Name {
+		return DataVersion{}, nil
+	}
+	db.mu.Lock()
+	defer db.mu.Unlock()
+	if db.version == nil {
+		c, err := db.sql.Conn(ctx)
+		if err != nil {
+			return DataVersion{}, fmt.Errorf("condition DB %s: data version: %w", db.name, err)
+		}
+		db.version, db.versionConn = c, versionConns.Add(1)
+	}
+	v := DataVersion{conn: db.versionConn}
+	if err := db.version.QueryRowContext(ctx, "PRAGMA data_version").Scan(&v.value); err != nil {
+		db.version.Close() // perhaps broken: the next call asks another connection
+		db.version = nil
+		return DataVersion{}, fmt.Errorf("condition DB %s: data version: %w", db.name, err)
+	}
+	return v, nil
 }
 
 // required lists what a CondDB v2 file must have for this package to read it.

@@ -1,6 +1,7 @@
 package sim
 
 import (
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"regexp"
@@ -9,28 +10,76 @@ import (
 	"time"
 )
 
+// dqmMemo holds what the DQM handlers would otherwise build again for every request, all of it a
+// function of its key alone: the GUI's replies are the same bytes, made once. The DQM spy asks for
+// every open run's samples and every harvested workflow's folder every ten minutes, and formatting
+// the same names and encoding the same folders was most of the simulator's own cost in a study.
+type dqmMemo struct {
+	datasets map[[2]string]string      // (stream, workflow) → ALCAPROMPT dataset
+	regexps  map[string]*regexp.Regexp // a match parameter → its compiled form
+	folders  map[string][]byte         // folder and quality codes → the archive reply
+}
+
 // dqmDataset is the ALCAPROMPT harvesting dataset of a workflow (cms-interfaces.md §6), e.g.
 // /StreamExpress/Run2026A-PromptCalibProdSiStripGains-Express-v1/ALCAPROMPT.
 func (s *Sim) dqmDataset(w WorkflowTruth) string {
+	key := [2]string{w.Stream, w.Workflow}
+	if d, ok := s.dqm.datasets[key]; ok {
+		return d
+	}
 	wf, _ := s.w.cat.Workflow(w.Workflow)
-	return fmt.Sprintf("/Stream%s/Run%d%s-%s-Express-v1/ALCAPROMPT", w.Stream, s.w.p.Year, s.w.p.EraLetter, wf.Producer)
+	d := fmt.Sprintf("/Stream%s/Run%d%s-%s-Express-v1/ALCAPROMPT", w.Stream, s.w.p.Year, s.w.p.EraLetter, wf.Producer)
+	if s.dqm.datasets == nil {
+		s.dqm.datasets = map[[2]string]string{}
+	}
+	s.dqm.datasets[key] = d
+	return d
+}
+
+// exactRun matches the run parameter the DQM spy sends, ^<run>$, which only that run's number
+// matches: the handler then looks the run up instead of trying the pattern on every run.
+var exactRun = regexp.MustCompile(`^\^([1-9][0-9]{0,9})\$$`)
+
+// compiled is compileParam, remembered.
+func (s *Sim) compiled(v string) (*regexp.Regexp, error) {
+	if re, ok := s.dqm.regexps[v]; ok {
+		return re, nil
+	}
+	re, err := compileParam(v)
+	if err != nil {
+		return nil, err
+	}
+	if s.dqm.regexps == nil {
+		s.dqm.regexps = map[string]*regexp.Regexp{}
+	}
+	if len(s.dqm.regexps) < 64 {
+		s.dqm.regexps[v] = re
+	}
+	return re, nil
 }
 
 // dqmSamples serves the classic GUI's /data/json/samples?match=&run= (both regexps).
 func (s *Sim) dqmSamples(rw http.ResponseWriter, req *http.Request, _ time.Time) {
 	q := req.URL.Query()
-	match, err := compileParam(q.Get("match"))
+	match, err := s.compiled(q.Get("match"))
 	if err != nil {
 		http.Error(rw, "match: "+err.Error(), http.StatusBadRequest)
 		return
 	}
-	runRE, err := compileParam(q.Get("run"))
-	if err != nil {
+	runs := s.w.runs
+	var runRE *regexp.Regexp
+	if m := exactRun.FindStringSubmatch(q.Get("run")); m != nil {
+		n, _ := strconv.ParseUint(m[1], 10, 32)
+		runs = nil
+		if r, ok := s.w.byNum[uint32(n)]; ok && strconv.FormatUint(uint64(r.Number), 10) == m[1] {
+			runs = []*run{r}
+		}
+	} else if runRE, err = s.compiled(q.Get("run")); err != nil {
 		http.Error(rw, "run: "+err.Error(), http.StatusBadRequest)
 		return
 	}
 	items := []any{}
-	for _, r := range s.w.runs {
+	for _, r := range runs {
 		rs := strconv.FormatUint(uint64(r.Number), 10)
 		if runRE != nil && !runRE.MatchString(rs) {
 			continue
@@ -97,7 +146,21 @@ func (s *Sim) dqmArchive(rw http.ResponseWriter, req *http.Request, _ time.Time)
 	case "AlCaReco":
 		writeJSON(rw, map[string]any{"contents": []any{map[string]any{"subdir": wt.Workflow}}})
 	case "AlCaReco/" + wt.Workflow:
-		writeJSON(rw, map[string]any{"contents": monitorElements(folder, wt.Quality)})
+		key := fmt.Sprint(folder, wt.Quality)
+		b, ok := s.dqm.folders[key]
+		if !ok {
+			var err error
+			if b, err = json.Marshal(map[string]any{"contents": monitorElements(folder, wt.Quality)}); err != nil {
+				http.Error(rw, "sim: "+err.Error(), http.StatusInternalServerError)
+				return
+			}
+			if s.dqm.folders == nil {
+				s.dqm.folders = map[string][]byte{}
+			}
+			s.dqm.folders[key] = b
+		}
+		rw.Header().Set("Content-Type", "application/json")
+		rw.Write(b)
 	default:
 		http.Error(rw, "no such folder", http.StatusNotFound)
 	}

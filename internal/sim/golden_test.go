@@ -225,6 +225,12 @@ func TestDQMDecodes(t *testing.T) {
 		rs := strconv.FormatUint(uint64(r.Number), 10)
 		q := url.Values{"match": {"PromptCalibProd.*ALCAPROMPT"}, "run": {"^" + rs + "$"}}
 		_, _, body := get(t, srv.URL+"/dqm/offline/data/json/samples?"+q.Encode())
+		// The spy's exact ^run$ is answered by a lookup; the same question as another pattern goes
+		// through the regexp on every run, and must get the same reply.
+		q2 := url.Values{"match": {"PromptCalibProd.*ALCAPROMPT"}, "run": {"^(" + rs + ")$"}}
+		if _, _, body2 := get(t, srv.URL+"/dqm/offline/data/json/samples?"+q2.Encode()); string(body2) != string(body) {
+			t.Errorf("samples of %s: ^%s$ and ^(%s)$ differ:\n%s\n%s", rs, rs, rs, body, body2)
+		}
 		samples, err := dqm.DecodeSamples(body)
 		if err != nil {
 			t.Fatalf("samples of %s: %v", rs, err)
@@ -239,6 +245,9 @@ func TestDQMDecodes(t *testing.T) {
 				continue
 			}
 			_, _, body := get(t, srv.URL+"/dqm/offline/data/json/archive/"+rs+ds+"/"+dqm.DefaultFolder(w.Workflow))
+			if _, _, again := get(t, srv.URL+"/dqm/offline/data/json/archive/"+rs+ds+"/"+dqm.DefaultFolder(w.Workflow)); string(again) != string(body) {
+				t.Errorf("archive %s %s: the remembered reply differs from the first", rs, w.Workflow)
+			}
 			f, err := dqm.DecodeArchive(body)
 			if err != nil {
 				t.Fatalf("archive %s %s: %v", rs, w.Workflow, err)

@@ -56,6 +56,8 @@ type Sim struct {
 	dir string
 
 	askMu sync.Mutex // one question to the agency at a time, so answers arrive in order
+
+	dqm dqmMemo // what the DQM GUI's handlers computed once, under mu
 }
 
 // New builds the world and its files. Nothing happens until time advances.

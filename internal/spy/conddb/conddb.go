@@ -54,6 +54,11 @@ type Spy struct {
 	counts    map[string]conddbv2.IOVCount
 	countsFor string
 	polls     int
+	// version is the file's data version read before the counts were (SQLite only): a poll that finds
+	// it unchanged, for the same cursor, with every watched tag counted, has nothing to read at all.
+	// counted is how many polls counted the IOVs (tests).
+	version conddbv2.DataVersion
+	counted int
 }
 
 // fullEvery is how often a poll reads every watched tag whatever their counts say: the safety net for
@@ -160,7 +165,8 @@ func (s *Spy) Poll(ctx context.Context, raw string) (spy.Result, error) {
 	if err != nil {
 		return spy.Result{}, err
 	}
-	counts, err := db.IOVCounts(ctx, tags)
+	// Read before the counts: a commit after this read moves the version the next poll compares.
+	version, err := db.DataVersion(ctx)
 	if err != nil {
 		s.drop(db)
 		return spy.Result{}, transient(fmt.Errorf("conddb spy: %w", err))
@@ -171,6 +177,26 @@ func (s *Spy) Poll(ctx context.Context, raw string) (spy.Result, error) {
 		known = nil
 	}
 	s.polls++
+	unchanged := known != nil && version != (conddbv2.DataVersion{}) && version == s.version
+	for _, tag := range tags {
+		if _, ok := known[tag]; !ok {
+			unchanged = false // a tag not read to its end for this cursor, or newly watched
+		}
+	}
+	s.mu.Unlock()
+	if unchanged {
+		// No commit since the counts were read, and they covered every tag for this cursor: the
+		// file holds no row the cursor has not seen. The view is this poll's, taken after the
+		// version was read.
+		return spy.Result{Cursor: raw}, nil
+	}
+	counts, err := db.IOVCounts(ctx, tags)
+	if err != nil {
+		s.drop(db)
+		return spy.Result{}, transient(fmt.Errorf("conddb spy: %w", err))
+	}
+	s.mu.Lock()
+	s.counted++
 	s.mu.Unlock()
 	// A tag is read when it may hold a row the cursor has not seen: its count moved, or it was not read
 	// to its end for this cursor. (A tag in known had its cursor in raw, which that poll returned.)
@@ -184,7 +210,7 @@ func (s *Spy) Poll(ctx context.Context, raw string) (spy.Result, error) {
 		read = append(read, tag)
 	}
 	if len(read) == 0 {
-		s.remember(next, raw)
+		s.remember(next, raw, version)
 		return spy.Result{Cursor: raw}, nil
 	}
 	cur := s.parseCursor(raw)
@@ -231,14 +257,15 @@ func (s *Spy) Poll(ctx context.Context, raw string) (spy.Result, error) {
 	if err != nil {
 		return spy.Result{}, fmt.Errorf("conddb spy: encoding cursor: %w", err)
 	}
-	s.remember(next, string(b))
+	s.remember(next, string(b), version)
 	return spy.Result{Observations: out, Cursor: string(b)}, nil
 }
 
-// remember keeps the counts of the tags read to their end, for the cursor the poll returns.
-func (s *Spy) remember(counts map[string]conddbv2.IOVCount, cursor string) {
+// remember keeps the counts of the tags read to their end, for the cursor the poll returns, with the
+// data version read before them.
+func (s *Spy) remember(counts map[string]conddbv2.IOVCount, cursor string, version conddbv2.DataVersion) {
 	s.mu.Lock()
-	s.counts, s.countsFor = counts, cursor
+	s.counts, s.countsFor, s.version = counts, cursor, version
 	s.mu.Unlock()
 }
 

@@ -176,15 +176,15 @@ type hints struct {
 	err  error
 }
 
-func (h hints) OpenRuns(context.Context) ([]pcl.OpenRun, error) { return nil, nil }
-func (h hints) WatchedTags(context.Context) ([]string, error)   { return h.tags, h.err }
+func (h *hints) OpenRuns(context.Context) ([]pcl.OpenRun, error) { return nil, nil }
+func (h *hints) WatchedTags(context.Context) ([]string, error)   { return h.tags, h.err }
 
 func TestHintsAndErrors(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	path := fixtureCopy(t)
 
-	s := newSpy(t, Config{DSN: "sqlite:" + path, Hints: hints{tags: []string{"SiStripApvGain_PCL_v0_prompt", fixtureTag, fixtureTag}}})
+	s := newSpy(t, Config{DSN: "sqlite:" + path, Hints: &hints{tags: []string{"SiStripApvGain_PCL_v0_prompt", fixtureTag, fixtureTag}}})
 	res, err := s.Poll(ctx, "")
 	if err != nil || len(res.Observations) != 107 {
 		t.Fatalf("hinted tags: %d observations, %v; want 107 (missing tag skipped, duplicate once)", len(res.Observations), err)
@@ -198,7 +198,7 @@ func TestHintsAndErrors(t *testing.T) {
 	if _, err := s.Poll(ctx, ""); err == nil || !strings.Contains(err.Error(), "NoSuchTag") || httpx.Retryable(err) {
 		t.Errorf("explicit missing tag: %v (retryable %v)", err, httpx.Retryable(err))
 	}
-	s = newSpy(t, Config{DSN: "sqlite:" + path, Hints: hints{err: errors.New("store down")}})
+	s = newSpy(t, Config{DSN: "sqlite:" + path, Hints: &hints{err: errors.New("store down")}})
 	if _, err := s.Poll(ctx, ""); err == nil || !strings.Contains(err.Error(), "store down") {
 		t.Errorf("hints error: %v", err)
 	}
@@ -339,5 +339,75 @@ func TestCountsSkipOnlyWhatWasRead(t *testing.T) {
 	// the same 7 rows with it, although the count did not move.
 	if retry, err := s.Poll(ctx, second.Cursor); err != nil || len(retry.Observations) != 7 {
 		t.Fatalf("given the older cursor: %d observations, %v; want the 7 again", len(retry.Observations), err)
+	}
+}
+
+// A poll of an SQLite condition DB that no writer committed to since the previous poll counted its
+// IOVs reads nothing, not even the counts; a commit by another connection, another cursor, a newly
+// watched tag and the periodic full read each make it read again.
+func TestUnchangedFileIsNotRead(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	path := fixtureCopy(t)
+	s := newSpy(t, Config{DSN: "sqlite:" + path, Tags: []string{fixtureTag}})
+	counted := func() int { s.mu.Lock(); defer s.mu.Unlock(); return s.counted }
+	first, err := s.Poll(ctx, "")
+	if err != nil || len(first.Observations) != 107 {
+		t.Fatalf("first poll: %d observations, %v", len(first.Observations), err)
+	}
+	for range 5 {
+		if res, err := s.Poll(ctx, first.Cursor); err != nil || len(res.Observations) != 0 || res.Cursor != first.Cursor {
+			t.Fatalf("unchanged file: %d observations, %v", len(res.Observations), err)
+		}
+	}
+	if got := counted(); got != 1 {
+		t.Fatalf("the IOVs were counted %d times over six polls of an unchanged file, want once", got)
+	}
+	// Another cursor (the last poll's observations were not stored): read again.
+	if res, err := s.Poll(ctx, ""); err != nil || len(res.Observations) != 107 || counted() != 2 {
+		t.Fatalf("from an empty cursor: %d observations, %v, counted %d", len(res.Observations), err, counted())
+	}
+	w, err := conddbv2.OpenWriter(ctx, path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	last := first.Observations[len(first.Observations)-1]
+	ins := time.Date(2026, 2, 28, 9, 30, 0, 0, time.UTC)
+	if err := w.AppendIOV(ctx, conddbv2.IOV{Tag: fixtureTag, Since: 400000, Payload: last.Payload, Inserted: ins}); err != nil {
+		t.Fatal(err)
+	}
+	second, err := s.Poll(ctx, first.Cursor)
+	if err != nil || len(second.Observations) != 1 || second.Observations[0].Since != 400000 {
+		t.Fatalf("after a commit by another connection: %+v, %v; want the appended IOV", second.Observations, err)
+	}
+	before := counted()
+	if res, err := s.Poll(ctx, second.Cursor); err != nil || len(res.Observations) != 0 || counted() != before {
+		t.Fatalf("unchanged again: %d observations, %v, counted %d (was %d)", len(res.Observations), err, counted(), before)
+	}
+	// The periodic full read counts whatever the version says.
+	s.mu.Lock()
+	s.polls = fullEvery * 3
+	s.mu.Unlock()
+	if _, err := s.Poll(ctx, second.Cursor); err != nil || counted() != before+1 {
+		t.Fatalf("full poll: %v, counted %d, want %d", err, counted(), before+1)
+	}
+}
+
+// A newly watched tag is counted and read although the file did not change.
+func TestUnchangedFileNewTagIsRead(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	path := fixtureCopy(t)
+	tags := &hints{tags: []string{"NoSuchTag"}}
+	s := newSpy(t, Config{DSN: "sqlite:" + path, Hints: tags})
+	first, err := s.Poll(ctx, "")
+	if err != nil || len(first.Observations) != 0 {
+		t.Fatalf("first poll: %d observations, %v", len(first.Observations), err)
+	}
+	tags.tags = []string{"NoSuchTag", fixtureTag}
+	res, err := s.Poll(ctx, first.Cursor)
+	if err != nil || len(res.Observations) != 107 {
+		t.Fatalf("a tag watched from now on: %d observations, %v; want its 107 IOVs", len(res.Observations), err)
 	}
 }

@@ -6,4 +6,9 @@
 // time seen and the rows seen within a short look-back window before it, so that rows sharing a
 // timestamp are neither lost nor repeated, and a row whose insertion time lags its commit (a slow upload
 // transaction) is still caught if it lands within the window.
+//
+// A poll first asks what changed at all, cheapest first: on an SQLite file, PRAGMA data_version (one
+// pragma: no commit since the previous poll counted means nothing to read); then, per tag, the count
+// and newest insertion time of its IOV rows (a tag whose count did not move is not read). Both skips
+// hold only for the cursor the poll that counted returned, and every 60th poll reads every tag.
 package conddb
