@@ -125,10 +125,12 @@ func (t *tracker) handle(buf []byte, ch *changes) {
 			ch.relistDir(filepath.Dir(dir))
 			return
 		}
-		if name != "" {
+		const entry = syscall.IN_CREATE | syscall.IN_DELETE | syscall.IN_MOVED_FROM | syscall.IN_MOVED_TO
+		if name != "" && (mask&syscall.IN_ISDIR == 0 || mask&entry != 0) {
 			ch.name(dir, name)
 		}
-		// An event of the directory itself (its times or mode set) changes none of its entries.
+		// An event of the directory itself, or a subdirectory's times or mode set, changes none of
+		// its entries.
 	})
 }
 
