@@ -3,8 +3,11 @@
 package harvest
 
 import (
+	"path/filepath"
+	"strings"
 	"syscall"
 	"testing"
+	"time"
 )
 
 // FuzzParseEvents: no record layout, however garbled, makes the parser read past its buffer, and
@@ -30,4 +33,29 @@ func FuzzParseEvents(f *testing.F) {
 			tt.Fatalf("records of %d bytes from a buffer of %d", total, len(buf))
 		}
 	})
+}
+
+// TestTrustedOverflow: a full queue (IN_Q_OVERFLOW) has everything listed again, the tracker starts
+// over, and nothing changed meanwhile is lost.
+func TestTrustedOverflow(t *testing.T) {
+	t.Parallel()
+	root := t.TempDir()
+	year := filepath.Join(root, "2026")
+	write(t, filepath.Join(year, "Run390001@SiStripApvGain_pcl@u.txt"), "x", now.Add(-time.Hour))
+	s := trustedSpy(t, root)
+	grouping(t, s)
+	first := s.trk
+	write(t, filepath.Join(year, "Run390002@SiStripApvGain_pcl@u.txt"), "x", now.Add(-time.Hour))
+	s.trk.inject(-1, syscall.IN_Q_OVERFLOW, "")
+	g := grouping(t, s)
+	if !s.last.full || s.last.listed != 2 || !strings.Contains(g, "Run390002@") || s.trk == first {
+		t.Fatalf("after an overflow: %+v, new tracker %v, grouping:\n%s", s.last, s.trk != first, g)
+	}
+	if !s.dirs[year].watched || !s.trk.watched(year) {
+		t.Fatal("not watched again after the overflow")
+	}
+	write(t, filepath.Join(year, "Run390003@SiStripApvGain_pcl@u.txt"), "x", now.Add(-time.Hour))
+	if g = grouping(t, s); s.last.listed != 0 || !strings.Contains(g, "Run390003@") {
+		t.Fatalf("after the restart: %+v, grouping:\n%s", s.last, g)
+	}
 }

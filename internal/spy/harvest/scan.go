@@ -32,6 +32,10 @@ import (
 // directory is listed again. A new file of a run below the floor (a re-harvest of a run older than
 // the lookback) is therefore seen only by the next full rescan; the agency no longer watches such a
 // run anyway.
+//
+// Where the kernel's change notifications are trusted (notify.go), a directory watched before its
+// listing is exempt from these time rules: the names its notifications named are stat'ed, with the
+// same rules as a listing, and nothing else.
 
 // fileRec is one harvest file as the last stat showed it.
 type fileRec struct {
