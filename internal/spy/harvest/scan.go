@@ -185,7 +185,9 @@ func (w *walker) visit(path string, id dirID) error {
 		// Watched since before its listing: the notifications say what changed, whatever its time.
 		w.stats.reused++
 		w.applyNotes(path, old)
-		old.mtime = mtime
+		// As if listed when the walk began (the drain came before it), should the directory times
+		// decide again (the tracker closed).
+		old.mtime, old.settled = mtime, w.settledAt(mtime)
 		return w.visitSubdirs(path, old.subdirs)
 	}
 	if !w.full && old != nil && !old.watched && old.settled && old.mtime.Equal(mtime) && !w.dirty[path] && (w.ch == nil || !w.ch.relist[path]) {
