@@ -54,7 +54,7 @@ func NewSpy(src pcl.Source, sc config.Source, p SpyParams) (spy.Spy, error) {
 		return dqm.New(dqm.Config{BaseURL: sc.URL, Client: client(), Hints: p.Hints, Clock: p.Clock, Catalogue: p.Catalogue, Logger: log})
 	case pcl.SourceHarvest:
 		return harvest.New(harvest.Config{Dir: sc.Dir, Catalogue: p.Catalogue, Logger: log, Clock: p.Clock,
-			Lookback: p.Lookback, FullRescan: sc.FullRescan, MtimeSlack: sc.MtimeSlack})
+			Lookback: p.Lookback, FullRescan: sc.FullRescan, MtimeSlack: sc.MtimeSlack, Notifications: harvest.Notifications(sc.Notifications)})
 	case pcl.SourceCondDB:
 		return conddb.New(conddb.Config{DSN: sc.DSN, Tags: p.Tags, Hints: p.Hints, Clock: p.Clock, Logger: log})
 	case pcl.SourceDropbox:
@@ -67,7 +67,7 @@ func NewSpy(src pcl.Source, sc config.Source, p SpyParams) (spy.Spy, error) {
 // web's questions about the sources' health.
 type spies struct {
 	runners []*runner.Runner
-	closers []io.Closer // the spies that hold a handle (the conddb spy's database)
+	closers []io.Closer // the spies that hold a handle (the conddb spy's database, the harvest spy's inotify)
 }
 
 // SourceHealth is every spy's health, in the order of the configuration.

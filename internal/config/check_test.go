@@ -72,8 +72,9 @@ func TestBrokenFiles(t *testing.T) {
 			{19, 5, "sources.conddb.dsn", "has no path"},
 			{21, 5, "sources.dqm.url", `got "ftp://cmsweb.cern.ch/dqm/offline"`},
 			{22, 5, "sources.dqm.full_rescan", "only the harvest source reads it"},
-			{24, 3, "links.oms", "want an http:// or https:// URL"},
-			{26, 3, "server.addr", "missing port"},
+			{23, 5, "sources.dqm.notifications", "only the harvest source reads it"},
+			{25, 3, "links.oms", "want an http:// or https:// URL"},
+			{27, 3, "server.addr", "missing port"},
 		}},
 		{"broken_classes.yaml", []want{
 			{3, 5, "run_classes[0].hlt_key", "bad regexp"},
@@ -321,5 +322,29 @@ func TestPostgresStoreAndSimulatedClock(t *testing.T) {
 	// The production example passes as it is.
 	if problems := Check("full.yaml", ExampleYAML()); len(problems) != 0 {
 		t.Errorf("the example: %v", problems)
+	}
+}
+
+// TestHarvestNotifications: the harvest source's notifications default to auto and take auto or off.
+func TestHarvestNotifications(t *testing.T) {
+	t.Parallel()
+	if got := Default().Sources.Harvest.Notifications; got != "auto" {
+		t.Errorf("default %q, want auto", got)
+	}
+	for v, want := range map[string]string{"auto": "", "off": "", "on": `want "auto" or "off", got "on"`, `""`: `want "auto" or "off"`} {
+		doc := "sources:\n  harvest:\n    dir: /eos/harvest\n    notifications: " + v + "\n"
+		problems := Check("n.yaml", []byte(doc))
+		switch {
+		case want == "" && len(problems) != 0:
+			t.Errorf("%s: %+v", v, problems)
+		case want != "" && (len(problems) != 1 || problems[0].Field != "sources.harvest.notifications" || problems[0].Line != 4 || !strings.Contains(problems[0].Message, want)):
+			t.Errorf("%s: %+v, want one problem at line 4 saying %s", v, problems, want)
+		}
+		if want == "" {
+			c, err := Parse("n.yaml", []byte(doc))
+			if err != nil || c.Sources.Harvest.Notifications != v {
+				t.Errorf("%s: read as %q, %v", v, c.Sources.Harvest.Notifications, err)
+			}
+		}
 	}
 }

@@ -261,6 +261,12 @@ type Source struct {
 	// MtimeSlack (harvest only) is how much older than a listing a directory's modification time must
 	// be for the listing to be trusted while that time does not move. Default 2s.
 	MtimeSlack time.Duration `yaml:"mtime_slack"`
+	// Notifications (harvest only) is "auto" or "off". With auto, on Linux, where the harvest area's
+	// file system is local (ext4, xfs, btrfs, tmpfs, overlayfs) the spy trusts the kernel's change
+	// notifications: a watched directory is not listed again when its time moves, only the files they
+	// name are stat'ed. On FUSE (EOS), NFS, AFS, CIFS or Ceph, and with off, directory times decide.
+	// Default auto.
+	Notifications string `yaml:"notifications"`
 }
 
 // Links are base URLs for links out of the web page. Defaults are CERN's production services; an
@@ -357,6 +363,15 @@ func defaultSource(src pcl.Source) Source {
 	}
 }
 
+// DefaultNotifications is the harvest source's notifications.
+const DefaultNotifications = "auto"
+
+func defaultHarvest() Source {
+	s := defaultSource(pcl.SourceHarvest)
+	s.Notifications = DefaultNotifications
+	return s
+}
+
 // Default is the configuration of an empty file: every source off, SQLite in the cache directory, the
 // built-in catalogue, policy and run class rules.
 func Default() *Config {
@@ -379,7 +394,7 @@ func preDefaults() *Config {
 		Sources: Sources{
 			OMS:     defaultSource(pcl.SourceOMS),
 			Tier0:   defaultSource(pcl.SourceTier0),
-			Harvest: defaultSource(pcl.SourceHarvest),
+			Harvest: defaultHarvest(),
 			Dropbox: defaultSource(pcl.SourceDropbox),
 			CondDB:  defaultSource(pcl.SourceCondDB),
 			DQM:     defaultSource(pcl.SourceDQM),

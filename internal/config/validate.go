@@ -220,6 +220,18 @@ func (d *decoder) checkSource(field string, name pcl.Source, s Source) {
 			d.addf(d.at(field+"."+k.key), field+"."+k.key, "only the harvest source reads it")
 		}
 	}
+	d.checkNotifications(field, name, s.Notifications)
+}
+
+// checkNotifications: only the harvest source reads notifications, and knows two values.
+func (d *decoder) checkNotifications(field string, name pcl.Source, v string) {
+	key := field + ".notifications"
+	switch {
+	case name != pcl.SourceHarvest && v != "":
+		d.addf(d.at(key), key, "only the harvest source reads it")
+	case name == pcl.SourceHarvest && v != "auto" && v != "off":
+		d.addf(d.at(key), key, `want "auto" or "off", got %q`, v)
+	}
 }
 
 func (d *decoder) checkClassRules(rules []ClassRule) {

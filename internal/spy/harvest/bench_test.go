@@ -105,3 +105,59 @@ func BenchmarkPollYearArea(b *testing.B) {
 		}
 	})
 }
+
+// BenchmarkPollYearAreaNotified: the same polls of a year's area with the kernel's notifications
+// trusted (the temp dir's file system must be local: ext4, tmpfs, ...), against notifications off: with
+// them, one new file costs its own stat, not a listing of the 120,000-file folder.
+func BenchmarkPollYearAreaNotified(b *testing.B) {
+	end := time.Now().Add(-time.Hour)
+	root := yearArea(b, end)
+	ft, err := fsTypeOf(root)
+	if err != nil {
+		b.Fatal(err)
+	}
+	if name, ok := trustedFSType(ft); !ok {
+		b.Skipf("the temp dir is on %s: notifications are not trusted there", name)
+	}
+	ctx := context.Background()
+	i := 0
+	for _, mode := range []Notifications{NotificationsOff, NotificationsAuto} {
+		s, err := New(Config{Dir: root, Clock: clock.NewFake(end.Add(time.Hour)), Notifications: mode})
+		if err != nil {
+			b.Fatal(err)
+		}
+		res, err := s.Poll(ctx, "")
+		if err != nil {
+			b.Fatal(err)
+		}
+		cursor := res.Cursor
+		time.Sleep(DefaultMtimeSlack + 100*time.Millisecond)
+		if _, err := s.Poll(ctx, cursor); err != nil {
+			b.Fatal(err)
+		}
+		b.Run(string(mode)+"/nothing-new", func(b *testing.B) {
+			for b.Loop() {
+				if _, err := s.Poll(ctx, cursor); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+		b.Run(string(mode)+"/one-new-file", func(b *testing.B) {
+			dir := filepath.Join(root, "2026")
+			for b.Loop() {
+				i++
+				p := filepath.Join(dir, fmt.Sprintf("Run393993@SiStripApvGain_pcl@bench%d.txt.uploaded", i))
+				if err := os.WriteFile(p, []byte("prodMetaData {}"), 0o644); err != nil {
+					b.Fatal(err)
+				}
+				res, err := s.Poll(ctx, cursor)
+				if err != nil || len(res.Observations) == 0 {
+					b.Fatalf("%d observations, %v", len(res.Observations), err)
+				}
+				cursor = res.Cursor
+			}
+			b.ReportMetric(float64(s.last.listed), "listed/op")
+		})
+		s.Close()
+	}
+}

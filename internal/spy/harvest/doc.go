@@ -8,7 +8,10 @@
 // again only when its modification time moved or was too recent to trust, only files young enough to
 // change are stat'ed again, files older than the lookback are neither read nor remembered, and a full
 // rescan every few hours is the safety net. A poll with nothing new costs a few stat calls whatever
-// the area's size. A .db+.txt pair becomes a KindHarvestFile observation
+// the area's size. Where the area's file system is local (Linux, Config.Notifications), the kernel's
+// change notifications replace those rules (notify.go): a watched directory is never listed again for a
+// new file, only the names the notifications named are stat'ed; on EOS's FUSE mount and other network
+// file systems, where another client's changes give no notification here, the modification times decide. A .db+.txt pair becomes a KindHarvestFile observation
 // carrying the input tag's IOVs read from the .db (the payload hashes that the condition DB spy later
 // matches); a marker becomes a KindUploadMarker. A .db whose .txt has not appeared yet is still being
 // written and is left for a later scan. Names that do not match are ignored (debug log).

@@ -44,6 +44,11 @@ type Config struct {
 	// must be for the listing to be trusted while the time does not move: the file system's time
 	// granularity plus the file server's clock offset. Default 2s.
 	MtimeSlack time.Duration
+	// Notifications, when NotificationsAuto, has the scan trust the kernel's change notifications
+	// where the area's file system is local (notify.go; Linux only): a watched directory is not listed
+	// again when its time moves, only the names the notifications named are stat'ed. NotificationsOff,
+	// and the zero value, keep the modification time rules everywhere.
+	Notifications Notifications
 }
 
 // Defaults of Config.
@@ -69,6 +74,13 @@ type Spy struct {
 	// found is the last scan's grouping of the remembered files, reused while a scan finds nothing
 	// changed (no directory listed, no young file's size or time moved, nothing removed).
 	found []*found
+
+	// The change notifications (notify.go), under scanMu.
+	statfs          func(path string) (int64, error) // statfs(2)'s f_type; tests fake it
+	trk             *tracker                         // nil: directory times decide everywhere
+	notesRoot       *dirID                           // the root the trust was decided for; nil: not yet
+	carry           *changes                         // what an interrupted scan drained and did not apply
+	watchFailLogged bool
 
 	watchMu  sync.Mutex
 	dirty    map[string]bool // directories notifications named since the last scan
@@ -109,6 +121,11 @@ func New(cfg Config) (*Spy, error) {
 	if cfg.Clock == nil {
 		cfg.Clock = clock.Real{}
 	}
+	switch cfg.Notifications {
+	case "", NotificationsOff, NotificationsAuto:
+	default:
+		return nil, apperr.Errorf(apperr.Invalid, "harvest spy: notifications %q, want %q or %q", cfg.Notifications, NotificationsAuto, NotificationsOff)
+	}
 	for _, d := range []struct {
 		v   *time.Duration
 		def time.Duration
@@ -127,7 +144,7 @@ func New(cfg Config) (*Spy, error) {
 	}
 	return &Spy{
 		cfg: cfg, log: cfg.Logger.With("source", pcl.SourceHarvest), clk: cfg.Clock,
-		instance: hex.EncodeToString(id[:]), wall: time.Now,
+		instance: hex.EncodeToString(id[:]), wall: time.Now, statfs: fsTypeOf,
 		dirs: map[string]*dirState{}, dirty: map[string]bool{},
 		entries: map[string]*entry{}, problems: map[string]Problem{},
 	}, nil

@@ -32,6 +32,10 @@ import (
 // directory is listed again. A new file of a run below the floor (a re-harvest of a run older than
 // the lookback) is therefore seen only by the next full rescan; the agency no longer watches such a
 // run anyway.
+//
+// Where the kernel's change notifications are trusted (notify.go), a directory watched before its
+// listing is exempt from these time rules: the names its notifications named are stat'ed, with the
+// same rules as a listing, and nothing else.
 
 // fileRec is one harvest file as the last stat showed it.
 type fileRec struct {
@@ -46,12 +50,18 @@ type fileRec struct {
 
 // dirState is what the spy remembers of one directory of the area.
 type dirState struct {
-	mtime   time.Time // the directory's modification time, read before it was listed
-	settled bool      // mtime was older than the listing's start by more than the slack
-	floor   uint32    // names of runs below it that are not in files are old files
-	files   map[string]*fileRec
-	subdirs []string
-	ignored map[string]bool // names that are not harvest files, logged once
+	mtime    time.Time // the directory's modification time, read before it was listed
+	dev, ino uint64    // the directory listed (Linux; 0 elsewhere)
+	settled  bool      // mtime was older than the listing's start by more than the slack
+	floor    uint32    // names of runs below it that are not in files are old files
+	files    map[string]*fileRec
+	subdirs  []string
+	ignored  map[string]bool // names that are not harvest files, logged once
+	// watched: a tracker's watch was added before the listing, so the listing plus the notifications
+	// drained since is the directory's content (notify.go).
+	watched bool
+	oldest  time.Time // no file in files is older (a lower bound): when to age files out without a listing
+	oldMax  uint32    // the highest run of an old file the listing or a notification saw
 }
 
 // scanStats count what one scan did, for tests and benchmarks.
@@ -75,17 +85,22 @@ func (s *Spy) scan(ctx context.Context, view time.Time) (_ []*found, changed boo
 		return nil, false, fmt.Errorf("harvest spy: harvest area %s is not a directory", root)
 	}
 	start := s.wall()
+	rootID := idOf(st)
+	ch := s.notes(root, rootID)
 	s.watchMu.Lock()
 	dirty, full := s.dirty, s.dirtyAll
 	s.dirty, s.dirtyAll = map[string]bool{}, false
 	s.watchMu.Unlock()
-	full = full || s.lastFull.IsZero() || start.Sub(s.lastFull) >= s.cfg.FullRescan
+	full = full || s.lastFull.IsZero() || start.Sub(s.lastFull) >= s.cfg.FullRescan || (ch != nil && ch.all)
 	w := &walker{s: s, ctx: ctx, start: start, cutoff: view.Add(-s.cfg.Lookback), full: full, dirty: dirty,
-		visited: map[string]bool{}}
+		ch: ch, visited: map[string]bool{}}
 	w.stats.full = full
-	if err := w.visit(root, st.ModTime()); err != nil {
+	if err := w.visit(root, rootID); err != nil {
 		// The walk did not finish: what the notifications asked for is still to do, and so is the
 		// rescan.
+		if ch != nil {
+			s.carry = ch
+		}
 		s.watchMu.Lock()
 		for d := range dirty {
 			s.dirty[d] = true
@@ -97,6 +112,9 @@ func (s *Spy) scan(ctx context.Context, view time.Time) (_ []*found, changed boo
 	for p := range s.dirs {
 		if !w.visited[p] {
 			delete(s.dirs, p) // removed, or no longer reachable
+			if s.trk != nil {
+				s.trk.unwatch(p)
+			}
 			w.changed = true
 		}
 	}
@@ -142,6 +160,7 @@ type walker struct {
 	cutoff  time.Time // spy clock: files modified before it are older than the lookback
 	full    bool
 	dirty   map[string]bool // directories a notification named since the last scan
+	ch      *changes        // what the tracker's drain asks for; nil: notifications are not trusted
 	visited map[string]bool
 	stats   scanStats
 	changed bool // a directory was listed, or a young file's size or time moved or it went away
@@ -153,19 +172,30 @@ func (w *walker) settledAt(mtime time.Time) bool {
 	return mtime.Before(w.start.Add(-w.s.cfg.MtimeSlack))
 }
 
-// visit brings one directory's state up to date, and its subdirectories'. mtime is the directory's
-// modification time, read before it is listed.
-func (w *walker) visit(path string, mtime time.Time) error {
+// visit brings one directory's state up to date, and its subdirectories'. id is the directory's
+// modification time (and device and inode), read before it is listed.
+func (w *walker) visit(path string, id dirID) error {
 	if err := w.ctx.Err(); err != nil {
 		return fmt.Errorf("harvest spy: scan of %s interrupted: %w", w.s.cfg.Dir, err)
 	}
 	w.visited[path] = true
+	mtime := id.mtime
 	old := w.s.dirs[path]
-	if !w.full && old != nil && old.settled && old.mtime.Equal(mtime) && !w.dirty[path] {
+	if w.ch != nil && !w.full && old != nil && old.watched && old.dev == id.dev && old.ino == id.ino && !w.ch.relist[path] && w.s.trk.watched(path) {
+		// Watched since before its listing: the notifications say what changed, whatever its time.
+		w.stats.reused++
+		w.applyNotes(path, old)
+		// As if listed when the walk began (the drain came before it), should the directory times
+		// decide again (the tracker closed).
+		old.mtime, old.settled = mtime, w.settledAt(mtime)
+		return w.visitSubdirs(path, old.subdirs)
+	}
+	if !w.full && old != nil && !old.watched && old.settled && old.mtime.Equal(mtime) && !w.dirty[path] && (w.ch == nil || !w.ch.relist[path]) {
 		w.stats.reused++
 		w.restatYoung(old)
 		return w.visitSubdirs(path, old.subdirs)
 	}
+	watched := w.watchDir(path) // before the listing: what changes after it is in the queue
 	dh, err := openDir(path)
 	var names []string
 	if err == nil {
@@ -183,7 +213,8 @@ func (w *walker) visit(path string, mtime time.Time) error {
 	}
 	w.stats.listed++
 	w.changed = true
-	d := &dirState{mtime: mtime, settled: w.settledAt(mtime), files: map[string]*fileRec{}, ignored: map[string]bool{}}
+	d := &dirState{mtime: mtime, dev: id.dev, ino: id.ino, settled: w.settledAt(mtime), watched: watched,
+		files: map[string]*fileRec{}, ignored: map[string]bool{}}
 	var (
 		minYoung, maxOld uint32
 		anyYoung         bool
@@ -238,7 +269,11 @@ func (w *walker) visit(path string, mtime time.Time) error {
 			f.path, f.stem = filepath.Join(path, name), n.Stem()
 		}
 		d.files[name] = f
+		if d.oldest.IsZero() || f.mtime.Before(d.oldest) {
+			d.oldest = f.mtime
+		}
 	}
+	d.oldMax = maxOld
 	switch {
 	case anyYoung:
 		d.floor = minYoung
@@ -297,7 +332,7 @@ func (w *walker) visitSubdirs(path string, subdirs []string) error {
 		if err != nil || !fi.IsDir() {
 			continue // removed since: its state is dropped
 		}
-		if err := w.visit(p, fi.ModTime()); err != nil {
+		if err := w.visit(p, idOf(fi)); err != nil {
 			return err
 		}
 	}

@@ -4,6 +4,7 @@ package harvest
 
 import (
 	"os"
+	"syscall"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -45,3 +46,12 @@ func (d *dir) lstat(name string) (dirEntry, error) {
 }
 
 func (d *dir) close() error { return d.f.Close() }
+
+// devIno is a directory's device and inode: a directory replaced under the same path, or a file system
+// mounted over it, is not the one watched.
+func devIno(fi os.FileInfo) (dev, ino uint64) {
+	if st, ok := fi.Sys().(*syscall.Stat_t); ok {
+		return uint64(st.Dev), st.Ino
+	}
+	return 0, 0
+}

@@ -13,8 +13,11 @@ import (
 // Watch calls notify whenever the file system reports a change in the harvest area, so the runner can
 // poll early, and has the next scan list the changed file's directory again even when its modification
 // time did not move (a file written in place); the runner's periodic poll and the full rescan stay the
-// safety net for what notifications miss (network file systems such as EOS's FUSE mount may give none). It watches every directory of the tree, adding new
-// ones as they appear, and returns when ctx ends or the notifications fail.
+// safety net for what notifications miss (network file systems such as EOS's FUSE mount may give
+// none). A directory the scan's own tracker watches (notify.go) is not listed again for it: the
+// tracker's events already say what changed; a lost notification still has everything listed again.
+// It watches every directory of the tree, adding new ones as they appear, and returns when ctx ends or
+// the notifications fail.
 //
 // notify must not block; it is called from Watch's goroutine, and calls may come in bursts.
 func (s *Spy) Watch(ctx context.Context, notify func()) error {
