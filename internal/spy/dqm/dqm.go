@@ -107,13 +107,20 @@ func (s *Spy) Poll(ctx context.Context, raw string) (spy.Result, error) {
 	}
 	cur := s.parseCursor(raw)
 	open := map[uint32]bool{}
-	var out []pcl.Observation
+	var stopped []uint32
 	for _, r := range runs {
 		open[r.Run] = true
-		if !r.Stopped || r.Run == 0 || r.Run > 9_999_999 {
-			continue
+		if r.Stopped && r.Run != 0 && r.Run <= 9_999_999 {
+			stopped = append(stopped, r.Run)
 		}
-		obs, err := s.pollRun(ctx, r.Run)
+	}
+	samples, err := s.samplesOf(ctx, stopped)
+	if err != nil {
+		return spy.Result{}, err
+	}
+	var out []pcl.Observation
+	for _, run := range stopped {
+		obs, err := s.pollRun(ctx, run, samples[run])
 		if err != nil {
 			return spy.Result{}, err
 		}
@@ -194,11 +201,8 @@ func (c *cursor) keep(open map[uint32]bool) {
 // /StreamExpress/Run2025C-PromptCalibProdSiStripGains-Express-v1/ALCAPROMPT.
 var pcaDatasetRE = regexp.MustCompile(`^/Stream[A-Za-z0-9]*Express[A-Za-z0-9]*/[^/]*-(PromptCalibProd[A-Za-z0-9]*)-Express-v[0-9]+/ALCAPROMPT$`)
 
-func (s *Spy) pollRun(ctx context.Context, run uint32) ([]pcl.Observation, error) {
-	samples, err := s.samples(ctx, run)
-	if err != nil {
-		return nil, err
-	}
+// pollRun reads the verdicts of one run's harvested workflows, given the run's samples.
+func (s *Spy) pollRun(ctx context.Context, run uint32, samples []Sample) ([]pcl.Observation, error) {
 	byProducer := map[string]string{}
 	for _, smp := range samples {
 		if m := pcaDatasetRE.FindStringSubmatch(smp.Dataset); m != nil {
@@ -238,26 +242,58 @@ func (s *Spy) folder(workflow string) string {
 	return DefaultFolder(workflow)
 }
 
-func (s *Spy) samples(ctx context.Context, run uint32) ([]Sample, error) {
-	rs := strconv.FormatUint(uint64(run), 10)
-	var u string
-	decode := DecodeSamples
+// samplesPerQuery bounds the runs one classic samples query names, so that its URL stays short.
+const samplesPerQuery = 40
+
+// samplesOf lists the samples of the runs, by run. The classic GUI takes a regular expression of runs,
+// so it is asked once for up to samplesPerQuery runs (^(392700|392701)$); the new GUI takes one run
+// per query.
+func (s *Spy) samplesOf(ctx context.Context, runs []uint32) (map[uint32][]Sample, error) {
+	out := map[uint32][]Sample{}
+	per := samplesPerQuery
 	if s.cfg.API == APIV1 {
-		u = s.base + "/api/v1/samples?" + url.Values{"run": {rs}, "dataset": {"ALCAPROMPT"}}.Encode()
-		decode = DecodeSamplesV1
-	} else {
-		u = s.base + "/data/json/samples?" + url.Values{"match": {"PromptCalibProd.*ALCAPROMPT"}, "run": {"^" + rs + "$"}}.Encode()
+		per = 1
 	}
-	out, _, err := httpx.Get(ctx, s.cfg.Client, u, decode)
-	if err != nil {
-		return nil, fmt.Errorf("dqm: %w", err)
-	}
-	for _, smp := range out {
-		if smp.Run != run {
-			return nil, fmt.Errorf("dqm: GET %s: asked for run %d, got a sample of run %d", u, run, smp.Run)
+	for len(runs) > 0 {
+		chunk := runs[:min(per, len(runs))]
+		runs = runs[len(chunk):]
+		if err := s.samples(ctx, chunk, out); err != nil {
+			return nil, err
 		}
 	}
 	return out, nil
+}
+
+// samples asks for the samples of the runs (one for the new GUI) and adds them to out.
+func (s *Spy) samples(ctx context.Context, runs []uint32, out map[uint32][]Sample) error {
+	names := make([]string, len(runs))
+	asked := make(map[uint32]bool, len(runs))
+	for i, r := range runs {
+		names[i] = strconv.FormatUint(uint64(r), 10)
+		asked[r] = true
+	}
+	var u string
+	decode := DecodeSamples
+	switch {
+	case s.cfg.API == APIV1:
+		u = s.base + "/api/v1/samples?" + url.Values{"run": {names[0]}, "dataset": {"ALCAPROMPT"}}.Encode()
+		decode = DecodeSamplesV1
+	case len(names) == 1:
+		u = s.base + "/data/json/samples?" + url.Values{"match": {"PromptCalibProd.*ALCAPROMPT"}, "run": {"^" + names[0] + "$"}}.Encode()
+	default:
+		u = s.base + "/data/json/samples?" + url.Values{"match": {"PromptCalibProd.*ALCAPROMPT"}, "run": {"^(" + strings.Join(names, "|") + ")$"}}.Encode()
+	}
+	got, _, err := httpx.Get(ctx, s.cfg.Client, u, decode)
+	if err != nil {
+		return fmt.Errorf("dqm: %w", err)
+	}
+	for _, smp := range got {
+		if !asked[smp.Run] {
+			return fmt.Errorf("dqm: GET %s: asked for run(s) %s, got a sample of run %d", u, strings.Join(names, ", "), smp.Run)
+		}
+		out[smp.Run] = append(out[smp.Run], smp)
+	}
+	return nil
 }
 
 func (s *Spy) archive(ctx context.Context, run uint32, dataset, folder string) (Folder, error) {

@@ -5,8 +5,11 @@ import (
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"os"
 	"path/filepath"
+	"regexp"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -306,4 +309,71 @@ func FuzzDecodeArchive(f *testing.F) {
 			}
 		}
 	})
+}
+
+// The classic GUI is asked for the samples of all stopped open runs at once, its run parameter a
+// regular expression of them; more runs than one query names take more queries.
+func TestClassicSamplesInOneQuery(t *testing.T) {
+	t.Parallel()
+	archive := testdata(t, "archive_classic.json")
+	var mu sync.Mutex
+	var queries []url.Values
+	// A GUI that answers as the real one does: the samples of the runs its run pattern matches (here
+	// only 392700 has any).
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		switch r.URL.Path {
+		case "/dqm/offline/data/json/samples":
+			mu.Lock()
+			queries = append(queries, r.URL.Query())
+			mu.Unlock()
+			re, err := regexp.Compile(r.URL.Query().Get("run"))
+			if err != nil {
+				http.Error(w, err.Error(), http.StatusBadRequest)
+				return
+			}
+			items := ""
+			if re.MatchString("392700") {
+				items = `{"type": "offline_data", "run": "392700", "dataset": "` + gainsV2 + `", "version": "", "importversion": 1}`
+			}
+			w.Write([]byte(`{"samples": [{"type": "offline_data", "items": [` + items + `]}]}`))
+		case "/dqm/offline/data/json/archive/392700" + gainsV2 + "/AlCaReco/SiStripGains":
+			w.Write(archive)
+		default:
+			http.NotFound(w, r)
+		}
+	}))
+	t.Cleanup(srv.Close)
+	open := []pcl.OpenRun{{Run: 392702}} // ongoing: not asked about
+	for r := uint32(392650); r <= 392700; r++ {
+		open = append(open, pcl.OpenRun{Run: r, Stopped: true})
+	}
+	s, err := New(Config{BaseURL: srv.URL + "/dqm/offline", Hints: runner.StaticHints{Runs: open}, Clock: clock.NewFake(t0)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := s.Poll(context.Background(), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.Observations) != 1 || res.Observations[0].Run != 392700 || res.Observations[0].Workflow != "SiStripGains" {
+		t.Fatalf("observations %+v", res.Observations)
+	}
+	// 51 stopped runs: one query of samplesPerQuery runs, one of the other 11.
+	if len(queries) != 2 {
+		t.Fatalf("%d samples queries for 51 runs, want 2: %v", len(queries), queries)
+	}
+	first, second := queries[0].Get("run"), queries[1].Get("run")
+	re1, re2 := regexp.MustCompile(first), regexp.MustCompile(second)
+	for r := 392650; r <= 392700; r++ {
+		rs := strconv.Itoa(r)
+		if re1.MatchString(rs) == re2.MatchString(rs) {
+			t.Errorf("run %s: matched by %t and %t of the two queries, want exactly one", rs, re1.MatchString(rs), re2.MatchString(rs))
+		}
+	}
+	for _, rs := range []string{"392702", "3926500", "39265", "1392650"} {
+		if re1.MatchString(rs) || re2.MatchString(rs) {
+			t.Errorf("the run patterns %q, %q match %s", first, second, rs)
+		}
+	}
 }
