@@ -1,11 +1,14 @@
 package sqlite
 
 import (
+	"bytes"
 	"context"
 	"database/sql"
 	"encoding/json"
 	"fmt"
 	"math"
+	"slices"
+	"sync"
 	"time"
 
 	"github.com/cms-pcl/spyagency/internal/pcl"
@@ -67,6 +70,7 @@ func (s *Store) ReleaseView(ctx context.Context, q store.ReleaseQuery) (store.Re
 		return v, s.wrap("read release view", err)
 	}
 	defer rows.Close()
+	fresh := map[uint32]memoDecision{}
 	for rows.Next() {
 		var (
 			run            int64
@@ -76,7 +80,7 @@ func (s *Store) ReleaseView(ctx context.Context, q store.ReleaseQuery) (store.Re
 		if err := rows.Scan(&run, &class, &decision, &body); err != nil {
 			return v, s.wrap("read release view", err)
 		}
-		rs, err := decodeSummary(run, class, decision, body)
+		rs, err := s.summaries.decode(run, class, decision, body, fresh)
 		if err != nil {
 			return v, s.wrap("read release view", err)
 		}
@@ -85,7 +89,57 @@ func (s *Store) ReleaseView(ctx context.Context, q store.ReleaseQuery) (store.Re
 	if err := rows.Err(); err != nil {
 		return v, s.wrap("read release view", err)
 	}
+	if q.From == 0 {
+		s.summaries.keep(fresh)
+	}
 	return v, nil
+}
+
+// summaryMemo keeps the decoded decision of each run the last release view read, with the stored
+// bytes it was decoded from. Tier-0 asks for first_unready_run every half minute and the board's
+// header as often; decoding the same decisions (their evidence lists run to hundreds of numbers) was
+// a third of each answer. A decision whose bytes are those remembered is taken from memory, its
+// slices copied; any other is decoded. Only the unreleased runs of the last view are remembered, so
+// memory follows the open work.
+type summaryMemo struct {
+	mu   sync.Mutex
+	runs map[uint32]memoDecision
+}
+
+type memoDecision struct {
+	raw []byte
+	d   pcl.Decision
+}
+
+// decode is decodeSummary, answered from memory where the decision's bytes did not change; what it
+// decoded or found goes into fresh.
+func (m *summaryMemo) decode(run int64, class string, decision, body []byte, fresh map[uint32]memoDecision) (pcl.RunState, error) {
+	if len(body) > 0 || run < 0 || run > math.MaxUint32 {
+		return decodeSummary(run, class, decision, body)
+	}
+	m.mu.Lock()
+	got, ok := m.runs[uint32(run)]
+	m.mu.Unlock()
+	if !ok || !bytes.Equal(got.raw, decision) {
+		rs, err := decodeSummary(run, class, decision, body)
+		if err != nil {
+			return rs, err
+		}
+		got = memoDecision{raw: bytes.Clone(decision), d: rs.Decision}
+	}
+	if fresh != nil {
+		fresh[uint32(run)] = got
+	}
+	d := got.d
+	d.Blocking, d.Evidence = slices.Clone(d.Blocking), slices.Clone(d.Evidence)
+	return pcl.RunState{Run: uint32(run), Class: class, Decision: d}, nil
+}
+
+// keep makes fresh what is remembered.
+func (m *summaryMemo) keep(fresh map[uint32]memoDecision) {
+	m.mu.Lock()
+	m.runs = fresh
+	m.mu.Unlock()
 }
 
 // OpenRunStates reads the unreleased runs and the releases that stopped at or after since (or have no

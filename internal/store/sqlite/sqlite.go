@@ -49,6 +49,8 @@ type Store struct {
 	log    *slog.Logger
 	closed atomic.Bool
 	late   atomic.Uint64 // distinct facts of compacted runs turned away (LateObservations)
+
+	summaries summaryMemo // the release view's decoded decisions (openwork.go)
 }
 
 var _ store.Store = (*Store)(nil)
