@@ -233,6 +233,16 @@ func (e *Evaluator) save(ctx context.Context) error {
 			saved = append(saved, ep)
 		}
 	}
+	if len(w.Save) > 0 || len(w.Delete) > 0 {
+		// A write is made anyway: the episodes whose LastSeen is half way to being due ride along, so
+		// that the refreshes of many alerts fall on the same evaluations instead of one each minute.
+		for _, ep := range e.live {
+			if !ep.gone && !ep.dirty && ep.ID != 0 && ep.LastSeen.Sub(ep.savedSeen) >= seenEvery/2 {
+				w.Save = append(w.Save, ep.Alert)
+				saved = append(saved, ep)
+			}
+		}
+	}
 	e.mu.Unlock()
 	if len(w.Save) > 0 || len(w.Delete) > 0 {
 		out, err := e.o.Store.SaveAlerts(ctx, w)

@@ -444,3 +444,40 @@ func TestPendingGoneWhileStoreRefuses(t *testing.T) {
 		t.Fatalf("stored %+v, want the new pending episode only", live)
 	}
 }
+
+// TestSeenRefreshesShareWrites: the stored LastSeen of alerts that hold is refreshed every few
+// minutes; alerts that began at different minutes come to be refreshed by the same writes, so that
+// many firing alerts do not each cost a write of their own, and none is stored more than seenEvery
+// behind.
+func TestSeenRefreshesShareWrites(t *testing.T) {
+	t.Parallel()
+	r := newRig(t)
+	a := runState(testRun, pcl.ReadinessBlocked, t0, wf("SiStripGains", pcl.StateUploadFailed))
+	b := runState(testRun+1, pcl.ReadinessBlocked, t0, wf("SiStripGains", pcl.StateUploadFailed))
+	r.w.set(a)
+	r.at(time.Hour)
+	r.w.set(a, b)
+	r.at(time.Hour + 3*time.Minute) // b's alerts begin three minutes after a's
+	var seen map[uint32]time.Time
+	for m := 4; m <= 40; m++ {
+		now := time.Hour + time.Duration(m)*time.Minute
+		r.at(now)
+		live, err := r.st.LiveAlerts(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		seen = map[uint32]time.Time{}
+		for _, al := range live {
+			if al.Rule != "upload-failed" {
+				continue
+			}
+			seen[al.Run] = al.LastSeen
+			if lag := t0.Add(now).Sub(al.LastSeen); lag >= seenEvery {
+				t.Fatalf("at +%d min the stored LastSeen of run %d is %s behind", m, al.Run, lag)
+			}
+		}
+	}
+	if len(seen) != 2 || !seen[testRun].Equal(seen[testRun+1]) {
+		t.Fatalf("stored LastSeen %v: the two alerts are still refreshed by writes of their own", seen)
+	}
+}
