@@ -226,10 +226,11 @@ func (d *decoder) checkSource(field string, name pcl.Source, s Source) {
 // checkNotifications: only the harvest source reads notifications, and knows two values.
 func (d *decoder) checkNotifications(field string, name pcl.Source, v string) {
 	key := field + ".notifications"
+	_, written := d.seen[key] // empty and not in the file: a configuration built in code, the default
 	switch {
 	case name != pcl.SourceHarvest && v != "":
 		d.addf(d.at(key), key, "only the harvest source reads it")
-	case name == pcl.SourceHarvest && v != "auto" && v != "off":
+	case name == pcl.SourceHarvest && v != "auto" && v != "off" && (v != "" || written):
 		d.addf(d.at(key), key, `want "auto" or "off", got %q`, v)
 	}
 }
