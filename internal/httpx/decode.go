@@ -29,6 +29,35 @@ func decode(r io.Reader, max int64, into any, strict bool) error {
 	if max <= 0 {
 		max = DefaultMaxBytes
 	}
+	if raw, ok := into.(*json.RawMessage); ok {
+		return decodeRaw(r, max, raw)
+	}
+	return decodeStream(r, max, into, strict)
+}
+
+// decodeRaw keeps one JSON value as it came, checked in one pass over the body: a reply kept raw is
+// decoded by its format's decoder next, and the stream decoder's passes (finding the value's end,
+// then copying it, then looking for trailing data) were most of the cost of a small reply. A body
+// that is not one JSON value goes through the stream decoder, which says what is wrong and where.
+func decodeRaw(r io.Reader, max int64, raw *json.RawMessage) error {
+	lr := &limitReader{r: r, left: max}
+	data, err := io.ReadAll(lr)
+	switch {
+	case lr.over || errors.Is(err, ErrTooLarge):
+		return fmt.Errorf("%w: more than %d bytes", ErrTooLarge, lr.limit())
+	case err != nil:
+		return fmt.Errorf("reading body: %w", err)
+	case json.Valid(data):
+		*raw = bytes.TrimSpace(data) // only JSON's whitespace can surround a valid value
+		return nil
+	}
+	if err := decodeStream(bytes.NewReader(data), max, raw, false); err != nil {
+		return err
+	}
+	return fmt.Errorf("%w: not one JSON value", ErrDecode)
+}
+
+func decodeStream(r io.Reader, max int64, into any, strict bool) error {
 	lr := &limitReader{r: r, left: max}
 	dec := json.NewDecoder(lr)
 	if strict {
@@ -119,7 +148,13 @@ func (l *limitReader) Read(p []byte) (int, error) {
 
 // DecodeBytes is DecodeJSON over a byte slice, with no limit beyond its length; the spies' format
 // decoders use it on bodies that the Client already bounded.
+//
+// Well-formed input is decoded by json.Unmarshal, in two passes; input it refuses is decoded again by
+// the stream decoder, whose error names what is wrong and where.
 func DecodeBytes(data []byte, into any) error {
+	if json.Unmarshal(data, into) == nil {
+		return nil
+	}
 	return DecodeJSON(bytes.NewReader(data), int64(len(data))+1, into)
 }
 

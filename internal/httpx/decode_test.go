@@ -1,6 +1,8 @@
 package httpx
 
 import (
+	"bytes"
+	"encoding/json"
 	"errors"
 	"io"
 	"strings"
@@ -57,6 +59,34 @@ func FuzzDecodeJSON(f *testing.F) {
 		err := DecodeJSON(strings.NewReader(string(data)), 1<<16, &v)
 		if err != nil && !errors.Is(err, ErrDecode) && !errors.Is(err, ErrTooLarge) {
 			t.Fatalf("unclassified error %v", err)
+		}
+	})
+}
+
+// A body kept raw is checked in one pass; it must be accepted, kept and refused exactly as the
+// stream decoder would, with the stream decoder's words for what is wrong. DecodeBytes' two-pass
+// path likewise.
+func FuzzRawAgreesWithStream(f *testing.F) {
+	for _, s := range []string{`{"result": [1, 2]}`, " \n{\"a\": 1}\t ", `{"a"`, ``, `[] []`, `{} x`, `"\u00e9"`, "\x00", `[1,]`, "{\"a\":1}\u00a0"} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		for _, max := range []int64{8, 1 << 16} {
+			var fast, slow json.RawMessage
+			errFast := decode(strings.NewReader(string(data)), max, &fast, false)
+			errSlow := decodeStream(strings.NewReader(string(data)), max, &slow, false)
+			if (errFast == nil) != (errSlow == nil) || (errFast != nil && errFast.Error() != errSlow.Error()) {
+				t.Fatalf("max %d, %q: raw path %v, stream %v", max, data, errFast, errSlow)
+			}
+			if errFast == nil && !bytes.Equal(fast, slow) {
+				t.Fatalf("max %d, %q: raw path kept %q, stream %q", max, data, fast, slow)
+			}
+		}
+		var a, b any
+		errA := DecodeBytes(data, &a)
+		errB := DecodeJSON(strings.NewReader(string(data)), int64(len(data))+1, &b)
+		if (errA == nil) != (errB == nil) || (errA != nil && errA.Error() != errB.Error()) {
+			t.Fatalf("%q: DecodeBytes %v, stream %v", data, errA, errB)
 		}
 	})
 }
