@@ -14,7 +14,7 @@ import (
 
 // runStudy runs the release-latency study in simulated time and prints its table (or JSON).
 func runStudy(e *env, args []string) error {
-	fs := e.flags("study", "study [--days N] [--seed N] [--policy "+strings.Join(study.Policies, ",")+"] [--faults none|default|heavy] [--operator-response 1h] [--json] [--svg FILE]")
+	fs := e.flags("study", "study [--days N] [--seed N] [--policy "+strings.Join(study.Policies, ",")+"] [--faults none|default|heavy] [--operator-response 1h] [--json] [--svg FILE] [--check]")
 	days := fs.Int("days", 28, "runs that stop in the first N simulated days are measured (the world runs two days more)")
 	seed := fs.Uint64("seed", 1, "the simulated world's seed")
 	policies := fs.String("policy", strings.Join(study.Policies, ","), "comma-separated policies: "+strings.Join(study.Policies, ", "))
@@ -24,6 +24,7 @@ func runStudy(e *env, args []string) error {
 	asJSON := fs.Bool("json", false, "print the metrics as JSON instead of a table")
 	svgFile := fs.String("svg", "", "also write the plot (latency distributions, in-order jam) to this SVG file")
 	level := fs.String("log-level", "info", "debug, info, warn or error (progress goes to stderr)")
+	check := fs.Bool("check", false, "after the results, check the study's targets (docs/study.md) and fail (exit 1) naming each one missed")
 	if err := e.parse(fs, args); err != nil {
 		return err
 	}
@@ -66,9 +67,27 @@ func runStudy(e *env, args []string) error {
 	if *asJSON {
 		enc := json.NewEncoder(e.stdout)
 		enc.SetIndent("", "  ")
-		return enc.Encode(res)
+		if err := enc.Encode(res); err != nil {
+			return err
+		}
+	} else if err := printStudy(e, res); err != nil {
+		return err
 	}
-	return printStudy(e, res)
+	if *check {
+		return checkTargets(e, res)
+	}
+	return nil
+}
+
+// checkTargets says on stderr whether the study met its targets, and fails naming those it missed.
+func checkTargets(e *env, res *study.Result) error {
+	unmet := res.Unmet()
+	if len(unmet) == 0 {
+		fmt.Fprintf(e.stderr, "study targets met: agency 0 unsafe, 0 later than fixed48h, median ≤ %.2f × oracle; agency+operator ≤ %.2f × oracle+operator\n",
+			study.TargetRatio, study.TargetRatio)
+		return nil
+	}
+	return fmt.Errorf("study targets missed (%d):\n  %s", len(unmet), strings.Join(unmet, "\n  "))
 }
 
 // printStudy writes the results table.

@@ -43,6 +43,13 @@ func TestStudyCommand(t *testing.T) {
 	if code != 0 || !strings.Contains(out, "oracle-unordered") || !strings.Contains(out, "median") || strings.Contains(out, "{") {
 		t.Errorf("the table: exit %d\n%s", code, out)
 	}
+	// --check fails naming the targets it cannot check without their policies (CI runs it on seed 1
+	// with every policy, where it must pass).
+	code, _, errs = run(t, "study", "--days", "1", "--policy", "fixed48h,oracle", "--log-level", "warn", "--check")
+	if code != 1 || !strings.Contains(errs, "study targets missed") || !strings.Contains(errs, "policy agency was not run") ||
+		!strings.Contains(errs, "policy agency+operator was not run") {
+		t.Errorf("--check without the agency's policies: exit %d\n%s", code, errs)
+	}
 	for _, args := range [][]string{{"--days", "0"}, {"--faults", "awful"}, {"--policy", "magic"}, {"--policy", ","}, {"extra"}} {
 		code, out, errs := run(t, append([]string{"study"}, args...)...)
 		if code == 0 || out != "" || errs == "" {
