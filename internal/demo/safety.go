@@ -58,8 +58,12 @@ func CheckRelease(truth sim.RunTruth, rel sim.Release, policy pcl.Policy) []stri
 						continue
 					}
 					if tag.InDB.IsZero() || tag.InDB.After(decided) {
-						out = append(out, fmt.Sprintf("SAFETY: run %d (%s) released at %s before %s's payload was in %s (status %q, in DB %s)",
-							truth.Number, truth.Class, decided.Format("Jan 2 15:04"), w.Workflow, tag.Tag, tag.Status, tag.InDB.Format("Jan 2 15:04")))
+						inDB := "never in DB"
+						if !tag.InDB.IsZero() {
+							inDB = "in DB " + tag.InDB.Format("Jan 2 15:04")
+						}
+						out = append(out, fmt.Sprintf("SAFETY: run %d (%s) released at %s before %s's payload was in %s (status %q, %s)",
+							truth.Number, truth.Class, decided.Format("Jan 2 15:04"), w.Workflow, tag.Tag, tag.Status, inDB))
 					}
 				}
 			}

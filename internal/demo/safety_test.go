@@ -1,6 +1,7 @@
 package demo
 
 import (
+	"strings"
 	"testing"
 	"time"
 
@@ -72,5 +73,30 @@ func TestSafeAtAgreesWithCheckRelease(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// A violation says when the payload reached the condition DB, or that it never did.
+func TestCheckReleaseSaysWhenThePayloadCame(t *testing.T) {
+	t.Parallel()
+	stop := sim.DefaultStart.Add(10 * time.Hour)
+	inDB := stop.Add(3 * time.Hour)
+	wf := func(tag sim.TagTruth) sim.WorkflowTruth {
+		return sim.WorkflowTruth{Workflow: "SiStripGains", Outcome: sim.OutcomePayload, Harvested: true, HarvestAt: stop.Add(time.Hour),
+			Files: []sim.FileTruth{{Tags: []sim.TagTruth{tag}}}}
+	}
+	for _, tc := range []struct {
+		tag  sim.TagTruth
+		want string
+	}{
+		{sim.TagTruth{Tag: "SiStripApvGain_PCL_v0_prompt", Status: "ok", InDB: inDB}, `(status "ok", in DB ` + inDB.Format("Jan 2 15:04") + ")"},
+		{sim.TagTruth{Tag: "SiStripApvGain_PCL_v0_prompt", Status: "fail"}, `(status "fail", never in DB)`},
+	} {
+		r := sim.RunTruth{Class: "Collisions26", Workflows: []sim.WorkflowTruth{wf(tc.tag)}}
+		r.Number, r.Start, r.Stop = 400001, stop.Add(-2*time.Hour), stop
+		v := CheckRelease(r, sim.Release{Locked: stop.Add(2 * time.Hour)}, pcl.DefaultPolicy())
+		if len(v) != 1 || !strings.HasSuffix(v[0], tc.want) {
+			t.Errorf("violations %q, want one ending %q", v, tc.want)
+		}
 	}
 }
