@@ -257,6 +257,16 @@ func (db *DB) query(ctx context.Context, q string, args ...any) (*sql.Rows, erro
 	return st.QueryContext(ctx, args...)
 }
 
+// queryRow is query for one row; its error comes with Scan, as database/sql's QueryRow does.
+func (db *DB) queryRow(ctx context.Context, q string, args ...any) *sql.Row {
+	q = db.dialect.Rewrite(q)
+	st, err := db.prepared(ctx, q)
+	if err != nil || st == nil {
+		return db.sql.QueryRowContext(ctx, q, args...)
+	}
+	return st.QueryRowContext(ctx, args...)
+}
+
 // prepared is the prepared statement of a query, prepared now if it is new; nil when too many are kept
 // already (the caller runs the query unprepared). Statements are never closed while the DB is open, so
 // one handed out stays usable.
@@ -395,14 +405,7 @@ func (db *DB) IOVCounts(ctx context.Context, tags []string) (map[string]IOVCount
 		if err := rows.Scan(&tag, &c.Rows, &newest); err != nil {
 			return nil, fmt.Errorf("condition DB %s: counting IOVs: %w", db.name, err)
 		}
-		switch v := newest.(type) {
-		case time.Time:
-			c.Newest = v.UTC().Format(time.RFC3339Nano)
-		case []byte:
-			c.Newest = string(v)
-		default:
-			c.Newest = fmt.Sprint(v)
-		}
+		c.Newest = newestText(newest)
 		out[tag] = c
 	}
 	if err := rows.Err(); err != nil {
@@ -411,12 +414,93 @@ func (db *DB) IOVCounts(ctx context.Context, tags []string) (map[string]IOVCount
 	return out, nil
 }
 
+// newestText renders MAX(INSERTION_TIME) as the engine returned it.
+func newestText(newest any) string {
+	switch v := newest.(type) {
+	case time.Time:
+		return v.UTC().Format(time.RFC3339Nano)
+	case []byte:
+		return string(v)
+	case nil:
+		return ""
+	default:
+		return fmt.Sprint(v)
+	}
+}
+
+// IOVCountsFrom is IOVCounts over the rows of each tag whose SINCE is at or above the tag's floor: a
+// tag in floors is counted over [floor, ∞) (an index range of the primary key (TAG_NAME, SINCE,
+// INSERTION_TIME), so the cost follows the rows above the floor, not the tag's history); the others
+// over all their rows. A tag with no row in its range is absent, as in IOVCounts.
+func (db *DB) IOVCountsFrom(ctx context.Context, tags []string, floors map[string]uint64) (map[string]IOVCount, error) {
+	var whole []string
+	for _, t := range tags {
+		if _, ok := floors[t]; !ok {
+			whole = append(whole, t)
+		}
+	}
+	out, err := db.IOVCounts(ctx, whole)
+	if err != nil {
+		return nil, err
+	}
+	for _, t := range tags {
+		floor, ok := floors[t]
+		if !ok {
+			continue
+		}
+		var c IOVCount
+		var newest any
+		err := db.queryRow(ctx, `SELECT COUNT(*), MAX("INSERTION_TIME") FROM "IOV" WHERE "TAG_NAME" = ? AND "SINCE" >= ?`,
+			t, clampSince(floor)).Scan(&c.Rows, &newest)
+		if err != nil {
+			return nil, fmt.Errorf("condition DB %s: counting the IOVs of %s from since %d: %w", db.name, t, floor, err)
+		}
+		if c.Rows > 0 {
+			c.Newest = newestText(newest)
+			out[t] = c
+		}
+	}
+	return out, nil
+}
+
+// InEffect is the since of the IOV in effect at since in a tag: the highest since at or below it. ok
+// is false when the tag has none there. One lookup in the primary key, whatever the tag's history.
+func (db *DB) InEffect(ctx context.Context, tag string, since uint64) (at uint64, ok bool, err error) {
+	var v sql.NullInt64
+	if err := db.queryRow(ctx, `SELECT MAX("SINCE") FROM "IOV" WHERE "TAG_NAME" = ? AND "SINCE" <= ?`, tag, clampSince(since)).Scan(&v); err != nil {
+		return 0, false, fmt.Errorf("condition DB %s: the IOV of %s in effect at %d: %w", db.name, tag, since, err)
+	}
+	if !v.Valid || v.Int64 < 0 {
+		return 0, false, nil
+	}
+	return uint64(v.Int64), true, nil
+}
+
+// clampSince is a since as SQLite's signed integers compare it: beyond 2^63-1 (only "infinity" in
+// practice) it is the largest they hold.
+func clampSince(since uint64) int64 {
+	if since > math.MaxInt64 {
+		return math.MaxInt64
+	}
+	return int64(since)
+}
+
 // IOVs reads a tag's IOV rows inserted at or after notBefore (zero: all), ordered by INSERTION_TIME then
 // SINCE, at most limit of them (0: no limit). The bound is inclusive so that a reader can resume at a
 // timestamp shared by several rows; it skips the ones it already has.
 func (db *DB) IOVs(ctx context.Context, tag string, notBefore time.Time, limit int) ([]IOV, error) {
+	return db.IOVsFrom(ctx, tag, notBefore, 0, limit)
+}
+
+// IOVsFrom is IOVs over the rows whose SINCE is at or above minSince (0: all): an index range of the
+// primary key instead of the tag's whole history.
+func (db *DB) IOVsFrom(ctx context.Context, tag string, notBefore time.Time, minSince uint64, limit int) ([]IOV, error) {
 	q := `SELECT "SINCE", "PAYLOAD_HASH", "INSERTION_TIME" FROM "IOV" WHERE "TAG_NAME" = ?`
 	args := []any{tag}
+	if minSince > 0 {
+		q += ` AND "SINCE" >= ?`
+		args = append(args, clampSince(minSince))
+	}
 	if !notBefore.IsZero() {
 		q += ` AND "INSERTION_TIME" >= ?`
 		args = append(args, db.dialect.BindTime(notBefore))

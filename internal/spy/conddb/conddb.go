@@ -52,6 +52,7 @@ type Spy struct {
 	// count did not move, since they have no row it has not seen. Any other cursor (a poll whose
 	// observations were not stored, a restart) and every fullEvery-th poll read every tag again.
 	counts    map[string]conddbv2.IOVCount
+	floorsOf  map[string]uint64 // the floors the counts were taken above (a tag absent: all its rows)
 	countsFor string
 	polls     int
 	// version is the file's data version read before the counts were (SQLite only): a poll that finds
@@ -59,6 +60,7 @@ type Spy struct {
 	// counted is how many polls counted the IOVs (tests).
 	version conddbv2.DataVersion
 	counted int
+	lowest  uint32 // the lowest open run the floors were taken at (0: none, no floors)
 }
 
 // fullEvery is how often a poll reads every watched tag whatever their counts say: the safety net for
@@ -119,6 +121,9 @@ type cursor struct {
 type tagCursor struct {
 	Latest time.Time `json:"latest"`
 	Seen   []rowKey  `json:"seen,omitempty"`
+	// Floor is the since from which the tag was read (0: from the first row; see floors). Rows below
+	// it were never looked at, so a lower floor later starts the tag's reading again from the start.
+	Floor uint64 `json:"floor,omitempty"`
 }
 
 // rowKey is an IOV row's primary key within its tag.
@@ -165,6 +170,10 @@ func (s *Spy) Poll(ctx context.Context, raw string) (spy.Result, error) {
 	if err != nil {
 		return spy.Result{}, err
 	}
+	lowest, err := s.lowestOpenRun(ctx)
+	if err != nil {
+		return spy.Result{}, err
+	}
 	// Read before the counts: a commit after this read moves the version the next poll compares.
 	version, err := db.DataVersion(ctx)
 	if err != nil {
@@ -177,7 +186,9 @@ func (s *Spy) Poll(ctx context.Context, raw string) (spy.Result, error) {
 		known = nil
 	}
 	s.polls++
-	unchanged := known != nil && version != (conddbv2.DataVersion{}) && version == s.version
+	// A lower open run than the floors were taken at (or none: no floor) may need rows never read.
+	floorsHold := s.lowest != 0 && lowest >= s.lowest || s.lowest == 0 && lowest == 0
+	unchanged := known != nil && floorsHold && version != (conddbv2.DataVersion{}) && version == s.version
 	for _, tag := range tags {
 		if _, ok := known[tag]; !ok {
 			unchanged = false // a tag not read to its end for this cursor, or newly watched
@@ -190,36 +201,46 @@ func (s *Spy) Poll(ctx context.Context, raw string) (spy.Result, error) {
 		// version was read.
 		return spy.Result{Cursor: raw}, nil
 	}
-	counts, err := db.IOVCounts(ctx, tags)
+	floors, infos, err := s.floors(ctx, db, tags, lowest)
+	if err != nil {
+		s.drop(db)
+		return spy.Result{}, transient(fmt.Errorf("conddb spy: %w", err))
+	}
+	counts, err := db.IOVCountsFrom(ctx, tags, floors)
 	if err != nil {
 		s.drop(db)
 		return spy.Result{}, transient(fmt.Errorf("conddb spy: %w", err))
 	}
 	s.mu.Lock()
 	s.counted++
+	knownFloors := s.floorsOf
 	s.mu.Unlock()
 	// A tag is read when it may hold a row the cursor has not seen: its count moved, or it was not read
 	// to its end for this cursor. (A tag in known had its cursor in raw, which that poll returned.)
 	next := map[string]conddbv2.IOVCount{}
 	var read []string
 	for _, tag := range tags {
-		if c, ok := known[tag]; ok && c == counts[tag] {
+		f, floored := floors[tag]
+		kf, knownFloored := knownFloors[tag]
+		if c, ok := known[tag]; ok && c == counts[tag] && f == kf && floored == knownFloored {
 			next[tag] = c
 			continue
 		}
 		read = append(read, tag)
 	}
 	if len(read) == 0 {
-		s.remember(next, raw, version)
+		s.remember(next, floors, raw, version, lowest)
 		return spy.Result{Cursor: raw}, nil
 	}
 	cur := s.parseCursor(raw)
-	// The TAG rows of the tags read, in one query; the others' rows are not needed this poll (each IOV
-	// observation carries its tag's synchronization as it is when the row is read).
-	infos, err := db.TagInfos(ctx, read)
-	if err != nil {
-		s.drop(db)
-		return spy.Result{}, transient(fmt.Errorf("conddb spy: %w", err))
+	// The TAG rows of the tags read, in one query (already read for the floors when there are open
+	// runs); the others' rows are not needed this poll (each IOV observation carries its tag's
+	// synchronization as it is when the row is read).
+	if infos == nil {
+		if infos, err = db.TagInfos(ctx, read); err != nil {
+			s.drop(db)
+			return spy.Result{}, transient(fmt.Errorf("conddb spy: %w", err))
+		}
 	}
 	var out []pcl.Observation
 	for _, tag := range read {
@@ -240,7 +261,14 @@ func (s *Spy) Poll(ctx context.Context, raw string) (spy.Result, error) {
 		if tc == nil {
 			tc = &tagCursor{}
 		}
-		obs, complete, err := s.pollTag(ctx, db, info, tc, budget)
+		if f := floors[tag]; f < tc.Floor {
+			// The floor went down (a lower run open again, a restart with other open runs): the rows
+			// between the floors were never read, whenever they were inserted. Read the tag again from
+			// the new floor; what was sent already is sent again, and the store keeps it once.
+			tc = &tagCursor{}
+		}
+		tc.Floor = floors[tag]
+		obs, complete, err := s.pollTag(ctx, db, info, tc, budget, floors[tag])
 		if err != nil {
 			s.drop(db)
 			return spy.Result{}, transient(fmt.Errorf("conddb spy: %w", err))
@@ -257,16 +285,67 @@ func (s *Spy) Poll(ctx context.Context, raw string) (spy.Result, error) {
 	if err != nil {
 		return spy.Result{}, fmt.Errorf("conddb spy: encoding cursor: %w", err)
 	}
-	s.remember(next, string(b), version)
+	s.remember(next, floors, string(b), version, lowest)
 	return spy.Result{Observations: out, Cursor: string(b)}, nil
 }
 
-// remember keeps the counts of the tags read to their end, for the cursor the poll returns, with the
-// data version read before them.
-func (s *Spy) remember(counts map[string]conddbv2.IOVCount, cursor string, version conddbv2.DataVersion) {
+// remember keeps the counts of the tags read to their end and the floors they were counted above, for
+// the cursor the poll returns, with the data version read before them.
+func (s *Spy) remember(counts map[string]conddbv2.IOVCount, floors map[string]uint64, cursor string, version conddbv2.DataVersion, lowest uint32) {
 	s.mu.Lock()
-	s.counts, s.countsFor, s.version = counts, cursor, version
+	s.counts, s.floorsOf, s.countsFor, s.version, s.lowest = counts, floors, cursor, version, lowest
 	s.mu.Unlock()
+}
+
+// lowestOpenRun is the lowest run the hints say is open, 0 without hints or open runs.
+func (s *Spy) lowestOpenRun(ctx context.Context) (uint32, error) {
+	if s.cfg.Hints == nil {
+		return 0, nil
+	}
+	runs, err := s.cfg.Hints.OpenRuns(ctx)
+	if err != nil {
+		return 0, fmt.Errorf("conddb spy: open runs: %w", err)
+	}
+	var lowest uint32
+	for _, r := range runs {
+		if r.Run > 0 && (lowest == 0 || r.Run < lowest) {
+			lowest = r.Run
+		}
+	}
+	return lowest, nil
+}
+
+// floors are, per run- or lumi-based tag, the since of the IOV in effect at the lowest open run (0:
+// none). No
+// row below it can be in effect for an open run (PromptReco of run N reads the IOV with the highest
+// since at or below N, and the floor's own row, or a newer one of its since, is at or above it), so
+// the counts and reads look at the rows from the floor up: the open work, not the tag's years of
+// history. Without hints or open runs, and for tags of other time types (a timestamp since is not a
+// run), there is no floor and every row is looked at. infos are the TAG rows read for it, nil when
+// none were needed.
+func (s *Spy) floors(ctx context.Context, db *conddbv2.DB, tags []string, lowest uint32) (map[string]uint64, map[string]conddbv2.TagInfo, error) {
+	if lowest == 0 {
+		return nil, nil, nil
+	}
+	infos, err := db.TagInfos(ctx, tags)
+	if err != nil {
+		return nil, nil, err
+	}
+	floors := map[string]uint64{}
+	for _, tag := range tags {
+		info, ok := infos[tag]
+		if !ok || (info.TimeType != pcl.TimeRun && info.TimeType != pcl.TimeLumi) {
+			continue
+		}
+		at, ok, err := db.InEffect(ctx, tag, pcl.SinceOfRun(info.TimeType, lowest))
+		if err != nil {
+			return nil, nil, err
+		}
+		if ok {
+			floors[tag] = at
+		}
+	}
+	return floors, infos, nil
 }
 
 func (s *Spy) tags(ctx context.Context) (tags []string, explicit bool, err error) {
@@ -316,7 +395,7 @@ func (s *Spy) drop(db *conddbv2.DB) {
 
 // pollTag reads one tag's new rows page by page, advancing tc as it goes.
 // complete says it read the tag to its end (the budget did not cut it short).
-func (s *Spy) pollTag(ctx context.Context, db *conddbv2.DB, info conddbv2.TagInfo, tc *tagCursor, budget int) (out []pcl.Observation, complete bool, err error) {
+func (s *Spy) pollTag(ctx context.Context, db *conddbv2.DB, info conddbv2.TagInfo, tc *tagCursor, budget int, floor uint64) (out []pcl.Observation, complete bool, err error) {
 	tag := info.Name
 	for len(out) < budget {
 		from := time.Time{}
@@ -325,7 +404,7 @@ func (s *Spy) pollTag(ctx context.Context, db *conddbv2.DB, info conddbv2.TagInf
 		}
 		// The rows already seen come back too; asking for that many more guarantees progress.
 		limit := s.cfg.PageSize + len(tc.Seen)
-		rows, err := db.IOVs(ctx, tag, from, limit)
+		rows, err := db.IOVsFrom(ctx, tag, from, floor, limit)
 		if err != nil {
 			return nil, false, err
 		}

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -409,5 +410,73 @@ func TestUnchangedFileNewTagIsRead(t *testing.T) {
 	res, err := s.Poll(ctx, first.Cursor)
 	if err != nil || len(res.Observations) != 107 {
 		t.Fatalf("a tag watched from now on: %d observations, %v; want its 107 IOVs", len(res.Observations), err)
+	}
+}
+
+type openHints struct {
+	tags []string
+	runs []pcl.OpenRun
+}
+
+func (h *openHints) OpenRuns(context.Context) ([]pcl.OpenRun, error) { return h.runs, nil }
+func (h *openHints) WatchedTags(context.Context) ([]string, error)   { return h.tags, nil }
+
+// With open runs, a run-based tag is read from the IOV in effect at the lowest open run up: that IOV
+// and every row above it are observed, a row appended below it (in effect for no open run) is not,
+// and the floor follows the open runs as they move.
+func TestReadsFromTheIOVInEffectAtTheLowestOpenRun(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	path := fixtureCopy(t)
+	h := &openHints{tags: []string{fixtureTag}, runs: []pcl.OpenRun{{Run: 325500, Stopped: true}, {Run: 327100}}}
+	s := newSpy(t, Config{DSN: "sqlite:" + path, Hints: h})
+	first, err := s.Poll(ctx, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var sinces []uint64
+	for _, o := range first.Observations {
+		sinces = append(sinces, o.Since)
+	}
+	slices.Sort(sinces)
+	// The fixture's sinces end ... 325296, 325948, 327051: 325296 is in effect at 325500.
+	if want := []uint64{325296, 325948, 327051}; !slices.Equal(sinces, want) {
+		t.Fatalf("observed sinces %v, want %v (the IOV in effect at the lowest open run and those above)", sinces, want)
+	}
+	w, err := conddbv2.OpenWriter(ctx, path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	payload := first.Observations[0].Payload
+	ins := time.Date(2026, 2, 28, 9, 30, 0, 0, time.UTC)
+	for _, since := range []uint64{325000, 327200} { // below the floor, above it
+		if err := w.AppendIOV(ctx, conddbv2.IOV{Tag: fixtureTag, Since: since, Payload: payload, Inserted: ins}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	second, err := s.Poll(ctx, first.Cursor)
+	if err != nil || len(second.Observations) != 1 || second.Observations[0].Since != 327200 {
+		t.Fatalf("after appends below and above the floor: %+v, %v; want only since 327200", second.Observations, err)
+	}
+	// The lowest open run goes down (a run opened again): the floor follows, and the tag is read again
+	// from it (what was sent already comes again, and the store keeps it once): the IOV in effect at the
+	// new lowest run, 323524, and the one appended below the old floor with it, nothing below.
+	h.runs = []pcl.OpenRun{{Run: 324000, Stopped: true}}
+	third, err := s.Poll(ctx, second.Cursor)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[uint64]bool{}
+	for _, o := range third.Observations {
+		got[o.Since] = true
+	}
+	if !got[325000] || !got[323524] || !got[327200] {
+		t.Fatalf("after the floor went down: sinces %v; want the rows from 323524 up, 325000 among them", got)
+	}
+	for since := range got {
+		if since < 323524 {
+			t.Errorf("since %d, below the IOV in effect at the lowest open run, was read", since)
+		}
 	}
 }

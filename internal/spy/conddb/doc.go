@@ -7,6 +7,12 @@
 // timestamp are neither lost nor repeated, and a row whose insertion time lags its commit (a slow upload
 // transaction) is still caught if it lands within the window.
 //
+// While runs are open, a run- or lumi-based tag is read from the IOV in effect at the lowest open run
+// up (its "floor"): no row below it can be in effect for an open run, and the primary key (TAG_NAME,
+// SINCE, INSERTION_TIME) gives that range without the tag's years of history. A floor that goes down
+// starts the tag's reading again from the new one. Without open runs, and for time-based tags, every
+// row is looked at.
+//
 // A poll first asks what changed at all, cheapest first: on an SQLite file, PRAGMA data_version (one
 // pragma: no commit since the previous poll counted means nothing to read); then, per tag, the count
 // and newest insertion time of its IOV rows (a tag whose count did not move is not read). Both skips

@@ -1,0 +1,104 @@
+package conddbv2
+
+import (
+	"context"
+	"fmt"
+	"path/filepath"
+	"testing"
+	"time"
+)
+
+// BenchmarkReadsOverHistory: what the condition DB spy asks of a file on each poll that finds it
+// changed, on a condition DB of 40 run-based tags holding a year (2,000 IOVs a tag) and ten years
+// (20,000) of runs: the count of every tag's rows, and one tag's rows inserted in the last hour. Over
+// the whole tag both scan its entries of the primary key (TAG_NAME, SINCE, INSERTION_TIME), growing
+// with its history; from a floor (the IOV in effect at the lowest open run, as the spy asks when runs
+// are open) they read a range of it, the open work (docs/benchmarks.md).
+func BenchmarkReadsOverHistory(b *testing.B) {
+	ctx := context.Background()
+	const tags, runsAYear = 40, 2000
+	end := time.Date(2026, 11, 30, 12, 0, 0, 0, time.UTC)
+	for _, years := range []int{1, 10} {
+		path := filepath.Join(b.TempDir(), "conddb.db")
+		w, err := Create(ctx, path)
+		if err != nil {
+			b.Fatal(err)
+		}
+		hash := fmt.Sprintf("%040x", 1)
+		if err := w.InsertPayload(ctx, Payload{Hash: hash, ObjectType: "SiStripApvGain"}); err != nil {
+			b.Fatal(err)
+		}
+		var names []string
+		for t := range tags {
+			name := fmt.Sprintf("Tag%02d_PCL_v0_prompt", t)
+			names = append(names, name)
+			if err := w.InsertTag(ctx, TagInfo{Name: name, TimeType: "Run", ObjectType: "SiStripApvGain", Synchronization: "pcl"}); err != nil {
+				b.Fatal(err)
+			}
+		}
+		tx, err := w.sql.BeginTx(ctx, nil)
+		if err != nil {
+			b.Fatal(err)
+		}
+		n := years * runsAYear
+		step := time.Duration(years) * 365 * 24 * time.Hour / time.Duration(n)
+		for _, name := range names {
+			for r := range n {
+				at := end.Add(-time.Duration(n-1-r) * step)
+				if _, err := tx.ExecContext(ctx, `INSERT INTO "IOV" ("TAG_NAME", "SINCE", "PAYLOAD_HASH", "INSERTION_TIME") VALUES (?, ?, ?, ?)`,
+					name, 300000+r, hash, FormatTime(at)); err != nil {
+					b.Fatal(err)
+				}
+			}
+		}
+		if err := tx.Commit(); err != nil {
+			b.Fatal(err)
+		}
+		w.Close()
+		db, err := OpenFile(ctx, path, Options{})
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Run(fmt.Sprintf("years=%d/counts", years), func(b *testing.B) {
+			for b.Loop() {
+				c, err := db.IOVCounts(ctx, names)
+				if err != nil || len(c) != tags || c[names[0]].Rows != int64(n) {
+					b.Fatalf("%v %v", c[names[0]], err)
+				}
+			}
+		})
+		// What the spy asks with open runs: the rows from the IOV in effect at the lowest open run up
+		// (here the last 50 runs), found by one lookup per tag.
+		b.Run(fmt.Sprintf("years=%d/counts-from-floor", years), func(b *testing.B) {
+			for b.Loop() {
+				floors := map[string]uint64{}
+				for _, name := range names {
+					at, ok, err := db.InEffect(ctx, name, uint64(300000+n-50))
+					if err != nil || !ok {
+						b.Fatal(at, ok, err)
+					}
+					floors[name] = at
+				}
+				c, err := db.IOVCountsFrom(ctx, names, floors)
+				if err != nil || len(c) != tags || c[names[0]].Rows != 50 {
+					b.Fatalf("%v %v", c[names[0]], err)
+				}
+			}
+		})
+		b.Run(fmt.Sprintf("years=%d/last-hour-from-floor", years), func(b *testing.B) {
+			for b.Loop() {
+				if _, err := db.IOVsFrom(ctx, names[0], end.Add(-time.Hour), uint64(300000+n-50), 1000); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+		b.Run(fmt.Sprintf("years=%d/last-hour", years), func(b *testing.B) {
+			for b.Loop() {
+				if _, err := db.IOVs(ctx, names[0], end.Add(-time.Hour), 1000); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+		db.Close()
+	}
+}
