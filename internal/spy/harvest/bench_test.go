@@ -58,6 +58,58 @@ func yearsArea(b *testing.B, end time.Time, years int) string {
 	return root
 }
 
+// settledSpy is a spy on root that has scanned it once and then again after the directories' times
+// settled, and its cursor: what every benchmark poll starts from.
+func settledSpy(b *testing.B, root string, end time.Time, mode Notifications) (*Spy, string) {
+	b.Helper()
+	s, err := New(Config{Dir: root, Clock: clock.NewFake(end.Add(time.Hour)), Notifications: mode})
+	if err != nil {
+		b.Fatal(err)
+	}
+	res, err := s.Poll(context.Background(), "")
+	if err != nil {
+		b.Fatal(err)
+	}
+	time.Sleep(DefaultMtimeSlack + 100*time.Millisecond) // let the directories' times settle
+	if _, err := s.Poll(context.Background(), res.Cursor); err != nil {
+		b.Fatal(err)
+	}
+	return s, res.Cursor
+}
+
+// newFiles numbers the files the one-new-file benchmarks write, across benchmarks and -count's
+// repeats: each must be new.
+var newFiles int
+
+// benchPolls runs the sub-benchmarks prefix+"nothing-new" and prefix+"one-new-file" (a marker
+// written into root's 2026 folder before each poll) on s from cursor.
+func benchPolls(b *testing.B, s *Spy, root, cursor, prefix string) {
+	ctx := context.Background()
+	b.Run(prefix+"nothing-new", func(b *testing.B) {
+		for b.Loop() {
+			if _, err := s.Poll(ctx, cursor); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run(prefix+"one-new-file", func(b *testing.B) {
+		dir := filepath.Join(root, "2026")
+		for b.Loop() {
+			newFiles++
+			p := filepath.Join(dir, fmt.Sprintf("Run393993@SiStripApvGain_pcl@bench%d.txt.uploaded", newFiles))
+			if err := os.WriteFile(p, []byte("prodMetaData {}"), 0o644); err != nil {
+				b.Fatal(err)
+			}
+			res, err := s.Poll(ctx, cursor)
+			if err != nil || len(res.Observations) == 0 {
+				b.Fatalf("%d observations, %v", len(res.Observations), err)
+			}
+			cursor = res.Cursor
+		}
+		b.ReportMetric(float64(s.last.listed), "listed/op")
+	})
+}
+
 // BenchmarkPollDecadeArea: the polls of BenchmarkPollYearArea on a year's area and on ten years'
 // (1.2 million files in ten year folders), notifications off and, where the temp dir's file system
 // lets them be trusted, auto. A decade must cost what a year does: the older years' folders do not
@@ -65,8 +117,6 @@ func yearsArea(b *testing.B, end time.Time, years int) string {
 // written once per size).
 func BenchmarkPollDecadeArea(b *testing.B) {
 	end := time.Now().Add(-time.Hour)
-	ctx := context.Background()
-	i := 0
 	for _, years := range []int{1, 10} {
 		root := yearsArea(b, end, years)
 		modes := []Notifications{NotificationsOff}
@@ -76,42 +126,8 @@ func BenchmarkPollDecadeArea(b *testing.B) {
 			}
 		}
 		for _, mode := range modes {
-			s, err := New(Config{Dir: root, Clock: clock.NewFake(end.Add(time.Hour)), Notifications: mode})
-			if err != nil {
-				b.Fatal(err)
-			}
-			res, err := s.Poll(ctx, "")
-			if err != nil {
-				b.Fatal(err)
-			}
-			cursor := res.Cursor
-			time.Sleep(DefaultMtimeSlack + 100*time.Millisecond)
-			if _, err := s.Poll(ctx, cursor); err != nil {
-				b.Fatal(err)
-			}
-			name := fmt.Sprintf("years=%d/%s", years, mode)
-			b.Run(name+"/nothing-new", func(b *testing.B) {
-				for b.Loop() {
-					if _, err := s.Poll(ctx, cursor); err != nil {
-						b.Fatal(err)
-					}
-				}
-			})
-			b.Run(name+"/one-new-file", func(b *testing.B) {
-				dir := filepath.Join(root, "2026")
-				for b.Loop() {
-					i++
-					p := filepath.Join(dir, fmt.Sprintf("Run393993@SiStripApvGain_pcl@bench%d.txt.uploaded", i))
-					if err := os.WriteFile(p, []byte("prodMetaData {}"), 0o644); err != nil {
-						b.Fatal(err)
-					}
-					res, err := s.Poll(ctx, cursor)
-					if err != nil || len(res.Observations) == 0 {
-						b.Fatalf("%d observations, %v", len(res.Observations), err)
-					}
-					cursor = res.Cursor
-				}
-			})
+			s, cursor := settledSpy(b, root, end, mode)
+			benchPolls(b, s, root, cursor, fmt.Sprintf("years=%d/%s/", years, mode))
 			s.Close()
 		}
 	}
@@ -122,51 +138,15 @@ func BenchmarkPollDecadeArea(b *testing.B) {
 func BenchmarkPollYearArea(b *testing.B) {
 	end := time.Now().Add(-time.Hour)
 	root := yearArea(b, end)
-	ctx := context.Background()
-	s, err := New(Config{Dir: root, Clock: clock.NewFake(end.Add(time.Hour))})
-	if err != nil {
-		b.Fatal(err)
-	}
-	res, err := s.Poll(ctx, "")
-	if err != nil {
-		b.Fatal(err)
-	}
-	cursor := res.Cursor
-	time.Sleep(DefaultMtimeSlack + 100*time.Millisecond) // let the directories' times settle
-	if _, err := s.Poll(ctx, cursor); err != nil {
-		b.Fatal(err)
-	}
+	s, cursor := settledSpy(b, root, end, "")
 	b.Logf("remembered %d uploads and markers of 80,000", len(s.entries))
-
-	b.Run("nothing-new", func(b *testing.B) {
-		for b.Loop() {
-			if _, err := s.Poll(ctx, cursor); err != nil {
-				b.Fatal(err)
-			}
-		}
-	})
-	i := 0 // across -count's repeats of the sub-benchmark too: each file must be new
-	b.Run("one-new-file", func(b *testing.B) {
-		dir := filepath.Join(root, "2026")
-		for b.Loop() {
-			i++
-			p := filepath.Join(dir, fmt.Sprintf("Run393993@SiStripApvGain_pcl@bench%d.txt.uploaded", i))
-			if err := os.WriteFile(p, []byte("prodMetaData {}"), 0o644); err != nil {
-				b.Fatal(err)
-			}
-			res, err := s.Poll(ctx, cursor)
-			if err != nil || len(res.Observations) == 0 {
-				b.Fatalf("%d observations, %v", len(res.Observations), err)
-			}
-			cursor = res.Cursor
-		}
-	})
+	benchPolls(b, s, root, cursor, "")
 	b.Run("full-rescan", func(b *testing.B) {
 		for b.Loop() {
 			s.scanMu.Lock()
 			s.lastFull = time.Time{}
 			s.scanMu.Unlock()
-			if _, err := s.Poll(ctx, cursor); err != nil {
+			if _, err := s.Poll(context.Background(), cursor); err != nil {
 				b.Fatal(err)
 			}
 		}
@@ -186,45 +166,9 @@ func BenchmarkPollYearAreaNotified(b *testing.B) {
 	if name, ok := trustedFSType(ft); !ok {
 		b.Skipf("the temp dir is on %s: notifications are not trusted there", name)
 	}
-	ctx := context.Background()
-	i := 0
 	for _, mode := range []Notifications{NotificationsOff, NotificationsAuto} {
-		s, err := New(Config{Dir: root, Clock: clock.NewFake(end.Add(time.Hour)), Notifications: mode})
-		if err != nil {
-			b.Fatal(err)
-		}
-		res, err := s.Poll(ctx, "")
-		if err != nil {
-			b.Fatal(err)
-		}
-		cursor := res.Cursor
-		time.Sleep(DefaultMtimeSlack + 100*time.Millisecond)
-		if _, err := s.Poll(ctx, cursor); err != nil {
-			b.Fatal(err)
-		}
-		b.Run(string(mode)+"/nothing-new", func(b *testing.B) {
-			for b.Loop() {
-				if _, err := s.Poll(ctx, cursor); err != nil {
-					b.Fatal(err)
-				}
-			}
-		})
-		b.Run(string(mode)+"/one-new-file", func(b *testing.B) {
-			dir := filepath.Join(root, "2026")
-			for b.Loop() {
-				i++
-				p := filepath.Join(dir, fmt.Sprintf("Run393993@SiStripApvGain_pcl@bench%d.txt.uploaded", i))
-				if err := os.WriteFile(p, []byte("prodMetaData {}"), 0o644); err != nil {
-					b.Fatal(err)
-				}
-				res, err := s.Poll(ctx, cursor)
-				if err != nil || len(res.Observations) == 0 {
-					b.Fatalf("%d observations, %v", len(res.Observations), err)
-				}
-				cursor = res.Cursor
-			}
-			b.ReportMetric(float64(s.last.listed), "listed/op")
-		})
+		s, cursor := settledSpy(b, root, end, mode)
+		benchPolls(b, s, root, cursor, string(mode)+"/")
 		s.Close()
 	}
 }

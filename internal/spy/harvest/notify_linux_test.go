@@ -39,11 +39,7 @@ func FuzzParseEvents(f *testing.F) {
 // over, and nothing changed meanwhile is lost.
 func TestTrustedOverflow(t *testing.T) {
 	t.Parallel()
-	root := t.TempDir()
-	year := filepath.Join(root, "2026")
-	write(t, filepath.Join(year, "Run390001@SiStripApvGain_pcl@u.txt"), "x", now.Add(-time.Hour))
-	s := trustedSpy(t, root)
-	grouping(t, s)
+	s, year := trustedYear(t, true)
 	first := s.trk
 	write(t, filepath.Join(year, "Run390002@SiStripApvGain_pcl@u.txt"), "x", now.Add(-time.Hour))
 	s.trk.inject(-1, syscall.IN_Q_OVERFLOW, "")

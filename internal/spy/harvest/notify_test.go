@@ -16,6 +16,20 @@ import (
 	"github.com/cms-pcl/spyagency/internal/clock"
 )
 
+// trustedYear is a trusted spy on a fresh area holding one harvest file in its 2026 folder, and that
+// folder's path; scanned once unless the caller wants to change the spy first (scan false).
+func trustedYear(t *testing.T, scan bool) (*Spy, string) {
+	t.Helper()
+	root := t.TempDir()
+	year := filepath.Join(root, "2026")
+	write(t, filepath.Join(year, "Run390001@SiStripApvGain_pcl@u.txt"), "x", now.Add(-time.Hour))
+	s := trustedSpy(t, root)
+	if scan {
+		grouping(t, s)
+	}
+	return s, year
+}
+
 // trustedSpy is a spy with notifications on, over a temp dir that must be on a trusted file system
 // (the test is skipped otherwise: there the spy would rightly not trust them).
 func trustedSpy(t *testing.T, root string) *Spy {
@@ -151,11 +165,7 @@ func TestTrustedNotifications(t *testing.T) {
 // watched directory listed again; its overflow (a full rescan) still does.
 func TestTrustedIgnoresDirtyMarks(t *testing.T) {
 	t.Parallel()
-	root := t.TempDir()
-	year := filepath.Join(root, "2026")
-	write(t, filepath.Join(year, "Run390001@SiStripApvGain_pcl@u.txt"), "x", now.Add(-time.Hour))
-	s := trustedSpy(t, root)
-	grouping(t, s)
+	s, year := trustedYear(t, true)
 	s.markDirty(year)
 	if grouping(t, s); s.last.listed != 0 {
 		t.Fatalf("dirty mark of a watched directory: %+v, want no listing", s.last)
@@ -170,10 +180,8 @@ func TestTrustedIgnoresDirtyMarks(t *testing.T) {
 // rules: listed again when its time moves, not listed while it does not.
 func TestTrustedWatchRefused(t *testing.T) {
 	t.Parallel()
-	root := t.TempDir()
-	year := filepath.Join(root, "2026")
-	write(t, filepath.Join(year, "Run390001@SiStripApvGain_pcl@u.txt"), "x", now.Add(-time.Hour))
-	s := trustedSpy(t, root)
+	s, year := trustedYear(t, false)
+	root := filepath.Dir(year)
 	s.wall = func() time.Time { return now }
 	touch(t, year, now.Add(-time.Hour))
 	// The year folder's watch is refused: its f_type check fails as an exhausted watch table would.
