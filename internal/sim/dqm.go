@@ -69,9 +69,9 @@ func (s *Sim) dqmSamples(rw http.ResponseWriter, req *http.Request, _ time.Time)
 	runs := s.w.runs
 	var runRE *regexp.Regexp
 	if m := exactRun.FindStringSubmatch(q.Get("run")); m != nil {
-		n, _ := strconv.ParseUint(m[1], 10, 32)
+		n, err := strconv.ParseUint(m[1], 10, 32)
 		runs = nil
-		if r, ok := s.w.byNum[uint32(n)]; ok && strconv.FormatUint(uint64(r.Number), 10) == m[1] {
+		if r, ok := s.w.byNum[uint32(n)]; ok && err == nil {
 			runs = []*run{r}
 		}
 	} else if runRE, err = s.compiled(q.Get("run")); err != nil {

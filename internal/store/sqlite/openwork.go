@@ -70,7 +70,10 @@ func (s *Store) ReleaseView(ctx context.Context, q store.ReleaseQuery) (store.Re
 		return v, s.wrap("read release view", err)
 	}
 	defer rows.Close()
-	fresh := map[uint32]memoDecision{}
+	var fresh map[uint32]memoDecision // only the view of the unreleased runs is remembered
+	if q.From == 0 {
+		fresh = map[uint32]memoDecision{}
+	}
 	for rows.Next() {
 		var (
 			run            int64
