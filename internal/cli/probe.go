@@ -54,8 +54,14 @@ func runProbe(e *env, args []string) error {
 	}
 	cat := pcl.DefaultCatalogue()
 	hints := runner.StaticHints{}
-	if *run > 0 {
+	switch {
+	case *run > 0:
 		hints.Runs = []pcl.OpenRun{{Run: uint32(*run), Stopped: true, Streams: expressStreams(cat)}}
+	case src == pcl.SourceCondDB:
+		// With no run open the condition DB spy reads each tag from its newest IOV only (what a
+		// serving agency needs between fills); a probe without --run shows every IOV, as if the first
+		// run there can be were open.
+		hints.Runs = []pcl.OpenRun{{Run: 1}}
 	}
 	p := app.SpyParams{Catalogue: cat, Clock: clock.Real{}, Logger: log, Hints: hints, ClassOf: config.Default().ClassOf,
 		FirstRun: uint32(*run)}

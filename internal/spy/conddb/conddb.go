@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"slices"
 	"sync"
 	"time"
@@ -60,7 +61,7 @@ type Spy struct {
 	// counted is how many polls counted the IOVs (tests).
 	version conddbv2.DataVersion
 	counted int
-	lowest  uint32 // the lowest open run the floors were taken at (0: none, no floors)
+	lowest  uint32 // the run the floors were taken at (0: no hints, no floors; see lowestOpenRun)
 }
 
 // fullEvery is how often a poll reads every watched tag whatever their counts say: the safety net for
@@ -297,7 +298,11 @@ func (s *Spy) remember(counts map[string]conddbv2.IOVCount, floors map[string]ui
 	s.mu.Unlock()
 }
 
-// lowestOpenRun is the lowest run the hints say is open, 0 without hints or open runs.
+// lowestOpenRun is the run the floors are taken at: the lowest run the hints say is open, 0 without
+// hints (every row is looked at). With hints and no run open it is the highest run there can be, so
+// each tag is read from its newest IOV up: a run that opens later is at or above its run number, or,
+// if it is below, it lowers the floor and the tag is read again from there. Between fills, with every
+// run released, a poll costs the newest rows, not the tags' years.
 func (s *Spy) lowestOpenRun(ctx context.Context) (uint32, error) {
 	if s.cfg.Hints == nil {
 		return 0, nil
@@ -306,9 +311,9 @@ func (s *Spy) lowestOpenRun(ctx context.Context) (uint32, error) {
 	if err != nil {
 		return 0, fmt.Errorf("conddb spy: open runs: %w", err)
 	}
-	var lowest uint32
+	lowest := uint32(math.MaxUint32)
 	for _, r := range runs {
-		if r.Run > 0 && (lowest == 0 || r.Run < lowest) {
+		if r.Run > 0 && r.Run < lowest {
 			lowest = r.Run
 		}
 	}
@@ -320,8 +325,8 @@ func (s *Spy) lowestOpenRun(ctx context.Context) (uint32, error) {
 // row below it can be in effect for an open run (PromptReco of run N reads the IOV with the highest
 // since at or below N, and the floor's own row, or a newer one of its since, is at or above it), so
 // the counts and reads look at the rows from the floor up: the open work, not the tag's years of
-// history. Without hints or open runs, and for tags of other time types (a timestamp since is not a
-// run), there is no floor and every row is looked at. infos are the TAG rows read for it, nil when
+// history (with no run open, lowest is the highest run: see lowestOpenRun). Without hints, and for tags
+// of other time types (a timestamp since is not a run), there is no floor and every row is looked at. infos are the TAG rows read for it, nil when
 // none were needed.
 func (s *Spy) floors(ctx context.Context, db *conddbv2.DB, tags []string, lowest uint32) (map[string]uint64, map[string]conddbv2.TagInfo, error) {
 	if lowest == 0 {

@@ -177,7 +177,10 @@ type hints struct {
 	err  error
 }
 
-func (h *hints) OpenRuns(context.Context) ([]pcl.OpenRun, error) { return nil, nil }
+// OpenRuns says run 1 is open, at or below every IOV of the fixture: every row is read.
+func (h *hints) OpenRuns(context.Context) ([]pcl.OpenRun, error) {
+	return []pcl.OpenRun{{Run: 1}}, nil
+}
 func (h *hints) WatchedTags(context.Context) ([]string, error)   { return h.tags, h.err }
 
 func TestHintsAndErrors(t *testing.T) {
@@ -478,5 +481,52 @@ func TestReadsFromTheIOVInEffectAtTheLowestOpenRun(t *testing.T) {
 		if since < 323524 {
 			t.Errorf("since %d, below the IOV in effect at the lowest open run, was read", since)
 		}
+	}
+}
+
+// With hints and no run open (every run released, between fills), a tag is read from its newest IOV
+// up, not over its history: a row appended above is seen, and a run that opens below the newest IOV
+// lowers the floor, so the rows in effect for it are read then.
+func TestReadsFromTheNewestIOVWithNoRunOpen(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	path := fixtureCopy(t)
+	h := &openHints{tags: []string{fixtureTag}}
+	s := newSpy(t, Config{DSN: "sqlite:" + path, Hints: h})
+	first, err := s.Poll(ctx, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(first.Observations) != 1 || first.Observations[0].Since != 327051 {
+		t.Fatalf("no run open: %+v; want only the newest IOV, since 327051", first.Observations)
+	}
+	w, err := conddbv2.OpenWriter(ctx, path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	payload := first.Observations[0].Payload
+	ins := time.Date(2026, 2, 28, 9, 30, 0, 0, time.UTC)
+	if err := w.AppendIOV(ctx, conddbv2.IOV{Tag: fixtureTag, Since: 327300, Payload: payload, Inserted: ins}); err != nil {
+		t.Fatal(err)
+	}
+	second, err := s.Poll(ctx, first.Cursor)
+	if err != nil || len(second.Observations) != 1 || second.Observations[0].Since != 327300 {
+		t.Fatalf("after an append above the newest IOV: %+v, %v; want only since 327300", second.Observations, err)
+	}
+	// A run below the newest IOVs opens (a late run OMS reports now): the floor goes down to the IOV in
+	// effect at it, and the rows from there up are read.
+	h.runs = []pcl.OpenRun{{Run: 325500, Stopped: true}}
+	third, err := s.Poll(ctx, second.Cursor)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var sinces []uint64
+	for _, o := range third.Observations {
+		sinces = append(sinces, o.Since)
+	}
+	slices.Sort(sinces)
+	if want := []uint64{325296, 325948, 327051, 327300}; !slices.Equal(sinces, want) {
+		t.Fatalf("after a run opened below the newest IOV: sinces %v, want %v", sinces, want)
 	}
 }

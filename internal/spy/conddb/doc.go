@@ -10,8 +10,9 @@
 // While runs are open, a run- or lumi-based tag is read from the IOV in effect at the lowest open run
 // up (its "floor"): no row below it can be in effect for an open run, and the primary key (TAG_NAME,
 // SINCE, INSERTION_TIME) gives that range without the tag's years of history. A floor that goes down
-// starts the tag's reading again from the new one. Without open runs, and for time-based tags, every
-// row is looked at.
+// starts the tag's reading again from the new one. With no run open the floor is the tag's newest IOV
+// (a run that opens below it lowers the floor). Without hints (a spy given its tags alone), and for
+// time-based tags, every row is looked at.
 //
 // A poll first asks what changed at all, cheapest first: on an SQLite file, PRAGMA data_version (one
 // pragma: no commit since the previous poll counted means nothing to read); then, per tag, the count
