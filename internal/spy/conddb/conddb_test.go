@@ -181,7 +181,7 @@ type hints struct {
 func (h *hints) OpenRuns(context.Context) ([]pcl.OpenRun, error) {
 	return []pcl.OpenRun{{Run: 1}}, nil
 }
-func (h *hints) WatchedTags(context.Context) ([]string, error)   { return h.tags, h.err }
+func (h *hints) WatchedTags(context.Context) ([]string, error) { return h.tags, h.err }
 
 func TestHintsAndErrors(t *testing.T) {
 	t.Parallel()
