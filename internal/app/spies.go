@@ -53,10 +53,7 @@ func NewSpy(src pcl.Source, sc config.Source, p SpyParams) (spy.Spy, error) {
 	case pcl.SourceDQM:
 		return dqm.New(dqm.Config{BaseURL: sc.URL, Client: client(), Hints: p.Hints, Clock: p.Clock, Catalogue: p.Catalogue, Logger: log})
 	case pcl.SourceHarvest:
-		notify := harvest.Notifications(sc.Notifications)
-		if notify == "" { // a configuration built in code, not read from a file: the file's default
-			notify = config.DefaultNotifications
-		}
+		notify := harvest.Notifications(sc.HarvestNotifications())
 		return harvest.New(harvest.Config{Dir: sc.Dir, Catalogue: p.Catalogue, Logger: log, Clock: p.Clock,
 			Lookback: p.Lookback, FullRescan: sc.FullRescan, MtimeSlack: sc.MtimeSlack, Notifications: notify})
 	case pcl.SourceCondDB:

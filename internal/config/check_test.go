@@ -331,6 +331,13 @@ func TestHarvestNotifications(t *testing.T) {
 	if got := Default().Sources.Harvest.Notifications; got != "auto" {
 		t.Errorf("default %q, want auto", got)
 	}
+	// A Source built in code, without the field, means the default; a value written is kept.
+	if got := (Source{}).HarvestNotifications(); got != DefaultNotifications {
+		t.Errorf("a Source built in code: %q, want %q", got, DefaultNotifications)
+	}
+	if got := (Source{Notifications: "off"}).HarvestNotifications(); got != "off" {
+		t.Errorf("off written: %q", got)
+	}
 	for v, want := range map[string]string{"auto": "", "off": "", "on": `want "auto" or "off", got "on"`, `""`: `want "auto" or "off"`} {
 		doc := "sources:\n  harvest:\n    dir: /eos/harvest\n    notifications: " + v + "\n"
 		problems := Check("n.yaml", []byte(doc))

@@ -366,6 +366,16 @@ func defaultSource(src pcl.Source) Source {
 // DefaultNotifications is the harvest source's notifications.
 const DefaultNotifications = "auto"
 
+// HarvestNotifications is the harvest source's notifications as the spy is to use them: the value
+// written, or DefaultNotifications where none was (a file without the key, a Source built in code).
+// The one place the default is decided; validation accepts the empty value for the same reason.
+func (s Source) HarvestNotifications() string {
+	if s.Notifications == "" {
+		return DefaultNotifications
+	}
+	return s.Notifications
+}
+
 func defaultHarvest() Source {
 	s := defaultSource(pcl.SourceHarvest)
 	s.Notifications = DefaultNotifications
