@@ -4,6 +4,7 @@ import (
 	"database/sql"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -76,6 +77,28 @@ func TestProbeCondDBPostgres(t *testing.T) {
 		}
 		if o["tag"] != "SiStripApvGain_PCL_v0_prompt" || o["since"] != want.since || o["payload"] != want.payload {
 			t.Errorf("line %d = %s, want since %v payload %s", i, lines[i], want.since, want.payload)
+		}
+	}
+	// With a run open, the spy reads each tag from the IOV in effect at it up, a range of the primary
+	// key found by MAX("SINCE") (conddbv2's InEffect, IOVCountsFrom, IOVsFrom), here on PostgreSQL's
+	// NUMERIC sinces: at 392670 the IOV in effect is 392669, so both rows; at 392671, that one alone.
+	for at, want := range map[string][]float64{"392670": {392669, 392671}, "392671": {392671}, "392669": {392669, 392671}} {
+		code, out, errs := run(t, "probe", "conddb", "--dsn", dsn, "--tag", "SiStripApvGain_PCL_v0_prompt", "--run", at)
+		if code != 0 {
+			t.Fatalf("probe conddb --run %s on PostgreSQL: exit %d: %s", at, code, errs)
+		}
+		var got []float64
+		for _, line := range strings.Split(strings.TrimSpace(out), "\n") {
+			var o map[string]any
+			if err := json.Unmarshal([]byte(line), &o); err != nil {
+				t.Fatalf("--run %s: %q: %v", at, line, err)
+			}
+			since, _ := o["since"].(float64)
+			got = append(got, since)
+		}
+		slices.Sort(got)
+		if !slices.Equal(got, want) {
+			t.Errorf("--run %s: sinces %v, want %v (from the IOV in effect at the run up)", at, got, want)
 		}
 	}
 }
