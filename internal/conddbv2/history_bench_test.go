@@ -1,11 +1,13 @@
-package conddbv2
+package conddbv2_test
 
 import (
 	"context"
 	"fmt"
-	"path/filepath"
 	"testing"
 	"time"
+
+	"github.com/cms-pcl/spyagency/internal/conddbv2"
+	"github.com/cms-pcl/spyagency/internal/conddbv2/conddbtest"
 )
 
 // BenchmarkReadsOverHistory: what the condition DB spy asks of a file on each poll that finds it
@@ -16,46 +18,9 @@ import (
 // are open) they read a range of it, the open work (docs/benchmarks.md).
 func BenchmarkReadsOverHistory(b *testing.B) {
 	ctx := context.Background()
-	const tags, runsAYear = 40, 2000
-	end := time.Date(2026, 11, 30, 12, 0, 0, 0, time.UTC)
-	for _, years := range []int{1, 10} {
-		path := filepath.Join(b.TempDir(), "conddb.db")
-		w, err := Create(ctx, path)
-		if err != nil {
-			b.Fatal(err)
-		}
-		hash := fmt.Sprintf("%040x", 1)
-		if err := w.InsertPayload(ctx, Payload{Hash: hash, ObjectType: "SiStripApvGain"}); err != nil {
-			b.Fatal(err)
-		}
-		var names []string
-		for t := range tags {
-			name := fmt.Sprintf("Tag%02d_PCL_v0_prompt", t)
-			names = append(names, name)
-			if err := w.InsertTag(ctx, TagInfo{Name: name, TimeType: "Run", ObjectType: "SiStripApvGain", Synchronization: "pcl"}); err != nil {
-				b.Fatal(err)
-			}
-		}
-		tx, err := w.sql.BeginTx(ctx, nil)
-		if err != nil {
-			b.Fatal(err)
-		}
-		n := years * runsAYear
-		step := time.Duration(years) * 365 * 24 * time.Hour / time.Duration(n)
-		for _, name := range names {
-			for r := range n {
-				at := end.Add(-time.Duration(n-1-r) * step)
-				if _, err := tx.ExecContext(ctx, `INSERT INTO "IOV" ("TAG_NAME", "SINCE", "PAYLOAD_HASH", "INSERTION_TIME") VALUES (?, ?, ?, ?)`,
-					name, 300000+r, hash, FormatTime(at)); err != nil {
-					b.Fatal(err)
-				}
-			}
-		}
-		if err := tx.Commit(); err != nil {
-			b.Fatal(err)
-		}
-		w.Close()
-		db, err := OpenFile(ctx, path, Options{})
+	for _, h := range conddbtest.Histories(b) {
+		years, n, names, end, tags := h.Years, h.IOVs, h.Tags, h.End, len(h.Tags)
+		db, err := conddbv2.OpenFile(ctx, h.Path, conddbv2.Options{})
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -73,7 +38,7 @@ func BenchmarkReadsOverHistory(b *testing.B) {
 			for b.Loop() {
 				floors := map[string]uint64{}
 				for _, name := range names {
-					at, ok, err := db.InEffect(ctx, name, uint64(300000+n-50))
+					at, ok, err := db.InEffect(ctx, name, uint64(conddbtest.FirstRun+n-50))
 					if err != nil || !ok {
 						b.Fatal(at, ok, err)
 					}
@@ -87,7 +52,7 @@ func BenchmarkReadsOverHistory(b *testing.B) {
 		})
 		b.Run(fmt.Sprintf("years=%d/last-hour-from-floor", years), func(b *testing.B) {
 			for b.Loop() {
-				if _, err := db.IOVsFrom(ctx, names[0], end.Add(-time.Hour), uint64(300000+n-50), 1000); err != nil {
+				if _, err := db.IOVsFrom(ctx, names[0], end.Add(-time.Hour), uint64(conddbtest.FirstRun+n-50), 1000); err != nil {
 					b.Fatal(err)
 				}
 			}

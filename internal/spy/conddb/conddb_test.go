@@ -424,6 +424,33 @@ type openHints struct {
 func (h *openHints) OpenRuns(context.Context) ([]pcl.OpenRun, error) { return h.runs, nil }
 func (h *openHints) WatchedTags(context.Context) ([]string, error)   { return h.tags, nil }
 
+// appendIOVs appends rows of the fixture's tag at these sinces, all of one payload and insertion time,
+// as a writer committing to the file would.
+func appendIOVs(t *testing.T, path, payload string, sinces ...uint64) {
+	t.Helper()
+	w, err := conddbv2.OpenWriter(t.Context(), path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	ins := time.Date(2026, 2, 28, 9, 30, 0, 0, time.UTC)
+	for _, since := range sinces {
+		if err := w.AppendIOV(t.Context(), conddbv2.IOV{Tag: fixtureTag, Since: since, Payload: payload, Inserted: ins}); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// sincesOf is the observations' sinces, sorted.
+func sincesOf(obs []pcl.Observation) []uint64 {
+	var out []uint64
+	for _, o := range obs {
+		out = append(out, o.Since)
+	}
+	slices.Sort(out)
+	return out
+}
+
 // With open runs, a run-based tag is read from the IOV in effect at the lowest open run up: that IOV
 // and every row above it are observed, a row appended below it (in effect for no open run) is not,
 // and the floor follows the open runs as they move.
@@ -437,27 +464,12 @@ func TestReadsFromTheIOVInEffectAtTheLowestOpenRun(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var sinces []uint64
-	for _, o := range first.Observations {
-		sinces = append(sinces, o.Since)
-	}
-	slices.Sort(sinces)
+	sinces := sincesOf(first.Observations)
 	// The fixture's sinces end ... 325296, 325948, 327051: 325296 is in effect at 325500.
 	if want := []uint64{325296, 325948, 327051}; !slices.Equal(sinces, want) {
 		t.Fatalf("observed sinces %v, want %v (the IOV in effect at the lowest open run and those above)", sinces, want)
 	}
-	w, err := conddbv2.OpenWriter(ctx, path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer w.Close()
-	payload := first.Observations[0].Payload
-	ins := time.Date(2026, 2, 28, 9, 30, 0, 0, time.UTC)
-	for _, since := range []uint64{325000, 327200} { // below the floor, above it
-		if err := w.AppendIOV(ctx, conddbv2.IOV{Tag: fixtureTag, Since: since, Payload: payload, Inserted: ins}); err != nil {
-			t.Fatal(err)
-		}
-	}
+	appendIOVs(t, path, first.Observations[0].Payload, 325000, 327200) // below the floor, above it
 	second, err := s.Poll(ctx, first.Cursor)
 	if err != nil || len(second.Observations) != 1 || second.Observations[0].Since != 327200 {
 		t.Fatalf("after appends below and above the floor: %+v, %v; want only since 327200", second.Observations, err)
@@ -500,16 +512,7 @@ func TestReadsFromTheNewestIOVWithNoRunOpen(t *testing.T) {
 	if len(first.Observations) != 1 || first.Observations[0].Since != 327051 {
 		t.Fatalf("no run open: %+v; want only the newest IOV, since 327051", first.Observations)
 	}
-	w, err := conddbv2.OpenWriter(ctx, path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer w.Close()
-	payload := first.Observations[0].Payload
-	ins := time.Date(2026, 2, 28, 9, 30, 0, 0, time.UTC)
-	if err := w.AppendIOV(ctx, conddbv2.IOV{Tag: fixtureTag, Since: 327300, Payload: payload, Inserted: ins}); err != nil {
-		t.Fatal(err)
-	}
+	appendIOVs(t, path, first.Observations[0].Payload, 327300)
 	second, err := s.Poll(ctx, first.Cursor)
 	if err != nil || len(second.Observations) != 1 || second.Observations[0].Since != 327300 {
 		t.Fatalf("after an append above the newest IOV: %+v, %v; want only since 327300", second.Observations, err)
@@ -521,12 +524,7 @@ func TestReadsFromTheNewestIOVWithNoRunOpen(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var sinces []uint64
-	for _, o := range third.Observations {
-		sinces = append(sinces, o.Since)
-	}
-	slices.Sort(sinces)
-	if want := []uint64{325296, 325948, 327051, 327300}; !slices.Equal(sinces, want) {
+	if sinces, want := sincesOf(third.Observations), []uint64{325296, 325948, 327051, 327300}; !slices.Equal(sinces, want) {
 		t.Fatalf("after a run opened below the newest IOV: sinces %v, want %v", sinces, want)
 	}
 }
