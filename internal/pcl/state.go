@@ -3,6 +3,7 @@ package pcl
 import (
 	"encoding/json"
 	"fmt"
+	"slices"
 	"time"
 )
 
@@ -314,4 +315,31 @@ type RunEvent struct {
 	Run             uint32   `json:"run"`
 	DecisionChanged bool     `json:"decision_changed"`
 	State           RunState `json:"state"`
+}
+
+// Clone is a deep copy of the state: no slice or pointer of the copy is shared with rs, so either can
+// be changed without the other seeing it (the store hands out states it also keeps decoded).
+func (rs RunState) Clone() RunState {
+	c := rs
+	if rs.Info != nil {
+		info := *rs.Info
+		if info.Stop != nil {
+			stop := *info.Stop
+			info.Stop = &stop
+		}
+		if info.Fill != nil {
+			fill := *info.Fill
+			info.Fill = &fill
+		}
+		info.Components = slices.Clone(info.Components)
+		c.Info = &info
+	}
+	c.Workflows = slices.Clone(rs.Workflows)
+	for i := range c.Workflows {
+		ws := &c.Workflows[i]
+		ws.Flags, ws.Files, ws.Hashes, ws.Evidence = slices.Clone(ws.Flags), slices.Clone(ws.Files), slices.Clone(ws.Hashes), slices.Clone(ws.Evidence)
+	}
+	c.Decision.Blocking, c.Decision.Evidence = slices.Clone(rs.Decision.Blocking), slices.Clone(rs.Decision.Evidence)
+	c.WaitsFor = slices.Clone(rs.WaitsFor)
+	return c
 }
