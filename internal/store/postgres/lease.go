@@ -140,7 +140,7 @@ func readLease(ctx context.Context, tx pgx.Tx, lock string) (Lease, error) {
 // otherwise they fail with apperr.Conflict and write nothing. Other calls behave as on s. Closing the
 // view closes s.
 func (s *Store) Fenced(holder string, epoch int64) *Store {
-	return &Store{name: s.name, pool: s.pool, now: s.now, log: s.log, closed: s.closed, late: s.late, fence: &fence{holder: holder, epoch: epoch}}
+	return &Store{name: s.name, pool: s.pool, now: s.now, log: s.log, closed: s.closed, late: s.late, states: s.states, fence: &fence{holder: holder, epoch: epoch}}
 }
 
 // fence is a Fenced view's fencing token.

@@ -96,13 +96,13 @@ func (s *Store) OpenRunStates(ctx context.Context, since time.Time) ([]pcl.RunSt
 		var (
 			run  int64
 			body string
-			rs   pcl.RunState
 		)
 		if err := rows.Scan(&run, &body); err != nil {
 			return nil, s.wrap("read open run states", err)
 		}
-		if err := json.Unmarshal([]byte(body), &rs); err != nil {
-			return nil, s.wrap("read open run states", fmt.Errorf("decode stored state of run %d: %w", run, err))
+		rs, err := s.states.Decode(uint32(run), []byte(body))
+		if err != nil {
+			return nil, s.wrap("read open run states", err)
 		}
 		out = append(out, rs)
 	}

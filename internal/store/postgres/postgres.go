@@ -74,8 +74,9 @@ type Store struct {
 	pool   *pgxpool.Pool
 	now    func() time.Time
 	log    *slog.Logger
-	closed *atomic.Bool   // shared with the Fenced views
-	late   *atomic.Uint64 // distinct facts of compacted runs turned away (LateObservations); shared too
+	closed *atomic.Bool     // shared with the Fenced views
+	late   *atomic.Uint64   // distinct facts of compacted runs turned away (LateObservations); shared too
+	states *store.StateMemo // decoded run states by their stored bytes; shared too
 	// fence, set on a Fenced view, is the lease epoch its leader-only writes must still hold.
 	fence *fence
 }
@@ -122,7 +123,8 @@ func Open(ctx context.Context, dsn string, opts Options) (*Store, error) {
 	if err != nil {
 		return nil, apperr.Errorf(apperr.Invalid, "store %s: %w", name, err)
 	}
-	s := &Store{name: name, pool: pool, now: opts.Now, log: opts.Logger.With("store", name), closed: new(atomic.Bool), late: new(atomic.Uint64)}
+	s := &Store{name: name, pool: pool, now: opts.Now, log: opts.Logger.With("store", name), closed: new(atomic.Bool), late: new(atomic.Uint64),
+		states: new(store.StateMemo)}
 	if err := pool.Ping(ctx); err != nil {
 		pool.Close()
 		return nil, apperr.Errorf(apperr.Unavailable, "store %s: cannot connect: %w", name, err)

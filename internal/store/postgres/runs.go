@@ -95,9 +95,9 @@ func (s *Store) RunState(ctx context.Context, run uint32) (pcl.RunState, error) 
 	if err != nil {
 		return pcl.RunState{}, s.wrap(fmt.Sprintf("read state of run %d", run), err)
 	}
-	var rs pcl.RunState
-	if err := json.Unmarshal([]byte(body), &rs); err != nil {
-		return pcl.RunState{}, s.wrap(fmt.Sprintf("read state of run %d", run), fmt.Errorf("decode: %w", err))
+	rs, err := s.states.Decode(run, []byte(body))
+	if err != nil {
+		return pcl.RunState{}, s.wrap(fmt.Sprintf("read state of run %d", run), err)
 	}
 	return rs, nil
 }
@@ -174,8 +174,9 @@ func (s *Store) RunStates(ctx context.Context, q store.RunQuery) ([]pcl.RunState
 		}
 		switch {
 		case body != "":
-			if err := json.Unmarshal([]byte(body), &rs); err != nil {
-				return nil, s.wrap("query run states", fmt.Errorf("decode stored state of run %d: %w", run, err))
+			var err error
+			if rs, err = s.states.Decode(uint32(run), []byte(body)); err != nil {
+				return nil, s.wrap("query run states", err)
 			}
 			if q.Summary {
 				rs = pcl.RunState{Run: rs.Run, Class: rs.Class, Decision: rs.Decision}

@@ -160,14 +160,14 @@ func (s *Store) OpenRunStates(ctx context.Context, since time.Time) ([]pcl.RunSt
 	for rows.Next() {
 		var (
 			run  int64
-			body []byte
-			rs   pcl.RunState
+			body sql.RawBytes // valid until the next row: decoded (or copied by the memo) first
 		)
 		if err := rows.Scan(&run, &body); err != nil {
 			return nil, s.wrap("read open run states", err)
 		}
-		if err := json.Unmarshal(body, &rs); err != nil {
-			return nil, s.wrap("read open run states", fmt.Errorf("decode stored state of run %d: %w", run, err))
+		rs, err := s.states.Decode(uint32(run), body)
+		if err != nil {
+			return nil, s.wrap("read open run states", err)
 		}
 		out = append(out, rs)
 	}

@@ -95,9 +95,9 @@ func (s *Store) RunState(ctx context.Context, run uint32) (pcl.RunState, error) 
 	if err != nil {
 		return pcl.RunState{}, s.wrap(fmt.Sprintf("read state of run %d", run), err)
 	}
-	var rs pcl.RunState
-	if err := json.Unmarshal(body, &rs); err != nil {
-		return pcl.RunState{}, s.wrap(fmt.Sprintf("read state of run %d", run), fmt.Errorf("decode: %w", err))
+	rs, err := s.states.Decode(run, body)
+	if err != nil {
+		return pcl.RunState{}, s.wrap(fmt.Sprintf("read state of run %d", run), err)
 	}
 	return rs, nil
 }
@@ -153,7 +153,7 @@ func (s *Store) RunStates(ctx context.Context, q store.RunQuery) ([]pcl.RunState
 		var (
 			run            int64
 			class          string
-			decision, body []byte
+			decision, body sql.RawBytes // valid until the next row: decoded (or copied by the memo) first
 			rs             pcl.RunState
 		)
 		if err := rows.Scan(&run, &class, &decision, &body); err != nil {
@@ -161,8 +161,9 @@ func (s *Store) RunStates(ctx context.Context, q store.RunQuery) ([]pcl.RunState
 		}
 		switch {
 		case len(body) > 0:
-			if err := json.Unmarshal(body, &rs); err != nil {
-				return nil, s.wrap("query run states", fmt.Errorf("decode stored state of run %d: %w", run, err))
+			var err error
+			if rs, err = s.states.Decode(uint32(run), body); err != nil {
+				return nil, s.wrap("query run states", err)
 			}
 			if q.Summary {
 				rs = pcl.RunState{Run: rs.Run, Class: rs.Class, Decision: rs.Decision}

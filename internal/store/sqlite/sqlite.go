@@ -50,7 +50,8 @@ type Store struct {
 	closed atomic.Bool
 	late   atomic.Uint64 // distinct facts of compacted runs turned away (LateObservations)
 
-	summaries summaryMemo // the release view's decoded decisions (openwork.go)
+	summaries summaryMemo     // the release view's decoded decisions (openwork.go)
+	states    store.StateMemo // decoded run states by their stored bytes
 }
 
 var _ store.Store = (*Store)(nil)

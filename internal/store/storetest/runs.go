@@ -22,6 +22,7 @@ func runStateTests() []subtest {
 		{"RunStatesDefaultLimit", testRunStatesDefaultLimit},
 		{"DueRuns", testDueRuns},
 		{"RunStatesSummary", testRunStatesSummary},
+		{"RunStatesAreTheCallers", testRunStatesAreTheCallers},
 	}
 }
 
@@ -246,5 +247,51 @@ func testRunStatesSummary(t *testing.T, s store.Store) {
 	must(t, "filtered summary", err)
 	if len(held) != 1 || held[0].Decision.State != pcl.ReadinessHeld || held[0].Decision.Version != 1 || held[0].Decision.Decided.IsZero() {
 		t.Errorf("held summary: %+v", held)
+	}
+}
+
+// testRunStatesAreTheCallers: a state read is the caller's to change, and every read after a write
+// has what was written, however often the same state was read before (a store may keep decoded
+// states, never stale or shared ones).
+func testRunStatesAreTheCallers(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	rs := stateOf(392671, "Collisions25", pcl.ReadinessWaiting, time.Time{})
+	must(t, "put", s.PutRunState(ctx, rs))
+	reads := map[string]func() pcl.RunState{
+		"RunState": func() pcl.RunState {
+			got, err := s.RunState(ctx, rs.Run)
+			must(t, "run state", err)
+			return got
+		},
+		"RunStates": func() pcl.RunState {
+			got, err := s.RunStates(ctx, store.RunQuery{})
+			must(t, "run states", err)
+			if len(got) != 1 {
+				t.Fatalf("run states: %d", len(got))
+			}
+			return got[0]
+		},
+		"OpenRunStates": func() pcl.RunState {
+			got, err := s.OpenRunStates(ctx, epoch())
+			must(t, "open run states", err)
+			if len(got) != 1 {
+				t.Fatalf("open run states: %d", len(got))
+			}
+			return got[0]
+		},
+	}
+	for _, name := range []string{"RunState", "RunStates", "OpenRunStates"} {
+		read := reads[name]
+		for range 2 {
+			got := read()
+			sameJSON(t, name, rs, got)
+			got.Workflows[0].Files[0], got.Workflows[0].Flags[0] = "changed", "changed"
+			got.Info.Stop = nil
+		}
+	}
+	rs.Workflows[0].State, rs.Decision.Reason = pcl.StateUploadFailed, "written after the reads"
+	must(t, "put again", s.PutRunState(ctx, rs))
+	for _, name := range []string{"RunState", "RunStates", "OpenRunStates"} {
+		sameJSON(t, name+" after a write", rs, reads[name]())
 	}
 }
