@@ -13,6 +13,7 @@ import (
 	"net/url"
 	"path"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/cms-pcl/spyagency/internal/apperr"
@@ -43,22 +44,20 @@ func newUI() (*ui, error) {
 		u.static[name], u.version[name] = b, hex.EncodeToString(sum[:6])
 	}
 	funcs := template.FuncMap{
-		"ago":        ago,
-		"until":      until,
-		"hours":      plot.Hours,
-		"when":       when,
-		"rfc3339":    rfc3339,
-		"stateSym":   stateSymbol,
-		"readySym":   readinessSymbol,
-		"pathEscape": url.PathEscape,
-		"static":     func(name string) string { return "/static/" + name + "?v=" + u.version[name] },
-		"pct":        func(a, b int) string { return pct(a, b) },
-		"join":       strings.Join,
-		"cells":      cellsHTML,
-		"deref":      func(t *time.Time) time.Time { return *t },
-		"rowArgs": func(row boardRow, hidden map[string]bool, now time.Time) rowArgs {
-			return rowArgs{Row: row, Hidden: hidden, Now: now}
-		},
+		"ago":          ago,
+		"until":        until,
+		"hours":        plot.Hours,
+		"when":         when,
+		"rfc3339":      rfc3339,
+		"stateSym":     stateSymbol,
+		"readySym":     readinessSymbol,
+		"pathEscape":   url.PathEscape,
+		"static":       func(name string) string { return "/static/" + name + "?v=" + u.version[name] },
+		"pct":          func(a, b int) string { return pct(a, b) },
+		"join":         strings.Join,
+		"cells":        cellsHTML,
+		"deref":        func(t *time.Time) time.Time { return *t },
+		"row":          rowHTML,
 		"holdupArgs":   func(h holdupView, now time.Time) holdupArgs { return holdupArgs{H: h, Now: now} },
 		"holdFor":      func(now time.Time, since *time.Time) string { return holdFor(now.Sub(*since)) },
 		"heldText":     heldText,
@@ -81,13 +80,6 @@ func newUI() (*ui, error) {
 		u.pages[p] = t
 	}
 	return u, nil
-}
-
-// rowArgs is what the board's row template needs besides the row.
-type rowArgs struct {
-	Row    boardRow
-	Hidden map[string]bool
-	Now    time.Time
 }
 
 // holdupArgs is what the header's first-unready part needs.
@@ -113,9 +105,9 @@ type page struct {
 // half a page.
 func (s *Server) render(w http.ResponseWriter, r *http.Request, status int, name string, p page) {
 	p.Banner, p.Now, p.Who, p.Status = s.o.Banner, s.o.Clock.Now(), s.who(r), status
-	var buf bytes.Buffer
-	buf.Grow(64 << 10) // a board page is about this size; growing by doubling costs copies
-	if err := s.ui.pages[name].Execute(&buf, p); err != nil {
+	buf := pageBuffers.Get().(*bytes.Buffer)
+	defer putPageBuffer(buf)
+	if err := s.ui.pages[name].Execute(buf, p); err != nil {
 		s.log.Error("render page", "page", name, "path", r.URL.Path, "err", err)
 		http.Error(w, "internal error; see the server log", http.StatusInternalServerError)
 		return
@@ -124,6 +116,19 @@ func (s *Server) render(w http.ResponseWriter, r *http.Request, status int, name
 	w.Header().Set("Cache-Control", "no-store")
 	w.WriteHeader(status)
 	_, _ = w.Write(buf.Bytes())
+}
+
+// pageBuffers keeps the buffers pages are rendered into: a board page of 50 runs is a few hundred KB,
+// and growing a new buffer to that size by doubling for every request was a third of the board's
+// allocation.
+var pageBuffers = sync.Pool{New: func() any { return bytes.NewBuffer(make([]byte, 0, 64<<10)) }}
+
+func putPageBuffer(b *bytes.Buffer) {
+	if b.Cap() > 4<<20 {
+		return // a rare huge page (a board of 200 runs with every workflow) is not kept
+	}
+	b.Reset()
+	pageBuffers.Put(b)
 }
 
 // pageError shows an error as a page with the status of its kind (404 for an unknown run, ...).
