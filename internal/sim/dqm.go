@@ -15,22 +15,27 @@ import (
 // every open run's samples and every harvested workflow's folder every ten minutes, and formatting
 // the same names and encoding the same folders was most of the simulator's own cost in a study.
 type dqmMemo struct {
-	datasets map[[2]string]string      // (stream, workflow) → ALCAPROMPT dataset
+	datasets map[dqmKey]string         // (year, stream, workflow) → ALCAPROMPT dataset
 	regexps  map[string]*regexp.Regexp // a match parameter → its compiled form
 	folders  map[string][]byte         // folder and quality codes → the archive reply
 }
 
-// dqmDataset is the ALCAPROMPT harvesting dataset of a workflow (cms-interfaces.md §6), e.g.
-// /StreamExpress/Run2026A-PromptCalibProdSiStripGains-Express-v1/ALCAPROMPT.
-func (s *Sim) dqmDataset(w WorkflowTruth) string {
-	key := [2]string{w.Stream, w.Workflow}
+type dqmKey struct {
+	year             int
+	stream, workflow string
+}
+
+// dqmDataset is the ALCAPROMPT harvesting dataset of a workflow of a run that started at start
+// (cms-interfaces.md §6), e.g. /StreamExpress/Run2026A-PromptCalibProdSiStripGains-Express-v1/ALCAPROMPT.
+func (s *Sim) dqmDataset(start time.Time, w WorkflowTruth) string {
+	key := dqmKey{s.w.p.YearAt(start), w.Stream, w.Workflow}
 	if d, ok := s.dqm.datasets[key]; ok {
 		return d
 	}
 	wf, _ := s.w.cat.Workflow(w.Workflow)
-	d := fmt.Sprintf("/Stream%s/Run%d%s-%s-Express-v1/ALCAPROMPT", w.Stream, s.w.p.Year, s.w.p.EraLetter, wf.Producer)
+	d := fmt.Sprintf("/Stream%s/Run%d%s-%s-Express-v1/ALCAPROMPT", w.Stream, key.year, s.w.p.EraLetter, wf.Producer)
 	if s.dqm.datasets == nil {
-		s.dqm.datasets = map[[2]string]string{}
+		s.dqm.datasets = map[dqmKey]string{}
 	}
 	s.dqm.datasets[key] = d
 	return d
@@ -87,12 +92,12 @@ func (s *Sim) dqmSamples(rw http.ResponseWriter, req *http.Request, _ time.Time)
 		var datasets []string
 		for _, st := range r.Streams {
 			if (st.Name == "Express" || st.Name == "ExpressCosmics" || st.Name == "HIExpress") && !st.ExpressDone.IsZero() && !s.w.now.Before(st.ExpressDone) {
-				datasets = append(datasets, fmt.Sprintf("/Stream%s/Run%d%s-Express-v1/DQMIO", st.Name, s.w.p.Year, s.w.p.EraLetter))
+				datasets = append(datasets, fmt.Sprintf("/Stream%s/Run%d%s-Express-v1/DQMIO", st.Name, s.w.p.YearAt(r.Start), s.w.p.EraLetter))
 			}
 		}
 		for _, w := range r.Workflows {
 			if w.Quality != nil {
-				datasets = append(datasets, s.dqmDataset(w))
+				datasets = append(datasets, s.dqmDataset(r.Start, w))
 			}
 		}
 		for _, d := range datasets {
@@ -132,7 +137,7 @@ func (s *Sim) dqmArchive(rw http.ResponseWriter, req *http.Request, _ time.Time)
 	folder := strings.Join(parts[4:], "/")
 	var wt *WorkflowTruth
 	for i := range r.Workflows {
-		if r.Workflows[i].Quality != nil && s.dqmDataset(r.Workflows[i]) == dataset {
+		if r.Workflows[i].Quality != nil && s.dqmDataset(r.Start, r.Workflows[i]) == dataset {
 			wt = &r.Workflows[i]
 		}
 	}

@@ -239,7 +239,7 @@ func TestDQMDecodes(t *testing.T) {
 			if w.Quality == nil {
 				continue
 			}
-			ds := s.dqmDataset(w)
+			ds := s.dqmDataset(r.Start, w)
 			if !slices.Contains(samples, dqm.Sample{Run: r.Number, Dataset: ds}) {
 				t.Errorf("run %s: sample %s not listed", rs, ds)
 				continue

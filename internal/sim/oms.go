@@ -192,14 +192,14 @@ func (s *Sim) omsRun(r *run, base string, now time.Time) map[string]any {
 	mode := strings.Split(strings.TrimPrefix(r.L1Key, "l1_trg_"), "/")[0]
 	attrs := map[string]any{
 		"run_number": r.Number, "start_time": ts(r.Start), "end_time": end, "duration": int(secs),
-		"fill_number": fill, "b_field": r.BField, "energy": r.Energy, "era": fmt.Sprintf("Run%d%s", p.Year, p.EraLetter),
+		"fill_number": fill, "b_field": r.BField, "energy": r.Energy, "era": fmt.Sprintf("Run%d%s", p.YearAt(r.Start), p.EraLetter),
 		"sequence": "GLOBAL-RUN", "hlt_key": r.HLTKey, "l1_key": r.L1Key, "l1_key_stripped": strings.TrimPrefix(r.L1Key, "l1_trg_"),
 		"l1_hlt_mode": mode, "l1_hlt_mode_stripped": mode + "/v33", "trigger_mode": "l1_hlt_" + mode + "/v33",
 		"fill_type_runtime": r.FillType, "fill_type_party1": party, "fill_type_party2": party,
 		"stable_beam": r.StableBeam, "components": r.Components, "components_out": []string{},
 		"last_lumisection_number": p.Lumis(dur), "last_update": ts(lastUpdate), "tier0_transfer": true,
 		"cmssw_version": "CMSSW_16_0_2", "clock_type": "LHC", "delivered_lumi": delivered, "recorded_lumi": delivered * 0.93,
-		"init_lumi": 0.0, "end_lumi": 0.0, "l1_menu": fmt.Sprintf("L1Menu_Collisions%d_v1_0_0", p.Year),
+		"init_lumi": 0.0, "end_lumi": 0.0, "l1_menu": fmt.Sprintf("L1Menu_Collisions%d_v1_0_0", p.YearAt(r.Start)),
 		"l1_rate": 100000.0, "hlt_physics_rate": 1800.0, "hlt_physics_counter": int(secs * 1800),
 		"l1_triggers_counter": int(secs * 100000), "hlt_physics_size": 2.1, "hlt_physics_throughput": 3.8,
 		"beamactive_total_deadtime": 1.2, "initial_prescale_index": 2, "crossing_angle_start": nil,

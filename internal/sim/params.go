@@ -13,7 +13,9 @@ type Span struct {
 // Params are the world's rates and latencies. docs/simulator.md gives each default and the fact of
 // cms-interfaces.md it comes from; values marked there as assumptions have no published figure.
 type Params struct {
-	// Year and EraLetter make OMS `era` (Run2026A) and the run classes' two-digit year.
+	// Year and EraLetter make OMS `era` (Run2026A) and the run classes' two-digit year. Year is the
+	// first year; a run that starts in a later calendar year takes that year (YearAt), as CMS's eras,
+	// menus and HLT keys do.
 	Year      int
 	EraLetter string
 	// FirstRun is the first run number.
@@ -181,4 +183,10 @@ func FaultProfile(name string) (Faults, error) {
 			UploadFailRate: 0.12, LateRate: 0.15, VeryLateRate: 0.03, MissingRate: 0.05}, nil
 	}
 	return Faults{}, fmt.Errorf("unknown fault profile %q (want none, default or heavy)", name)
+}
+
+// YearAt is the data-taking year of a run that starts at t: Year, or t's calendar year once the world
+// has run past it (Run2027A follows Run2026A; a ten-year world names ten eras).
+func (p Params) YearAt(t time.Time) int {
+	return max(p.Year, t.UTC().Year())
 }

@@ -107,15 +107,16 @@ func (s *schedule) cycle() []RunPlan {
 	s.fill++
 	fill := s.fill
 	hi := s.rng.Float64() < s.p.HIFillFraction
+	year := s.p.YearAt(s.t) // the fill's keys and menus carry the year it starts in
 	var out []RunPlan
-	fillType, physicsKey, energy := "PROTONS", fmt.Sprintf("/cdaq/physics/Run%d/2e34/v1.2.0/HLT/V3", s.p.Year), 6800.0
+	fillType, physicsKey, energy := "PROTONS", fmt.Sprintf("/cdaq/physics/Run%d/2e34/v1.2.0/HLT/V3", year), 6800.0
 	if hi {
-		fillType, physicsKey, energy = "PB", fmt.Sprintf("/cdaq/physics/Run%dHI/PbPb/v1.0.0/HLT/V2", s.p.Year), 5360.0
+		fillType, physicsKey, energy = "PB", fmt.Sprintf("/cdaq/physics/Run%dHI/PbPb/v1.0.0/HLT/V2", year), 5360.0
 	}
 	out = append(out, s.emit(Commissioning, span(s.rng, s.p.CommissioningRun), func(r *RunPlan) {
 		r.Fill, r.FillType, r.Energy = &fill, fillType, 450
-		r.HLTKey = fmt.Sprintf("/cdaq/circulating/%d/v1.0.0/HLT/V4", s.p.Year)
-		r.L1Key = fmt.Sprintf("l1_trg_circulating%d/v15", s.p.Year)
+		r.HLTKey = fmt.Sprintf("/cdaq/circulating/%d/v1.0.0/HLT/V4", year)
+		r.L1Key = fmt.Sprintf("l1_trg_circulating%d/v15", year)
 	}))
 	end := s.t.Add(span(s.rng, s.p.StableBeams))
 	family := Collisions
@@ -132,7 +133,7 @@ func (s *schedule) cycle() []RunPlan {
 		}
 		out = append(out, s.emit(family, d, func(r *RunPlan) {
 			r.Fill, r.FillType, r.Energy, r.StableBeam, r.Short = &fill, fillType, energy, true, short
-			r.HLTKey, r.L1Key = physicsKey, fmt.Sprintf("l1_trg_collisions%d/v42", s.p.Year)
+			r.HLTKey, r.L1Key = physicsKey, fmt.Sprintf("l1_trg_collisions%d/v42", year)
 		}))
 	}
 	end = s.t.Add(span(s.rng, s.p.Turnaround))
@@ -143,8 +144,8 @@ func (s *schedule) cycle() []RunPlan {
 		}
 		out = append(out, s.emit(Cosmics, d, func(r *RunPlan) {
 			r.Fill, r.FillType, r.Energy = &fill, "COSMICS", 0
-			r.HLTKey = fmt.Sprintf("/cdaq/cosmic/commissioning%d/v1.1.0/HLT/V3", s.p.Year)
-			r.L1Key = fmt.Sprintf("l1_trg_cosmics%d/v12", s.p.Year)
+			r.HLTKey = fmt.Sprintf("/cdaq/cosmic/commissioning%d/v1.1.0/HLT/V3", year)
+			r.L1Key = fmt.Sprintf("l1_trg_cosmics%d/v12", year)
 			r.Components = cosmicsComponents
 		}))
 	}

@@ -108,8 +108,8 @@ func (s *Sim) tier0(rw http.ResponseWriter, req *http.Request, now time.Time) {
 		if !ok {
 			return
 		}
-		if _, known := s.w.byNum[n]; known {
-			result = []any{map[string]any{"run": n, "acq_era": fmt.Sprintf("Run%d%s", s.w.p.Year, s.w.p.EraLetter)}}
+		if r, known := s.w.byNum[n]; known {
+			result = []any{map[string]any{"run": n, "acq_era": fmt.Sprintf("Run%d%s", s.w.p.YearAt(r.Start), s.w.p.EraLetter)}}
 		}
 	case "run_stream_done":
 		n, ok := runParam(true)
@@ -208,7 +208,7 @@ func (s *Sim) expressConfig(n uint32, stream string) []any {
 		}
 		row := expressRow{Run: r.Number, Stream: st.Name, CMSSW: cmssw, ScramArch: scramArch, RecoCMSSW: cmssw,
 			RecoScramArch: scramArch, AlcaSkim: strings.Join(st.Producers, ","), DQMSeq: "@none", GlobalTag: gt,
-			Scenario: scenario(r.Family, p.Year), ProcVersion: 1, Multicore: 8, WriteTiers: "ALCARECO", WriteDQM: 0}
+			Scenario: scenario(r.Family, p.YearAt(r.Start)), ProcVersion: 1, Multicore: 8, WriteTiers: "ALCARECO", WriteDQM: 0}
 		if st.Name == "Express" || st.Name == "HIExpress" || st.Name == "ExpressCosmics" {
 			row.DQMSeq, row.WriteTiers, row.WriteDQM = "@express", "FEVT,ALCARECO,DQMIO", 1
 		}
@@ -229,7 +229,7 @@ func (s *Sim) recoConfig(n uint32, pd string) []any {
 			continue
 		}
 		out = append(out, recoRow{Run: r.Number, PrimaryDataset: d, CMSSW: cmssw, ScramArch: scramArch, AlcaSkim: "",
-			DQMSeq: "@common", NanoFlavour: "@PHYS", GlobalTag: "160X_dataRun3_Prompt_v1", Scenario: scenario(r.Family, s.w.p.Year),
+			DQMSeq: "@common", NanoFlavour: "@PHYS", GlobalTag: "160X_dataRun3_Prompt_v1", Scenario: scenario(r.Family, s.w.p.YearAt(r.Start)),
 			ProcVersion: 1, Multicore: 8, WriteDQM: 1, WriteAOD: 1, WriteMiniAOD: 1, WriteNanoAOD: 1})
 	}
 	return out
