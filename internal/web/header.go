@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/cms-pcl/spyagency/internal/apperr"
@@ -246,12 +247,18 @@ func (s *Server) holdup(ctx context.Context) holdupView {
 	for i, r := range held {
 		start := r.Decision.Decided
 		if i < heldDetailMax && r.Decision.Version > 1 {
-			ds, err := s.o.Store.Decisions(ctx, r.Run)
-			if err != nil {
-				v.Error = "held runs not available: " + err.Error()
-				return v
+			key := sinceKey{r.Run, r.Decision.Version, r.Decision.Decided.UnixNano()}
+			t, ok := s.since.get(key)
+			if !ok {
+				ds, err := s.o.Store.Decisions(ctx, r.Run)
+				if err != nil {
+					v.Error = "held runs not available: " + err.Error()
+					return v
+				}
+				t = releasableSince(ds, start)
+				s.since.put(key, t)
 			}
-			start = releasableSince(ds, start)
+			start = t
 		}
 		if !start.IsZero() && (since.IsZero() || start.Before(since)) {
 			since = start
@@ -266,6 +273,40 @@ func (s *Server) holdup(ctx context.Context) holdupView {
 func waitsBehind(rs pcl.RunState) bool {
 	d := rs.Decision
 	return d.Version > 0 && d.Releasable && d.State != pcl.ReadinessReleased
+}
+
+// sinceMemo remembers releasableSince of the held runs by their newest decision: versions are
+// append-only and never rewritten, so the history up to a version (and when the run became
+// releasable in it) is the same for as long as that version is the newest. The header would otherwise
+// read up to heldDetailMax decision histories on every page. Bounded; emptied when full.
+type sinceMemo struct {
+	mu sync.Mutex
+	m  map[sinceKey]time.Time
+}
+
+// sinceKey is a run's newest decision: its version and when it was taken.
+type sinceKey struct {
+	run     uint32
+	version int64
+	decided int64
+}
+
+const sinceMemoMax = 4 * heldDetailMax
+
+func (m *sinceMemo) get(k sinceKey) (time.Time, bool) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	t, ok := m.m[k]
+	return t, ok
+}
+
+func (m *sinceMemo) put(k sinceKey, t time.Time) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.m == nil || len(m.m) >= sinceMemoMax {
+		m.m = make(map[sinceKey]time.Time, sinceMemoMax)
+	}
+	m.m[k] = t
 }
 
 // releasableSince is when a run became releasable for the last time: the first version of the run of

@@ -306,3 +306,56 @@ func TestAlertLines(t *testing.T) {
 		}
 	}
 }
+
+// decisionReads counts the store's reads of decision histories.
+type decisionReads struct {
+	store.Store
+	mu sync.Mutex
+	n  int
+}
+
+func (d *decisionReads) Decisions(ctx context.Context, run uint32) ([]pcl.Decision, error) {
+	d.mu.Lock()
+	d.n++
+	d.mu.Unlock()
+	return d.Store.Decisions(ctx, run)
+}
+
+func (d *decisionReads) count() int {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.n
+}
+
+// The header reads a held run's decision history once per newest decision: a page with nothing new
+// reads none, and a new version of a held run is read again, so the held time follows it.
+func TestHoldupRemembersWhenHeldRunsBecameReleasable(t *testing.T) {
+	t.Parallel()
+	w := queueWorld(t)
+	reads := &decisionReads{Store: w.st}
+	_, srv := w.serve(t, func(o *Options) {
+		o.FirstUnready = firstUnreadyIs(392640)
+		o.Store = reads
+	})
+	first := worldNow.Add(-14*time.Hour - 20*time.Minute)
+	if v := srv.holdup(w.ctx); v.Held != 7 || v.HeldSince == nil || !v.HeldSince.Equal(first) {
+		t.Fatalf("holdup %+v", v)
+	}
+	if n := reads.count(); n != 7 {
+		t.Fatalf("the first header read %d decision histories, want the 7 held runs'", n)
+	}
+	if v := srv.holdup(w.ctx); reads.count() != 7 || v.HeldSince == nil || !v.HeldSince.Equal(first) {
+		t.Fatalf("a header with nothing new read %d histories in all (want 7), held since %v", reads.count(), v.HeldSince)
+	}
+	// The longest-held run goes back to waiting and is ready again an hour ago: it has waited an hour,
+	// and the next longest (392642, ready since 13 h 20 m) sets the time.
+	w.decided(392641, worldNow.Add(-90*time.Minute), pcl.ReadinessWaiting, false, []string{"SiPixelAli"})
+	w.decided(392641, worldNow.Add(-time.Hour), pcl.ReadinessReady, true, nil)
+	v := srv.holdup(w.ctx)
+	if want := worldNow.Add(-13*time.Hour - 20*time.Minute); v.HeldSince == nil || !v.HeldSince.Equal(want) {
+		t.Fatalf("after run 392641's new versions: held since %v, want %v", v.HeldSince, want)
+	}
+	if n := reads.count(); n != 8 {
+		t.Fatalf("after one held run changed the header read %d histories in all, want 8", n)
+	}
+}

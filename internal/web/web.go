@@ -175,6 +175,7 @@ type Server struct {
 	hub      *hub
 	csrf     string // per-process token that the forms of principals without a session carry
 	failures *failLimiter
+	since    sinceMemo // when each held run became releasable, for the header
 }
 
 // New builds the handler.
