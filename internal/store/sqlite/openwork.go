@@ -22,9 +22,11 @@ const unreleased = "(readiness != 'released' OR version <= 0)"
 // released is the condition of the partial index run_states_released_stop: persisted releases.
 const released = "readiness = 'released' AND version > 0"
 
-// summaryCols are a run's summary columns: the body only where the decision column predates
-// migration 0002.
-const summaryCols = "run, class, decision, CASE WHEN decision = '' THEN body ELSE '' END"
+// summaryCols are a run's summary columns. The unreleased runs' are all in the partial index
+// run_states_unreleased (migration 0012), so the pull API's read never touches the table: decision was
+// added after body (migration 0002), so reading it from a row walks the body's overflow pages. A row
+// whose decision column is empty (written before migration 0002) is read again for its body.
+const summaryCols = "run, class, decision"
 
 const (
 	unreleasedSummaryQuery = "SELECT " + summaryCols + " FROM run_states WHERE " + unreleased + " AND run <= ?"
@@ -74,16 +76,27 @@ func (s *Store) ReleaseView(ctx context.Context, q store.ReleaseQuery) (store.Re
 	if q.From == 0 {
 		fresh = map[uint32]memoDecision{}
 	}
+	type bodyless struct {
+		at    int
+		run   int64
+		class string
+	}
+	var old []bodyless // rows with no decision column: their summary is in the body
 	for rows.Next() {
 		var (
-			run            int64
-			class          string
-			decision, body []byte
+			run      int64
+			class    string
+			decision sql.RawBytes // decode copies what it keeps
 		)
-		if err := rows.Scan(&run, &class, &decision, &body); err != nil {
+		if err := rows.Scan(&run, &class, &decision); err != nil {
 			return v, s.wrap("read release view", err)
 		}
-		rs, err := s.summaries.decode(run, class, decision, body, fresh)
+		if len(decision) == 0 {
+			old = append(old, bodyless{len(v.Runs), run, class})
+			v.Runs = append(v.Runs, pcl.RunState{})
+			continue
+		}
+		rs, err := s.summaries.decode(run, class, decision, nil, fresh)
 		if err != nil {
 			return v, s.wrap("read release view", err)
 		}
@@ -91,6 +104,18 @@ func (s *Store) ReleaseView(ctx context.Context, q store.ReleaseQuery) (store.Re
 	}
 	if err := rows.Err(); err != nil {
 		return v, s.wrap("read release view", err)
+	}
+	rows.Close()
+	for _, o := range old {
+		var body []byte
+		if err := tx.QueryRowContext(ctx, "SELECT body FROM run_states WHERE run = ?", o.run).Scan(&body); err != nil {
+			return v, s.wrap("read release view", err)
+		}
+		rs, err := decodeSummary(o.run, o.class, nil, body)
+		if err != nil {
+			return v, s.wrap("read release view", err)
+		}
+		v.Runs[o.at] = rs
 	}
 	if q.From == 0 {
 		s.summaries.keep(fresh)

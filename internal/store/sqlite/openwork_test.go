@@ -15,7 +15,7 @@ import (
 func TestOpenWorkQueriesUseIndexes(t *testing.T) {
 	t.Parallel()
 	s := openTemp(t, Options{})
-	wantQueryPlan(t, s, unreleasedSummaryQuery, []any{1}, "run_states_unreleased")
+	wantQueryPlan(t, s, unreleasedSummaryQuery, []any{1}, "COVERING INDEX run_states_unreleased")
 	wantQueryPlan(t, s, openRunStatesQuery, []any{1}, "run_states_unreleased")
 	wantQueryPlan(t, s, openRunStatesQuery, []any{1}, "run_states_released_stop")
 }
@@ -72,5 +72,36 @@ func TestReleaseViewRemembersDecisions(t *testing.T) {
 	fourth, err := s.ReleaseView(ctx, store.ReleaseQuery{})
 	if err != nil || len(fourth.Runs) != 2 || fourth.Runs[1].Decision.Blocking[0] != "BeamSpot" || fourth.Runs[0].Decision.Evidence[0] != 1 {
 		t.Fatalf("fourth view: %+v, %v", fourth, err)
+	}
+}
+
+// A state stored before migration 0002 has no decision column: the release view reads its summary
+// from the body, in run order among the others, and the covering read of the rest is unaffected.
+func TestReleaseViewReadsOldRowsFromTheirBody(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	s := openTemp(t, Options{})
+	at := time.Date(2026, 5, 1, 12, 0, 0, 0, time.UTC)
+	for _, run := range []uint32{400001, 400002, 400003} {
+		d := pcl.Decision{Run: run, State: pcl.ReadinessWaiting, Reason: "waiting", Blocking: []string{"SiStripGains"}, Version: 1, Decided: at}
+		if _, err := s.SaveDecision(ctx, store.DecisionWrite{Decision: d, State: pcl.RunState{Run: run, Class: "Collisions26", Decision: d}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := s.writer.ExecContext(ctx, "UPDATE run_states SET decision = '' WHERE run = 400002"); err != nil {
+		t.Fatal(err)
+	}
+	v, err := s.ReleaseView(ctx, store.ReleaseQuery{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(v.Runs) != 3 || v.Highest != 400003 {
+		t.Fatalf("view %+v", v)
+	}
+	for i, rs := range v.Runs {
+		if want := uint32(400001 + i); rs.Run != want || rs.Class != "Collisions26" || rs.Decision.Run != want ||
+			rs.Decision.State != pcl.ReadinessWaiting || !slices.Equal(rs.Decision.Blocking, []string{"SiStripGains"}) {
+			t.Errorf("run %d of the view: %+v", want, rs)
+		}
 	}
 }
