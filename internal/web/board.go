@@ -136,42 +136,51 @@ func cellOf(ws pcl.WorkflowStatus, blocking []string) boardCell {
 
 // cellsHTML renders a row's workflow cells. It is the board's hot loop (rows × workflows), so it is
 // written out here instead of in the template, whose escaper costs a reflective call per attribute: every
-// value from a source goes through html.EscapeString, which escapes quotes too, so it is safe inside
+// value from a source goes through escapeTo, which escapes quotes too, so it is safe inside
 // the quoted attributes and the text below. app.js fills the same structure from the same boardCell.
 func cellsHTML(cells []boardCell, hidden map[string]bool) template.HTML {
 	var b strings.Builder
 	b.Grow(len(cells) * 300)
 	for _, c := range cells {
 		b.WriteString(`<td class="`)
-		b.WriteString(html.EscapeString(c.Class))
+		escapeTo(&b, c.Class)
 		b.WriteString(`" data-wf="`)
-		b.WriteString(html.EscapeString(c.Name))
+		escapeTo(&b, c.Name)
 		b.WriteString(`" title="`)
-		b.WriteString(html.EscapeString(c.Title))
+		escapeTo(&b, c.Title)
 		b.WriteString(`"`)
 		if hidden[c.Name] {
 			b.WriteString(` hidden`)
 		}
 		b.WriteString(`><span class="sym" aria-hidden="true">`)
-		b.WriteString(html.EscapeString(c.Symbol))
+		escapeTo(&b, c.Symbol)
 		b.WriteString(`</span><span class="mark" aria-hidden="true">`)
-		b.WriteString(html.EscapeString(c.Mark))
+		escapeTo(&b, c.Mark)
 		b.WriteString(`</span><span class="sr">`)
-		b.WriteString(html.EscapeString(c.Label))
+		escapeTo(&b, c.Label)
 		b.WriteString(`</span></td>`)
 	}
 	return template.HTML(b.String())
 }
 
+// escapeTo writes s escaped for HTML text and quoted attributes, as html/template would: the five
+// special characters as entities, and a NUL byte, which HTML does not allow, as U+FFFD.
+func escapeTo(b *strings.Builder, s string) {
+	if strings.IndexByte(s, 0) >= 0 {
+		s = strings.ReplaceAll(s, "\x00", "\uFFFD")
+	}
+	b.WriteString(html.EscapeString(s))
+}
+
 // rowHTML renders one board row, cells included, for the same reason as cellsHTML: a page of 50 runs
 // through the template's row was a third of the board's time. Every value that comes from the store
-// goes through html.EscapeString (quotes escaped too), so it is safe in the quoted attributes and the
-// text; TestRowHTMLIsTheTemplatesRow holds it to what the template wrote.
+// goes through escapeTo (quotes escaped too), so it is safe in the quoted attributes and the text;
+// TestRowHTMLIsTheTemplatesRow holds it to what the template wrote.
 func rowHTML(row boardRow, hidden map[string]bool, now time.Time) template.HTML {
 	var b strings.Builder
 	b.Grow(1024 + len(row.Cells)*300)
 	run := strconv.FormatUint(uint64(row.Run), 10)
-	esc := func(s string) { b.WriteString(html.EscapeString(s)) }
+	esc := func(s string) { escapeTo(&b, s) }
 	b.WriteString(`<tr id="run-`)
 	b.WriteString(run)
 	b.WriteString(`" data-run="`)

@@ -60,10 +60,15 @@ func TestRowHTMLIsTheTemplatesRow(t *testing.T) {
 	if len(rows) < 10 {
 		t.Fatalf("only %d rows to compare", len(rows))
 	}
-	hostile := rowOf(pcl.RunState{Run: 4294967295, Class: hostileInfo + ` & 'x' + y`, Decision: pcl.Decision{State: pcl.ReadinessBlocked,
-		Reason: `a "reason" <b>&</b> 'quoted' + more`, Version: -1}}, nil)
+	hostile := rowOf(pcl.RunState{Run: 4294967295, Class: hostileInfo + " & 'x' + y\x00", Decision: pcl.Decision{State: pcl.ReadinessBlocked,
+		Reason: "a \"reason\" <b>&</b> 'quoted' + more\x00 NUL", Version: -1}}, nil)
 	hostile.Attention, hostile.ReadySym = true, `<"sym">`
 	rows = append(rows, hostile)
+	// The cells are the same function in both; a NUL from a source is written as html/template would.
+	if got := string(cellsHTML([]boardCell{{Name: "Wf\x00", Class: "cell", Title: "t\x00", Symbol: "s", Mark: "m", Label: "l\x00"}}, nil)); strings.ContainsRune(got, 0) ||
+		strings.Count(got, "\uFFFD") != 3 {
+		t.Errorf("cells with NUL bytes: %q", got)
+	}
 	hidden := map[string]bool{names[0]: true, names[len(names)-1]: true}
 	for _, row := range rows {
 		var want strings.Builder
