@@ -10,6 +10,13 @@ import (
 	"github.com/cms-pcl/spyagency/internal/store"
 )
 
+// cellsHTML is writeCells on its own, as the template's row called it before rowHTML.
+func cellsHTML(cells []boardCell, hidden map[string]bool) template.HTML {
+	var b strings.Builder
+	writeCells(&b, cells, hidden)
+	return template.HTML(b.String())
+}
+
 // The board's cells are written in Go, not by html/template: every source string must still be escaped,
 // in attributes (quotes) and in text.
 func TestCellsHTMLEscapes(t *testing.T) {
@@ -31,7 +38,7 @@ func TestCellsHTMLEscapes(t *testing.T) {
 	}
 }
 
-// rowTemplate is the board's row as the template wrote it before rowHTML (stop 24): the reference that
+// rowTemplate is the board's row as the template wrote it before rowHTML (stop 23): the reference that
 // rowHTML must keep to, byte for byte but for html/template's escaping of "+" as "&#43;".
 const rowTemplate = `{{with .Row}}<tr id="run-{{.Run}}" data-run="{{.Run}}" class="{{if .Attention}}attention{{end}}{{if eq .Readiness "blocked"}} blocked{{end}}">
   <th scope="row"><a href="/runs/{{.Run}}">{{.Run}}</a></th>

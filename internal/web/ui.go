@@ -55,7 +55,6 @@ func newUI() (*ui, error) {
 		"static":       func(name string) string { return "/static/" + name + "?v=" + u.version[name] },
 		"pct":          func(a, b int) string { return pct(a, b) },
 		"join":         strings.Join,
-		"cells":        cellsHTML,
 		"deref":        func(t *time.Time) time.Time { return *t },
 		"row":          rowHTML,
 		"holdupArgs":   func(h holdupView, now time.Time) holdupArgs { return holdupArgs{H: h, Now: now} },
