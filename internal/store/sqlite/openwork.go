@@ -96,7 +96,7 @@ func (s *Store) ReleaseView(ctx context.Context, q store.ReleaseQuery) (store.Re
 			v.Runs = append(v.Runs, pcl.RunState{})
 			continue
 		}
-		rs, err := s.summaries.decode(run, class, decision, nil, fresh)
+		rs, err := s.summaries.decode(run, class, decision, fresh)
 		if err != nil {
 			return v, s.wrap("read release view", err)
 		}
@@ -141,15 +141,15 @@ type memoDecision struct {
 
 // decode is decodeSummary, answered from memory where the decision's bytes did not change; what it
 // decoded or found goes into fresh.
-func (m *summaryMemo) decode(run int64, class string, decision, body []byte, fresh map[uint32]memoDecision) (pcl.RunState, error) {
-	if len(body) > 0 || run < 0 || run > math.MaxUint32 {
-		return decodeSummary(run, class, decision, body)
+func (m *summaryMemo) decode(run int64, class string, decision []byte, fresh map[uint32]memoDecision) (pcl.RunState, error) {
+	if run < 0 || run > math.MaxUint32 {
+		return decodeSummary(run, class, decision, nil)
 	}
 	m.mu.Lock()
 	got, ok := m.runs[uint32(run)]
 	m.mu.Unlock()
 	if !ok || !bytes.Equal(got.raw, decision) {
-		rs, err := decodeSummary(run, class, decision, body)
+		rs, err := decodeSummary(run, class, decision, nil)
 		if err != nil {
 			return rs, err
 		}
